@@ -1,0 +1,176 @@
+"""The ``prefstore`` command line: parse, call the library, translate errors.
+
+Exit codes: 0 on success, 2 with a one-line message on bad input or any
+other PrefstoreError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from prefstore import storage
+from prefstore.errors import PrefstoreError
+
+EXIT_BAD_INPUT = 2
+
+Command = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    def register(fn: Command) -> Command:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _open(args: argparse.Namespace):
+    return storage.connect(args.db)
+
+
+@command("init")
+def cmd_init(args: argparse.Namespace) -> int:
+    db = _open(args)
+    if args.demo:
+        from prefstore import demo
+
+        demo.ensure_demo(db)
+    print(f"initialized {args.db or storage.default_db_path()}")
+    return 0
+
+
+@command("import")
+def cmd_import(args: argparse.Namespace) -> int:
+    from prefstore import importing
+
+    db = _open(args)
+    report = importing.import_items(
+        db, args.file, args.project, kind=args.kind, fmt=args.format,
+        skip_invalid_judgments=args.skip_invalid_judgments)
+    _report_skipped(report["skipped"])
+    print(f"imported {report['items']} items ({report['responses']} responses) and "
+          f"{report['judgments']} judgments into {report['kind']} project "
+          f"{args.project!r}" + (" (new)" if report["created_project"] else ""))
+    return 0
+
+
+@command("import-judgments")
+def cmd_import_judgments(args: argparse.Namespace) -> int:
+    from prefstore import importing
+
+    db = _open(args)
+    report = importing.import_judgments(
+        db, args.file, args.project, fmt=args.format,
+        skip_invalid_judgments=args.skip_invalid_judgments)
+    _report_skipped(report["skipped"])
+    print(f"imported {report['judgments']} judgments into {args.project!r}; "
+          f"{report['duplicates']} already present, {len(report['skipped'])} skipped")
+    return 0
+
+
+def _report_skipped(skipped: list[dict]) -> None:
+    if not skipped:
+        return
+    print(f"skipped {len(skipped)} invalid judgment(s):", file=sys.stderr)
+    for entry in skipped[:20]:
+        print(f"  {entry['reason']}", file=sys.stderr)
+    if len(skipped) > 20:
+        print(f"  ... and {len(skipped) - 20} more", file=sys.stderr)
+
+
+@command("stats")
+def cmd_stats(args: argparse.Namespace) -> int:
+    db = _open(args)
+    project = storage.get_project(db, args.project)
+    stats = storage.project_stats(db, project["id"])
+    stats = {"project": project["name"], "kind": project["kind"], **stats}
+    if args.json:
+        _print_json(stats)
+    else:
+        print(f"{project['name']} ({project['kind']}): {stats['items']} items, "
+              f"{stats['responses']} responses, judgments human {stats['judgments']['human']} "
+              f"/ llm {stats['judgments']['llm']}, raters human {stats['raters']['human']} "
+              f"/ llm {stats['raters']['llm']}")
+    return 0
+
+
+@command("backup")
+def cmd_backup(args: argparse.Namespace) -> int:
+    db = _open(args)
+    storage.backup(db, args.out)
+    print(f"backed up to {args.out}")
+    return 0
+
+
+@command("add-rater")
+def cmd_add_rater(args: argparse.Namespace) -> int:
+    db = _open(args)
+    rater, token = storage.create_rater(db, args.name, role=args.role, actor="cli")
+    print(f"created {rater['role']} {rater['name']!r}; this token is shown once:")
+    print(token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prefstore", description="Collect human preference data on LLM outputs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--db", default=None,
+                       help="database path (default: $PREFSTORE_DB or prefstore.db)")
+        return p
+
+    p = add("init", "create the database (and optionally the demo project)")
+    p.add_argument("--demo", action="store_true", help="also load the demo project")
+
+    p = add("import", "import items (JSONL, JSON or CSV) into a project")
+    p.add_argument("file")
+    p.add_argument("--project", required=True)
+    p.add_argument("--kind", choices=storage.TASK_KINDS)
+    p.add_argument("--format", choices=("jsonl", "json", "csv"))
+    p.add_argument("--skip-invalid-judgments", action="store_true")
+
+    p = add("import-judgments", "import judgments for existing items")
+    p.add_argument("file")
+    p.add_argument("--project", required=True)
+    p.add_argument("--format", choices=("jsonl", "json", "csv"))
+    p.add_argument("--skip-invalid-judgments", action="store_true")
+
+    p = add("stats", "print a project's counts")
+    p.add_argument("--project", required=True)
+    p.add_argument("--json", action="store_true")
+
+    p = add("backup", "copy the live database with SQLite's online backup API")
+    p.add_argument("out")
+
+    p = add("add-rater", "create a rater (or admin) and print their token once")
+    p.add_argument("name")
+    p.add_argument("--role", choices=storage.ROLES, default="rater")
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except PrefstoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

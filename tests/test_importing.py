@@ -1,0 +1,323 @@
+import json
+import sqlite3
+
+import pytest
+
+from prefstore import importing, storage
+from prefstore.errors import InvalidInput
+from tests import pandalm
+
+RAW_TRUE_ITEMS = {"157", "158", "159", "161", "162", "164"}
+
+
+def table_counts(path):
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608
+            for t in ("projects", "items", "responses", "raters", "judgments")
+        }
+    finally:
+        conn.close()
+
+
+def test_pandalm_import_counts(pandalm_db_path):
+    db = storage.connect(pandalm_db_path)
+    project = storage.get_project(db, "pandalm")
+    stats = storage.project_stats(db, project["id"])
+    assert project["kind"] == "pairwise"
+    assert stats["items"] == 999
+    assert stats["responses"] == 1998
+    assert stats["judgments"] == {"human": 2997, "llm": 974}
+    assert stats["raters"] == {"human": 3, "llm": 1}
+    assert [r["name"] for r in storage.list_raters(db)] == [
+        "annotator1",
+        "annotator2",
+        "annotator3",
+        "gpt-3.5-turbo",
+    ]
+
+
+def test_pandalm_garbage_labels_are_reported_as_skipped(tmp_path, db):
+    items = pandalm.write_jsonl(tmp_path / "items.jsonl", pandalm.item_rows())
+    judge = pandalm.write_jsonl(tmp_path / "gpt.jsonl", pandalm.gpt_judgment_rows())
+    importing.import_items(db, items, "p")
+    report = importing.import_judgments(db, judge, "p", skip_invalid_judgments=True)
+    assert report["judgments"] == 974
+    assert len(report["skipped"]) == 25
+    garbage_lines = [
+        i + 1 for i, r in enumerate(pandalm.gpt_judgment_rows()) if r["choice"] == "garbage"
+    ]
+    assert [s["where"] for s in report["skipped"]] == [f"line {n}" for n in garbage_lines]
+    assert "got 'garbage'" in report["skipped"][0]["reason"]
+
+
+def test_pandalm_garbage_without_flag_fails_and_writes_nothing(tmp_path, db, db_path):
+    items = pandalm.write_jsonl(tmp_path / "items.jsonl", pandalm.item_rows())
+    judge = pandalm.write_jsonl(tmp_path / "gpt.jsonl", pandalm.gpt_judgment_rows())
+    importing.import_items(db, items, "p")
+    before = table_counts(db_path)
+    first = next(
+        i + 1 for i, r in enumerate(pandalm.gpt_judgment_rows()) if r["choice"] == "garbage"
+    )
+    with pytest.raises(InvalidInput) as err:
+        importing.import_judgments(db, judge, "p")
+    assert str(err.value).startswith(f'line {first}: "choice" must be a response index 0..1')
+    assert table_counts(db_path) == before
+
+
+def test_pandalm_raw_true_values_fail_with_line_and_field(tmp_path, db, db_path):
+    rows = pandalm.item_rows(convert=False)
+    first_bad = next(i + 1 for i, r in enumerate(rows) if r["id"] in RAW_TRUE_ITEMS)
+    bad_field = next(
+        f"responses[{k}]"
+        for k, resp in enumerate(rows[first_bad - 1]["responses"])
+        if resp["text"] is True
+    )
+    path = pandalm.write_jsonl(tmp_path / "raw.jsonl", rows)
+    with pytest.raises(InvalidInput) as err:
+        importing.import_items(db, path, "raw")
+    assert str(err.value) == f"line {first_bad}: {bad_field}.text must be a string, got boolean"
+    assert table_counts(db_path)["items"] == 0
+    # The helper's explicit conversion makes the same rows importable.
+    converted = pandalm.write_jsonl(tmp_path / "ok.jsonl", pandalm.item_rows(convert=True))
+    assert importing.import_items(db, converted, "raw")["items"] == 999
+    item = storage.get_item(db, storage.item_ids_by_external(db, 1)["157"][0])
+    assert "true" in [r["text"] for r in item["responses"]]
+
+
+def test_plain_string_true_response_names_the_field(tmp_path, db):
+    path = tmp_path / "x.jsonl"
+    path.write_text(
+        json.dumps({"prompt": "p", "responses": ["a", "b"]})
+        + "\n"
+        + json.dumps({"prompt": "p", "responses": [True, "b"]})
+        + "\n"
+    )
+    with pytest.raises(
+        InvalidInput,
+        match=r"^line 2: responses\[0\] must be a string, "
+        r"got boolean$",
+    ):
+        importing.import_items(db, path, "p")
+
+
+def test_bad_line_in_the_middle_leaves_database_unchanged(tmp_path, db, db_path):
+    good = [{"id": f"q{i}", "prompt": "p", "responses": ["a", "b"]} for i in range(10)]
+    importing.import_items(db, pandalm.write_jsonl(tmp_path / "a.jsonl", good[:2]), "p")
+    before = table_counts(db_path)
+    rows = good[2:] + [{"id": "bad", "prompt": "p", "responses": ["only one"]}] + good[:0]
+    path = pandalm.write_jsonl(tmp_path / "b.jsonl", rows[:4] + [rows[-1]] + rows[4:-1])
+    with pytest.raises(InvalidInput) as err:
+        importing.import_items(db, path, "p")
+    assert str(err.value) == 'line 5: "responses" must have at least 2 entries, got 1'
+    assert table_counts(db_path) == before
+
+
+def test_new_project_kind_is_inferred(tmp_path, db):
+    pair = pandalm.write_jsonl(tmp_path / "p.jsonl", [{"prompt": "p", "responses": ["a", "b"]}])
+    slate = pandalm.write_jsonl(
+        tmp_path / "s.jsonl",
+        [{"prompt": "p", "responses": ["a", "b"]}, {"prompt": "q", "responses": ["a", "b", "c"]}],
+    )
+    assert importing.import_items(db, pair, "pp")["kind"] == "pairwise"
+    assert importing.import_items(db, slate, "ss")["kind"] == "slate"
+    with pytest.raises(InvalidInput, match="exactly 2 entries"):
+        importing.import_items(db, slate, "pp")
+
+
+def test_aliases_messages_and_generated_ids(tmp_path, db):
+    rows = [
+        {"prompt": "p1", "response_a": "A", "response_b": "B"},
+        {"id": "dpo", "prompt": "p2", "chosen": "good", "rejected": "bad"},
+        {
+            "messages": [{"role": "user", "content": "hi"}],
+            "responses": [{"text": "x", "system": "m1"}, {"text": "y", "system": "m2"}],
+            "metadata": {"category": "chat"},
+            "gold": {"choice": 1},
+        },
+    ]
+    importing.import_items(db, pandalm.write_jsonl(tmp_path / "a.jsonl", rows), "p")
+    items = list(storage.iter_items(db, 1))
+    assert [i["external_id"] for i in items] == ["1", "dpo", "2"]
+    assert [[r["text"] for r in i["responses"]] for i in items] == [
+        ["A", "B"],
+        ["good", "bad"],
+        ["x", "y"],
+    ]
+    assert items[2]["messages"] == [{"role": "user", "content": "hi"}]
+    assert items[2]["prompt"] is None
+    assert items[2]["category"] == "chat"
+    assert items[2]["gold"] == {"choice": 1}
+    assert items[2]["is_gold"] == 1
+    assert [r["system"] for r in items[2]["responses"]] == ["m1", "m2"]
+
+
+def test_csv_import(tmp_path, db):
+    path = tmp_path / "items.csv"
+    path.write_text(
+        "id,prompt,response_1,response_2,category\n"
+        'a,"Say, hi",hello,hey,chat\n'
+        'b,Count,1 2 3,"1, 2, 3",math\n'
+    )
+    report = importing.import_items(db, path, "csv")
+    assert report["items"] == 2
+    item = storage.get_item(db, 2)
+    assert (item["prompt"], [r["text"] for r in item["responses"]], item["category"]) == (
+        "Count",
+        ["1 2 3", "1, 2, 3"],
+        "math",
+    )
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,prompt,response_1\nc,p,only\n")
+    with pytest.raises(InvalidInput, match=r'^line 2: "responses" must have at least 2 entries'):
+        importing.import_items(db, bad, "csv")
+
+
+def test_judgments_with_items_keep_every_field(tmp_path, db):
+    rows = [
+        {
+            "id": "q1",
+            "prompt": "p",
+            "responses": ["a", "b", "c"],
+            "judgments": [
+                {
+                    "rater": "ann",
+                    "kind": "human",
+                    "ranking": [2, 0, 1],
+                    "rationale": "why",
+                    "aspects": {"helpfulness": 4},
+                    "edited": "c2",
+                    "reason_tags": ["clearer"],
+                    "metadata": {"confidence": 0.8, "swap_consistent": False},
+                },
+                {"rater": "gpt", "kind": "llm", "choice": "both_bad", "strength": 0},
+            ],
+        }
+    ]
+    importing.import_items(db, pandalm.write_jsonl(tmp_path / "a.jsonl", rows), "s")
+    got = [
+        {
+            k: j[k]
+            for k in (
+                "rater_id",
+                "kind",
+                "outcome",
+                "choice",
+                "ranking",
+                "strength",
+                "rationale",
+                "aspects",
+                "edited",
+                "reason_tags",
+                "metadata",
+            )
+        }
+        for j in storage.list_judgments(db, project_id=1)
+    ]
+    assert got == [
+        {
+            "rater_id": 1,
+            "kind": "human",
+            "outcome": "choice",
+            "choice": 2,
+            "ranking": [2, 0, 1],
+            "strength": None,
+            "rationale": "why",
+            "aspects": {"helpfulness": 4},
+            "edited": "c2",
+            "reason_tags": ["clearer"],
+            "metadata": {"confidence": 0.8, "swap_consistent": False},
+        },
+        {
+            "rater_id": 2,
+            "kind": "llm",
+            "outcome": "both_bad",
+            "choice": None,
+            "ranking": None,
+            "strength": 0,
+            "rationale": None,
+            "aspects": None,
+            "edited": None,
+            "reason_tags": None,
+            "metadata": {},
+        },
+    ]
+    assert storage.get_item(db, 1)["n_human"] == 1
+
+
+def test_reimporting_judgments_adds_nothing(tmp_path, db):
+    importing.import_items(
+        db,
+        pandalm.write_jsonl(
+            tmp_path / "i.jsonl", [{"id": "q1", "prompt": "p", "responses": ["a", "b"]}]
+        ),
+        "p",
+    )
+    path = pandalm.write_jsonl(
+        tmp_path / "j.jsonl", [{"item": "q1", "rater": "gpt-4", "kind": "llm", "choice": 1}]
+    )
+    assert importing.import_judgments(db, path, "p")["judgments"] == 1
+    again = importing.import_judgments(db, path, "p")
+    assert (again["judgments"], again["duplicates"]) == (0, 1)
+    assert storage.count_judgments(db) == 1
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"prompt": "p", "responses": ["a", "b"]', "line 1: invalid JSON"),
+        (
+            '{"prompt": "p", "responses": ["a", "b"], "gold": {"choice": 2}}',
+            'line 1: gold: "choice" must be a response index 0..1',
+        ),
+        ('{"prompt": "", "responses": ["a", "b"]}', 'line 1: "prompt" must not be empty'),
+        ('{"prompt": "p", "responses": "ab"}', 'line 1: "responses" must be a list, got string'),
+        (
+            '{"prompt": "p", "responses": ["a", "b"], "extra": 1}',
+            "line 1: unknown field(s) 'extra'",
+        ),
+        (
+            '{"prompt": "p", "responses": ["a", "b"], "judgments": [{"rater": "x", "ranking": [0, 0]}]}',
+            'line 1: judgments[0]: "ranking" must be a permutation of 0..1',
+        ),
+        (
+            '{"prompt": "p", "responses": ["a", "b"], "judgments": [{"rater": "x", "choice": 0, '
+            '"strength": 4}]}',
+            'line 1: judgments[0]: "strength" must be an integer 0..3, got 4',
+        ),
+        ("[1, 2]", "line 1: each item must be a JSON object, got list"),
+        ('{"prompt": "p\\u0000", "responses": ["a", "b"]}', 'line 1: "prompt" contains a NUL'),
+    ],
+)
+def test_error_messages_name_line_and_field(tmp_path, db, line, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(InvalidInput) as err:
+        importing.import_items(db, path, "p")
+    assert str(err.value).startswith(message)
+
+
+def test_invalid_utf8_and_duplicate_ids(tmp_path, db):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"prompt": "p", "responses": ["a", "b"]}\n{"prompt": "\xff"}\n')
+    with pytest.raises(InvalidInput, match="^line 2: invalid UTF-8 at byte 12 of the line$"):
+        importing.import_items(db, path, "p")
+    dup = pandalm.write_jsonl(
+        tmp_path / "dup.jsonl",
+        [
+            {"id": "x", "prompt": "p", "responses": ["a", "b"]},
+            {"id": "x", "prompt": "q", "responses": ["a", "b"]},
+        ],
+    )
+    with pytest.raises(InvalidInput, match="^line 2: \"id\" 'x' repeats the id on line 1"):
+        importing.import_items(db, dup, "p")
+
+
+def test_huge_string_is_refused(tmp_path, db):
+    path = pandalm.write_jsonl(
+        tmp_path / "big.jsonl",
+        [{"prompt": "x" * (importing.MAX_TEXT_CHARS + 1), "responses": ["a", "b"]}],
+    )
+    with pytest.raises(InvalidInput, match='^line 1: "prompt" is 1,000,001 characters long'):
+        importing.import_items(db, path, "p")
