@@ -1096,3 +1096,18 @@ def edit_stats(judgments: pd.DataFrame, responses: pd.DataFrame) -> dict:
             "per_judgment": per,
         }
     )
+
+
+def project_agreement(db, project: str | int, *, kind: str = "human", seed: int = 0,
+                      n_boot: int = 1000, min_shared: int = MIN_SHARED) -> dict:
+    """Read a project's frames from the store and return :func:`agreement_report`."""
+    from prefstore import storage
+
+    proj = storage.get_project(db, project)
+    report = agreement_report(
+        storage.judgments_frame(db, proj["id"]),
+        storage.responses_frame(db, proj["id"], with_text=False),
+        storage.items_frame(db, proj["id"]),
+        kind=kind, seed=seed, n_boot=n_boot, min_shared=min_shared,
+    )
+    return {"project": proj["name"], **report}

@@ -102,6 +102,26 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("agreement")
+def cmd_agreement(args: argparse.Namespace) -> int:
+    from prefstore import agreement
+
+    db = _open(args)
+    report = agreement.project_agreement(db, args.project, kind=args.kind, seed=args.seed,
+                                         n_boot=args.n_boot)
+    if args.json:
+        _print_json(report)
+    else:
+        alpha = report["krippendorff_alpha"]["nominal"]
+        print(f"{report['project']}: Krippendorff alpha (nominal) "
+              f"{'n/a' if alpha is None else f'{alpha:.3f}'}, percent agreement "
+              f"{report['percent_agreement']}")
+        for judge in report["judges"]:
+            print(f"judge {judge['rater']}: accuracy vs human majority "
+                  f"{judge['accuracy_vs_human_majority']}")
+    return 0
+
+
 @command("backup")
 def cmd_backup(args: argparse.Namespace) -> int:
     db = _open(args)
@@ -148,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("stats", "print a project's counts")
     p.add_argument("--project", required=True)
+    p.add_argument("--json", action="store_true")
+
+    p = add("agreement", "rater agreement, bias and judge-vs-human metrics")
+    p.add_argument("--project", required=True)
+    p.add_argument("--kind", choices=("human", "llm", "all"), default="human")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the CIs")
     p.add_argument("--json", action="store_true")
 
     p = add("backup", "copy the live database with SQLite's online backup API")
