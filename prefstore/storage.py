@@ -85,11 +85,13 @@ def m001_initial(db: Database) -> None:
             is_gold INTEGER NOT NULL DEFAULT 0,
             -- 0 = routed to humans, 1 = not routed yet, 2 = routed to the LLM only
             queue_rank INTEGER NOT NULL DEFAULT 1,
+            -- expected information of one more human label (active selection)
+            priority REAL NOT NULL DEFAULT 0,
             n_human INTEGER NOT NULL DEFAULT 0,
             created_at TEXT NOT NULL,
             UNIQUE (project_id, external_id)
         );
-        CREATE INDEX items_queue ON items (project_id, is_gold, queue_rank, n_human, id);
+        CREATE INDEX items_queue ON items (project_id, is_gold, queue_rank, n_human, priority DESC, id);
         CREATE TABLE responses (
             id INTEGER PRIMARY KEY,
             item_id INTEGER NOT NULL REFERENCES items(id),
@@ -703,7 +705,7 @@ def claim_next(db: Database, project_id: int, rater_id: int, *,
             "AND NOT EXISTS (SELECT 1 FROM assignments x WHERE x.item_id = i.id "
             "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
             "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
-            "ORDER BY i.queue_rank, i.n_human, i.id LIMIT 1"
+            "ORDER BY i.queue_rank, i.n_human, i.priority DESC, i.id LIMIT 1"
         )
         item_id = None
         if settings["gold_rate"] > 0 and _gold_due(db, project_id, rater_id,
@@ -1170,7 +1172,6 @@ def save_routing(db: Database, project_id: int, decisions: list[dict]) -> None:
     created = now_iso()
     with write(db):
         db.execute("DELETE FROM routing WHERE project_id = ?", [project_id])
-        db.execute("UPDATE items SET queue_rank = 1 WHERE project_id = ?", [project_id])
         for d in decisions:
             if d["decision"] not in ROUTES:
                 raise InvalidInput(f"routing decision must be one of {', '.join(ROUTES)}, "
@@ -1180,9 +1181,12 @@ def save_routing(db: Database, project_id: int, decisions: list[dict]) -> None:
             "features, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(project_id, d["item_id"], d["decision"], d.get("predicted_agreement"),
               d.get("priority"), _dumps(d.get("features") or {}), created) for d in decisions])
+        db.execute("UPDATE items SET queue_rank = 1, priority = 0 WHERE project_id = ?",
+                   [project_id])
         db.conn.executemany(
-            "UPDATE items SET queue_rank = ? WHERE id = ? AND project_id = ?",
-            [(rank[d["decision"]], d["item_id"], project_id) for d in decisions])
+            "UPDATE items SET queue_rank = ?, priority = ? WHERE id = ? AND project_id = ?",
+            [(rank[d["decision"]], d.get("priority") or 0.0, d["item_id"], project_id)
+             for d in decisions])
 
 
 def routing_frame(db: Database, project_id: int) -> pd.DataFrame:
@@ -1300,3 +1304,116 @@ def judgments_since(db: Database, project_id: int, since_iso: str | None) -> int
         "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
         "WHERE i.project_id = ? AND (? IS NULL OR j.created_at > ?)",
         [project_id, since_iso, since_iso]).fetchone()[0]
+
+
+# --------------------------------------------------------------------------
+# Rating UI support (prefstore.assignment, the rate page and its benchmark)
+
+
+def gold_judgments(db: Database, project_id: int) -> list[dict]:
+    """Return every judgment on the project's gold items with the rater's name and the gold.
+
+    Rows: rater, item_id, outcome, choice, ranking, metadata, gold (parsed).
+    """
+    rows = db.query(
+        "SELECT r.name AS rater, j.item_id, j.outcome, j.choice, j.ranking, j.metadata, i.gold "
+        "FROM judgments j JOIN items i ON i.id = j.item_id JOIN raters r ON r.id = j.rater_id "
+        "WHERE i.project_id = ? AND i.is_gold = 1 ORDER BY j.id", [project_id])
+    return [{**row, "ranking": _loads(row["ranking"]), "metadata": _loads(row["metadata"], {}),
+             "gold": _loads(row["gold"])} for row in rows]
+
+
+def seed_synthetic(db: Database, project_id: int, *, n_items: int, n_judgments: int,
+                   n_raters: int = 100, seed: int = 0, batch: int = 50_000) -> None:
+    """Bulk-fill a project with synthetic pairwise items and human judgments (benchmarks).
+
+    Judgments go to items round-robin from the first item, ``n_judgments //
+    n_items`` (+1) per item, each by a different synthetic rater, with
+    ``n_human`` kept in step. Everything is written with ``executemany``.
+    """
+    rng = random.Random(seed)
+    created = now_iso()
+    with write(db):
+        raters = []
+        for k in range(n_raters):
+            cur = db.execute(
+                "INSERT INTO raters (name, kind, role, active, created_at) "
+                "VALUES (?, 'human', 'rater', 1, ?)", [f"synthetic-{project_id}-{k}", created])
+            raters.append(cur.lastrowid)
+        first = (db.execute("SELECT COALESCE(MAX(id), 0) FROM items").fetchone()[0]) + 1
+        item_ids = list(range(first, first + n_items))
+        per_item = [n_judgments // n_items + (1 if i < n_judgments % n_items else 0)
+                    for i in range(n_items)]
+        for start in range(0, n_items, batch):
+            chunk = range(start, min(start + batch, n_items))
+            db.conn.executemany(
+                "INSERT INTO items (id, project_id, external_id, prompt, metadata, is_gold, "
+                "queue_rank, n_human, created_at) VALUES (?, ?, ?, ?, '{}', 0, 1, ?, ?)",
+                [(item_ids[i], project_id, f"s{i}", f"synthetic prompt {i}", per_item[i],
+                  created) for i in chunk])
+            db.conn.executemany(
+                "INSERT INTO responses (item_id, idx, text, system) VALUES (?, ?, ?, ?)",
+                [(item_ids[i], k, f"synthetic response {i}.{k}", f"s{k}")
+                 for i in chunk for k in range(2)])
+        rows = []
+        for i in range(n_items):
+            for n in range(per_item[i]):
+                choice = rng.randrange(2)
+                rows.append((item_ids[i], raters[(i + n) % n_raters], "[0, 1]", choice,
+                             1 + rng.randrange(3), f"seed-{item_ids[i]}-{n}", created))
+                if len(rows) >= batch:
+                    _insert_synthetic_judgments(db, rows)
+                    rows = []
+        _insert_synthetic_judgments(db, rows)
+
+
+def _insert_synthetic_judgments(db: Database, rows: list[tuple]) -> None:
+    db.conn.executemany(
+        "INSERT INTO judgments (item_id, rater_id, kind, display_order, outcome, choice, "
+        "strength, metadata, time_ms, submission_id, created_at) "
+        "VALUES (?, ?, 'human', ?, 'choice', ?, ?, '{}', 1000, ?, ?)", rows)
+
+
+# --------------------------------------------------------------------------
+# Exports (prefstore.export): streaming reads grouped by item
+
+
+def iter_judgment_rows_by_item(db: Database, project_id: int, *, kind: str = "all",
+                               batch: int = 500) -> Iterator[dict]:
+    """Stream a project's judgments ordered by ``(item_id, id)``.
+
+    Rows look like :func:`iter_judgment_rows`'s.
+
+    Items are read in id-ordered batches of ``batch`` and each batch's
+    judgments in one query, so an item's judgments arrive together and memory
+    stays bounded by one batch. Items without judgments of ``kind`` are skipped.
+    """
+    _check_kind(kind)
+    last = 0
+    while True:
+        ids = [r[0] for r in db.execute(
+            "SELECT id FROM items WHERE project_id = ? AND id > ? ORDER BY id LIMIT ?",
+            [project_id, last, batch])]
+        if not ids:
+            return
+        for row in db.query(
+            "SELECT j.*, r.name AS rater, i.external_id, i.prompt, i.messages, i.gold, "
+            "i.category FROM judgments j JOIN items i ON i.id = j.item_id "
+            "JOIN raters r ON r.id = j.rater_id "
+            "WHERE j.item_id IN (SELECT value FROM json_each(:ids)) "
+            "AND (:kind = 'all' OR j.kind = :kind) ORDER BY j.item_id, j.id",
+            {"ids": json.dumps(ids), "kind": kind}):
+            out = _judgment_row(row)
+            out["messages"] = _loads(row["messages"])
+            out["gold"] = _loads(row["gold"])
+            yield out
+        last = ids[-1]
+
+
+def count_judgment_rows(db: Database, project_id: int, *, kind: str = "all") -> int:
+    """Return how many judgments of ``kind`` a project holds (an export's progress total)."""
+    _check_kind(kind)
+    return db.execute(
+        "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind)",
+        {"p": project_id, "kind": kind}).fetchone()[0]

@@ -1,0 +1,452 @@
+"""A causal LM as judge: read the next-token probabilities of the answer labels.
+
+The judge never parses free text. It builds a judging prompt that ends where the
+answer goes, takes the logits at the last position, and restricts the softmax to
+the answer labels ("A", "B", and "tie" when allowed). Each label counts the first
+token of both its bare and its leading-space spelling ("A" and " A"), since after
+"Answer:" a plain template expects " A" while a chat template starts the reply with
+"A"; a spelling whose first token is shared with another label (say a lone space)
+is dropped.
+
+Every pair is judged in both display orders and the two are averaged, which
+cancels position bias (Zheng et al. 2023, "Judging LLM-as-a-judge").
+"""
+
+import inspect
+import itertools
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prefstore.errors import InvalidInput, NotConverged
+from prefstore.judges.base import (
+    LABELS,
+    TIE_LABEL,
+    JudgeConfig,
+    JudgeResult,
+    Progress,
+    batched_inputs,
+    dtype_kwargs,
+    fit_to_length,
+    listwise_instruction,
+    load_pretrained,
+    margin,
+    pairwise_instruction,
+    prepare_tokenizer,
+    rater_name,
+    render_conversation,
+    require_llm,
+    resolve_device,
+    resolve_dtype,
+    uses_chat_template,
+    validate_items,
+    wrap_prompt,
+)
+
+
+@dataclass
+class _Request:
+    item: int
+    order: list[int]
+    labels: tuple[str, ...]
+    text: str
+    truncated: bool
+
+
+class GenerativeJudge:
+    """Judge responses with a causal LM's answer-token probabilities.
+
+    Parameters
+    ----------
+    config : a JudgeConfig with ``backend="generative"``.
+
+    Raises
+    ------
+    MissingDependency
+        when torch or transformers is not installed.
+    ModelLoadError
+        naming the model when it or its tokenizer cannot be loaded.
+    """
+
+    def __init__(self, config: JudgeConfig):
+        torch, transformers = require_llm("the generative judge")
+        self.config = config
+        self.device = resolve_device(torch, config.device)
+        dtype = resolve_dtype(torch, config.dtype, self.device)
+        tokenizer = load_pretrained(transformers.AutoTokenizer, config.model, "the tokenizer")
+        self.tokenizer = prepare_tokenizer(tokenizer, config.model)
+        model = load_pretrained(
+            transformers.AutoModelForCausalLM,
+            config.model,
+            "the causal LM",
+            **dtype_kwargs(transformers, dtype),
+        )
+        self.model = model.to(self.device).eval()
+        params = inspect.signature(self.model.forward).parameters
+        self._extra_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        self._pass_positions = "position_ids" in params
+        self._label_ids_cache = {}
+
+    @property
+    def name(self) -> str:
+        """The rater name: the model directory's name, or the hub id."""
+        return rater_name(self.config.model)
+
+    # ------------------------------------------------------------ prompts
+
+    def build_pairwise_prompt(
+        self, item: dict, order: Sequence[int], max_length: int | None = None
+    ) -> tuple[str, bool]:
+        """Return the judging prompt showing ``responses[order[0]]`` as A, ``order[1]`` as B.
+
+        Returns the text and whether the conversation had to be truncated.
+        """
+        responses = [item["responses"][i] for i in order]
+        allow_tie = self.config.allow_tie
+
+        def render(conversation, shown):
+            return wrap_prompt(
+                self.tokenizer, pairwise_instruction(conversation, *shown, allow_tie=allow_tie)
+            )
+
+        return fit_to_length(
+            self.tokenizer,
+            render,
+            render_conversation(item),
+            responses,
+            max_length or self.config.max_length,
+        )
+
+    def build_listwise_prompt(
+        self, item: dict, order: Sequence[int], max_length: int | None = None
+    ) -> tuple[str, bool]:
+        """Return the prompt showing ``responses[order[j]]`` under letter ``LABELS[j]``."""
+        responses = [item["responses"][i] for i in order]
+
+        def render(conversation, shown):
+            return wrap_prompt(self.tokenizer, listwise_instruction(conversation, shown))
+
+        return fit_to_length(
+            self.tokenizer,
+            render,
+            render_conversation(item),
+            responses,
+            max_length or self.config.max_length,
+        )
+
+    def label_token_ids(self, labels: Sequence[str]) -> list[list[int]]:
+        """Return, per label, the token ids whose probability counts for it.
+
+        Raises
+        ------
+        InvalidInput
+            when the tokenizer cannot tell two labels apart by their first token.
+        """
+        key = tuple(labels)
+        if key in self._label_ids_cache:
+            return self._label_ids_cache[key]
+        variants = []
+        for label in labels:
+            firsts = []
+            for spelling in (label, " " + label):
+                ids = self.tokenizer(spelling, add_special_tokens=False)["input_ids"]
+                if ids and ids[0] not in firsts:
+                    firsts.append(ids[0])
+            variants.append(firsts)
+        owners = {}
+        for k, firsts in enumerate(variants):
+            for t in firsts:
+                owners.setdefault(t, set()).add(k)
+        result = [[t for t in firsts if len(owners[t]) == 1] for firsts in variants]
+        for label, ids in zip(labels, result, strict=True):
+            if not ids:
+                raise InvalidInput(
+                    f'judge model "{self.config.model}": the tokenizer has no token that '
+                    f'starts only the answer "{label}"'
+                )
+        self._label_ids_cache[key] = result
+        return result
+
+    # ------------------------------------------------------------ scoring
+
+    def label_probs(
+        self, texts: Sequence[str], labels: Sequence[Sequence[str]], progress=None
+    ) -> list[list[float]]:
+        """Return, per text, the probabilities of its labels as the next token.
+
+        The softmax is restricted to the labels' token ids; texts are run in
+        batches of ``batch_size``, longest first, with left padding.
+        """
+        torch, _ = require_llm()
+        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        out = [None] * len(texts)
+        size = self.config.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(order), size):
+                batch = order[start : start + size]
+                inputs = batched_inputs(
+                    torch, self.tokenizer, [texts[i] for i in batch], self.device
+                )
+                if not self._pass_positions:
+                    inputs.pop("position_ids")
+                # float64 so each item's probabilities sum to 1 well within 1e-6.
+                logits = self.model(**inputs, **self._extra_kwargs).logits[:, -1, :].double()
+                logprobs = torch.log_softmax(logits, dim=-1)
+                for row, i in enumerate(batch):
+                    ids = self.label_token_ids(labels[i])
+                    per_label = torch.stack(
+                        [torch.logsumexp(logprobs[row, group], dim=0) for group in ids]
+                    )
+                    out[i] = torch.softmax(per_label, dim=0).tolist()
+                if progress is not None:
+                    progress(len(batch))
+        return out
+
+    def judge_items(
+        self, items: Sequence[dict], progress: Progress | None = None
+    ) -> list[JudgeResult]:
+        """Judge each item (``prompt`` or ``messages``, plus ``responses``).
+
+        Two responses are judged in both orders; 3+ follow ``slate_mode``.
+        ``progress(done, total)`` is called after each batch of forward passes.
+        """
+        validate_items(items)
+        requests = []
+        for i, item in enumerate(items):
+            requests.extend(self._requests_for(i, item))
+        total = len(requests) + (len(items) if self.config.rationale else 0)
+        done = 0
+
+        def tick(n):
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, total)
+
+        probs = self.label_probs(
+            [r.text for r in requests], [r.labels for r in requests], progress=tick
+        )
+        by_item = [[] for _ in items]
+        for request, p in zip(requests, probs, strict=True):
+            by_item[request.item].append((request, p))
+        results = []
+        for item, scored in zip(items, by_item, strict=True):
+            k = len(item["responses"])
+            if k == 2:
+                results.append(_aggregate_pair(scored, self.config.allow_tie))
+            elif self.config.slate_mode == "pairs":
+                results.append(_aggregate_pairs_slate(scored, k, self.config.allow_tie))
+            else:
+                results.append(_aggregate_listwise(scored, k))
+        if self.config.rationale:
+            rationales = self.generate_rationales(items, results, progress=tick)
+            for result, text in zip(results, rationales, strict=True):
+                result.rationale = text
+        return results
+
+    def _requests_for(self, i, item):
+        k = len(item["responses"])
+        if k == 2 or self.config.slate_mode == "pairs":
+            labels = ("A", "B", TIE_LABEL) if self.config.allow_tie else ("A", "B")
+            orders = []
+            for a, b in itertools.combinations(range(k), 2):
+                orders += [[a, b], [b, a]]
+            build = self.build_pairwise_prompt
+        else:
+            labels = tuple(LABELS[:k])
+            orders = listwise_orders(k, self.config.listwise_shuffles, self.config.seed)
+            build = self.build_listwise_prompt
+        requests = []
+        for order in orders:
+            text, truncated = build(item, order)
+            requests.append(_Request(i, order, labels, text, truncated))
+        return requests
+
+    def generate_rationales(
+        self, items: Sequence[dict], results: Sequence[JudgeResult], progress=None
+    ) -> list[str]:
+        """Generate a short greedy rationale for each verdict, in the identity order.
+
+        The prompt is the judging prompt followed by the verdict's label and
+        ``Reason:``; ``rationale_tokens`` new tokens are decoded.
+        """
+        torch, _ = require_llm()
+        budget = max(self.config.max_length - self.config.rationale_tokens - 8, 16)
+        space = "" if uses_chat_template(self.tokenizer) else " "
+        texts = []
+        for item, result in zip(items, results, strict=True):
+            k = len(item["responses"])
+            order = list(range(k))
+            if k == 2:
+                text, _ = self.build_pairwise_prompt(item, order, max_length=budget)
+            else:
+                text, _ = self.build_listwise_prompt(item, order, max_length=budget)
+            label = TIE_LABEL if result.choice == TIE_LABEL else LABELS[result.choice]
+            texts.append(f"{text}{space}{label}\nReason:")
+        out = []
+        size = self.config.batch_size
+        with torch.inference_mode():
+            for start in range(0, len(texts), size):
+                inputs = batched_inputs(
+                    torch, self.tokenizer, texts[start : start + size], self.device
+                )
+                inputs.pop("position_ids")  # generate() derives them from the mask
+                generated = self.model.generate(
+                    **inputs,
+                    max_new_tokens=self.config.rationale_tokens,
+                    do_sample=False,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+                new = generated[:, inputs["input_ids"].shape[1] :]
+                out += [
+                    t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)
+                ]
+                if progress is not None:
+                    progress(len(texts[start : start + size]))
+        return out
+
+
+def listwise_orders(k: int, shuffles: int, seed: int) -> list[list[int]]:
+    """Return ``shuffles`` distinct seeded display orders of ``k`` responses.
+
+    Uses ``random.Random(seed)``, so every item with ``k`` responses sees the same
+    orders, whatever else is in the batch.
+    """
+    rng = random.Random(seed)
+    wanted = min(shuffles, math.factorial(k))
+    orders = []
+    while len(orders) < wanted:
+        order = list(range(k))
+        rng.shuffle(order)
+        if order not in orders:
+            orders.append(order)
+    return orders
+
+
+def _to_response_space(order, display_probs, k):
+    """Map label probabilities (display positions) to response indices."""
+    probs = [0.0] * k
+    for pos, response in enumerate(order):
+        probs[response] = display_probs[pos]
+    return probs
+
+
+def _verdict(probs, p_tie=None):
+    """Return the argmax response index, or "tie" when the tie probability is highest."""
+    best = max(range(len(probs)), key=lambda i: (probs[i], -i))
+    if p_tie is not None and p_tie > probs[best]:
+        return TIE_LABEL
+    return best
+
+
+def _aggregate_pair(scored, allow_tie):
+    per_order = []
+    verdicts = []
+    for request, display in scored:
+        response = _to_response_space(request.order, display, 2)
+        tie = display[2] if allow_tie else None
+        per_order.append((response, tie))
+        verdicts.append(_verdict(response, tie))
+    probs = [sum(r[i] for r, _ in per_order) / len(per_order) for i in range(2)]
+    p_tie = sum(t for _, t in per_order) / len(per_order) if allow_tie else None
+    return JudgeResult(
+        probs=probs,
+        choice=_verdict(probs, p_tie),
+        ranking=None,
+        confidence=margin(probs + ([p_tie] if allow_tie else [])),
+        swap_consistent=len(set(verdicts)) == 1,
+        truncated=any(r.truncated for r, _ in scored),
+        orders=[list(r.order) for r, _ in scored],
+        per_order_probs=[list(p) for _, p in scored],
+        p_tie=p_tie,
+    )
+
+
+def _aggregate_pairs_slate(scored, k, allow_tie):
+    """Turn every pair's averaged verdict into a ranking and a probability of being best.
+
+    A tie counts half a win each. The ranking orders responses by summed win
+    probability (a soft Copeland score); the probabilities come from a
+    Bradley–Terry fit of the soft wins (Bradley & Terry 1952, MM of Hunter 2004),
+    whose order agrees with summed wins in a full round robin.
+    """
+    wins = [[0.0] * k for _ in range(k)]
+    verdicts = {}
+    for request, display in scored:
+        a, b = request.order
+        tie = display[2] if allow_tie else 0.0
+        # Each unordered pair is seen twice, so each order contributes half.
+        wins[a][b] += (display[0] + tie / 2) / 2
+        wins[b][a] += (display[1] + tie / 2) / 2
+        pair = (min(a, b), max(a, b))
+        response = _to_response_space([0, 1] if a < b else [1, 0], display, 2)
+        verdicts.setdefault(pair, set()).add(_verdict(response, tie if allow_tie else None))
+    summed = [sum(row) for row in wins]
+    strengths = bradley_terry_soft(wins)
+    total = sum(strengths)
+    probs = [s / total for s in strengths]
+    ranking = sorted(range(k), key=lambda i: (-summed[i], i))
+    logs = [math.log(s) for s in strengths]
+    mean_log = sum(logs) / k
+    return JudgeResult(
+        probs=probs,
+        choice=ranking[0],
+        ranking=ranking,
+        confidence=margin(probs),
+        swap_consistent=all(len(v) == 1 for v in verdicts.values()),
+        truncated=any(r.truncated for r, _ in scored),
+        orders=[list(r.order) for r, _ in scored],
+        per_order_probs=[list(p) for _, p in scored],
+        scores=[x - mean_log for x in logs],
+    )
+
+
+def bradley_terry_soft(
+    wins: Sequence[Sequence[float]], tol: float = 1e-10, max_iter: int = 10_000
+) -> list[float]:
+    """Fit Bradley–Terry strengths to a round robin of soft (fractional) wins.
+
+    ``wins[i][j]`` is the share of the i-vs-j comparison won by ``i``
+    (``wins[i][j] + wins[j][i] == 1``). Uses Hunter's (2004) MM updates and returns
+    strengths summing to 1.
+
+    Raises
+    ------
+    NotConverged
+        when the updates do not settle within ``max_iter`` iterations.
+    """
+    k = len(wins)
+    # Clip so a certain loss never pins a strength at 0 (the MLE would not exist).
+    eps = 1e-9
+    w = [
+        [min(max(wins[i][j], eps), 1 - eps) if i != j else 0.0 for j in range(k)] for i in range(k)
+    ]
+    won = [sum(row) for row in w]
+    pi = [1.0 / k] * k
+    for _ in range(max_iter):
+        new = [won[i] / sum(1.0 / (pi[i] + pi[j]) for j in range(k) if j != i) for i in range(k)]
+        total = sum(new)
+        new = [x / total for x in new]
+        if max(abs(a - b) for a, b in zip(new, pi, strict=True)) < tol:
+            return new
+        pi = new
+    raise NotConverged(f"Bradley–Terry fit of {k} responses did not converge in {max_iter} steps")
+
+
+def _aggregate_listwise(scored, k):
+    per_order = [_to_response_space(r.order, display, k) for r, display in scored]
+    probs = [sum(p[i] for p in per_order) / len(per_order) for i in range(k)]
+    ranking = sorted(range(k), key=lambda i: (-probs[i], i))
+    winners = {_verdict(p) for p in per_order}
+    return JudgeResult(
+        probs=probs,
+        choice=ranking[0],
+        ranking=ranking,
+        confidence=margin(probs),
+        swap_consistent=(len(winners) == 1) if len(per_order) > 1 else None,
+        truncated=any(r.truncated for r, _ in scored),
+        orders=[list(r.order) for r, _ in scored],
+        per_order_probs=[list(p) for _, p in scored],
+    )
