@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 from prefstore import storage
-from prefstore.errors import PrefstoreError
+from prefstore.errors import InvalidInput, PrefstoreError
 
 EXIT_BAD_INPUT = 2
 
@@ -122,6 +122,44 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("route")
+def cmd_route(args: argparse.Namespace) -> int:
+    from prefstore import routing
+
+    db = _open(args)
+    summary = routing.refresh_routing(db, args.project, judge=args.judge, active=args.active,
+                                      use_embeddings=args.embeddings, seed=args.seed)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"routed {summary['items']} items: {summary['human']} human, "
+              f"{summary['both']} both, {summary['llm']} llm (judge: {summary['judge']})")
+    return 0
+
+
+@command("evaluate-routing")
+def cmd_evaluate_routing(args: argparse.Namespace) -> int:
+    from prefstore import routing
+
+    try:
+        budgets = tuple(float(b) for b in args.budgets.split(","))
+    except ValueError as exc:
+        raise InvalidInput(f"--budgets must be comma-separated numbers, got {args.budgets!r}"
+                           ) from exc
+    db = _open(args)
+    result = routing.evaluate_routing(db, args.project, judge=args.judge, budgets=budgets,
+                                      seed=args.seed, folds=args.folds,
+                                      use_embeddings=args.embeddings)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"llm only: {result['llm_only_accuracy']:.4f} on {result['n_items']} items")
+        for b, r, x in zip(result["budgets"], result["router_accuracy"],
+                           result["random_accuracy"]):
+            print(f"budget {b:g}: router {r:.4f}, random {x:.4f}")
+    return 0
+
+
 @command("backup")
 def cmd_backup(args: argparse.Namespace) -> int:
     db = _open(args)
@@ -175,6 +213,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=("human", "llm", "all"), default="human")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the CIs")
+    p.add_argument("--json", action="store_true")
+
+    p = add("route", "refresh the human / llm / both routing decisions of a project")
+    p.add_argument("--project", required=True)
+    p.add_argument("--judge", help="llm rater whose labels are the judge (default: most active)")
+    p.add_argument("--active", action="store_true",
+                   help="order human items by expected information for the leaderboard")
+    p.add_argument("--embeddings", action="store_true",
+                   help="add sentence-embedding similarity (needs the llm extra)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+
+    p = add("evaluate-routing", "simulate the router against random routing")
+    p.add_argument("--project", required=True)
+    p.add_argument("--judge", required=True)
+    p.add_argument("--budgets", default="0.1,0.25,0.5")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--embeddings", action="store_true")
     p.add_argument("--json", action="store_true")
 
     p = add("backup", "copy the live database with SQLite's online backup API")
