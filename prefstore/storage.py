@@ -995,8 +995,11 @@ def iter_judgment_rows(db: Database, project_id: int, *, kind: str = "all",
     last = 0
     while True:
         rows = list(db.query(
+            # CROSS JOIN keeps judgments the outer loop, walked in id order from
+            # :last; a plain JOIN let the planner scan all of the project's items
+            # and sort on every batch, which made a full read quadratic.
             "SELECT j.*, r.name AS rater, i.external_id, i.prompt, i.messages, i.gold, "
-            "i.category FROM judgments j JOIN items i ON i.id = j.item_id "
+            "i.category FROM judgments j CROSS JOIN items i ON i.id = j.item_id "
             "JOIN raters r ON r.id = j.rater_id "
             "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND j.id > :last "
             "ORDER BY j.id LIMIT :n",
@@ -1041,8 +1044,9 @@ def judgments_frame(db: Database, project_id: int, *, kind: str = "all") -> pd.D
         db.conn, params={"p": project_id, "kind": kind},
     )
     for col in ("ranking", "display_order", "aspects", "reason_tags"):
-        frame[col] = [json.loads(v) if v is not None else None for v in frame[col]]
-    frame["metadata"] = [json.loads(v) if v else {} for v in frame["metadata"]]
+        # An all-NULL column comes back as float NaN, hence the isinstance check.
+        frame[col] = [json.loads(v) if isinstance(v, str) else None for v in frame[col]]
+    frame["metadata"] = [json.loads(v) if isinstance(v, str) else {} for v in frame["metadata"]]
     for col in ("choice", "strength", "time_ms"):
         frame[col] = frame[col].astype("Int64")
     return frame
@@ -1068,11 +1072,11 @@ def items_frame(db: Database, project_id: int) -> pd.DataFrame:
         "FROM items i WHERE i.project_id = ? ORDER BY i.id",
         db.conn, params=[project_id],
     )
-    gold = [json.loads(g) if g else None for g in frame["gold"]]
+    gold = [json.loads(g) if isinstance(g, str) else None for g in frame["gold"]]
     frame["gold_choice"] = pd.array(
         [g.get("choice") if g and isinstance(g.get("choice"), int) else None for g in gold],
         dtype="Int64")
-    frame["metadata"] = [json.loads(m) if m else {} for m in frame["metadata"]]
+    frame["metadata"] = [json.loads(m) if isinstance(m, str) else {} for m in frame["metadata"]]
     return frame.drop(columns=["gold"])
 
 
@@ -1193,7 +1197,7 @@ def routing_frame(db: Database, project_id: int) -> pd.DataFrame:
     frame = pd.read_sql_query(
         "SELECT item_id, decision, predicted_agreement, priority, features, created_at "
         "FROM routing WHERE project_id = ? ORDER BY item_id", db.conn, params=[project_id])
-    frame["features"] = [json.loads(f) if f else {} for f in frame["features"]]
+    frame["features"] = [json.loads(f) if isinstance(f, str) else {} for f in frame["features"]]
     return frame
 
 
@@ -1382,11 +1386,10 @@ def iter_judgment_rows_by_item(db: Database, project_id: int, *, kind: str = "al
                                batch: int = 500) -> Iterator[dict]:
     """Stream a project's judgments ordered by ``(item_id, id)``.
 
-    Rows look like :func:`iter_judgment_rows`'s.
-
-    Items are read in id-ordered batches of ``batch`` and each batch's
-    judgments in one query, so an item's judgments arrive together and memory
-    stays bounded by one batch. Items without judgments of ``kind`` are skipped.
+    Rows are shaped as in :func:`iter_judgment_rows`. Items are read in
+    id-ordered batches of ``batch`` and each batch's judgments in one query, so
+    an item's judgments arrive together and memory stays bounded by one batch.
+    Items without judgments of ``kind`` are skipped.
     """
     _check_kind(kind)
     last = 0
@@ -1417,3 +1420,45 @@ def count_judgment_rows(db: Database, project_id: int, *, kind: str = "all") -> 
         "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
         "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind)",
         {"p": project_id, "kind": kind}).fetchone()[0]
+
+
+# --------------------------------------------------------------------------
+# Worker support
+
+
+def items_missing_judgment(db: Database, project_id: int, rater_id: int, *,
+                           limit: int = 32) -> list[dict]:
+    """Return up to ``limit`` items (with responses) that ``rater_id`` has not judged."""
+    rows = db.execute(
+        "SELECT i.id FROM items i WHERE i.project_id = ? AND NOT EXISTS "
+        "(SELECT 1 FROM judgments j WHERE j.item_id = i.id AND j.rater_id = ?) "
+        "ORDER BY i.id LIMIT ?", [project_id, rater_id, limit]).fetchall()
+    return [get_item(db, r[0]) for r in rows]
+
+
+def count_items_missing_judgment(db: Database, project_id: int, rater_name: str) -> int:
+    """Count the items of a project that the rater called ``rater_name`` has not judged."""
+    return db.execute(
+        "SELECT COUNT(*) FROM items i WHERE i.project_id = ? AND NOT EXISTS "
+        "(SELECT 1 FROM judgments j JOIN raters r ON r.id = j.rater_id "
+        " WHERE j.item_id = i.id AND r.name = ?)", [project_id, rater_name]).fetchone()[0]
+
+
+def has_llm_judgments(db: Database, project_id: int) -> bool:
+    return db.execute(
+        "SELECT 1 FROM judgments j JOIN items i ON i.id = j.item_id "
+        "WHERE i.project_id = ? AND j.kind = 'llm' LIMIT 1", [project_id]).fetchone() is not None
+
+
+def last_fit_time(db: Database, project_id: int) -> str | None:
+    return db.execute("SELECT MAX(created_at) FROM fits WHERE project_id = ?",
+                      [project_id]).fetchone()[0]
+
+
+def release_job(db: Database, job_id: int, worker_id: str) -> bool:
+    """Put a leased job back in the queue (a worker that stops mid-job)."""
+    with write(db):
+        cur = db.execute(
+            "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL "
+            "WHERE id = ? AND lease_owner = ? AND status = 'running'", [job_id, worker_id])
+    return cur.rowcount == 1
