@@ -160,6 +160,55 @@ def cmd_evaluate_routing(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("fit")
+def cmd_fit(args: argparse.Namespace) -> int:
+    from prefstore import fitting
+
+    db = _open(args)
+    result = fitting.fit_project(db, args.project, model=args.model, level=args.level,
+                                 kind=args.kind, k=args.k, alpha=args.alpha, ci=args.ci,
+                                 n_boot=args.n_boot, seed=args.seed)
+    if args.json:
+        _print_json(result)
+    else:
+        ranked = sorted(result["scores"].items(), key=lambda kv: -kv[1])
+        print(f"{result['model']} at {result['level']} level: {result['n_comparisons']} "
+              f"comparisons, log-likelihood {result['log_likelihood']:.3f}, "
+              f"{result['seconds']:.3f} s")
+        for name, score in ranked:
+            lo, hi = result["ci95"][name]
+            print(f"  {name:30s} {score:+.3f}  [{lo:+.3f}, {hi:+.3f}]")
+    return 0
+
+
+@command("worker")
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from prefstore.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    worker = Worker(args.db, lease_s=args.lease, poll_s=args.poll)
+    worker.install_signal_handlers()
+    processed = worker.run(once=args.once)
+    print(f"worker {worker.id} stopped after {processed} job(s)")
+    return 0
+
+
+@command("export")
+def cmd_export(args: argparse.Namespace) -> int:
+    from prefstore import export
+
+    db = _open(args)
+    summary = export.export(
+        db, args.project, args.out, format=args.format, aggregate=args.aggregate,
+        kind=args.kind, min_agreement=args.min_agreement, conversational=args.conversational,
+        real_rater_names=args.real_rater_names, slate_pairs=args.slate_pairs,
+        include_original_pair=args.include_original_pair, progress=True)
+    print(export.format_summary(summary), file=sys.stderr)
+    return 0
+
+
 @command("backup")
 def cmd_backup(args: argparse.Namespace) -> int:
     db = _open(args)
@@ -233,6 +282,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--embeddings", action="store_true")
     p.add_argument("--json", action="store_true")
+
+    p = add("fit", "fit a preference model to a project's judgments")
+    p.add_argument("--project", required=True)
+    p.add_argument("--model", default="bt", help="bt, davidson, pl or mixture")
+    p.add_argument("--level", choices=("system", "response"), default="system")
+    p.add_argument("--kind", choices=("human", "llm", "all"), default="all")
+    p.add_argument("--k", type=int, default=None, help="mixture types (default: by BIC)")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="L2 prior strength (default: the model's own)")
+    p.add_argument("--ci", choices=("hessian", "bootstrap"), default="hessian")
+    p.add_argument("--n-boot", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+
+    p = add("worker", "run the background worker (refits, LLM labels, routing)")
+    p.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    p.add_argument("--lease", type=float, default=60.0, help="job lease in seconds")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between queue polls")
+
+    # No argparse choices: the library's one-line InvalidInput names the bad value.
+    p = add("export", "write a project's judgments as JSONL training data")
+    p.add_argument("out", help="output .jsonl path, or - for stdout")
+    p.add_argument("--project", required=True)
+    p.add_argument("--format", required=True, help="pairs, edits, slates, judgments or kto")
+    p.add_argument("--aggregate", default="none",
+                   help="none (a row per judgment), majority or model (default: none)")
+    p.add_argument("--kind", default="all", help="human, llm or all (default: all)")
+    p.add_argument("--min-agreement", type=float, default=None,
+                   help="drop aggregated rows whose agreement is below this")
+    p.add_argument("--conversational", action="store_true",
+                   help="prompts and completions as chat messages")
+    p.add_argument("--real-rater-names", action="store_true",
+                   help="write rater names instead of per-project pseudonyms")
+    p.add_argument("--slate-pairs", default="best",
+                   help="best (best over each other, default) or all (every ranked pair)")
+    p.add_argument("--include-original-pair", action="store_true",
+                   help="edits: also the original chosen response over the others")
 
     p = add("backup", "copy the live database with SQLite's online backup API")
     p.add_argument("out")

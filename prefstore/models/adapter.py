@@ -1,0 +1,341 @@
+"""Turn the store's judgment and response frames into model data.
+
+This is the only place where database ids become the integer indices
+``0..n-1`` the models use.
+
+Rules (see :func:`pairwise_from_frames` and :func:`rankings_from_frames`):
+
+- outcome "choice" on a pair: the chosen response beats the other one,
+  weighted by the judgment's strength (``STRENGTH_WEIGHTS``);
+- outcome "choice" on a slate of K > 2 responses: the chosen response beats
+  each of the others (pairwise level), or is a top-1 choice among all of the
+  item's responses (Plackett-Luce);
+- a ``ranking`` (best first) expands to every ordered pair (pairwise level),
+  or is a full Plackett-Luce ranking;
+- "tie" is a tie between every pair of the item's responses; "both_bad" is
+  treated as a tie too (neither response was preferred, which is what a tie
+  says), unless ``both_bad="drop"``; Plackett-Luce has no ties, so both are left
+  out of rankings;
+- at level "system", responses are replaced by their system: a pair of
+  responses from the same system carries no information about systems and is
+  dropped, and a response without a system is an error naming its item.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prefstore.errors import InvalidInput
+from prefstore.models.base import PairwiseData, RankingData
+
+#: Weight of a "choice" judgment by its strength 0..3 (missing strength: 1.0).
+#: A strength-3 judgment counts as two plain ones and a strength-0 one as half:
+#: a weighted (composite) Bradley-Terry likelihood, chosen over an ordinal
+#: model because it keeps every model and the mixture unchanged. Hessian
+#: intervals treat the weights as counts, so they are approximate when the
+#: weights are not all 1; the bootstrap resamples whole judgments.
+STRENGTH_WEIGHTS: dict[int, float] = {0: 0.5, 1: 1.0, 2: 1.5, 3: 2.0}
+
+LEVELS = ("system", "response")
+KINDS = ("all", "human", "llm")
+TIE_POLICIES = ("keep", "drop")
+BOTH_BAD_POLICIES = ("tie", "drop")
+
+_JUDGMENT_COLUMNS = ("id", "item_id", "rater", "kind", "outcome", "choice", "ranking", "strength")
+_RESPONSE_COLUMNS = ("item_id", "idx", "system", "response_id")
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InvalidInput(f'"{name}" must be one of {list(allowed)}, got {value!r}')
+
+
+def _check_columns(frame: pd.DataFrame, what: str, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f'"{what}" is missing columns {missing}')
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(isinstance(value, float) and math.isnan(value)) or value is pd.NA
+    except TypeError:
+        return False
+
+
+def _as_ranking(value: Any, jid: Any) -> list[int] | None:
+    if _missing(value):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise InvalidInput(f"judgment {jid}: ranking {value!r} is not a JSON list") from None
+        if value is None:
+            return None
+    try:
+        out = [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise InvalidInput(
+            f"judgment {jid}: ranking must be a list of ints, got {value!r}"
+        ) from None
+    return out or None
+
+
+class _Nodes:
+    """The map from (item_id, idx) to model items at one level."""
+
+    def __init__(self, responses: pd.DataFrame, level: str):
+        _check_columns(responses, "responses", _RESPONSE_COLUMNS)
+        self.level = level
+        self.key: dict[tuple[int, int], str] = {}
+        self.order: dict[str, Any] = {}
+        self.by_item: dict[int, list[int]] = {}
+        for item_id, idx, system, rid in zip(
+            responses["item_id"], responses["idx"], responses["system"], responses["response_id"]
+        ):
+            item_id, idx = int(item_id), int(idx)
+            if level == "system":
+                name = None if _missing(system) or system == "" else str(system)
+                sort_key: Any = (0, name)
+            else:
+                name = str(int(rid))
+                sort_key = (int(rid),)
+            self.key[(item_id, idx)] = name
+            self.order[name] = sort_key
+            self.by_item.setdefault(item_id, []).append(idx)
+        for idxs in self.by_item.values():
+            idxs.sort()
+
+    def name(self, item_id: int, idx: int, jid: Any) -> str:
+        try:
+            name = self.key[(item_id, idx)]
+        except KeyError:
+            raise InvalidInput(
+                f"judgment {jid}: item {item_id} has no response with index {idx}"
+            ) from None
+        if name is None:
+            raise InvalidInput(
+                f"item {item_id}: response {idx} has no system; use level='response' "
+                f"or fill in the system"
+            )
+        return name
+
+    def responses_of(self, item_id: int, jid: Any) -> list[int]:
+        try:
+            return self.by_item[item_id]
+        except KeyError:
+            raise InvalidInput(f"judgment {jid}: item {item_id} has no responses") from None
+
+
+def _filtered(judgments: pd.DataFrame, kind: str) -> pd.DataFrame:
+    _check_columns(judgments, "judgments", _JUDGMENT_COLUMNS)
+    if kind != "all":
+        judgments = judgments[judgments["kind"] == kind]
+    return judgments.sort_values("id", kind="stable")
+
+
+def _strength_weight(strength: Any, weights: dict[int, float] | None, jid: Any) -> float:
+    if weights is None or _missing(strength):
+        return 1.0
+    try:
+        return float(weights[int(strength)])
+    except (KeyError, ValueError, TypeError):
+        raise InvalidInput(
+            f"judgment {jid}: strength must be one of {sorted(weights)}, got {strength!r}"
+        ) from None
+
+
+def _index(names: set[str], nodes: _Nodes) -> list[str]:
+    return sorted(names, key=lambda n: nodes.order[n])
+
+
+def pairwise_from_frames(
+    judgments: pd.DataFrame,
+    responses: pd.DataFrame,
+    level: str = "system",
+    kind: str = "all",
+    tie_policy: str = "keep",
+    both_bad: str = "tie",
+    strength_weights: dict[int, float] | None = STRENGTH_WEIGHTS,
+) -> PairwiseData:
+    """Build pairwise data from the store's frames.
+
+    Parameters
+    ----------
+    judgments : DataFrame
+        Columns ``id, item_id, rater, kind, outcome, choice, ranking, strength``.
+    responses : DataFrame
+        Columns ``item_id, idx, system, response_id``.
+    level : {"system", "response"}
+        Compare systems (names are system names) or single responses (names are
+        ``str(response_id)``).
+    kind : {"all", "human", "llm"}
+        Which judgments to use.
+    tie_policy : {"keep", "drop"}
+        Keep ties as tie rows (Bradley-Terry counts them as half wins, Davidson
+        models them) or drop them.
+    both_bad : {"tie", "drop"}
+        "both_bad" judgments count as ties by default.
+    strength_weights : dict, optional
+        Weight of a choice by its strength; None weighs every judgment 1.
+
+    Returns
+    -------
+    PairwiseData
+        Items ``0..n-1`` named in ``names`` (sorted), raters indexed into
+        ``rater_names`` (sorted), ``level`` set.
+
+    Raises
+    ------
+    InvalidInput
+        On an unknown option, missing columns, a choice or ranking that points
+        to no response, or (level "system") a response without a system.
+    """
+    _check_choice("level", level, LEVELS)
+    _check_choice("kind", kind, KINDS)
+    _check_choice("tie_policy", tie_policy, TIE_POLICIES)
+    _check_choice("both_bad", both_bad, BOTH_BAD_POLICIES)
+    nodes = _Nodes(responses, level)
+    rows: list[tuple[str, str, bool, float, str]] = []
+    for jid, item_id, rater, outcome, choice, ranking, strength in zip(
+        *(
+            _filtered(judgments, kind)[c]
+            for c in ("id", "item_id", "rater", "outcome", "choice", "ranking", "strength")
+        )
+    ):
+        item_id, rater = int(item_id), str(rater)
+        order = _as_ranking(ranking, jid)
+        if outcome == "choice" and order is not None:
+            w = _strength_weight(strength, strength_weights, jid)
+            names = [nodes.name(item_id, i, jid) for i in order]
+            rows.extend(
+                (a, b, False, w, rater) for k, a in enumerate(names) for b in names[k + 1 :]
+            )
+        elif outcome == "choice":
+            if _missing(choice):
+                raise InvalidInput(f"judgment {jid}: outcome 'choice' without a choice or ranking")
+            w = _strength_weight(strength, strength_weights, jid)
+            win = nodes.name(item_id, int(choice), jid)
+            rows.extend(
+                (win, nodes.name(item_id, i, jid), False, w, rater)
+                for i in nodes.responses_of(item_id, jid)
+                if i != int(choice)
+            )
+        elif outcome in ("tie", "both_bad"):
+            if tie_policy == "drop" or (outcome == "both_bad" and both_bad == "drop"):
+                continue
+            names = [nodes.name(item_id, i, jid) for i in nodes.responses_of(item_id, jid)]
+            rows.extend(
+                (a, b, True, 1.0, rater) for k, a in enumerate(names) for b in names[k + 1 :]
+            )
+        else:
+            raise InvalidInput(
+                f"judgment {jid}: outcome must be 'choice', 'tie' or 'both_bad', got {outcome!r}"
+            )
+    # Same-system pairs say nothing about systems (see the module docstring).
+    rows = [r for r in rows if r[0] != r[1]]
+    names = _index({r[0] for r in rows} | {r[1] for r in rows}, nodes)
+    raters = sorted({r[4] for r in rows})
+    pos = {n: i for i, n in enumerate(names)}
+    rpos = {n: i for i, n in enumerate(raters)}
+    return PairwiseData(
+        winners=np.array([pos[r[0]] for r in rows], dtype=np.intp),
+        losers=np.array([pos[r[1]] for r in rows], dtype=np.intp),
+        n_items=len(names),
+        ties=np.array([r[2] for r in rows], dtype=bool),
+        weights=np.array([r[3] for r in rows], dtype=float),
+        raters=np.array([rpos[r[4]] for r in rows], dtype=np.intp),
+        names=names,
+        rater_names=raters or None,
+        level=level,
+    )
+
+
+def rankings_from_frames(
+    judgments: pd.DataFrame,
+    responses: pd.DataFrame,
+    level: str = "system",
+    kind: str = "all",
+    strength_weights: dict[int, float] | None = STRENGTH_WEIGHTS,
+) -> RankingData:
+    """Build Plackett-Luce data from the store's frames.
+
+    A ``ranking`` is a full ranking (depth ``L - 1``); a choice without a ranking
+    is a top-1 choice among all of the item's responses (depth 1), the others in
+    index order. Ties and "both_bad" are left out: Plackett-Luce has no ties. At
+    level "system" a system listed twice keeps its best-ranked place, and a row
+    with fewer than two distinct systems is dropped.
+
+    Parameters
+    ----------
+    judgments, responses, level, kind, strength_weights
+        As in :func:`pairwise_from_frames`.
+
+    Returns
+    -------
+    RankingData
+
+    Raises
+    ------
+    InvalidInput
+        As :func:`pairwise_from_frames`.
+    """
+    _check_choice("level", level, LEVELS)
+    _check_choice("kind", kind, KINDS)
+    nodes = _Nodes(responses, level)
+    rows: list[tuple[list[str], int, float, str]] = []
+    for jid, item_id, rater, outcome, choice, ranking, strength in zip(
+        *(
+            _filtered(judgments, kind)[c]
+            for c in ("id", "item_id", "rater", "outcome", "choice", "ranking", "strength")
+        )
+    ):
+        if outcome in ("tie", "both_bad"):
+            continue
+        if outcome != "choice":
+            raise InvalidInput(
+                f"judgment {jid}: outcome must be 'choice', 'tie' or 'both_bad', got {outcome!r}"
+            )
+        item_id = int(item_id)
+        order = _as_ranking(ranking, jid)
+        if order is not None:
+            top1 = False
+        elif _missing(choice):
+            raise InvalidInput(f"judgment {jid}: outcome 'choice' without a choice or ranking")
+        else:
+            top1 = True
+            order = [int(choice)] + [i for i in nodes.responses_of(item_id, jid) if i != choice]
+        names = list(dict.fromkeys(nodes.name(item_id, i, jid) for i in order))
+        if len(names) < 2:
+            continue
+        w = _strength_weight(strength, strength_weights, jid)
+        rows.append((names, 1 if top1 else len(names) - 1, w, str(rater)))
+    names = _index({n for r in rows for n in r[0]}, nodes)
+    raters = sorted({r[3] for r in rows})
+    pos = {n: i for i, n in enumerate(names)}
+    rpos = {n: i for i, n in enumerate(raters)}
+    return RankingData(
+        rankings=[[pos[n] for n in r[0]] for r in rows] if rows else np.zeros((0, 0), np.intp),
+        n_items=len(names),
+        depth=np.array([r[1] for r in rows], dtype=np.intp),
+        weights=np.array([r[2] for r in rows], dtype=float),
+        raters=np.array([rpos[r[3]] for r in rows], dtype=np.intp),
+        names=names,
+        rater_names=raters or None,
+        level=level,
+    )
+
+
+__all__ = [
+    "STRENGTH_WEIGHTS",
+    "pairwise_from_frames",
+    "rankings_from_frames",
+]

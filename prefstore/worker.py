@@ -1,0 +1,273 @@
+"""The background worker: leased jobs with heartbeats, so a crashed worker's job is redone.
+
+Jobs live in the ``jobs`` table. A worker leases one job at a time; a
+heartbeat thread extends the lease while the job runs. If the worker dies,
+the lease lapses and another worker takes the job over. Jobs are written to
+be safe to redo: fits are appended, routing is replaced, and LLM judgments
+carry a submission id per (judge, item), so a redone annotation adds no
+duplicate.
+
+Job types: ``refit`` (the project's models), ``annotate`` (the project's LLM
+judge on items it has not labelled), ``route`` (routing decisions).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from prefstore import storage
+from prefstore.errors import InvalidInput, PrefstoreError
+
+log = logging.getLogger("prefstore.worker")
+
+LEASE_S = 60.0
+HEARTBEAT_S = 10.0
+POLL_S = 2.0
+WORKER_LIVE_S = 30.0
+ANNOTATE_BATCH = 32
+
+
+class LeaseLost(PrefstoreError):
+    """Another worker took this job over; stop without writing more."""
+
+
+class JobContext:
+    """What a job handler gets: its own store handle, the job, and a progress hook."""
+
+    def __init__(self, db, job: dict, worker: Worker):
+        self.db = db
+        self.job = job
+        self._worker = worker
+
+    def progress(self, message: str) -> None:
+        """Record progress; raises LeaseLost if the lease moved, or on shutdown."""
+        log.info("job %s (%s): %s", self.job["id"], self.job["type"], message)
+        self._worker._progress = message
+        if self._worker.lease_lost.is_set():
+            raise LeaseLost(f"job {self.job['id']} was taken over by another worker")
+
+    @property
+    def stopping(self) -> bool:
+        return self._worker.stop_event.is_set()
+
+
+def run_refit(ctx: JobContext) -> dict:
+    from prefstore import fitting
+
+    result = fitting.refit_all(ctx.db, ctx.job["project_id"], progress=ctx.progress)
+    _enqueue_route_if_judged(ctx.db, ctx.job["project_id"])
+    return result
+
+
+def run_route(ctx: JobContext) -> dict:
+    from prefstore import routing
+
+    project = storage.get_project(ctx.db, ctx.job["project_id"])
+    judge = ctx.job["payload"].get("judge")
+    return routing.refresh_routing(ctx.db, project["id"], judge=judge,
+                                   active=bool(ctx.job["payload"].get("active", False)))
+
+
+def run_annotate(ctx: JobContext) -> dict:
+    """Label the project's items with its configured LLM judge, in batches."""
+    from prefstore import judges
+
+    project = storage.get_project(ctx.db, ctx.job["project_id"])
+    config = ctx.job["payload"].get("judge") or project["settings"].get("judge")
+    if not config:
+        raise InvalidInput(f"project {project['name']!r} has no judge configured "
+                           "(settings.judge)")
+    judge = judges.load_judge(config)
+    rater = storage.get_or_create_rater(ctx.db, judge.name, "llm")
+    written = truncated = 0
+    while True:
+        batch = storage.items_missing_judgment(ctx.db, project["id"], rater["id"],
+                                               limit=ANNOTATE_BATCH)
+        if not batch:
+            break
+        # The judge sees the prompt and response texts only, never system names.
+        inputs = [{"prompt": item["prompt"], "messages": item["messages"],
+                   "responses": [r["text"] for r in item["responses"]]} for item in batch]
+        inputs = [{k: v for k, v in i.items() if v is not None} for i in inputs]
+        results = judge.judge_items(inputs)
+        ctx.progress(f"labelled {written + len(batch)} items")
+        for item, result in zip(batch, results):
+            judgment = result.to_judgment()
+            truncated += bool(result.truncated)
+            _, created = storage.submit_judgment(
+                ctx.db, item_id=item["id"], rater_id=rater["id"], kind="llm",
+                submission_id=f"judge:{item['id']}", outcome=judgment["outcome"],
+                choice=judgment["choice"], ranking=judgment["ranking"],
+                display_order=judgment["display_order"], rationale=judgment["rationale"],
+                metadata=judgment["metadata"])
+            written += created
+        if ctx.stopping:
+            return {"judge": judge.name, "written": written, "truncated": truncated,
+                    "complete": False}
+    _enqueue_route_if_judged(ctx.db, project["id"])
+    return {"judge": judge.name, "written": written, "truncated": truncated, "complete": True}
+
+
+JOB_HANDLERS: dict[str, Callable[[JobContext], dict]] = {
+    "refit": run_refit,
+    "annotate": run_annotate,
+    "route": run_route,
+}
+
+
+def _enqueue_route_if_judged(db, project_id: int) -> None:
+    if storage.has_llm_judgments(db, project_id):
+        storage.enqueue_job(db, "route", project_id=project_id)
+
+
+def schedule_due_jobs(db, now: dt.datetime | None = None) -> list[int]:
+    """Queue refits that are due (N new judgments or T minutes) and pending annotations."""
+    now = now or dt.datetime.now(dt.UTC)
+    queued = []
+    for project in storage.list_projects(db):
+        settings = project["settings"]
+        last = storage.last_fit_time(db, project["id"])
+        new = storage.judgments_since(db, project["id"], last)
+        minutes = (now - storage.parse_iso(last)).total_seconds() / 60 if last else None
+        due = new >= settings["refit_every_judgments"] or (
+            new > 0 and (minutes is None or minutes >= settings["refit_every_minutes"]))
+        if due and (job := storage.enqueue_job(db, "refit", project_id=project["id"])):
+            queued.append(job)
+        if settings.get("judge"):
+            from prefstore.judges.base import JudgeConfig, rater_name
+
+            name = rater_name(JudgeConfig.from_dict(settings["judge"]).model)
+            if storage.count_items_missing_judgment(db, project["id"], name) and (
+                    job := storage.enqueue_job(db, "annotate", project_id=project["id"])):
+                queued.append(job)
+    return queued
+
+
+class Worker:
+    """A job loop over one database. Stops cleanly on SIGTERM or :meth:`stop`."""
+
+    def __init__(self, db_path: str | os.PathLike | None = None, *, worker_id: str | None = None,
+                 lease_s: float = LEASE_S, heartbeat_s: float = HEARTBEAT_S,
+                 poll_s: float = POLL_S, schedule: bool = True):
+        self.db_path = str(db_path or storage.default_db_path())
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_s, self.heartbeat_s, self.poll_s = lease_s, heartbeat_s, poll_s
+        self.schedule = schedule
+        self.stop_event = threading.Event()
+        self.lease_lost = threading.Event()
+        self._progress: str | None = None
+
+    def stop(self, *_args) -> None:
+        self.stop_event.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self, *, once: bool = False) -> int:
+        """Process jobs until stopped; with ``once``, until the queue is empty. Returns count."""
+        db = storage.connect(self.db_path)
+        storage.register_worker(db, self.id, os.getpid(), socket.gethostname())
+        processed = 0
+        try:
+            while not self.stop_event.is_set():
+                storage.worker_heartbeat(db, self.id)
+                if self.schedule:
+                    schedule_due_jobs(db)
+                job = storage.claim_job(db, self.id, lease_s=self.lease_s)
+                if job is None:
+                    if once:
+                        break
+                    self.stop_event.wait(self.poll_s)
+                    continue
+                self.run_job(db, job)
+                processed += 1
+        finally:
+            storage.worker_heartbeat(db, self.id, status="stopped")
+            db.close()
+        return processed
+
+    def run_job(self, db, job: dict) -> None:
+        handler = JOB_HANDLERS.get(job["type"])
+        self.lease_lost.clear()
+        beat = threading.Thread(target=self._heartbeat, args=(job["id"],), daemon=True)
+        done = threading.Event()
+        self._beat_done = done
+        beat.start()
+        log.info("worker %s: job %s (%s) started", self.id, job["id"], job["type"])
+        try:
+            if handler is None:
+                raise InvalidInput(f"unknown job type {job['type']!r}")
+            result = handler(JobContext(db, job, self))
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+            return
+        except Exception as exc:  # a failed job is recorded; the worker goes on
+            log.exception("job %s failed", job["id"])
+            storage.finish_job(db, job["id"], self.id, error=f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            done.set()
+            beat.join()
+        if result.get("complete") is False:
+            # Stopped mid-way: hand the rest back to the queue for the next worker.
+            storage.release_job(db, job["id"], self.id)
+            return
+        storage.finish_job(db, job["id"], self.id, result=result)
+        log.info("worker %s: job %s done", self.id, job["id"])
+
+    def _heartbeat(self, job_id: int) -> None:
+        db = storage.connect(self.db_path)  # its own connection: threads never share one
+        try:
+            while not self._beat_done.wait(self.heartbeat_s):
+                if not storage.heartbeat_job(db, job_id, self.id, lease_s=self.lease_s,
+                                             progress=self._progress):
+                    self.lease_lost.set()
+                    return
+                storage.worker_heartbeat(db, self.id)
+        finally:
+            db.close()
+
+
+def ensure_worker(db_path: str | os.PathLike, *, log_path: str | os.PathLike | None = None
+                  ) -> int | None:
+    """Start a detached worker process for ``db_path`` unless one has a live heartbeat.
+
+    Returns the new process id, or None when a worker is already alive. A lock
+    file keeps two app processes from starting two workers at once.
+    """
+    import fcntl
+
+    db_path = str(Path(db_path).resolve())
+    lock_path = db_path + ".worker.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        db = storage.connect(db_path)
+        try:
+            if storage.live_workers(db, within_s=WORKER_LIVE_S):
+                return None
+            out = open(log_path or db_path + ".worker.log", "a")  # noqa: SIM115
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "prefstore.cli", "worker", "--db", db_path],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+            # Wait briefly for its first heartbeat, so the next check sees it alive.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and proc.poll() is None:
+                if storage.live_workers(db, within_s=WORKER_LIVE_S):
+                    break
+                time.sleep(0.1)
+            return proc.pid
+        finally:
+            db.close()

@@ -1,0 +1,163 @@
+"""Store frames -> integer arrays: a small hand-built store gives exact arrays."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prefstore.errors import InvalidInput
+from prefstore.models import (
+    STRENGTH_WEIGHTS,
+    get_model,
+    pairwise_from_frames,
+    rankings_from_frames,
+)
+
+NAN = float("nan")
+
+
+@pytest.fixture
+def responses():
+    return pd.DataFrame(
+        [
+            # a pair
+            (1, 0, "A", 10),
+            (1, 1, "B", 11),
+            # a slate of three
+            (2, 0, "B", 20),
+            (2, 1, "C", 21),
+            (2, 2, "A", 22),
+            # the same system twice
+            (3, 0, "A", 30),
+            (3, 1, "A", 31),
+            # a response without a system
+            (4, 0, None, 40),
+            (4, 1, "C", 41),
+        ],
+        columns=["item_id", "idx", "system", "response_id"],
+    )
+
+
+@pytest.fixture
+def judgments():
+    rows = [
+        # id, item, rater, kind, outcome, choice, ranking, strength
+        (1, 1, "ann", "human", "choice", 1, None, 3),
+        (2, 1, "bob", "llm", "tie", NAN, None, NAN),
+        (3, 2, "ann", "human", "choice", 2, None, NAN),
+        (4, 2, "bob", "llm", "choice", NAN, [1, 0, 2], NAN),
+        (5, 3, "ann", "human", "both_bad", NAN, None, NAN),
+        (6, 1, "cat", "human", "choice", 0, None, 0),
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["id", "item_id", "rater", "kind", "outcome", "choice", "ranking", "strength"]
+    )
+    frame["display_order"] = [[0, 1], [1, 0], [2, 0, 1], [0, 1, 2], [0, 1], [1, 0]]
+    frame["created_at"] = "2025-01-01T00:00:00"
+    return frame.sample(frac=1.0, random_state=0)  # the adapter must not rely on row order
+
+
+def test_pairwise_system_level(judgments, responses):
+    data = pairwise_from_frames(judgments, responses)
+    assert data.names == ["A", "B", "C"] and data.level == "system"
+    assert data.rater_names == ["ann", "bob", "cat"]
+    # j1 B>A (strength 3), j2 tie A-B, j3 A>B A>C, j4 C>B C>A B>A, j5 same system: dropped, j6 A>B
+    np.testing.assert_array_equal(data.winners, [1, 0, 0, 0, 2, 2, 1, 0])
+    np.testing.assert_array_equal(data.losers, [0, 1, 1, 2, 1, 0, 0, 1])
+    np.testing.assert_array_equal(data.ties, [0, 1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(data.weights, [2.0, 1, 1, 1, 1, 1, 1, 0.5])
+    np.testing.assert_array_equal(data.raters, [0, 1, 0, 0, 1, 1, 1, 2])
+
+
+def test_pairwise_response_level_keeps_same_system_pairs(judgments, responses):
+    data = pairwise_from_frames(judgments, responses, level="response", strength_weights=None)
+    assert data.names == ["10", "11", "20", "21", "22", "30", "31"]
+    np.testing.assert_array_equal(data.winners, [1, 0, 4, 4, 3, 3, 2, 5, 0])
+    np.testing.assert_array_equal(data.losers, [0, 1, 2, 3, 2, 4, 4, 6, 1])
+    np.testing.assert_array_equal(data.ties, [0, 1, 0, 0, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(data.weights, np.ones(9))
+
+
+def test_pairwise_filters_and_policies(judgments, responses):
+    human = pairwise_from_frames(judgments, responses, kind="human")
+    assert human.rater_names == ["ann", "cat"]
+    np.testing.assert_array_equal(human.winners, [1, 0, 0, 0])
+    llm = pairwise_from_frames(judgments, responses, kind="llm", tie_policy="drop")
+    np.testing.assert_array_equal(llm.winners, [2, 2, 1])
+    assert not llm.ties.any()
+    resp = pairwise_from_frames(judgments, responses, level="response", both_bad="drop")
+    assert "30" not in resp.names and resp.ties.sum() == 1
+
+
+def test_rankings_system_level(judgments, responses):
+    data = rankings_from_frames(judgments, responses)
+    assert data.names == ["A", "B", "C"]
+    # j1 top-1 B of {A, B}; j3 top-1 A of the slate; j4 full ranking C > B > A; j6 A of {A, B};
+    # ties and both_bad are left out.
+    np.testing.assert_array_equal(data.rankings, [[1, 0, -1], [0, 1, 2], [2, 1, 0], [0, 1, -1]])
+    np.testing.assert_array_equal(data.depth, [1, 1, 2, 1])
+    np.testing.assert_array_equal(data.weights, [2.0, 1.0, 1.0, 0.5])
+    np.testing.assert_array_equal(data.raters, [0, 0, 1, 2])
+
+
+def test_rankings_drop_rows_with_one_system(responses):
+    judgments = pd.DataFrame(
+        [
+            (1, 3, "ann", "human", "choice", 0, None, NAN),
+            (2, 1, "ann", "human", "choice", 0, None, NAN),
+        ],
+        columns=["id", "item_id", "rater", "kind", "outcome", "choice", "ranking", "strength"],
+    )
+    data = rankings_from_frames(judgments, responses)
+    np.testing.assert_array_equal(data.rankings, [[0, 1]])
+    assert data.names == ["A", "B"]
+
+
+def test_missing_system_names_the_item(judgments, responses):
+    extra = pd.DataFrame(
+        [(7, 4, "ann", "human", "choice", 1, None, NAN)], columns=judgments.columns[:8]
+    )
+    with_missing = pd.concat([judgments, extra], ignore_index=True)
+    with pytest.raises(InvalidInput, match="item 4: response 0 has no system"):
+        pairwise_from_frames(with_missing, responses)
+    with pytest.raises(InvalidInput, match="item 4: response 0 has no system"):
+        rankings_from_frames(with_missing, responses)
+    ok = pairwise_from_frames(with_missing, responses, level="response")
+    assert "40" in ok.names
+
+
+def test_bad_input_is_named(judgments, responses):
+    with pytest.raises(InvalidInput, match='"level"'):
+        pairwise_from_frames(judgments, responses, level="model")
+    with pytest.raises(InvalidInput, match='"kind"'):
+        pairwise_from_frames(judgments, responses, kind="robot")
+    with pytest.raises(InvalidInput, match=r"missing columns \['system'\]"):
+        pairwise_from_frames(judgments, responses.drop(columns="system"))
+    bad = judgments.copy()
+    bad.loc[bad["id"] == 3, "choice"] = 7
+    with pytest.raises(InvalidInput, match="judgment 3: item 2 has no response with index 7"):
+        pairwise_from_frames(bad, responses)
+    bad = judgments.copy()
+    bad.loc[bad["id"] == 6, "strength"] = 9
+    with pytest.raises(InvalidInput, match="judgment 6: strength"):
+        pairwise_from_frames(bad, responses)
+
+
+def test_end_to_end_fit_uses_names(judgments, responses):
+    data = pairwise_from_frames(judgments, responses)
+    out = get_model("bt").fit(data, anchor="A").to_dict()
+    assert out["level"] == "system" and set(out["scores"]) == {"A", "B", "C"}
+    assert out["elo"]["A"] == pytest.approx(1000.0)
+    assert STRENGTH_WEIGHTS[3] == 2.0
+
+
+def test_no_usable_judgments_is_invalid_input(responses):
+    empty = pd.DataFrame(
+        [(1, 3, "ann", "human", "both_bad", NAN, None, NAN)],
+        columns=["id", "item_id", "rater", "kind", "outcome", "choice", "ranking", "strength"],
+    )
+    data = pairwise_from_frames(empty, responses)
+    assert len(data) == 0 and data.names == []
+    with pytest.raises(InvalidInput, match="at least 2 items, got 0"):
+        get_model("bt").fit(data)
+    with pytest.raises(InvalidInput, match="at least 2 items, got 0"):
+        get_model("pl").fit(rankings_from_frames(empty, responses))

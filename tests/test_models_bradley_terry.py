@@ -1,0 +1,291 @@
+"""Bradley-Terry and Davidson: golden values, gradients, intervals, errors, registry."""
+
+import json
+
+import choix
+import numpy as np
+import pytest
+from scipy.optimize import approx_fprime, check_grad
+
+from prefstore.errors import InvalidInput, NotConverged
+from prefstore.models import (
+    MODELS,
+    BradleyTerry,
+    Davidson,
+    PairwiseData,
+    aggregate_pairwise,
+    bt_gradient,
+    bt_hessian,
+    bt_objective,
+    bt_pairwise,
+    davidson_gradient,
+    davidson_hessian,
+    davidson_objective,
+    davidson_pairwise,
+    get_model,
+)
+from prefstore.models import base as models_base
+
+ATOL = 1e-4  # published values are given to 4 decimals
+RTOL = 1e-6  # agreement with choix run to a tight tolerance
+GRAD_TOL = 1e-4  # check_grad: finite differences against analytic gradients
+
+
+def pairs(n_items, data, **kwargs):
+    data = np.asarray(data)
+    return PairwiseData(data[:, 0], data[:, 1], n_items, **kwargs)
+
+
+def random_pairs(rng, n_items, m, theta=None):
+    i = rng.integers(0, n_items, m)
+    j = (i + rng.integers(1, n_items, m)) % n_items
+    if theta is None:
+        return i, j
+    win = rng.random(m) < 1.0 / (1.0 + np.exp(-(theta[i] - theta[j])))
+    return np.where(win, i, j), np.where(win, j, i)
+
+
+# --- golden values -----------------------------------------------------------------
+
+
+def test_choix_published_pairwise_ml():
+    # choix tests/data/testcase-pairwise-2.json: ml_est [1.43586088, 0.62035049, 0.94378863]
+    # as strengths, i.e. centred log-strengths [0.4196, -0.4196, 0].
+    data = pairs(3, [[0, 1], [0, 1], [1, 2], [2, 0]])
+    np.testing.assert_allclose(bt_pairwise(data), [0.4196, -0.4196, 0.0], atol=ATOL)
+    published = np.log([1.43586088, 0.62035049, 0.94378863])
+    np.testing.assert_allclose(bt_pairwise(data), published - published.mean(), atol=ATOL)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_choix_ml_and_map(seed):
+    rng = np.random.default_rng(seed)
+    theta = rng.normal(size=6)
+    w, lo = random_pairs(rng, 6, 80, theta)
+    data = PairwiseData(w, lo, 6)
+    raw = np.column_stack([w, lo]).tolist()
+    ml = choix.ilsr_pairwise(6, raw, tol=1e-12)
+    np.testing.assert_allclose(bt_pairwise(data), ml - ml.mean(), rtol=RTOL, atol=1e-7)
+    alpha = 0.3
+    mine = bt_pairwise(data, alpha=alpha)
+    theirs = choix.opt_pairwise(6, raw, alpha=alpha, tol=1e-12)
+    np.testing.assert_allclose(mine, theirs, rtol=RTOL, atol=1e-7)
+
+
+def test_wikipedia_example():
+    # en.wikipedia.org/wiki/Bradley-Terry_model: 0.640, 1.043, 0.660, 2.270 (geometric mean 1)
+    wins = {(0, 1): 2, (1, 0): 3, (0, 3): 1, (3, 0): 4, (1, 2): 5, (2, 1): 3, (2, 3): 1, (3, 2): 3}
+    data = pairs(4, [k for k, c in wins.items() for _ in range(c)], names=list("ABCD"))
+    np.testing.assert_allclose(np.exp(bt_pairwise(data)), [0.640, 1.043, 0.660, 2.270], atol=1e-3)
+
+
+def test_three_cycle_gives_equal_scores():
+    np.testing.assert_allclose(bt_pairwise(pairs(3, [[0, 1], [1, 2], [2, 0]])), 0.0, atol=1e-12)
+
+
+def test_weight_equals_multiplicity():
+    doubled = pairs(3, [[0, 1], [0, 1], [1, 2], [2, 0]])
+    weighted = pairs(3, [[0, 1], [1, 2], [2, 0]], weights=[2.0, 1.0, 1.0])
+    np.testing.assert_allclose(bt_pairwise(weighted), bt_pairwise(doubled), atol=1e-10)
+
+
+def test_tie_counts_as_half_a_win_each():
+    with_tie = pairs(3, [[0, 1], [1, 2], [2, 0], [0, 2]], ties=[0, 0, 0, 1])
+    halves = pairs(3, [[0, 1], [1, 2], [2, 0], [0, 2], [2, 0]], weights=[1, 1, 1, 0.5, 0.5])
+    np.testing.assert_allclose(bt_pairwise(with_tie), bt_pairwise(halves), atol=1e-10)
+    dropped = bt_pairwise(with_tie, ties="drop")
+    np.testing.assert_allclose(dropped, 0.0, atol=1e-10)
+
+
+def test_davidson_two_items_closed_form():
+    # Two items form a saturated multinomial: exp(d) = W1 / W2 and nu = T / sqrt(W1 W2).
+    w1, w2, t = 6, 3, 4
+    data = pairs(2, [[0, 1]] * w1 + [[1, 0]] * w2 + [[0, 1]] * t, ties=[0] * (w1 + w2) + [1] * t)
+    scores, nu = davidson_pairwise(data)
+    assert scores[0] - scores[1] == pytest.approx(np.log(w1 / w2), abs=1e-10)
+    assert nu == pytest.approx(t / np.sqrt(w1 * w2), rel=1e-10)
+
+
+def test_davidson_without_ties_is_refused():
+    with pytest.raises(InvalidInput, match="at least one tie"):
+        davidson_pairwise(pairs(3, [[0, 1], [1, 2], [2, 0]]))
+
+
+# --- gradients -----------------------------------------------------------------------
+
+
+def _weighted_counts(seed=3, n=6, m=150):
+    rng = np.random.default_rng(seed)
+    i, j = random_pairs(rng, n, m)
+    data = PairwiseData(i, j, n, ties=rng.random(m) < 0.2, weights=rng.choice([0.5, 1, 2], m))
+    return aggregate_pairwise(data), rng.normal(size=n + 1)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.4])
+@pytest.mark.parametrize("ties", ["half", "drop"])
+def test_bt_gradient_and_hessian(alpha, ties):
+    counts, x = _weighted_counts()
+    x = x[:-1]
+    assert check_grad(bt_objective, bt_gradient, x, counts, alpha, ties) < GRAD_TOL
+    num = approx_fprime(x, bt_gradient, 1e-6, counts, alpha, ties)
+    np.testing.assert_allclose(bt_hessian(x, counts, alpha, ties), num, atol=1e-4)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.4])
+def test_davidson_gradient_and_hessian(alpha):
+    counts, x = _weighted_counts()
+    assert check_grad(davidson_objective, davidson_gradient, x, counts, alpha) < GRAD_TOL
+    num = approx_fprime(x, davidson_gradient, 1e-6, counts, alpha)
+    np.testing.assert_allclose(davidson_hessian(x, counts, alpha), num, atol=1e-4)
+
+
+def test_sparse_path_agrees_with_dense(monkeypatch):
+    rng = np.random.default_rng(5)
+    i, j = random_pairs(rng, 12, 400, rng.normal(size=12))
+    data = PairwiseData(i, j, 12, ties=rng.random(400) < 0.15)
+    dense_bt, (dense_dav, nu) = bt_pairwise(data), davidson_pairwise(data, alpha=0.1)
+    monkeypatch.setattr(models_base, "DENSE_MAX", 5)
+    np.testing.assert_allclose(bt_pairwise(data), dense_bt, atol=1e-7)
+    sparse_dav, nu_sparse = davidson_pairwise(data, alpha=0.1)
+    np.testing.assert_allclose(sparse_dav, dense_dav, atol=1e-7)
+    assert nu_sparse == pytest.approx(nu, rel=1e-7)
+
+
+# --- identifiability ----------------------------------------------------------------
+
+
+def test_disconnected_graph_names_components():
+    data = pairs(5, [[0, 1], [1, 0], [2, 3], [3, 4], [4, 2]], names=["gpt", "llama", "a", "b", "c"])
+    with pytest.raises(NotConverged, match=r"not connected.*\{a, b, c\}; \{gpt, llama\}"):
+        bt_pairwise(data)
+    with pytest.raises(NotConverged, match=r"\{2, 3, 4\}; \{0, 1\}"):
+        bt_pairwise(pairs(5, [[0, 1], [1, 0], [2, 3], [3, 4], [4, 2]]))
+    assert np.all(np.isfinite(bt_pairwise(data, alpha=0.1)))
+
+
+def test_undefeated_item_is_named_unless_prior():
+    data = pairs(3, [[0, 1], [0, 2], [1, 2], [2, 1]], names=["champ", "x", "y"])
+    with pytest.raises(NotConverged, match="champ never lost"):
+        BradleyTerry().fit(data)
+    scores = bt_pairwise(data, alpha=0.5)
+    assert scores[0] > scores[1] and np.all(np.isfinite(scores))
+
+
+def test_tie_keeps_davidson_finite():
+    # 0 never lost, but drew with 1: finite under Davidson, divergent under ties="drop".
+    data = pairs(3, [[0, 1], [0, 1], [1, 2], [2, 1], [0, 2]], ties=[0, 1, 0, 0, 0])
+    scores, _ = davidson_pairwise(data)
+    assert np.all(np.isfinite(scores))
+    with pytest.raises(NotConverged, match="0 never lost"):
+        bt_pairwise(data, ties="drop")
+
+
+# --- intervals -----------------------------------------------------------------------
+
+
+def test_hessian_ci_coverage_in_simulation():
+    rng = np.random.default_rng(2024)
+    truth = np.linspace(-1.0, 1.0, 10)
+    truth -= truth.mean()
+    covered = []
+    for _ in range(200):
+        w, lo = random_pairs(rng, 10, 300, truth)
+        fit = BradleyTerry().fit(PairwiseData(w, lo, 10))
+        covered.append((fit.ci95[:, 0] <= truth) & (truth <= fit.ci95[:, 1]))
+    assert 0.93 <= np.mean(covered) <= 0.97
+
+
+def test_bootstrap_ci_agrees_with_hessian():
+    rng = np.random.default_rng(7)
+    truth = np.linspace(-1.0, 1.0, 8)
+    w, lo = random_pairs(rng, 8, 2000, truth)
+    data = PairwiseData(w, lo, 8, ties=rng.random(2000) < 0.1)
+    hess = BradleyTerry().fit(data)
+    boot = BradleyTerry().fit(data, ci="bootstrap", n_boot=200, seed=1)
+    np.testing.assert_array_equal(hess.scores, boot.scores)
+    ratio = np.diff(boot.ci95, axis=1) / np.diff(hess.ci95, axis=1)
+    assert np.all((0.75 < ratio) & (ratio < 1.3))
+    again = BradleyTerry().fit(data, ci="bootstrap", n_boot=200, seed=1)
+    np.testing.assert_array_equal(boot.ci95, again.ci95)
+
+
+def test_davidson_fit_intervals():
+    rng = np.random.default_rng(11)
+    w, lo = random_pairs(rng, 5, 600, np.linspace(-1, 1, 5))
+    data = PairwiseData(w, lo, 5, ties=rng.random(600) < 0.25)
+    for ci in ("hessian", "bootstrap"):
+        fit = Davidson().fit(data, ci=ci, n_boot=50)
+        assert np.all(fit.ci95[:, 0] < fit.scores) and np.all(fit.scores < fit.ci95[:, 1])
+        lo_nu, hi_nu = fit.params["nu_ci95"]
+        assert lo_nu < fit.params["nu"] < hi_nu
+
+
+# --- results ----------------------------------------------------------------------------
+
+
+def test_fit_result_predictions_elo_and_dict():
+    data = pairs(3, [[0, 1], [0, 1], [1, 2], [2, 0]], names=["a", "b", "c"])
+    fit = BradleyTerry().fit(data, anchor="c")
+    assert fit.win_probability("a", "b") == pytest.approx(1 / (1 + np.exp(-2 * 0.41961762)), 1e-6)
+    assert fit.win_probability(0, 1) + fit.win_probability(1, 0) == pytest.approx(1.0)
+    np.testing.assert_allclose(
+        fit.predict_pairwise([0, 2], [1, 1]), [fit.win_probability(0, 1), fit.win_probability(2, 1)]
+    )
+    assert fit.elo[2] == pytest.approx(1000.0)
+    # 400 Elo points are 10-to-1 odds.
+    odds = fit.win_probability("a", "b") / fit.win_probability("b", "a")
+    assert fit.elo[0] - fit.elo[1] == pytest.approx(400 * np.log10(odds))
+    out = json.loads(json.dumps(fit.to_dict()))
+    assert out["model"] == "bt" and out["n_comparisons"] == 4
+    assert list(out["scores"]) == ["a", "b", "c"]
+    assert out["ci95"]["a"][0] < out["scores"]["a"] < out["ci95"]["a"][1]
+    assert out["elo"]["c"] == pytest.approx(1000.0)
+    assert out["log_likelihood"] == pytest.approx(fit.log_likelihood)
+
+
+def test_davidson_win_probability_leaves_room_for_ties():
+    data = pairs(2, [[0, 1], [1, 0], [0, 1]], ties=[0, 0, 1])
+    fit = Davidson().fit(data)
+    p_tie = fit.params["nu"] / (2 + fit.params["nu"])
+    assert fit.win_probability(0, 1) == pytest.approx((1 - p_tie) / 2)
+
+
+def test_registry():
+    assert [m.name for m in MODELS] == ["bt", "davidson", "pl", "mixture"]
+    assert [m.data for m in MODELS] == ["pairwise", "pairwise", "rankings", "pairwise"]
+    assert all(m.label and callable(m.fit) for m in MODELS)
+    assert get_model("davidson") is MODELS[1]
+    with pytest.raises(InvalidInput, match="'bt', 'davidson', 'pl', 'mixture'.*got 'elo'"):
+        get_model("elo")
+
+
+def test_bad_arguments_raise_invalid_input():
+    data = pairs(3, [[0, 1], [1, 2], [2, 0]])
+    with pytest.raises(InvalidInput, match='"alpha"'):
+        bt_pairwise(data, alpha=-1)
+    with pytest.raises(InvalidInput, match='"ties"'):
+        bt_pairwise(data, ties="coin")
+    with pytest.raises(InvalidInput, match='"ci"'):
+        BradleyTerry().fit(data, ci="profile")
+    with pytest.raises(InvalidInput, match="unknown options"):
+        BradleyTerry().fit(data, k=3)
+    with pytest.raises(InvalidInput, match="compared with itself"):
+        pairs(3, [[1, 1]])
+    with pytest.raises(InvalidInput, match=r"0\.\.2"):
+        pairs(3, [[0, 3]])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_hessian_ci_matches_reduced_parametrization(alpha):
+    # Regression: the gauge fix must not leak the prior's all-ones eigenvalue into the
+    # covariance. Reference: fix theta_0 = -sum(others), invert the reduced Hessian.
+    rng = np.random.default_rng(12)
+    w, lo = random_pairs(rng, 5, 120, np.linspace(-1, 1, 5))
+    data = PairwiseData(w, lo, 5)
+    counts = aggregate_pairwise(data)
+    fit = BradleyTerry().fit(data, alpha=alpha)
+    basis = np.vstack([-np.ones(4), np.eye(4)])  # theta = basis @ phi, sum(theta) = 0
+    reduced = basis.T @ bt_hessian(fit.scores, counts, alpha) @ basis
+    cov = basis @ np.linalg.inv(reduced) @ basis.T
+    half = 1.959963984540054 * np.sqrt(np.diag(cov))
+    np.testing.assert_allclose(fit.ci95[:, 1] - fit.scores, half, rtol=1e-8)
