@@ -8,11 +8,31 @@ st.set_page_config(page_title="prefstore", page_icon=":material/balance:", layou
 
 db = common.get_db()
 common.ensure_demo_once(db)
+identity = common.gate(db)
 
-st.title("prefstore")
-st.caption("Local mode: anyone who opens this page can rate. Set PREFSTORE_ADMIN_TOKEN to "
-           "require links.")
-for project in common.list_projects(db):
-    stats = common.project_stats(db, project["id"])
-    st.subheader(project["name"])
-    st.write(f"{stats['items']} items · {stats['judgments']['human']} human judgments")
+
+def admin_not_installed() -> None:
+    common.require_admin(db)
+    st.title("Admin")
+    st.info("Admin page not installed.")
+
+
+rate = st.Page("pages/rate.py", title="Rate", icon=":material/thumbs_up_down:",
+               url_path="rate", default=True)
+pages = [rate]
+if identity.is_admin:
+    dashboard = st.Page("pages/dashboard.py", title="Dashboard", icon=":material/monitoring:",
+                        url_path="dashboard")
+    # pages/admin.py is written separately; until it exists the navigation says so
+    # plainly instead of failing on a missing file.
+    if (common.APP_DIR / "pages" / "admin.py").exists():
+        admin = st.Page("pages/admin.py", title="Admin", icon=":material/settings:",
+                        url_path="admin")
+    else:
+        admin = st.Page(admin_not_installed, title="Admin", icon=":material/settings:",
+                        url_path="admin")
+    pages += [dashboard, admin]
+
+page = st.navigation(pages)
+common.local_mode_banner(identity)
+page.run()

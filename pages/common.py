@@ -1,22 +1,78 @@
-"""Helpers shared by the pages: the per-thread store handle and session-state keys."""
+"""What every page shares: the per-thread store, state keys, and the identity gate."""
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
-from prefstore import demo, storage
+import streamlit as st
+from streamlit.errors import StreamlitSecretNotFoundError
+
+from prefstore import access, demo, storage
+from prefstore.errors import AccessDenied, Conflict, InvalidInput
+
+APP_DIR = Path(__file__).resolve().parent.parent
 
 _local = threading.local()
+OPEN_COUNT_TTL_S = 30
 
 
-class StateKeys:
-    """Every session-state key, in one place."""
+class Keys:
+    """Every session-state key, widget key and query parameter, in one place.
 
+    Widgets that belong to one served item get a per-item key from
+    :meth:`item`, so a stale click on an item already submitted cannot land
+    on the next one, and each item starts with empty fields.
+    """
+
+    # session state
     DEMO_CHECKED = "demo_checked"
+    TOKEN = "token"
+    LOCAL_NAME = "local_name"
+    FLASH = "flash"
+    # query parameters
+    QP_TOKEN = "token"
+    QP_PROJECT = "project"
+    QP_NAME = "name"
+    # widgets outside an item
+    PROJECT = "project"
+    LOCAL_NAME_INPUT = "local_name_input"
+    LOCAL_NAME_GO = "local_name_go"
+    # widgets of a served item (use Keys.item)
+    CHOOSE_A = "choose_a"
+    CHOOSE_B = "choose_b"
+    TIE = "tie"
+    BOTH_BAD = "both_bad"
+    STRENGTH = "strength"
+    SUBMIT = "submit"
+    ASPECT = "aspect"
+    RATIONALE = "rationale"
+    TAG = "tag"
+    EDIT_TARGET = "edit_target"
+    EDIT = "edit"
+    BEST = "best"
+    DRAG = "drag"
+    SORT = "sort"
+    RANK = "rank"
+    SKIP_REASON = "skip_reason"
+    SKIP = "skip"
+    FLAG_REASON = "flag_reason"
+    FLAG = "flag"
+
+    @staticmethod
+    def item(base: str, assignment_id: int, *parts: object) -> str:
+        """Return the key of widget ``base`` for the item served as ``assignment_id``."""
+        return ":".join([base, str(assignment_id), *map(str, parts)])
 
 
 def get_db():
-    """Return this thread's store handle; Streamlit reruns may run on new threads."""
+    """Return this thread's store handle.
+
+    Streamlit runs each rerun on a script thread of its own, and a sqlite3
+    connection must stay on the thread that opened it, so handles are never
+    shared through st.cache_resource.
+    """
     db = getattr(_local, "db", None)
     path = storage.default_db_path()
     if db is None or getattr(_local, "path", None) != path:
@@ -26,8 +82,102 @@ def get_db():
 
 
 def ensure_demo_once(db) -> None:
-    demo.ensure_demo(db)
+    """Load the demo projects into an empty store, once per session."""
+    if st.session_state.get(Keys.DEMO_CHECKED):
+        return
+    try:
+        demo.ensure_demo(db)
+    except Conflict:
+        pass  # another session loaded them first
+    st.session_state[Keys.DEMO_CHECKED] = True
 
 
-list_projects = storage.list_projects
-project_stats = storage.project_stats
+def admin_token() -> str | None:
+    """Return the configured admin token (environment first, then secrets.toml)."""
+    try:
+        secrets = dict(st.secrets) if access.ADMIN_TOKEN_SECRET in st.secrets else {}
+    except (StreamlitSecretNotFoundError, FileNotFoundError):
+        secrets = {}  # no secrets file: fine, the environment or local mode decides
+    return access.configured_admin_token(os.environ, secrets)
+
+
+def _url_token() -> str | None:
+    """Return the link token, kept in session state and in the URL across reruns and pages."""
+    from_url = st.query_params.get(Keys.QP_TOKEN)
+    if from_url:
+        st.session_state[Keys.TOKEN] = from_url
+    token = st.session_state.get(Keys.TOKEN)
+    # Page switches drop query parameters; put the token back so a refresh keeps the rater.
+    if token and from_url != token:
+        st.query_params[Keys.QP_TOKEN] = token
+    return token
+
+
+def identity(db) -> access.Identity:
+    """Resolve who is asking. Raises AccessDenied for a bad or missing link."""
+    found = access.resolve(db, _url_token(), admin_token=admin_token())
+    if found.mode != "local":
+        return found
+    name = st.session_state.get(Keys.LOCAL_NAME) or st.query_params.get(Keys.QP_NAME)
+    if not name:
+        return found
+    try:
+        found = access.local_rater(db, found, name)
+    except (InvalidInput, AccessDenied):
+        st.session_state.pop(Keys.LOCAL_NAME, None)
+        return found
+    st.session_state[Keys.LOCAL_NAME] = found.name
+    if st.query_params.get(Keys.QP_NAME) != found.name:
+        st.query_params[Keys.QP_NAME] = found.name
+    return found
+
+
+def gate(db) -> access.Identity:
+    """Return the identity, or show the refusal and stop the page."""
+    try:
+        return identity(db)
+    except AccessDenied as exc:
+        st.error(f"Access denied: {exc}.", icon=":material/lock:")
+        st.stop()
+
+
+def require_admin(db) -> access.Identity:
+    """Return the identity if it is an admin's; otherwise refuse and stop the page.
+
+    Every admin-only page calls this first, so a rater who types the page's
+    URL gets the refusal, not the page.
+    """
+    found = gate(db)
+    try:
+        return access.require_admin(found)
+    except AccessDenied:
+        st.error("Access denied: this page is for project admins.", icon=":material/lock:")
+        st.stop()
+
+
+def local_mode_banner(found: access.Identity) -> None:
+    if found.mode == "local":
+        st.info("Local mode: no admin token is configured, so whoever opens this app can rate "
+                "and see every page. Set `PREFSTORE_ADMIN_TOKEN` to require personal links.",
+                icon=":material/home:")
+
+
+@st.cache_data(ttl=OPEN_COUNT_TTL_S, show_spinner=False)
+def open_item_count(db_path: str, project_id: int, raters_per_item: int) -> int:
+    """Return the project's open-item count, recounted at most every OPEN_COUNT_TTL_S.
+
+    Counting costs ~16 ms per 100k items on every rerun otherwise; the count
+    only feeds the progress bar's denominator, which may lag a few seconds.
+    """
+    return storage.open_item_count(get_db(), project_id, raters_per_item)
+
+
+def flash(message: str) -> None:
+    """Show ``message`` as a toast on the next rerun."""
+    st.session_state[Keys.FLASH] = message
+
+
+def show_flash() -> None:
+    message = st.session_state.pop(Keys.FLASH, None)
+    if message:
+        st.toast(message, icon=":material/check:")

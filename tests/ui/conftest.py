@@ -1,0 +1,149 @@
+"""Fixtures for the UI tests: a temp store for AppTest, a live server and a browser.
+
+``streamlit_server`` and ``browser_page`` are shared by every browser test
+(rating, dashboard, XSS). Browser tests skip only when chromium is missing,
+and ``PREFSTORE_REQUIRE_BROWSER=1`` (set by .ci/run) turns that skip into a
+failure.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from prefstore import storage
+
+REPO = Path(__file__).resolve().parents[2]
+APP = str(REPO / "app.py")
+CHROMIUM = os.environ.get("PREFSTORE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SERVER_START_TIMEOUT_S = 60
+APPTEST_TIMEOUT_S = 30
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh store that the app under AppTest opens too (local mode unless a test sets a token)."""
+    path = tmp_path / "ui.db"
+    monkeypatch.setenv("PREFSTORE_DB", str(path))
+    monkeypatch.delenv("PREFSTORE_ADMIN_TOKEN", raising=False)
+    db = storage.connect(path)
+    yield db
+    db.close()
+
+
+def app_test(script: str = APP, *, token: str | None = None):
+    """Return an AppTest of ``script`` opened with the link ``?token=...``."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(script, default_timeout=APPTEST_TIMEOUT_S)
+    if token is not None:
+        at.query_params["token"] = token
+    return at
+
+
+# --------------------------------------------------------------------------
+# Real browser
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)  # polling interval, not a readiness guess
+    raise TimeoutError(f"{url}/_stcore/health did not answer within {SERVER_START_TIMEOUT_S} s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture
+def streamlit_server(tmp_path):
+    """Return ``start(db_path, env=None) -> base URL``: run app.py on its own port.
+
+    Each server runs in its own process group, killed at teardown.
+    """
+    procs: list[subprocess.Popen] = []
+    logs = []
+
+    def start(db_path, env: dict[str, str] | None = None) -> str:
+        port = _free_port()
+        full_env = {**os.environ, "PREFSTORE_DB": str(db_path), **(env or {})}
+        if env is None or "PREFSTORE_ADMIN_TOKEN" not in env:
+            full_env.pop("PREFSTORE_ADMIN_TOKEN", None)
+        log = open(tmp_path / f"streamlit-{port}.log", "wb")
+        logs.append(log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, proc, time.monotonic() + SERVER_START_TIMEOUT_S)
+        return url
+
+    yield start
+    for proc in procs:
+        _stop(proc)
+    for log in logs:
+        log.close()
+
+
+def wait_app_idle(page, timeout_ms: int = 30_000) -> None:
+    """Wait until Streamlit has finished running the script for the page shown."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
+                           timeout=timeout_ms)
+
+
+@pytest.fixture
+def browser_page():
+    """A Playwright page in Debian's chromium; skips only when chromium is missing."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("PREFSTORE_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"PREFSTORE_REQUIRE_BROWSER=1 but {CHROMIUM} does not exist")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()
