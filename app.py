@@ -8,6 +8,7 @@ st.set_page_config(page_title="prefstore", page_icon=":material/balance:", layou
 
 db = common.get_db()
 common.ensure_demo_once(db)
+common.ensure_worker_once()
 identity = common.gate(db)
 
 

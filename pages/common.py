@@ -92,6 +92,24 @@ def ensure_demo_once(db) -> None:
     st.session_state[Keys.DEMO_CHECKED] = True
 
 
+@st.cache_resource(show_spinner=False)
+def _worker_started(db_path: str) -> int | None:
+    from prefstore import worker
+
+    return worker.ensure_worker(db_path)
+
+
+def ensure_worker_once() -> None:
+    """Start the background worker unless one is alive (PREFSTORE_AUTOSTART_WORKER=0: off).
+
+    Once per server process: st.cache_resource remembers it. Deployments that
+    run ``prefstore worker`` under a supervisor turn this off.
+    """
+    if os.environ.get("PREFSTORE_AUTOSTART_WORKER", "1").lower() in ("0", "false", "no"):
+        return
+    _worker_started(str(Path(storage.default_db_path()).resolve()))
+
+
 def admin_token() -> str | None:
     """Return the configured admin token (environment first, then secrets.toml)."""
     try:

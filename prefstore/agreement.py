@@ -1111,3 +1111,28 @@ def project_agreement(db, project: str | int, *, kind: str = "human", seed: int 
         kind=kind, seed=seed, n_boot=n_boot, min_shared=min_shared,
     )
     return {"project": proj["name"], **report}
+
+
+def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("human", "all"),
+                      seed: int = 0, n_boot: int = 1000) -> dict[str, int]:
+    """Compute and store the agreement report per kind; return the report ids."""
+    import time
+
+    from prefstore import storage
+
+    proj = storage.get_project(db, project)
+    judgments = storage.judgments_frame(db, proj["id"])
+    responses = storage.responses_frame(db, proj["id"], with_text=False)
+    items = storage.items_frame(db, proj["id"])
+    ids = {}
+    for kind in kinds:
+        start = time.perf_counter()
+        report = agreement_report(judgments, responses, items, kind=kind, seed=seed,
+                                  n_boot=n_boot)
+        report["over_time"] = agreement_over_time(judgments, kind=kind if kind != "all"
+                                                  else "human")
+        ids[kind] = storage.save_report(
+            db, proj["id"], name="agreement", kind=kind, result={"project": proj["name"],
+                                                                 **report},
+            n_judgments=len(judgments), seconds=time.perf_counter() - start)
+    return ids

@@ -213,6 +213,27 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_reports(db: Database) -> None:
+    # Derived reports (agreement, routing evaluation) cached by the worker, so a
+    # dashboard over a million judgments reads one row instead of recomputing.
+    db.executescript(
+        """
+        CREATE TABLE reports (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            result TEXT NOT NULL,
+            n_judgments INTEGER NOT NULL DEFAULT 0,
+            seconds REAL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX reports_latest ON reports (project_id, name, kind, id);
+        """
+    )
+
+
 # --------------------------------------------------------------------------
 # Connections and transactions
 
@@ -1177,6 +1198,28 @@ def latest_fit(db: Database, project_id: int, *, model: str, level: str = "syste
         return None
     row = rows[0]
     row["params"] = _loads(row["params"], {})
+    row["result"] = _loads(row["result"], {})
+    return row
+
+
+def save_report(db: Database, project_id: int, *, name: str, kind: str, result: dict,
+                n_judgments: int, seconds: float) -> int:
+    """Store a derived report (e.g. ``name="agreement"``) for the dashboards."""
+    with write(db):
+        cur = db.execute(
+            "INSERT INTO reports (project_id, name, kind, result, n_judgments, seconds, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [project_id, name, kind, json.dumps(result), n_judgments, seconds, now_iso()])
+    return cur.lastrowid
+
+
+def latest_report(db: Database, project_id: int, *, name: str, kind: str) -> dict | None:
+    rows = list(db.query(
+        "SELECT * FROM reports WHERE project_id = ? AND name = ? AND kind = ? "
+        "ORDER BY id DESC LIMIT 1", [project_id, name, kind]))
+    if not rows:
+        return None
+    row = rows[0]
     row["result"] = _loads(row["result"], {})
     return row
 

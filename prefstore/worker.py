@@ -63,9 +63,11 @@ class JobContext:
 
 
 def run_refit(ctx: JobContext) -> dict:
-    from prefstore import fitting
+    from prefstore import agreement, fitting
 
     result = fitting.refit_all(ctx.db, ctx.job["project_id"], progress=ctx.progress)
+    result["agreement_reports"] = agreement.refresh_agreement(ctx.db, ctx.job["project_id"])
+    ctx.progress("agreement report stored")
     _enqueue_route_if_judged(ctx.db, ctx.job["project_id"])
     return result
 
@@ -258,10 +260,16 @@ def ensure_worker(db_path: str | os.PathLike, *, log_path: str | os.PathLike | N
             if storage.live_workers(db, within_s=WORKER_LIVE_S):
                 return None
             out = open(log_path or db_path + ".worker.log", "a")  # noqa: SIM115
+            # The app may run from a checkout that is not pip-installed: make the
+            # package importable in the child the same way it is here.
+            env = dict(os.environ)
+            package_root = str(Path(__file__).resolve().parents[1])
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root,
+                                                              env.get("PYTHONPATH")]))
             proc = subprocess.Popen(
                 [sys.executable, "-m", "prefstore.cli", "worker", "--db", db_path],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                start_new_session=True, env=env)
             # Wait briefly for its first heartbeat, so the next check sees it alive.
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and proc.poll() is None:

@@ -7,6 +7,8 @@ from tests import pandalm
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tests start workers themselves; the app must not spawn one per test.
+os.environ["PREFSTORE_AUTOSTART_WORKER"] = "0"
 
 
 @pytest.fixture

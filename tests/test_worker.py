@@ -48,6 +48,9 @@ def test_refit_job_is_claimed_run_and_stored(db, db_path, tmp_path):
     assert result["failed"] == {
         "davidson/system": "the Davidson model needs at least one tie, got none; use 'bt'"}
     assert storage.latest_fit(db, project["id"], model="bt")["n_judgments"] == 180
+    report = storage.latest_report(db, project["id"], name="agreement", kind="human")
+    assert (report["n_judgments"], report["result"]["n_raters"]) == (180, 3)
+    assert result["agreement_reports"] == {"human": report["id"], "all": report["id"] + 1}
     # Nothing new: a second pass queues nothing and exits at once.
     assert worker.Worker(db_path).run(once=True) == 0
 
