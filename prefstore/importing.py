@@ -113,7 +113,8 @@ def read_records(source: str | os.PathLike | bytes, fmt: str | None = None,
     if fmt == "jsonl":
         for lineno, raw in enumerate(data.split(b"\n"), start=1):
             try:
-                line = raw.decode("utf-8")
+                # utf-8-sig on the first line: editors on Windows start files with a BOM.
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise InvalidInput(f"line {lineno}: invalid UTF-8 at byte {exc.start} of the line"
                                    ) from exc
@@ -124,6 +125,9 @@ def read_records(source: str | os.PathLike | bytes, fmt: str | None = None,
             except json.JSONDecodeError as exc:
                 raise InvalidInput(f"line {lineno}: invalid JSON ({exc.msg} at column "
                                    f"{exc.colno})") from exc
+            except (ValueError, RecursionError) as exc:
+                # An integer over 4,300 digits, or nesting deeper than the recursion limit.
+                raise InvalidInput(f"line {lineno}: invalid JSON ({_json_limit(exc)})") from exc
             yield Record(f"line {lineno}", value)
         return
     try:
@@ -137,6 +141,8 @@ def read_records(source: str | os.PathLike | bytes, fmt: str | None = None,
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"line {exc.lineno}: invalid JSON ({exc.msg} at column "
                                f"{exc.colno})") from exc
+        except (ValueError, RecursionError) as exc:
+            raise InvalidInput(f"invalid JSON ({_json_limit(exc)})") from exc
         if isinstance(value, dict) and isinstance(value.get("items"), list):
             value = value["items"]
         if not isinstance(value, list):
@@ -144,6 +150,8 @@ def read_records(source: str | os.PathLike | bytes, fmt: str | None = None,
         for i, entry in enumerate(value, start=1):
             yield Record(f"item {i}", entry)
         return
+    # The csv module's default field limit (131,072) is below our text limit.
+    csv.field_size_limit(MAX_TEXT_CHARS + 1)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames:
         raise InvalidInput("line 1: the CSV file has no header row")
@@ -152,6 +160,12 @@ def read_records(source: str | os.PathLike | bytes, fmt: str | None = None,
             yield Record(f"line {reader.line_num}", _csv_row(row, f"line {reader.line_num}"))
     except csv.Error as exc:
         raise InvalidInput(f"line {reader.line_num}: malformed CSV ({exc})") from exc
+
+
+def _json_limit(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return "an integer has more than 4,300 digits" if "digits" in str(exc) else str(exc)
 
 
 def _csv_row(row: dict, where: str) -> dict:
@@ -170,6 +184,9 @@ def _csv_row(row: dict, where: str) -> dict:
                 out[key] = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise InvalidInput(f'{where}: "{key}" must be JSON text ({exc.msg})') from exc
+            except (ValueError, RecursionError) as exc:
+                raise InvalidInput(f'{where}: "{key}" must be JSON text ({_json_limit(exc)})'
+                                   ) from exc
         elif value != "":
             out[key] = value
     if responses:
@@ -447,6 +464,7 @@ def parse_items(source: str | os.PathLike | bytes, *, fmt: str | None = None,
                             continue
                         raise
                     judgment["item"] = ext
+                    judgment["where"] = where
                     parsed.judgments.append(judgment)
                 parsed.items.append(item)
             except InvalidInput as exc:
@@ -500,6 +518,7 @@ def parse_judgments(source: str | os.PathLike | bytes, items: dict[str, tuple[in
                         continue
                     raise
                 judgment["item"] = ext
+                judgment["where"] = record.where
                 judgments.append(judgment)
             except InvalidInput as exc:
                 errors.append(str(exc))
@@ -520,12 +539,17 @@ def _write_judgments(db: Database, judgments: list[dict], item_ids: dict[str, in
     raters: dict[str, dict] = {}
     rows = []
     for judgment in judgments:
+        judgment = dict(judgment)
+        where = judgment.pop("where", "judgment")  # not part of the submission id hash
         name = judgment["rater"]
         if name not in raters:
-            raters[name] = storage.get_or_create_rater(db, name, judgment["kind"])
+            try:
+                raters[name] = storage.get_or_create_rater(db, name, judgment["kind"])
+            except InvalidInput as exc:
+                raise InvalidInput(f"{where}: {exc}") from exc
         elif raters[name]["kind"] != judgment["kind"]:
-            raise InvalidInput(f"rater {name!r} appears with kinds {raters[name]['kind']!r} "
-                               f"and {judgment['kind']!r}")
+            raise InvalidInput(f"{where}: rater {name!r} appears with kinds "
+                               f"{raters[name]['kind']!r} and {judgment['kind']!r}")
         row = {k: v for k, v in judgment.items() if k not in ("rater", "item")}
         row["item_id"] = item_ids[judgment["item"]]
         row["rater_id"] = raters[name]["id"]

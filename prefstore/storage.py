@@ -348,14 +348,22 @@ def backup(db: Database, out_path: str | os.PathLike) -> None:
     out_path = Path(out_path)
     if out_path.exists():
         raise Conflict(f"backup target {out_path} already exists; choose a new path")
-    dest = sqlite3.connect(str(out_path))
+    if not out_path.resolve().parent.is_dir():
+        raise InvalidInput(f"backup target {out_path}: directory does not exist")
+    # Written beside the target and renamed, so a failed backup leaves no partial file.
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
+    dest = sqlite3.connect(str(tmp))
     try:
         # One step: a commit from another connection between steps restarts the
         # copy, so a stepwise backup need never finish under steady writes. In WAL
         # mode the single step's read snapshot does not block the writers.
         db.conn.backup(dest, pages=-1)
+        dest.close()
+        os.replace(tmp, out_path)
     finally:
         dest.close()
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 # --------------------------------------------------------------------------
