@@ -497,16 +497,29 @@ def export(db: Database, project: str | int, out: str | os.PathLike | TextIO, *,
         As :func:`iter_rows`, before anything is written.
     """
     summary: dict = {}
+    proj = storage.get_project(db, project)
+    if format == "pairs" and aggregate == "none" and proj["kind"] == "pairwise":
+        check_options(format=format, aggregate=aggregate, kind=kind,
+                      min_agreement=min_agreement, conversational=conversational,
+                      slate_pairs=slate_pairs, include_original_pair=include_original_pair)
+        lines = _fast_pair_lines(db, proj, summary, kind=kind, conversational=conversational,
+                                 real_rater_names=real_rater_names, progress=progress)
+        return _write_to(out, lines, summary)
     rows = iter_rows(db, project, format=format, aggregate=aggregate, kind=kind,
                      min_agreement=min_agreement, conversational=conversational,
                      real_rater_names=real_rater_names, slate_pairs=slate_pairs,
                      include_original_pair=include_original_pair, progress=progress,
                      summary=summary, batch=batch)
+    encode = _line_encoder()
+    return _write_to(out, (encode(row) + "\n" for row in rows), summary)
+
+
+def _write_to(out: str | os.PathLike | TextIO, lines: Iterator[str], summary: dict) -> dict:
     if hasattr(out, "write"):
-        _write_lines(out, rows)
+        out.writelines(lines)
         return summary
     if str(out) == "-":
-        _write_lines(sys.stdout, rows)
+        sys.stdout.writelines(lines)
         sys.stdout.flush()
         return summary
     path = Path(out)
@@ -515,7 +528,7 @@ def export(db: Database, project: str | int, out: str | os.PathLike | TextIO, *,
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            _write_lines(f, rows)
+            f.writelines(lines)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -523,12 +536,65 @@ def export(db: Database, project: str | int, out: str | os.PathLike | TextIO, *,
     return summary
 
 
-def _write_lines(f: TextIO, rows: Iterator[dict]) -> None:
+def _fast_pair_lines(db: Database, proj: dict, summary: dict, *, kind: str,
+                     conversational: bool, real_rater_names: bool, progress: bool
+                     ) -> Iterator[str]:
+    """Yield the ``pairs`` lines of a pairwise project without building row dicts.
+
+    A million-row export spends most of its time in per-row overhead, so this
+    path writes each line from the joined SQL tuple with the C string encoder.
+    Its output is byte-for-byte that of :func:`iter_jsonl` (tested).
+    """
+    from json.encoder import encode_basestring as enc
+
+    summary.update({"written": 0, "judgments": 0, "skipped": dict.fromkeys(SKIP_REASONS, 0)})
+    skipped = summary["skipped"]
+    salt = proj["pseudonym_salt"]
+    aliases: dict[str, str] = {}
     encode = _line_encoder()
-    write = f.write
-    for row in rows:
-        write(encode(row))
-        write("\n")
+    prompt_item, prompt_json = -1, ""
+    total = storage.count_judgment_rows(db, proj["id"], kind=kind) if progress else None
+    bar = tqdm(total=total, desc="export pairs", unit="judgment", file=sys.stderr,
+               disable=None if progress else True)
+
+    def opt(value: str | None) -> str:
+        return "null" if value is None else enc(value)
+
+    try:
+        for n, (jid, ext, rater, jkind, outcome, strength, rationale, tags, item_id, prompt,
+                messages, ctext, csys, rtext, rsys) in enumerate(
+                    storage.iter_pair_export_rows(db, proj["id"], kind=kind), start=1):
+            if n % 10_000 == 0:
+                bar.update(10_000)
+            summary["judgments"] += 1
+            if outcome != "choice":
+                skipped[outcome] += 1
+                continue
+            if item_id != prompt_item:
+                msgs = json.loads(messages) if messages is not None else None
+                prompt_json = encode(prompt_messages(prompt, msgs) if conversational
+                                     else prompt_text(prompt, msgs))
+                prompt_item = item_id
+            alias = aliases.get(rater)
+            if alias is None:
+                alias = aliases[rater] = rater if real_rater_names else pseudonym(salt, rater)
+            if conversational:
+                chosen = '[{"role":"assistant","content":' + enc(ctext) + "}]"
+                rejected = '[{"role":"assistant","content":' + enc(rtext) + "}]"
+            else:
+                chosen, rejected = enc(ctext), enc(rtext)
+            summary["written"] += 1
+            yield "".join((
+                '{"prompt":', prompt_json, ',"chosen":', chosen, ',"rejected":', rejected,
+                ',"metadata":{"item":', enc(ext), ',"judgment_id":', str(jid),
+                ',"rater":', enc(alias), ',"kind":', enc(jkind),
+                ',"strength":', "null" if strength is None else str(strength),
+                ',"rationale":', opt(rationale),
+                ',"reason_tags":', "null" if tags is None else encode(json.loads(tags)),
+                ',"systems":{"chosen":', opt(csys), ',"rejected":', opt(rsys), "}}}\n"))
+        bar.update(summary["judgments"] % 10_000)
+    finally:
+        bar.close()
 
 
 def _line_encoder() -> Any:

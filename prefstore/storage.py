@@ -1559,3 +1559,95 @@ def release_job(db: Database, job_id: int, worker_id: str) -> bool:
             "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL "
             "WHERE id = ? AND lease_owner = ? AND status = 'running'", [job_id, worker_id])
     return cur.rowcount == 1
+
+
+# --------------------------------------------------------------------------
+# Export fast path
+
+
+def iter_pair_export_rows(db: Database, project_id: int, *, kind: str = "all",
+                          batch: int = 5000) -> Iterator[tuple]:
+    """Stream a pairwise project's judgments with the chosen and rejected texts joined in.
+
+    Yields tuples ``(id, external_id, rater, kind, outcome, strength, rationale,
+    reason_tags JSON, item_id, prompt, messages JSON, chosen text, chosen
+    system, rejected text, rejected system)`` in judgment id order; the texts
+    are NULL for ties and both-bad. One read transaction covers the whole
+    stream, so the export is a consistent snapshot while raters keep writing.
+    """
+    _check_kind(kind)
+    cur = db.conn.execute(
+        "SELECT j.id, i.external_id, r.name, j.kind, j.outcome, j.strength, j.rationale, "
+        "j.reason_tags, j.item_id, i.prompt, i.messages, rc.text, rc.system, rr.text, rr.system "
+        "FROM judgments j CROSS JOIN items i ON i.id = j.item_id "
+        "JOIN raters r ON r.id = j.rater_id "
+        "LEFT JOIN responses rc ON rc.item_id = j.item_id AND rc.idx = j.choice "
+        "LEFT JOIN responses rr ON rr.item_id = j.item_id AND rr.idx = 1 - j.choice "
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) ORDER BY j.id",
+        {"p": project_id, "kind": kind})
+    while rows := cur.fetchmany(batch):
+        yield from rows
+
+
+# --------------------------------------------------------------------------
+# Dashboards (pages/dashboard*.py): cheap counts and the rows behind their reports
+
+
+def dashboard_counts(db: Database, project_id: int, raters_per_item: int) -> dict:
+    """Return the headline counts of a project without grouping its judgments.
+
+    Human judgments are summed from ``items.n_human``, which every insert path
+    keeps in step, because counting them by kind needs a table lookup per
+    judgment (~0.3 s at 1M); LLM judgments are the rest of the total.
+
+    Returns ``{"items", "covered_items", "coverage", "judgments": {"human", "llm",
+    "total"}, "raters": {"human", "llm"}}``; ``covered_items`` have at least
+    ``raters_per_item`` human judgments and ``coverage`` is their share (0 without items).
+    """
+    items, human, covered = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(n_human), 0), COALESCE(SUM(n_human >= ?), 0) "
+        "FROM items WHERE project_id = ?", [raters_per_item, project_id]).fetchone()
+    total = count_judgments(db, project_id)
+    raters = {"human": 0, "llm": 0}
+    for kind, n in db.execute(
+        "SELECT r.kind, COUNT(*) FROM raters r WHERE EXISTS (SELECT 1 FROM judgments j "
+        "JOIN items i ON i.id = j.item_id WHERE j.rater_id = r.id AND i.project_id = ?) "
+        "GROUP BY r.kind", [project_id]):
+        raters[kind] = n
+    return {"items": items, "covered_items": covered,
+            "coverage": covered / items if items else 0.0,
+            "judgments": {"human": human, "llm": total - human, "total": total},
+            "raters": raters}
+
+
+def edited_judgments_frame(db: Database, project_id: int) -> pd.DataFrame:
+    """Return the project's judgments that carry an edit: id, item_id, rater, outcome, choice, edited."""
+    frame = pd.read_sql_query(
+        "SELECT j.id, j.item_id, r.name AS rater, j.outcome, j.choice, j.edited "
+        "FROM judgments j JOIN items i ON i.id = j.item_id JOIN raters r ON r.id = j.rater_id "
+        "WHERE i.project_id = ? AND j.edited IS NOT NULL ORDER BY j.id",
+        db.conn, params=[project_id])
+    frame["choice"] = frame["choice"].astype("Int64")
+    return frame
+
+
+def judgments_by_id(db: Database, judgment_ids: list[int]) -> list[dict]:
+    """Return judgments by id with the rater's name and the item's external id, in id order."""
+    return list(db.query(
+        "SELECT j.id, j.item_id, i.external_id, r.name AS rater, j.outcome, j.choice, j.edited "
+        "FROM judgments j JOIN items i ON i.id = j.item_id JOIN raters r ON r.id = j.rater_id "
+        "WHERE j.id IN (SELECT value FROM json_each(?)) ORDER BY j.id",
+        [json.dumps([int(i) for i in judgment_ids])]))
+
+
+# --------------------------------------------------------------------------
+# Admin page (pages/admin.py)
+
+
+def routing_counts(db: Database, project_id: int) -> dict[str, int]:
+    """Return the project's routing decisions counted by route, every route listed."""
+    counts = dict.fromkeys(ROUTES, 0)
+    counts.update(db.execute(
+        "SELECT decision, COUNT(*) FROM routing WHERE project_id = ? GROUP BY decision",
+        [project_id]).fetchall())
+    return counts

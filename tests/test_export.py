@@ -521,3 +521,18 @@ def test_file_lines_match_iter_jsonl(db, tmp_path, project, fmt, conversational)
     text = "".join(export.iter_jsonl(db, "p", format=fmt, conversational=conversational))
     assert out.read_text(encoding="utf-8") == text
     assert text.count("\n") == len(_read(out))
+
+
+@pytest.mark.parametrize("options", [
+    {"kind": "human"}, {"kind": "llm"}, {"real_rater_names": True},
+    {"conversational": True, "kind": "human", "real_rater_names": True}])
+def test_fast_pairs_path_matches_general_path(db, tmp_path, project, options):
+    # export() takes a tuple-based fast path for pairs on pairwise projects; the
+    # general dict path (iter_jsonl) is the reference, summary included.
+    out = tmp_path / "fast.jsonl"
+    summary = export.export(db, "p", out, format="pairs", **options)
+    reference: dict = {}
+    text = "".join(export.dumps(row) + "\n" for row in export.iter_rows(
+        db, "p", format="pairs", summary=reference, **options))
+    assert out.read_text(encoding="utf-8") == text
+    assert summary == reference
