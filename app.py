@@ -20,10 +20,19 @@ def admin_not_installed() -> None:
 
 rate = st.Page("pages/rate.py", title="Rate", icon=":material/thumbs_up_down:",
                url_path="rate", default=True)
-pages = [rate]
+DASHBOARD_PAGES = [  # (file, title, icon, url_path)
+    ("pages/dashboard.py", "Overview", ":material/monitoring:", "dashboard"),
+    ("pages/dashboard_agreement.py", "Agreement", ":material/handshake:", "agreement"),
+    ("pages/dashboard_leaderboard.py", "Leaderboard", ":material/leaderboard:", "leaderboard"),
+    ("pages/dashboard_rater_types.py", "Rater types", ":material/groups:", "rater-types"),
+    ("pages/dashboard_judges.py", "Judges", ":material/smart_toy:", "judges"),
+    ("pages/dashboard_edits.py", "Edits", ":material/edit_note:", "edits"),
+    ("pages/dashboard_routing.py", "Routing", ":material/alt_route:", "routing"),
+]
+pages = {"Rate": [rate]}
 if identity.is_admin:
-    dashboard = st.Page("pages/dashboard.py", title="Dashboard", icon=":material/monitoring:",
-                        url_path="dashboard")
+    pages["Dashboard"] = [st.Page(path, title=title, icon=icon, url_path=url)
+                          for path, title, icon, url in DASHBOARD_PAGES]
     # pages/admin.py is written separately; until it exists the navigation says so
     # plainly instead of failing on a missing file.
     if (common.APP_DIR / "pages" / "admin.py").exists():
@@ -32,7 +41,7 @@ if identity.is_admin:
     else:
         admin = st.Page(admin_not_installed, title="Admin", icon=":material/settings:",
                         url_path="admin")
-    pages += [dashboard, admin]
+    pages["Admin"] = [admin]
 
 page = st.navigation(pages)
 common.local_mode_banner(identity)

@@ -60,6 +60,58 @@ class Keys:
     FLAG_REASON = "flag_reason"
     FLAG = "flag"
 
+    # ---- admin page (pages/admin.py) ------------------------------------
+    # session state
+    ADMIN_SELECT_NEXT = "admin_select_next"  # project to select on the next run
+    ADMIN_UPLOAD_ROUND = "admin_upload_round"  # bumped to empty the uploader after an import
+    ADMIN_EXPORT = "admin_export"  # the prepared export: path, summary, options
+    # widgets outside a project form
+    ADMIN_PROJECT = "admin_project"
+    ADMIN_UPLOAD = "admin_upload"
+    ADMIN_IMPORT = "admin_import"
+    ADMIN_RATER_FORM = "admin_rater_form"
+    ADMIN_RATER_NAME = "admin_rater_name"
+    ADMIN_RATER_ROLE = "admin_rater_role"
+    ADMIN_RATER_ADD = "admin_rater_add"
+    ADMIN_RATER = "admin_rater"
+    ADMIN_RATER_ACTIVE = "admin_rater_active"
+    ADMIN_RATER_ROTATE = "admin_rater_rotate"
+    ADMIN_REFIT = "admin_refit"
+    ADMIN_ROUTE = "admin_route"
+    ADMIN_EXPORT_FORMAT = "admin_export_format"
+    ADMIN_EXPORT_AGGREGATE = "admin_export_aggregate"
+    ADMIN_EXPORT_KIND = "admin_export_kind"
+    ADMIN_EXPORT_MIN_AGREEMENT = "admin_export_min_agreement"
+    ADMIN_EXPORT_CONVERSATIONAL = "admin_export_conversational"
+    ADMIN_EXPORT_REAL_NAMES = "admin_export_real_names"
+    ADMIN_EXPORT_SLATE_PAIRS = "admin_export_slate_pairs"
+    ADMIN_EXPORT_ORIGINAL_PAIR = "admin_export_original_pair"
+    ADMIN_EXPORT_PREPARE = "admin_export_prepare"
+    ADMIN_EXPORT_DOWNLOAD = "admin_export_download"
+    # widgets of the project form (use Keys.project_form: one set per project, so
+    # choosing another project shows its own settings)
+    PF_NAME = "pf_name"
+    PF_KIND = "pf_kind"
+    PF_RATERS_PER_ITEM = "pf_raters_per_item"
+    PF_STRENGTH_SCALE = "pf_strength_scale"
+    PF_RANKING_MODE = "pf_ranking_mode"
+    PF_ASPECTS = "pf_aspects"
+    PF_RATIONALE_REQUIRED = "pf_rationale_required"
+    PF_RATIONALE_MIN_CHARS = "pf_rationale_min_chars"
+    PF_REASON_TAGS = "pf_reason_tags"
+    PF_EDITS_ALLOWED = "pf_edits_allowed"
+    PF_GOLD_RATE = "pf_gold_rate"
+    PF_BUDGET_MODE = "pf_budget_mode"
+    PF_BUDGET = "pf_budget"
+    PF_GUIDELINES = "pf_guidelines"
+    PF_SAVE = "pf_save"
+
+    @staticmethod
+    def project_form(base: str, project_id: int | None) -> str:
+        """Return the key of project-form widget ``base`` for a project (None: a new one)."""
+        return f"{base}:{'new' if project_id is None else project_id}"
+    # ---- end of the admin block -----------------------------------------
+
     @staticmethod
     def item(base: str, assignment_id: int, *parts: object) -> str:
         """Return the key of widget ``base`` for the item served as ``assignment_id``."""

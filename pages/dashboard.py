@@ -1,41 +1,64 @@
-"""Dashboard: an overview of every project for admins (counts, coverage, gold accuracy)."""
+"""Dashboard · Overview: counts, coverage towards the target, and the headline α values."""
 
 import streamlit as st
 
-from pages import common
-from prefstore import assignment, storage
+from pages import dashboard_common as dc
+from prefstore import agreement, assignment, storage
 
-db = common.get_db()
-common.require_admin(db)
+# The landing page of the dashboard keeps its title; the navigation calls it Overview.
+db, project, counts = dc.open_page("Dashboard")
+target = project["settings"]["raters_per_item"]
+judgments = counts["judgments"]
 
-st.title("Dashboard")
+cols = st.columns(5)
+cols[0].metric("Items", f"{counts['items']:,}")
+cols[1].metric("Human judgments", f"{judgments['human']:,}")
+cols[2].metric("LLM judgments", f"{judgments['llm']:,}")
+cols[3].metric("Human raters", f"{counts['raters']['human']:,}")
+cols[4].metric("LLM raters", f"{counts['raters']['llm']:,}")
+st.progress(counts["coverage"],
+            text=f"Coverage: {counts['covered_items']:,} of {counts['items']:,} items have "
+                 f"at least {target} human judgment{'s' * (target != 1)} "
+                 f"({counts['coverage']:.1%})")
+
+if not judgments["total"]:
+    st.info(dc.NO_JUDGMENTS, icon=":material/share:")
+else:
+    st.subheader("Agreement between human raters")
+    row = dc.agreement_report(db, project, "human", counts)
+    if row is not None:
+        result = row["result"]
+        alpha, ci = result["krippendorff_alpha"], result["krippendorff_alpha_ci95"]
+        cards = st.columns(5)
+        for col, (level, name) in zip(cards, (("nominal", "α (label)"),
+                                              ("ordinal", "α (strength, ordinal)"),
+                                              ("interval", "α (strength, interval)"))):
+            col.metric(f"Krippendorff {name}", dc.fmt(alpha[level]), delta=dc.ci_text(ci[level]),
+                       delta_color="off", delta_arrow="off")
+        cards[3].metric("Percent agreement", dc.fmt(result["percent_agreement"]))
+        cards[4].metric("Fleiss κ", dc.fmt(result["fleiss_kappa"]))
+        for note in result["notes"]:
+            st.text(note)
+        dc.freshness(row, judgments["total"], "Agreement report",
+                     lambda: agreement.refresh_agreement(db, project["id"]),
+                     key=f"{dc.Keys.REFIT}:overview")
+
+gold = assignment.gold_counts(db, project["id"])
+if gold:
+    st.subheader("Accuracy on gold items")
+    st.dataframe(
+        [{"rater": name, "gold judged": c["n"], "correct": c["correct"]}
+         for name, c in gold.items()], hide_index=True)
+
 projects = storage.list_projects(db)
-if not projects:
-    st.info("No projects yet: import items with `prefstore import items.jsonl --project NAME`.")
-    st.stop()
-
-stats = {p["id"]: storage.project_stats(db, p["id"]) for p in projects}
-if not any(s["judgments"]["human"] or s["judgments"]["llm"] for s in stats.values()):
-    st.info("No judgments yet — share rater links from Admin.", icon=":material/share:")
-
-for project in projects:
-    s = stats[project["id"]]
-    with st.container(border=True):
-        st.subheader(f"{project['name']} · {project['kind']}")
-        cols = st.columns(5)
-        cols[0].metric("Items", s["items"])
-        cols[1].metric("Human judgments", s["judgments"]["human"])
-        cols[2].metric("LLM judgments", s["judgments"]["llm"])
-        cols[3].metric("Human raters", s["raters"]["human"])
-        cols[4].metric("Flags", s["flags"])
-        covered = s["items_by_human_judgments"]
-        if s["items"] and any(int(k) > 0 for k in covered):
-            st.caption("Items by number of human judgments: " + ", ".join(
-                f"{k}: {v}" for k, v in covered.items()))
-        gold = assignment.gold_counts(db, project["id"])
-        if gold:
-            st.caption("Accuracy on gold items")
-            st.dataframe(
-                [{"rater": name, "gold judged": c["n"],
-                  "accuracy": round(c["correct"] / c["n"], 3)} for name, c in gold.items()],
-                hide_index=True)
+if len(projects) > 1:
+    st.subheader("All projects")
+    rows = []
+    for p in projects:
+        c = dc.counts(dc.db_path(), p["id"], p["settings"]["raters_per_item"])
+        rows.append({"project": p["name"], "kind": p["kind"], "items": c["items"],
+                     "human judgments": c["judgments"]["human"],
+                     "LLM judgments": c["judgments"]["llm"], "coverage": c["coverage"]})
+    st.dataframe(rows, hide_index=True, column_config={
+        "coverage": st.column_config.ProgressColumn("coverage", min_value=0, max_value=1,
+                                                    format="percent")})

@@ -1136,3 +1136,51 @@ def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("huma
                                                                  **report},
             n_judgments=len(judgments), seconds=time.perf_counter() - start)
     return ids
+
+
+# --------------------------------------------------------------------------
+# Outlier raters (the Agreement dashboard)
+# --------------------------------------------------------------------------
+
+#: Defaults of :func:`rater_outliers`.
+MIN_CONSENSUS = 0.6
+MAX_BIAS_P = 0.01
+MIN_MEDIAN_SECONDS = 5.0
+
+
+def rater_outliers(
+    raters: Iterable[Mapping],
+    *,
+    min_consensus: float = MIN_CONSENSUS,
+    max_p: float = MAX_BIAS_P,
+    min_seconds: float = MIN_MEDIAN_SECONDS,
+) -> list[dict]:
+    """Flag raters of a report's ``"raters"`` list that look unreliable.
+
+    A rater is flagged for ``low_consensus`` when their agreement with the
+    leave-one-out majority is below ``min_consensus``, for ``position_bias``
+    when the binomial test of choosing the left response has ``p < max_p``,
+    and as ``too_fast`` when their median seconds per judgment is below
+    ``min_seconds``. Missing figures never flag.
+
+    Returns
+    -------
+    list of dict
+        Each input row with boolean ``low_consensus``, ``position_bias_flag``
+        and ``too_fast``, and ``flags``: the names of the raised flags joined
+        by ", " (empty when none).
+    """
+    out = []
+    for row in raters:
+        consensus = row.get("agreement_with_consensus")
+        p = row.get("position_bias_p")
+        seconds = row.get("median_seconds")
+        flags = {
+            "low_consensus": not _missing(consensus) and consensus < min_consensus,
+            "position_bias_flag": not _missing(p) and p < max_p,
+            "too_fast": not _missing(seconds) and seconds < min_seconds,
+        }
+        names = {"low_consensus": "low consensus", "position_bias_flag": "position bias",
+                 "too_fast": "too fast"}
+        out.append({**row, **flags, "flags": ", ".join(names[k] for k, v in flags.items() if v)})
+    return out

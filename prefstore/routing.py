@@ -371,3 +371,113 @@ def evaluate_routing(db, project: str | int, *, judge: str,
             "router_accuracy": router, "random_accuracy": random_acc,
             "llm_only_accuracy": float(correct.mean()), "n_items": n, "folds": folds,
             "seed": seed, "features": list(features.columns)}
+
+
+# --------------------------------------------------------------------------
+# Calibration of the predicted agreement (the Routing dashboard)
+
+CALIBRATION_BINS = 10
+REPORT = "routing"
+
+
+def realized_agreement(judgments: pd.DataFrame, judge: str) -> pd.Series:
+    """Return, per item with both labels, whether the judge matched the human strict majority.
+
+    Index ``item_id``; values 1.0 (agrees) or 0.0. Tie and both-bad count as TIE
+    on both sides, as in :func:`human_majority`.
+    """
+    majority = human_majority(judgments)
+    verdicts = judge_frame(judgments, judge)["label"]
+    both = majority.index.intersection(verdicts.index)
+    return (verdicts.loc[both] == majority.loc[both]).astype(float).sort_index()
+
+
+def calibration_bins(predicted: Any, realized: Any, n_bins: int = CALIBRATION_BINS) -> list[dict]:
+    """Bin predicted agreement into equal-width bins on [0, 1] and compare with the realized rate.
+
+    Parameters
+    ----------
+    predicted : array_like of float
+        Predicted probability that the judge agrees with humans, per item.
+    realized : array_like of float
+        1.0 where it did, 0.0 where it did not; same length.
+    n_bins : int
+        Number of bins; a prediction of exactly 1 falls in the last bin.
+
+    Returns
+    -------
+    list of dict
+        One ``{"bin_low", "bin_high", "n", "mean_predicted", "realized"}`` per
+        non-empty bin, in order.
+    """
+    p = np.asarray(predicted, dtype=float)
+    y = np.asarray(realized, dtype=float)
+    if p.shape != y.shape:
+        raise InvalidInput(f'"predicted" and "realized" must have the same length, got '
+                           f"{p.size} and {y.size}")
+    if int(n_bins) < 1:
+        raise InvalidInput(f'"n_bins" must be at least 1, got {n_bins}')
+    keep = np.isfinite(p) & np.isfinite(y)
+    p, y = p[keep], y[keep]
+    which = np.clip((p * n_bins).astype(int), 0, n_bins - 1)
+    out = []
+    for b in range(n_bins):
+        mask = which == b
+        if mask.any():
+            out.append({"bin_low": b / n_bins, "bin_high": (b + 1) / n_bins, "n": int(mask.sum()),
+                        "mean_predicted": float(p[mask].mean()),
+                        "realized": float(y[mask].mean())})
+    return out
+
+
+def routing_report(db, project: str | int, *, judge: str | None = None,
+                   n_bins: int = CALIBRATION_BINS) -> dict:
+    """Return the decisions' counts, the realized agreement per item and the calibration bins.
+
+    ``realized`` maps item id (as text) to 1.0/0.0 for items with both labels;
+    ``bins`` come from :func:`calibration_bins` over those of them that have a
+    predicted agreement. The predictor was trained on such items, so the
+    curve shows in-sample calibration.
+    """
+    from prefstore import storage
+
+    proj = storage.get_project(db, project)
+    decisions = storage.routing_frame(db, proj["id"])
+    judgments = storage.judgments_frame(db, proj["id"])
+    judge = judge or default_judge(judgments)
+    realized = realized_agreement(judgments, judge) if judge else pd.Series(dtype=float)
+    predicted = decisions.set_index("item_id")["predicted_agreement"]
+    both = predicted.dropna().index.intersection(realized.index)
+    y, p = realized.loc[both].to_numpy(), predicted.loc[both].to_numpy(dtype=float)
+    return {
+        "project": proj["name"],
+        "judge": judge,
+        "n_decisions": int(len(decisions)),
+        "decisions": {str(k): int(v) for k, v in decisions["decision"].value_counts().items()},
+        "n_realized": int(len(realized)),
+        "realized": {str(int(k)): float(v) for k, v in realized.items()},
+        "bins": calibration_bins(p, y, n_bins),
+        "brier": float(np.mean((p - y) ** 2)) if len(both) else None,
+        "n_calibration": int(len(both)),
+    }
+
+
+def refresh_routing_report(db, project: str | int, *, judge: str | None = None) -> int:
+    """Compute and store :func:`routing_report` (``name="routing"``); return its id."""
+    import time
+
+    from prefstore import storage
+
+    proj = storage.get_project(db, project)
+    start = time.perf_counter()
+    report = routing_report(db, proj["id"], judge=judge)
+    return storage.save_report(db, proj["id"], name=REPORT, kind="all", result=report,
+                               n_judgments=storage.count_judgments(db, proj["id"]),
+                               seconds=time.perf_counter() - start)
+
+
+def decisions_table(decisions: pd.DataFrame, realized: dict[str, float]) -> pd.DataFrame:
+    """Return the decisions with a ``realized_agreement`` column (NaN where unknown)."""
+    out = decisions[["item_id", "decision", "predicted_agreement", "priority"]].copy()
+    out["realized_agreement"] = [realized.get(str(int(i)), np.nan) for i in out["item_id"]]
+    return out

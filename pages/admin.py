@@ -1,0 +1,371 @@
+"""Admin: create and configure projects, import items, manage raters, watch progress, export.
+
+Admins only: a rater who opens /admin directly gets the refusal. Rater links
+carry a secret token, shown once when it is made and never kept in session
+state: it is rendered in the run that created it, from a local variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from pages import common
+from pages.common import Keys
+from prefstore import admin, export, importing, storage
+from prefstore.errors import Conflict, InvalidInput, NotFound
+
+NEW_PROJECT = 0  # not a project id: SQLite ids start at 1
+BUDGET_LABELS = {"none": "No limit", "fraction": "Fraction of items", "count": "Number of items"}
+
+
+def choose_project(projects: list[dict]) -> dict | None:
+    """Pick the project to work on, or None to create a new one."""
+    by_id = {p["id"]: p for p in projects}
+    pending = st.session_state.pop(Keys.ADMIN_SELECT_NEXT, None)
+    if pending in by_id:
+        st.session_state[Keys.ADMIN_PROJECT] = pending  # before the widget exists
+    chosen = st.selectbox("Project", [*by_id, NEW_PROJECT], key=Keys.ADMIN_PROJECT,
+                          format_func=lambda pid: by_id[pid]["name"] if pid in by_id
+                          else "New project…")
+    return by_id.get(chosen)
+
+
+def project_form(db, project: dict | None, actor: str) -> None:
+    pid = None if project is None else project["id"]
+
+    def key(base: str) -> str:
+        return Keys.project_form(base, pid)
+
+    start = admin.form_values(project["settings"] if project else storage.DEFAULT_SETTINGS)
+    values: dict = {}
+    if project is None:
+        st.subheader("Create a project")
+        name = st.text_input("Name", key=key(Keys.PF_NAME), max_chars=100)
+        kind = st.selectbox("Kind", storage.TASK_KINDS, key=key(Keys.PF_KIND),
+                            format_func={"pairwise": "Pairwise (A vs B)",
+                                         "slate": "Slate (K responses)"}.get)
+    else:
+        st.subheader(f"Settings of {project['name']}")
+        name, kind = project["name"], project["kind"]
+        st.caption(f"Kind: {kind} (fixed once the project exists).")
+    left, right = st.columns(2)
+    with left:
+        values["raters_per_item"] = st.number_input(
+            "Raters per item", min_value=1, step=1, value=start["raters_per_item"],
+            key=key(Keys.PF_RATERS_PER_ITEM))
+        if kind == "pairwise":
+            values["strength_scale"] = st.toggle(
+                "Strength scale (how much better, instead of A / B buttons)",
+                value=start["strength_scale"], key=key(Keys.PF_STRENGTH_SCALE))
+        else:
+            values["ranking_mode"] = st.selectbox(
+                "Ranking", ("best", "full"), index=("best", "full").index(start["ranking_mode"]),
+                format_func={"best": "Pick the best", "full": "Rank them all"}.get,
+                key=key(Keys.PF_RANKING_MODE))
+        values["aspects"] = st.text_area("Aspects scored 1-5 (one per line)",
+                                         value=start["aspects"], key=key(Keys.PF_ASPECTS))
+        values["reason_tags"] = st.text_area("Reason tags (one per line)",
+                                             value=start["reason_tags"],
+                                             key=key(Keys.PF_REASON_TAGS))
+    with right:
+        values["rationale_required"] = st.toggle("Rationale required",
+                                                 value=start["rationale_required"],
+                                                 key=key(Keys.PF_RATIONALE_REQUIRED))
+        values["rationale_min_chars"] = st.number_input(
+            "Rationale minimum characters", min_value=0, step=1,
+            value=start["rationale_min_chars"], key=key(Keys.PF_RATIONALE_MIN_CHARS))
+        values["edits_allowed"] = st.toggle("Raters may improve the chosen response",
+                                            value=start["edits_allowed"],
+                                            key=key(Keys.PF_EDITS_ALLOWED))
+        values["gold_rate"] = st.number_input(
+            "Gold rate (share of served items that are gold checks)", min_value=0.0,
+            max_value=1.0, step=0.01, value=start["gold_rate"], key=key(Keys.PF_GOLD_RATE))
+        values["budget_mode"] = st.radio(
+            "Human budget", admin.BUDGET_MODES, index=admin.BUDGET_MODES.index(
+                start["budget_mode"]), format_func=BUDGET_LABELS.get, horizontal=True,
+            key=key(Keys.PF_BUDGET_MODE))
+        values["budget"] = st.number_input(
+            "Budget (a fraction in [0, 1] or a number of items)", min_value=0.0,
+            value=start["budget"], disabled=values["budget_mode"] == "none",
+            key=key(Keys.PF_BUDGET))
+    values["guidelines"] = st.text_area("Guidelines (markdown, shown to raters)",
+                                        value=start["guidelines"], height=160,
+                                        key=key(Keys.PF_GUIDELINES))
+    if values["guidelines"].strip():
+        with st.expander("Guidelines preview", expanded=True):
+            st.markdown(values["guidelines"])  # admin-authored; still never unsafe HTML
+    label = "Create project" if project is None else "Save settings"
+    if not st.button(label, key=key(Keys.PF_SAVE), type="primary"):
+        return
+    try:
+        settings = admin.settings_from_form(values)
+        if project is None:
+            created = storage.create_project(db, name.strip(), kind, settings, actor=actor)
+            st.session_state[Keys.ADMIN_SELECT_NEXT] = created["id"]
+            common.flash(f"Created project {created['name']}")
+        else:
+            updated = storage.update_project_settings(db, project["id"], settings, actor=actor)
+            changed = admin.changed_settings(project["settings"], updated["settings"])
+            common.flash(f"Saved: {', '.join(changed)}" if changed else "No settings changed")
+    except (InvalidInput, Conflict) as exc:
+        st.error(f"Not saved: {exc}.", icon=":material/error:")
+        return
+    st.rerun()
+
+
+def audit_section(db, project_names: dict[int, str]) -> None:
+    st.subheader("Recent changes")
+    rows = admin.audit_rows(storage.audit_log(db, limit=50), project_names)
+    if rows:
+        st.dataframe(rows, hide_index=True)
+    else:
+        st.caption("Nothing logged yet.")
+
+
+def import_section(db, project: dict, actor: str) -> None:
+    st.subheader(f"Import items into {project['name']}")
+    st.caption("JSONL, JSON or CSV: one item per line with `prompt` (or `messages`) and "
+               "`responses` (or `response_a` / `response_b`). Nothing is written until you "
+               "confirm, and only if the whole file is valid.")
+    round_ = st.session_state.get(Keys.ADMIN_UPLOAD_ROUND, 0)
+    upload = st.file_uploader("Item file", type=["jsonl", "ndjson", "json", "csv"],
+                              key=f"{Keys.ADMIN_UPLOAD}:{round_}")
+    if upload is None:
+        return
+    try:
+        # AppTest (and a misconfigured proxy) bypass the server's own limit.
+        admin.check_upload_size(upload.size, st.get_option("server.maxUploadSize"))
+    except InvalidInput as exc:
+        st.error(f"Not imported: {exc}.", icon=":material/error:")
+        return
+    data = upload.getvalue()
+    check = admin.check_upload(db, project, data, upload.name)
+    if check.preview:
+        st.caption("First rows of the file")
+        st.dataframe(check.preview, hide_index=True)
+    if not check.ok:
+        more = (f" The first {len(check.errors)} errors are listed."
+                if len(check.errors) >= admin.IMPORT_ERRORS_LISTED else "")
+        st.error("The file is not valid, so nothing was imported. Fix these lines and upload "
+                 f"it again.{more}", icon=":material/error:")
+        show_errors(check.errors)
+        return
+    st.success(f"The file is valid: {check.items} item(s) and {check.judgments} judgment(s).",
+               icon=":material/check:")
+    if st.button(f"Import {check.items} item(s)", key=Keys.ADMIN_IMPORT, type="primary"):
+        try:
+            report = importing.import_items(db, data, project["name"], name=upload.name,
+                                            actor=actor)
+        except InvalidInput as exc:
+            st.error("Not imported: nothing was written.", icon=":material/error:")
+            show_errors(getattr(exc, "errors", [str(exc)]))
+            return
+        st.session_state[Keys.ADMIN_UPLOAD_ROUND] = round_ + 1  # empty the uploader
+        common.flash(f"Imported {report['items']} item(s) and {report['judgments']} "
+                     f"judgment(s) into {project['name']}")
+        st.rerun()
+
+
+def show_errors(errors: list[str]) -> None:
+    # A code block, not markdown: the messages quote the file's own text.
+    st.code("\n".join(errors), language=None, wrap_lines=True)
+
+
+def show_link(name: str, link: str, what: str) -> None:
+    st.success(f"{what} for {name}. Copy it now: it is shown only once.",
+               icon=":material/link:")
+    st.code(link, language=None)
+
+
+def raters_section(db, project: dict | None, identity, actor: str) -> None:
+    st.subheader("Add a rater")
+    with st.form(Keys.ADMIN_RATER_FORM, clear_on_submit=True, border=False):
+        name = st.text_input("Name", key=Keys.ADMIN_RATER_NAME, max_chars=60)
+        role = st.selectbox("Role", storage.ROLES, key=Keys.ADMIN_RATER_ROLE,
+                            format_func={"rater": "Rater", "admin": "Admin (all pages)"}.get)
+        added = st.form_submit_button("Add rater and make a link", key=Keys.ADMIN_RATER_ADD)
+    base = admin.base_url(st.context.url, os.environ)
+    if added:
+        try:
+            rater, token = storage.create_rater(db, " ".join(name.split()), role=role,
+                                                actor=actor)
+        except (InvalidInput, Conflict) as exc:
+            st.error(f"Not added: {exc}.", icon=":material/error:")
+        else:
+            show_link(rater["name"], admin.rater_link(base, token), "Personal link")
+
+    raters = storage.list_raters(db, kind="human")
+    if not raters:
+        st.info("No human raters yet.")
+        return
+    st.subheader("Manage a rater")
+    by_id = {r["id"]: r for r in raters}
+    rid = st.selectbox("Rater", list(by_id), key=Keys.ADMIN_RATER,
+                       format_func=lambda i: by_id[i]["name"] + ("" if by_id[i]["active"]
+                                                                 else " (deactivated)"))
+    chosen = by_id[rid]
+    left, right = st.columns(2)
+    toggle = left.button("Deactivate" if chosen["active"] else "Reactivate",
+                         key=Keys.ADMIN_RATER_ACTIVE)
+    rotate = right.button("Make a new link (the old one stops working)",
+                          key=Keys.ADMIN_RATER_ROTATE)
+    if toggle:
+        if chosen["active"] and identity.rater and identity.rater["id"] == rid:
+            st.error("Not changed: you cannot deactivate yourself.", icon=":material/error:")
+        else:
+            storage.set_rater_active(db, rid, not chosen["active"], actor=actor)
+            # Rerun so the button's label follows: a stale "Deactivate" must not reactivate.
+            common.flash(f"{chosen['name']} is " + (
+                "deactivated: no new items, and the link no longer works" if chosen["active"]
+                else "active again"))
+            st.rerun()
+    if rotate:
+        try:
+            token = storage.rotate_token(db, rid, actor=actor)
+        except NotFound as exc:
+            st.error(f"Not changed: {exc}.", icon=":material/error:")
+        else:
+            show_link(chosen["name"], admin.rater_link(base, token), "New personal link")
+
+    if project is None:
+        st.dataframe(storage.list_raters(db), hide_index=True)
+        return
+    st.subheader(f"Progress in {project['name']}")
+    st.dataframe(storage.project_rater_summary(db, project["id"]), hide_index=True,
+                 column_config={"active": st.column_config.CheckboxColumn("active")})
+
+
+def progress_section(db, project: dict) -> None:
+    stats = storage.project_stats(db, project["id"])
+    cols = st.columns(4)
+    cols[0].metric("Items", stats["items"])
+    cols[1].metric("Human judgments", stats["judgments"]["human"])
+    cols[2].metric("LLM judgments", stats["judgments"]["llm"])
+    cols[3].metric("Flagged", stats["flags"])
+    st.subheader("Items by number of human judgments")
+    if stats["items"]:
+        st.bar_chart(admin.coverage_frame(stats), x="human judgments", y="items", sort=False)
+    else:
+        st.info("No items yet: import some first.")
+    st.subheader("Routing")
+    counts = storage.routing_counts(db, project["id"])
+    if any(counts.values()):
+        cols = st.columns(len(counts))
+        for col, (route, n) in zip(cols, counts.items()):
+            col.metric(f"To {route}", n)
+    else:
+        st.caption("No routing decisions yet: every item goes to humans.")
+    st.subheader("Worker")
+    workers = storage.live_workers(db)
+    if workers:
+        st.success("Worker running: " + ", ".join(
+            f"{w['id']} (heartbeat {w['heartbeat_at']})" for w in workers),
+            icon=":material/sync:")
+    else:
+        st.warning("No worker is running: queued jobs wait until one starts "
+                   "(`prefstore worker`).", icon=":material/sync_problem:")
+    left, right = st.columns(2)
+    for col, label, job_type, key in ((left, "Queue a refit", "refit", Keys.ADMIN_REFIT),
+                                      (right, "Queue a routing refresh", "route",
+                                       Keys.ADMIN_ROUTE)):
+        if col.button(label, key=key):
+            job = storage.enqueue_job(db, job_type, project_id=project["id"])
+            col.info(f"Queued {job_type} job {job}." if job
+                     else f"A {job_type} job is already queued.")
+    jobs = storage.recent_jobs(db)
+    if jobs:
+        st.dataframe(jobs, hide_index=True)
+    else:
+        st.caption("No jobs yet.")
+
+
+def export_section(db, project: dict) -> None:
+    st.subheader(f"Export {project['name']}")
+    fmt = st.segmented_control("Format", export.FORMATS, default="pairs", required=True,
+                               key=Keys.ADMIN_EXPORT_FORMAT)
+    cols = st.columns(3)
+    options = {
+        "format": fmt,
+        "aggregate": cols[0].selectbox("Aggregate", export.AGGREGATES,
+                                       key=Keys.ADMIN_EXPORT_AGGREGATE),
+        "kind": cols[1].selectbox("Judgments", export.KINDS, key=Keys.ADMIN_EXPORT_KIND),
+        "min_agreement": cols[2].number_input(
+            "Minimum agreement (aggregated only)", min_value=0.0, max_value=1.0, value=None,
+            step=0.05, placeholder="off", key=Keys.ADMIN_EXPORT_MIN_AGREEMENT),
+        "conversational": st.checkbox("Conversational (chat messages)",
+                                      key=Keys.ADMIN_EXPORT_CONVERSATIONAL),
+        "real_rater_names": st.checkbox("Real rater names (else per-project pseudonyms)",
+                                        key=Keys.ADMIN_EXPORT_REAL_NAMES),
+    }
+    if project["kind"] == "slate":
+        options["slate_pairs"] = st.selectbox(
+            "Slate pairs", export.SLATE_PAIRS, key=Keys.ADMIN_EXPORT_SLATE_PAIRS,
+            format_func={"best": "Best over each other", "all": "Every ranked pair"}.get)
+    if fmt == "edits":
+        options["include_original_pair"] = st.checkbox(
+            "Also the original chosen response over the others",
+            key=Keys.ADMIN_EXPORT_ORIGINAL_PAIR)
+    try:
+        export.check_options(**{k: v for k, v in options.items() if k != "real_rater_names"})
+    except InvalidInput as exc:
+        st.error(f"Cannot export: {exc}.", icon=":material/error:")
+        return
+    wanted = {"project_id": project["id"], **options}
+    prepared = st.session_state.get(Keys.ADMIN_EXPORT)
+    if st.button(f"Prepare the {fmt} export", key=Keys.ADMIN_EXPORT_PREPARE, type="primary"):
+        admin.discard_export(prepared and prepared["path"])
+        st.session_state.pop(Keys.ADMIN_EXPORT, None)
+        try:
+            with st.spinner(f"Writing the {fmt} export…"):
+                ready = admin.prepare_export(db, project["id"], **options)
+        except (InvalidInput, NotFound) as exc:
+            st.error(f"Cannot export: {exc}.", icon=":material/error:")
+            return
+        prepared = st.session_state[Keys.ADMIN_EXPORT] = {**ready, "options": wanted}
+    if prepared and prepared["options"] != wanted:
+        admin.discard_export(prepared["path"])  # options changed: that file is stale
+        st.session_state.pop(Keys.ADMIN_EXPORT, None)
+        prepared = None
+    if not prepared or not Path(prepared["path"]).exists():
+        st.caption("Choose the options, then prepare the file: it is written to disk row by "
+                   "row, and sent when you click Download.")
+        return
+    st.success(f"Export ready: {prepared['text']}.", icon=":material/check:")
+    skipped = admin.skipped_rows(prepared["summary"])
+    if skipped:
+        st.dataframe(skipped, hide_index=True)
+    path = prepared["path"]
+    # A callable: Streamlit reads the file only when the button is clicked.
+    st.download_button(f"Download {prepared['file_name']}", data=lambda: Path(path).read_bytes(),
+                       file_name=prepared["file_name"], mime="application/jsonl",
+                       key=Keys.ADMIN_EXPORT_DOWNLOAD, icon=":material/download:")
+
+
+db = common.get_db()
+identity = common.require_admin(db)
+actor = admin.actor_name(identity)
+common.show_flash()
+st.title("Admin")
+projects = storage.list_projects(db)
+project_names = {p["id"]: p["name"] for p in projects}
+project = choose_project(projects)
+project_tab, import_tab, raters_tab, progress_tab, export_tab = st.tabs(
+    ["Project", "Import", "Raters", "Progress", "Export"])
+with project_tab:
+    project_form(db, project, actor)
+    audit_section(db, project_names)
+with raters_tab:
+    raters_section(db, project, identity, actor)
+if project is None:
+    for tab in (import_tab, progress_tab, export_tab):
+        tab.info("Create a project first, or choose one above.")
+else:
+    with import_tab:
+        import_section(db, project, actor)
+    with progress_tab:
+        progress_section(db, project)
+    with export_tab:
+        export_section(db, project)

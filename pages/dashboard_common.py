@@ -1,0 +1,242 @@
+"""What the dashboard pages share: the admin gate, the project picker and cached loaders.
+
+Every heavy view reads a stored result (a fit, or a report the worker or
+this module wrote); when none exists yet it is computed once and stored, so
+a page is never empty when data exists and a page render never reads the
+whole judgments table. Loaders are cached for TTL_S seconds, keyed by the
+database path, the project and its judgment count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from pages import common
+from prefstore import agreement, edits, fitting, leaderboard, routing, storage
+from prefstore.errors import PrefstoreError
+
+TTL_S = 30
+NO_JUDGMENTS = "No judgments yet — share rater links from Admin."
+KIND_LABELS = {"human": "Human", "llm": "LLM", "all": "All"}
+
+
+class Keys(common.Keys):
+    """The dashboard's widget keys, beside the shared ones."""
+
+    DASH_PROJECT = "dash_project"
+    AGREEMENT_KIND = "dash_agreement_kind"
+    RATER_FILTER = "dash_rater_filter"
+    FLAGGED_ONLY = "dash_flagged_only"
+    MIN_CONSENSUS = "dash_min_consensus"
+    MIN_SECONDS = "dash_min_seconds"
+    MODEL = "dash_model"
+    JUDGMENT_KIND = "dash_judgment_kind"
+    TYPES_KIND = "dash_types_kind"
+    TYPES_K = "dash_types_k"
+    JUDGE = "dash_judge"
+    DECISION = "dash_decision"
+    REFIT = "dash_refit"
+    ROUTE = "dash_route"
+
+
+def db_path() -> str:
+    return str(Path(storage.default_db_path()).resolve())
+
+
+# --------------------------------------------------------------------------
+# Page frame
+
+
+def open_page(title: str) -> tuple:
+    """Refuse non-admins, show the title and the project picker; return (db, project, counts)."""
+    db = common.get_db()
+    common.require_admin(db)
+    st.title(title)
+    projects = storage.list_projects(db)
+    if not projects:
+        st.info("No projects yet: import items with `prefstore import items.jsonl "
+                "--project NAME`.", icon=":material/upload:")
+        st.stop()
+    project = pick_project(projects)
+    return db, project, counts(db_path(), project["id"], project["settings"]["raters_per_item"])
+
+
+def pick_project(projects: list[dict]) -> dict:
+    """Return the chosen project; the choice follows ``?project=`` across pages."""
+    if len(projects) == 1:
+        return projects[0]
+    names = [p["name"] for p in projects]
+    wanted = st.query_params.get(Keys.QP_PROJECT)
+    name = st.selectbox("Project", names, key=Keys.DASH_PROJECT,
+                        index=names.index(wanted) if wanted in names else 0)
+    if st.query_params.get(Keys.QP_PROJECT) != name:
+        st.query_params[Keys.QP_PROJECT] = name
+    return projects[names.index(name)]
+
+
+def require_judgments(n: int, message: str = NO_JUDGMENTS) -> None:
+    if not n:
+        st.info(message, icon=":material/share:")
+        st.stop()
+
+
+def n_of(counts: dict, kind: str) -> int:
+    """Judgments of ``kind`` ("human", "llm" or "all")."""
+    return counts["judgments"]["total" if kind == "all" else kind]
+
+
+# --------------------------------------------------------------------------
+# Cached loaders
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def counts(path: str, project_id: int, raters_per_item: int) -> dict:
+    return storage.dashboard_counts(common.get_db(), project_id, raters_per_item)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _latest_report(path: str, project_id: int, name: str, kind: str, n: int) -> dict | None:
+    return storage.latest_report(common.get_db(), project_id, name=name, kind=kind)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _latest_fit(path: str, project_id: int, model: str, kind: str, n: int) -> dict | None:
+    return storage.latest_fit(common.get_db(), project_id, model=model, level="system",
+                              kind=kind)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def routing_decisions(path: str, project_id: int, n: int) -> pd.DataFrame:
+    return storage.routing_frame(common.get_db(), project_id)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def edit_examples(path: str, judgment_ids: tuple[int, ...]) -> list[dict]:
+    return edits.edit_examples(common.get_db(), list(judgment_ids))
+
+
+def clear_caches() -> None:
+    for loader in (counts, _latest_report, _latest_fit, routing_decisions, edit_examples):
+        loader.clear()
+
+
+# --------------------------------------------------------------------------
+# Stored results, computed once when missing
+
+
+def _compute_once(what: str, compute: Callable[[], object]) -> bool:
+    with st.spinner(f"No stored {what} yet: computing it once…"):
+        try:
+            compute()
+        except PrefstoreError as exc:
+            st.error(f"Could not compute the {what}: {exc}", icon=":material/error:")
+            return False
+    clear_caches()
+    return True
+
+
+def report(db, project: dict, name: str, kind: str, n: int, compute: Callable[[], object],
+           *, what: str, stale_before: str | None = None) -> dict | None:
+    """Return the latest stored report ``name``/``kind``; compute and store it if missing.
+
+    ``stale_before``: an ISO time; a report older than it is recomputed once
+    (e.g. routing decisions newer than their calibration report).
+    """
+    row = _latest_report(db_path(), project["id"], name, kind, n)
+    if row is None or (stale_before is not None and row["created_at"] < stale_before):
+        if not _compute_once(what, compute):
+            return row
+        row = storage.latest_report(db, project["id"], name=name, kind=kind)
+    return row
+
+
+def agreement_report(db, project: dict, kind: str, counts: dict) -> dict | None:
+    return report(db, project, "agreement", kind, counts["judgments"]["total"],
+                  lambda: agreement.refresh_agreement(db, project["id"]),
+                  what="agreement report")
+
+
+def fit(db, project: dict, model: str, kind: str, n: int) -> dict | None:
+    """Return the latest stored system-level fit of ``model`` on ``kind``; fit once if missing."""
+    row = _latest_fit(db_path(), project["id"], model, kind, n)
+    if row is None:
+        if not _compute_once(f"{model} fit", lambda: fitting.fit_project(
+                db, project["id"], model=model, level="system", kind=kind)):
+            return None
+        row = storage.latest_fit(db, project["id"], model=model, level="system", kind=kind)
+    return row
+
+
+def win_rates(db, project: dict, kind: str, counts: dict) -> dict | None:
+    return report(db, project, leaderboard.REPORT, kind, counts["judgments"]["total"],
+                  lambda: leaderboard.refresh_win_rates(db, project["id"]),
+                  what="win-rate matrix")
+
+
+def edit_report(db, project: dict, counts: dict) -> dict | None:
+    return report(db, project, edits.REPORT, "all", counts["judgments"]["total"],
+                  lambda: edits.refresh_edit_report(db, project["id"]), what="edit report")
+
+
+def routing_report(db, project: dict, counts: dict, decided_at: str) -> dict | None:
+    return report(db, project, routing.REPORT, "all", counts["judgments"]["total"],
+                  lambda: routing.refresh_routing_report(db, project["id"]),
+                  what="routing report", stale_before=decided_at)
+
+
+# --------------------------------------------------------------------------
+# Age and "refit now"
+
+
+def describe_age(created_at: str, now: dt.datetime | None = None) -> str:
+    """Return how long ago an ISO timestamp was, coarsely: "12 s", "5 min", "3 h", "2 d"."""
+    seconds = max(0, int(((now or dt.datetime.now(dt.UTC))
+                          - storage.parse_iso(created_at)).total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def stored_caption(row: dict, n_now: int, what: str) -> str:
+    new = n_now - row["n_judgments"]
+    text = (f"{what} stored {describe_age(row['created_at'])} ago from "
+            f"{row['n_judgments']:,} judgments")
+    if new > 0:
+        text += f"; {new:,} new since"
+    if row.get("seconds") is not None:
+        text += f" (took {row['seconds']:.1f} s)"
+    return text + "."
+
+
+def freshness(row: dict | None, n_now: int, what: str, run: Callable[[], object],
+              key: str, label: str = "Refit now") -> None:
+    """Show the stored result's age and a button that recomputes it here and reruns."""
+    left, right = st.columns([4, 1], vertical_alignment="center")
+    if row is not None:
+        left.caption(stored_caption(row, n_now, what))
+    if right.button(label, key=key, icon=":material/refresh:", width="stretch"):
+        with st.spinner(f"Recomputing the {what.lower()}…"):
+            try:
+                run()
+            except PrefstoreError as exc:
+                st.error(f"Not recomputed: {exc}", icon=":material/error:")
+                return
+        clear_caches()
+        st.rerun()
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """Format a stored figure for a card: fixed digits, "—" when undefined."""
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def ci_text(ci: list | None, digits: int = 3) -> str | None:
+    if not ci or ci[0] is None or ci[1] is None:
+        return None
+    return f"95% CI {ci[0]:.{digits}f} – {ci[1]:.{digits}f}"

@@ -1,0 +1,300 @@
+"""What the admin page needs beyond storage: rater links, the settings form, uploads, exports.
+
+Pure library code (no streamlit): the page passes in what the widgets hold
+and shows what these functions return.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pandas as pd
+from sqlite_utils import Database
+
+from prefstore import export, importing, storage
+from prefstore.errors import InvalidInput
+
+BASE_URL_ENV = "PREFSTORE_BASE_URL"
+DEFAULT_BASE_URL = "http://localhost:8501/"
+BUDGET_MODES = ("none", "fraction", "count")
+#: The settings the admin form edits; the others keep their stored values.
+FORM_SETTINGS = ("raters_per_item", "strength_scale", "ranking_mode", "aspects",
+                 "rationale_required", "rationale_min_chars", "reason_tags", "edits_allowed",
+                 "gold_rate", "human_budget", "guidelines")
+PREVIEW_ROWS = 5
+PREVIEW_CHARS = 80
+IMPORT_ERRORS_LISTED = 20
+EXPORT_DIR = Path(tempfile.gettempdir()) / "prefstore-exports"
+EXPORT_MAX_AGE_S = 24 * 3600
+LOCAL_ACTOR = "local admin"
+
+
+# --------------------------------------------------------------------------
+# Rater links
+
+
+def base_url(context_url: str | None, env: Mapping[str, str]) -> str:
+    """Return the app's base URL, ending in "/": the browser's, else $PREFSTORE_BASE_URL.
+
+    Query and fragment are dropped: the admin's own URL may carry the admin
+    token, which must never end up in a rater's link.
+    """
+    for candidate in (context_url, env.get(BASE_URL_ENV)):
+        if candidate and candidate.strip():
+            parts = urlsplit(candidate.strip())
+            if parts.scheme in ("http", "https") and parts.netloc:
+                path = parts.path if parts.path.endswith("/") else parts.path + "/"
+                return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return DEFAULT_BASE_URL
+
+
+def rater_link(base: str, token: str) -> str:
+    """Return the personal link ``<base>?token=<token>``."""
+    return f"{base}?token={quote(token, safe='')}"
+
+
+def actor_name(identity: Any) -> str:
+    """Return the name the audit log records for this admin."""
+    return identity.name or LOCAL_ACTOR
+
+
+# --------------------------------------------------------------------------
+# The project settings form
+
+
+def lines(text: str | None) -> list[str]:
+    """Split one-entry-per-line text into its stripped, non-blank lines."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def form_values(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the form's starting values for ``settings`` (the inverse of settings_from_form)."""
+    budget = settings["human_budget"]
+    if budget is None:
+        mode, amount = "none", 0.0
+    elif isinstance(budget, float):
+        mode, amount = ("fraction" if budget <= 1 else "count"), float(budget)
+    else:
+        mode, amount = "count", float(budget)
+    values = {key: settings[key] for key in FORM_SETTINGS if key != "human_budget"}
+    values["aspects"] = "\n".join(settings["aspects"])
+    values["reason_tags"] = "\n".join(settings["reason_tags"])
+    values["gold_rate"] = float(settings["gold_rate"])
+    values["budget_mode"], values["budget"] = mode, amount
+    return values
+
+
+def human_budget(mode: str, amount: float | None) -> float | int | None:
+    """Return the stored human budget for the form's mode and amount.
+
+    A fraction is stored as a float in [0, 1] and a count of items as an int:
+    :func:`prefstore.routing.budget_count` tells them apart by type.
+    """
+    if mode not in BUDGET_MODES:
+        raise InvalidInput(f"human budget mode must be one of {', '.join(BUDGET_MODES)}, "
+                           f"got {mode!r}")
+    if mode == "none":
+        return None
+    if amount is None or amount < 0:
+        raise InvalidInput(f"settings: 'human_budget' must be a number >= 0, got {amount!r}")
+    if mode == "fraction":
+        if amount > 1:
+            raise InvalidInput(f"settings: 'human_budget' as a fraction of the items must be "
+                               f"in [0, 1], got {amount!r}")
+        return float(amount)
+    if not float(amount).is_integer():
+        raise InvalidInput(f"settings: 'human_budget' as a number of items must be a whole "
+                           f"number, got {amount!r}")
+    return int(amount)
+
+
+def settings_from_form(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the settings changes the form holds, validated.
+
+    ``values`` has any of the :data:`FORM_SETTINGS` keys (``aspects`` and
+    ``reason_tags`` as one entry per line; the budget as ``budget_mode`` plus
+    ``budget``). Keys the form did not show are left out, so they keep their
+    stored or default values.
+
+    Raises
+    ------
+    InvalidInput
+        Naming the setting, from here or from :func:`storage.validate_settings`.
+    """
+    out: dict[str, Any] = {}
+    for key in FORM_SETTINGS:
+        if key in values:
+            out[key] = values[key]
+    for key in ("aspects", "reason_tags"):
+        if key in out:
+            out[key] = lines(out[key])
+    for key in ("raters_per_item", "rationale_min_chars"):
+        if key in out and isinstance(out[key], float) and out[key].is_integer():
+            out[key] = int(out[key])
+    if "budget_mode" in values:
+        out["human_budget"] = human_budget(values["budget_mode"], values.get("budget"))
+    storage.validate_settings(out)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Uploads
+
+
+@dataclass
+class UploadCheck:
+    """The outcome of validating an upload without writing anything."""
+
+    preview: list[dict] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    items: int = 0
+    judgments: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_upload_size(n_bytes: int, limit_mb: float) -> None:
+    """Raise InvalidInput if an upload is over ``limit_mb`` megabytes (server.maxUploadSize)."""
+    if n_bytes > limit_mb * 1024 * 1024:
+        raise InvalidInput(f"the file is {n_bytes / 1024 / 1024:.1f} MB; uploads are limited "
+                           f"to {limit_mb:g} MB (server.maxUploadSize): split it, or import it "
+                           "with `prefstore import`")
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS - 1] + "…"
+
+
+def preview_records(data: bytes, name: str, n: int = PREVIEW_ROWS) -> list[dict]:
+    """Return the file's first ``n`` records as short text fields, for a table.
+
+    Stops quietly at the first unreadable record: the validation lists it.
+    """
+    rows: list[dict] = []
+    try:
+        for record in importing.read_records(data, name=name):
+            fields = record.data if isinstance(record.data, dict) else {"value": record.data}
+            rows.append({"where": record.where, **{k: _short(v) for k, v in fields.items()}})
+            if len(rows) >= n:
+                break
+    except InvalidInput:
+        pass
+    return rows
+
+
+def check_upload(db: Database, project: dict, data: bytes, name: str) -> UploadCheck:
+    """Validate an item file against ``project`` without writing; list up to 20 errors."""
+    check = UploadCheck(preview=preview_records(data, name))
+    try:
+        parsed = importing.parse_items(
+            data, name=name, task_kind=project["kind"],
+            existing_ids=storage.existing_external_ids(db, project["id"]),
+            max_errors=IMPORT_ERRORS_LISTED)
+    except importing.ImportFailed as exc:
+        check.errors = list(exc.errors)
+    except InvalidInput as exc:
+        check.errors = [str(exc)]
+    else:
+        check.items, check.judgments = len(parsed.items), len(parsed.judgments)
+    return check
+
+
+# --------------------------------------------------------------------------
+# Tables and charts
+
+
+def audit_rows(entries: list[dict], project_names: Mapping[int, str]) -> list[dict]:
+    """Return audit-log entries as table rows: when, who, project, action, what."""
+    return [{"when": e["created_at"], "who": e["actor"],
+             "project": project_names.get(e["project_id"], "") if e["project_id"] else "",
+             "action": e["action"],
+             "what": json.dumps(e["details"], ensure_ascii=False, sort_keys=True)}
+            for e in entries]
+
+
+def coverage_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
+    """Return items by number of human judgments, in that order, for a bar chart."""
+    coverage = stats["items_by_human_judgments"]
+    keys = sorted(coverage, key=int)
+    return pd.DataFrame({"human judgments": keys, "items": [coverage[k] for k in keys]})
+
+
+# --------------------------------------------------------------------------
+# Exports
+
+
+def export_file_name(project_name: str, format: str, aggregate: str) -> str:
+    """Return the download's file name, e.g. ``demo-pairs-majority.jsonl``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in project_name)
+    return f"{safe}-{format}" + ("" if aggregate == "none" else f"-{aggregate}") + ".jsonl"
+
+
+def sweep_exports(directory: Path = EXPORT_DIR, max_age_s: float = EXPORT_MAX_AGE_S) -> int:
+    """Delete prepared exports older than ``max_age_s``; return how many went."""
+    if not directory.is_dir():
+        return 0
+    cutoff, removed = time.time() - max_age_s, 0
+    for path in directory.glob("*.jsonl"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass  # another session swept it first
+    return removed
+
+
+def discard_export(path: str | os.PathLike | None) -> None:
+    if path:
+        Path(path).unlink(missing_ok=True)
+
+
+def prepare_export(db: Database, project: str | int, *, directory: Path = EXPORT_DIR,
+                   **options: Any) -> dict:
+    """Stream an export to a new file under ``directory``; return its path and summary.
+
+    The rows go straight to disk (constant memory), so the page holds only a
+    path until the download is clicked. ``options`` are those of
+    :func:`prefstore.export.export`. On an error nothing is left behind.
+
+    Returns
+    -------
+    dict
+        ``{"path", "file_name", "summary", "text"}``; ``text`` is the one-line
+        summary of :func:`prefstore.export.format_summary`.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    sweep_exports(directory)
+    name = storage.get_project(db, project)["name"]
+    fd, path = tempfile.mkstemp(prefix="export-", suffix=".jsonl", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            summary = export.export(db, project, f, **options)
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+    return {"path": path,
+            "file_name": export_file_name(name, options["format"],
+                                          options.get("aggregate", "none")),
+            "summary": summary, "text": export.format_summary(summary)}
+
+
+def skipped_rows(summary: Mapping[str, Any]) -> list[dict]:
+    """Return the summary's non-zero skips as table rows: reason, judgments or items."""
+    return [{"reason": reason, "skipped": n} for reason, n in summary["skipped"].items() if n]
+
+
+def changed_settings(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Return the names of the settings whose values differ, sorted."""
+    return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))

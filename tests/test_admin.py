@@ -1,0 +1,198 @@
+"""prefstore.admin: rater links, the settings form, upload checks and prepared exports."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from prefstore import admin, storage
+from prefstore.errors import InvalidInput, NotFound
+
+
+def seed(db, name="p", n_items=2):
+    project = storage.create_project(db, name, "pairwise", {"gold_rate": 0.0})
+    storage.insert_items(db, project["id"], [
+        {"external_id": f"q{i}", "prompt": f"prompt {i}",
+         "responses": [{"text": f"r{i}.{k}", "system": f"s{k}"} for k in range(2)]}
+        for i in range(n_items)])
+    return project
+
+
+@pytest.mark.parametrize(("context_url", "env", "expected"), [
+    ("https://prefs.example.org/", {}, "https://prefs.example.org/"),
+    ("https://prefs.example.org/base", {}, "https://prefs.example.org/base/"),
+    # never carry the admin's own query (it may hold the admin token) into a link
+    ("http://host:8501/?token=admin-secret#x", {}, "http://host:8501/"),
+    (None, {"PREFSTORE_BASE_URL": "https://team.example.org/prefs"},
+     "https://team.example.org/prefs/"),
+    ("", {"PREFSTORE_BASE_URL": "  "}, "http://localhost:8501/"),
+    ("not a url", {}, "http://localhost:8501/"),
+])
+def test_base_url(context_url, env, expected):
+    assert admin.base_url(context_url, env) == expected
+
+
+def test_rater_link_quotes_the_token():
+    assert admin.rater_link("http://h/", "a-b_c") == "http://h/?token=a-b_c"
+    assert admin.rater_link("http://h/", "a+b/c") == "http://h/?token=a%2Bb%2Fc"
+
+
+@pytest.mark.parametrize("settings", [
+    storage.DEFAULT_SETTINGS,
+    {**storage.DEFAULT_SETTINGS, "aspects": ["helpfulness", "a, b"], "reason_tags": ["safer"],
+     "human_budget": 0.25, "guidelines": "**be kind**", "gold_rate": 0},
+    {**storage.DEFAULT_SETTINGS, "human_budget": 40},
+    {**storage.DEFAULT_SETTINGS, "human_budget": 1},
+    {**storage.DEFAULT_SETTINGS, "human_budget": 1.0},
+])
+def test_form_round_trip(settings):
+    changes = admin.settings_from_form(admin.form_values(settings))
+    assert {**settings, **changes} == settings
+    assert type(changes["human_budget"]) is type(settings["human_budget"])
+
+
+@pytest.mark.parametrize(("mode", "amount", "expected"), [
+    ("none", 5.0, None), ("fraction", 0.5, 0.5), ("fraction", 1.0, 1.0), ("count", 40.0, 40),
+    ("count", 1.0, 1), ("count", 0.0, 0)])
+def test_human_budget(mode, amount, expected):
+    got = admin.human_budget(mode, amount)
+    assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize(("mode", "amount", "message"), [
+    ("fraction", 1.5, "settings: 'human_budget' as a fraction of the items must be in [0, 1], "
+                      "got 1.5"),
+    ("count", 2.5, "settings: 'human_budget' as a number of items must be a whole number, "
+                   "got 2.5"),
+    ("count", -1.0, "settings: 'human_budget' must be a number >= 0, got -1.0"),
+    ("share", 0.5, "human budget mode must be one of none, fraction, count, got 'share'"),
+])
+def test_human_budget_errors(mode, amount, message):
+    with pytest.raises(InvalidInput) as exc:
+        admin.human_budget(mode, amount)
+    assert str(exc.value) == message
+
+
+def test_settings_from_form_names_the_bad_setting():
+    with pytest.raises(InvalidInput, match="'reason_tags' must be a list without duplicates"):
+        admin.settings_from_form({"reason_tags": "safer\n safer "})
+    assert admin.settings_from_form({"aspects": " a \n\n b\n", "raters_per_item": 2.0}) == {
+        "aspects": ["a", "b"], "raters_per_item": 2}
+
+
+def test_check_upload_size():
+    admin.check_upload_size(50 * 1024 * 1024, 50)
+    with pytest.raises(InvalidInput) as exc:
+        admin.check_upload_size(50 * 1024 * 1024 + 1, 50)
+    assert str(exc.value) == ("the file is 50.0 MB; uploads are limited to 50 MB "
+                              "(server.maxUploadSize): split it, or import it with "
+                              "`prefstore import`")
+
+
+def test_check_upload_lists_errors_with_line_numbers_and_writes_nothing(db):
+    project = seed(db)
+    data = b"\n".join([
+        b'{"id": "q0", "prompt": "dup", "responses": ["x", "y"]}',
+        b'{"id": "n1", "prompt": "ok", "responses": ["x", "y"]}',
+        b'{"id": "n2", "prompt": "three", "responses": ["x", "y", "z"]}',
+        b'{"id": "n3", "prompt": "ok", "responses": ["x", "y"], "extra": 1}',
+    ])
+    before = storage.count_judgments(db), list(db.query("SELECT id FROM items"))
+    check = admin.check_upload(db, project, data, "items.jsonl")
+    assert check.errors == [
+        "line 1: \"id\" 'q0' already exists in the project",
+        'line 3: "responses" must have exactly 2 entries in a pairwise project, got 3',
+        "line 4: unknown field(s) 'extra'"]
+    assert not check.ok and check.items == 0
+    assert [r["where"] for r in check.preview] == ["line 1", "line 2", "line 3", "line 4"]
+    assert check.preview[2]["responses"] == '["x", "y", "z"]'
+    assert (storage.count_judgments(db), list(db.query("SELECT id FROM items"))) == before
+
+
+def test_check_upload_of_a_valid_csv_and_an_unreadable_file(db):
+    project = seed(db)
+    check = admin.check_upload(db, project, b"id,prompt,response_1,response_2\nz,hi,a,b\n",
+                               "items.csv")
+    assert (check.ok, check.items, check.judgments) == (True, 1, 0)
+    assert check.preview == [{"where": "line 2", "id": "z", "prompt": "hi",
+                              "responses": '["a", "b"]'}]
+    bad = admin.check_upload(db, project, b'{"prompt": "a", "responses": ["x", "y"]}\n{oops',
+                             "items.jsonl")
+    assert bad.errors == ["line 2: invalid JSON (Expecting property name enclosed in double "
+                          "quotes at column 2)"]
+    assert len(bad.preview) == 1
+
+
+def test_preview_truncates_long_text():
+    data = json.dumps({"prompt": "x" * 200, "responses": ["a", "b"]}).encode()
+    [row] = admin.preview_records(data, "f.jsonl")
+    assert row["prompt"] == "x" * (admin.PREVIEW_CHARS - 1) + "…"
+
+
+def test_coverage_frame_orders_counts_numerically():
+    frame = admin.coverage_frame({"items_by_human_judgments": {"10": 1, "2": 5, "0": 7}})
+    assert frame.to_dict("records") == [{"human judgments": "0", "items": 7},
+                                        {"human judgments": "2", "items": 5},
+                                        {"human judgments": "10", "items": 1}]
+
+
+def test_changed_settings_and_audit_rows():
+    assert admin.changed_settings({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 0}) == ["b", "c"]
+    entries = [{"created_at": "t", "actor": "admin", "project_id": 1, "action": "x",
+                "details": {"b": 1, "a": "é"}},
+               {"created_at": "u", "actor": "cli", "project_id": None, "action": "y",
+                "details": {}}]
+    assert admin.audit_rows(entries, {1: "p"}) == [
+        {"when": "t", "who": "admin", "project": "p", "action": "x", "what": '{"a": "é", "b": 1}'},
+        {"when": "u", "who": "cli", "project": "", "action": "y", "what": "{}"}]
+
+
+def test_routing_counts(db):
+    project = seed(db)
+    assert storage.routing_counts(db, project["id"]) == {"human": 0, "llm": 0, "both": 0}
+    items = [i["id"] for i in storage.iter_items(db, project["id"])]
+    storage.save_routing(db, project["id"], [{"item_id": items[0], "decision": "llm"},
+                                             {"item_id": items[1], "decision": "llm"}])
+    assert storage.routing_counts(db, project["id"]) == {"human": 0, "llm": 2, "both": 0}
+
+
+def test_prepare_export_writes_the_file_and_the_summary(db, tmp_path):
+    project = seed(db, name="my project/1")
+    rater, _ = storage.create_rater(db, "ann")
+    items = [i["id"] for i in storage.iter_items(db, project["id"])]
+    storage.submit_judgment(db, item_id=items[0], rater_id=rater["id"], submission_id="1",
+                            choice=0)
+    storage.submit_judgment(db, item_id=items[1], rater_id=rater["id"], submission_id="2",
+                            outcome="both_bad")
+    out = tmp_path / "exports"
+    ready = admin.prepare_export(db, project["id"], directory=out, format="pairs",
+                                 real_rater_names=True)
+    assert ready["file_name"] == "my_project_1-pairs.jsonl"
+    assert ready["text"] == "wrote 1 rows from 2 judgments; skipped: both_bad 1"
+    assert admin.skipped_rows(ready["summary"]) == [{"reason": "both_bad", "skipped": 1}]
+    rows = [json.loads(line) for line in open(ready["path"], encoding="utf-8")]
+    assert [(r["chosen"], r["rejected"], r["metadata"]["rater"]) for r in rows] == [
+        ("r0.0", "r0.1", "ann")]
+    admin.discard_export(ready["path"])
+    assert list(out.iterdir()) == []
+
+
+def test_prepare_export_leaves_nothing_on_error(db, tmp_path):
+    project = seed(db)
+    with pytest.raises(NotFound, match="no stored fit"):
+        admin.prepare_export(db, project["id"], directory=tmp_path / "exports",
+                             format="pairs", aggregate="model")
+    assert list((tmp_path / "exports").iterdir()) == []
+
+
+def test_sweep_exports(tmp_path):
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    old.write_text("{}\n")
+    new.write_text("{}\n")
+    past = time.time() - admin.EXPORT_MAX_AGE_S - 60
+    os.utime(old, (past, past))
+    assert admin.sweep_exports(tmp_path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["new.jsonl"]

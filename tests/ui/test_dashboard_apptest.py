@@ -1,0 +1,198 @@
+"""AppTest runs of every dashboard page on the imported PandaLM test set, and the refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from pages.dashboard_common import Keys
+from prefstore import fitting, leaderboard, routing, storage
+from tests.ui.conftest import REPO, app_test
+
+ADMIN_TOKEN = "admin-secret-token"
+DASHBOARD = {
+    "overview": "pages/dashboard.py",
+    "agreement": "pages/dashboard_agreement.py",
+    "leaderboard": "pages/dashboard_leaderboard.py",
+    "rater_types": "pages/dashboard_rater_types.py",
+    "judges": "pages/dashboard_judges.py",
+    "edits": "pages/dashboard_edits.py",
+    "routing": "pages/dashboard_routing.py",
+}
+
+
+@pytest.fixture(scope="module")
+def pandalm_copy(pandalm_db_path, tmp_path_factory):
+    """A copy of the PandaLM store with what the worker would have stored.
+
+    The agreement reports are left out: the pages must compute and store them once.
+    """
+    path = tmp_path_factory.mktemp("dash") / "pandalm.db"
+    source = storage.connect(pandalm_db_path)
+    storage.backup(source, path)
+    source.close()
+    db = storage.connect(path)
+    fitting.fit_project(db, "pandalm", model="bt", level="system", kind="all")
+    routing.refresh_routing(db, "pandalm")
+    db.close()
+    return path
+
+
+@pytest.fixture
+def pandalm(pandalm_copy, monkeypatch):
+    monkeypatch.setenv("PREFSTORE_DB", str(pandalm_copy))
+    monkeypatch.setenv("PREFSTORE_ADMIN_TOKEN", ADMIN_TOKEN)
+    return pandalm_copy
+
+
+def page(name: str, token: str = ADMIN_TOKEN):
+    at = app_test(str(REPO / DASHBOARD[name]), token=token)
+    return at.run()
+
+
+def metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_overview_headline_numbers(pandalm):
+    at = page("overview")
+    assert not at.exception
+    shown = metrics(at)
+    assert shown["Items"] == "999"
+    assert shown["Human judgments"] == "2,997"
+    assert shown["LLM judgments"] == "974"
+    assert shown["Human raters"] == "3"
+    assert shown["Krippendorff α (label)"] == "0.864"
+    alpha = next(m for m in at.metric if m.label == "Krippendorff α (label)")
+    assert alpha.delta.startswith("95% CI 0.8")
+    assert shown["Percent agreement"] == "0.920"
+    assert at.progress[0].value == 100  # percent
+    # The missing agreement reports were computed once and stored.
+    db = storage.connect(pandalm)
+    assert storage.latest_report(db, 1, name="agreement", kind="human") is not None
+    db.close()
+
+
+def test_agreement_kappa_table_and_raters(pandalm):
+    at = page("agreement")
+    assert not at.exception
+    pairs = at.dataframe[0].value
+    assert [round(k, 3) for k in pairs["kappa"]] == [0.852, 0.879, 0.862]
+    assert list(pairs["rater A"]) == ["annotator1", "annotator1", "annotator2"]
+    raters = at.dataframe[1].value
+    assert list(raters["rater"]) == ["annotator1", "annotator2", "annotator3"]
+    assert list(raters["flags"]) == ["", "", ""]
+    # A stricter consensus threshold flags them, and the filter keeps the flagged ones.
+    at.number_input(key=Keys.MIN_CONSENSUS).set_value(0.96).run()
+    at.toggle(key=Keys.FLAGGED_ONLY).set_value(True).run()
+    assert list(at.dataframe[1].value["rater"]) == ["annotator1", "annotator2"]
+    assert list(at.dataframe[1].value["flags"]) == ["low consensus", "low consensus"]
+    at.text_input(key=Keys.RATER_FILTER).input("TOR2").run()
+    assert list(at.dataframe[1].value["rater"]) == ["annotator2"]
+
+
+def test_leaderboard_bt_human_ranks_llama_first(pandalm):
+    at = page("leaderboard")
+    assert not at.exception
+    assert at.selectbox(key=Keys.MODEL).value == "bt"
+    table = at.dataframe[0].value
+    assert table["name"].iloc[0] == "llama-7b"
+    assert list(table["rank"]) == list(range(1, len(table) + 1))
+    # Every registered model is offered by the selectbox, none by name in the page.
+    assert at.selectbox(key=Keys.MODEL).options == [m.label for m in fitting.MODELS]
+    at.selectbox(key=Keys.MODEL).set_value("davidson").run()
+    assert not at.exception
+    assert at.dataframe[0].value["name"].iloc[0] == "llama-7b"
+    db = storage.connect(pandalm)
+    assert storage.latest_fit(db, 1, model="davidson", kind="human") is not None
+    assert storage.latest_report(db, 1, name=leaderboard.REPORT, kind="llm") is not None
+    db.close()
+
+
+def test_rater_types_lists_every_rater(pandalm):
+    at = page("rater_types")
+    assert not at.exception
+    assert metrics(at)["Types"] == "1"
+    assert list(at.dataframe[-1].value["rater"]) == ["annotator1", "annotator2", "annotator3"]
+    assert list(at.dataframe[-1].value["type 1"]) == [1.0, 1.0, 1.0]
+
+
+def test_judges_gpt35_accuracy(pandalm):
+    at = page("judges")
+    assert not at.exception
+    assert metrics(at)["Accuracy vs human majority"] == "0.7156"
+    assert list(at.dataframe[0].value["rater"]) == ["gpt-3.5-turbo"]
+
+
+def test_edits_empty_state_on_pandalm(pandalm):
+    at = page("edits")
+    assert not at.exception
+    assert [i.value for i in at.info][0].startswith("No edits yet")
+
+
+def test_routing_calibration(pandalm):
+    at = page("routing")
+    assert not at.exception
+    shown = metrics(at)
+    assert shown["To human"] == "899" and shown["To humans and the judge"] == "100"
+    assert shown["Items with both labels"] == "974"
+    table = at.dataframe[0].value
+    assert len(table) == 999
+    assert table["realized_agreement"].notna().sum() == 974
+    assert table["realized_agreement"].mean() == pytest.approx(0.715605749486653)
+
+
+def test_refit_now_stores_a_new_report(pandalm):
+    at = page("agreement")
+    db = storage.connect(pandalm)
+    before = storage.latest_report(db, 1, name="agreement", kind="human")["id"]
+    at.button(key=f"{Keys.REFIT}:agreement").click().run()
+    assert not at.exception
+    assert storage.latest_report(db, 1, name="agreement", kind="human")["id"] > before
+    db.close()
+
+
+def test_edits_histogram_and_diff(store):
+    project = storage.create_project(store, "e", "pairwise", {"gold_rate": 0.0})
+    [item] = storage.insert_items(store, project["id"], [{
+        "external_id": "q", "prompt": "p",
+        "responses": [{"text": "line one\nline two\n", "system": "a"},
+                      {"text": "other", "system": "b"}]}])
+    rater, _ = storage.create_rater(store, "ann")
+    storage.submit_judgment(store, item_id=item, rater_id=rater["id"], submission_id="s1",
+                            outcome="choice", choice=0, edited="line one\nline 2\n")
+    at = app_test(str(REPO / DASHBOARD["edits"])).run()
+    assert not at.exception
+    assert metrics(at)["Edited judgments"] == "1"
+    assert at.code[0].value == ("--- response\n+++ edited\n@@ -1,2 +1,2 @@\n line one\n"
+                                "-line two\n+line 2")
+
+
+def test_empty_project_is_friendly(store):
+    storage.create_project(store, "fresh", "pairwise")
+    for name in DASHBOARD:
+        at = app_test(str(REPO / DASHBOARD[name])).run()
+        assert not at.exception, name
+        assert any(i.value.startswith("No judgments yet") for i in at.info), name
+
+
+@pytest.mark.parametrize("name", list(DASHBOARD))
+def test_rater_is_refused(store, monkeypatch, name):
+    monkeypatch.setenv("PREFSTORE_ADMIN_TOKEN", ADMIN_TOKEN)
+    _, token = storage.create_rater(store, "ann")
+    at = page(name, token=token)
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Access denied: this page is for project admins."]
+    assert not at.metric and not at.dataframe
+
+
+def test_rater_navigation_lacks_the_dashboard(store, monkeypatch):
+    monkeypatch.setenv("PREFSTORE_ADMIN_TOKEN", ADMIN_TOKEN)
+    _, token = storage.create_rater(store, "ann")
+    at = app_test(token=token).run()
+    for path in DASHBOARD.values():
+        with pytest.raises(ValueError):
+            at.switch_page(path)
+    admin = app_test(token=ADMIN_TOKEN).run()
+    admin.switch_page(DASHBOARD["agreement"]).run()
+    assert not admin.exception
+    assert admin.title[0].value == "Agreement"
