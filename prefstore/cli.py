@@ -177,7 +177,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
               f"{result['seconds']:.3f} s")
         for name, score in ranked:
             lo, hi = result["ci95"][name]
-            print(f"  {name:30s} {score:+.3f}  [{lo:+.3f}, {hi:+.3f}]")
+            interval = "" if lo is None else f"  [{lo:+.3f}, {hi:+.3f}]"
+            print(f"  {name:30s} {score:+.3f}{interval}")
     return 0
 
 

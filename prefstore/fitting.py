@@ -85,8 +85,11 @@ def refit_all(db, project: str | int, *, progress=None) -> dict:
         try:
             # Some systems may have too few comparisons for a finite MLE: a weak
             # prior keeps the background refit informative instead of failing.
+            # Response level: scores only (export margins read them); Hessian
+            # intervals over a large pool would need a dense n x n inverse.
             fit_project(db, proj["id"], model=model, level=level, kind="all",
-                        alpha=0.0 if level == "system" else 0.01)
+                        alpha=0.0 if level == "system" else 0.01,
+                        ci="hessian" if level == "system" else None)
             done.append(f"{model}/{level}")
         except (InvalidInput, NotConverged) as exc:
             failed[f"{model}/{level}"] = str(exc)

@@ -63,11 +63,16 @@ class JobContext:
 
 
 def run_refit(ctx: JobContext) -> dict:
-    from prefstore import agreement, fitting
+    """Refit the models, then the reports the dashboards read."""
+    from prefstore import agreement, edits, fitting, leaderboard
 
-    result = fitting.refit_all(ctx.db, ctx.job["project_id"], progress=ctx.progress)
-    result["agreement_reports"] = agreement.refresh_agreement(ctx.db, ctx.job["project_id"])
+    project_id = ctx.job["project_id"]
+    result = fitting.refit_all(ctx.db, project_id, progress=ctx.progress)
+    result["agreement_reports"] = agreement.refresh_agreement(ctx.db, project_id)
     ctx.progress("agreement report stored")
+    result["win_rate_reports"] = leaderboard.refresh_win_rates(ctx.db, project_id)
+    result["edit_report"] = edits.refresh_edit_report(ctx.db, project_id)
+    ctx.progress("win-rate and edit reports stored")
     _enqueue_route_if_judged(ctx.db, ctx.job["project_id"])
     return result
 
@@ -77,8 +82,12 @@ def run_route(ctx: JobContext) -> dict:
 
     project = storage.get_project(ctx.db, ctx.job["project_id"])
     judge = ctx.job["payload"].get("judge")
-    return routing.refresh_routing(ctx.db, project["id"], judge=judge,
-                                   active=bool(ctx.job["payload"].get("active", False)))
+    summary = routing.refresh_routing(ctx.db, project["id"], judge=judge,
+                                      active=bool(ctx.job["payload"].get("active", False)))
+    if summary["judge"] is not None:
+        summary["report"] = routing.refresh_routing_report(ctx.db, project["id"],
+                                                           judge=summary["judge"])
+    return summary
 
 
 def run_annotate(ctx: JobContext) -> dict:

@@ -289,3 +289,25 @@ def test_hessian_ci_matches_reduced_parametrization(alpha):
     cov = basis @ np.linalg.inv(reduced) @ basis.T
     half = 1.959963984540054 * np.sqrt(np.diag(cov))
     np.testing.assert_allclose(fit.ci95[:, 1] - fit.scores, half, rtol=1e-8)
+
+
+def test_hessian_ci_refused_clearly_for_huge_pools():
+    # A chain over more items than a dense inverse allows: a clear error, not MemoryError.
+    from prefstore.errors import InvalidInput
+    from prefstore.models.base import MAX_HESSIAN_CI_ITEMS
+
+    n = MAX_HESSIAN_CI_ITEMS + 1
+    winners = np.concatenate([np.arange(n - 1), np.arange(1, n)])
+    losers = np.concatenate([np.arange(1, n), np.arange(n - 1)])
+    data = PairwiseData(winners, losers, n_items=n)
+    with pytest.raises(InvalidInput, match=f"over {n:,} items need a dense"):
+        BradleyTerry().fit(data, alpha=0.1, ci="hessian")
+    fit = BradleyTerry().fit(data, alpha=0.1, ci=None)
+    assert np.allclose(fit.scores, 0.0, atol=1e-8)
+
+
+def test_to_dict_without_intervals_is_strict_json():
+    data = PairwiseData(np.array([0, 1, 2]), np.array([1, 2, 0]), n_items=3)
+    out = BradleyTerry().fit(data, ci=None).to_dict()
+    assert out["ci95"] == {"0": [None, None], "1": [None, None], "2": [None, None]}
+    json.dumps(out, allow_nan=False)

@@ -307,7 +307,24 @@ def check_identifiable(
         )
 
 
-def centred_cov(hessian: np.ndarray) -> np.ndarray:
+MAX_HESSIAN_CI_ITEMS = 4000
+
+
+def check_dense_ci(n: int) -> None:
+    """Refuse Hessian intervals whose dense n x n inverse would not fit in memory.
+
+    Raises
+    ------
+    InvalidInput
+        Above ``MAX_HESSIAN_CI_ITEMS`` items (400k responses would ask for terabytes).
+    """
+    if n > MAX_HESSIAN_CI_ITEMS:
+        raise InvalidInput(
+            f"Hessian 95% intervals over {n:,} items need a dense {n:,} x {n:,} inverse "
+            f"(limit {MAX_HESSIAN_CI_ITEMS:,} items); use ci='bootstrap' or ci=None")
+
+
+def centred_cov(hessian) -> np.ndarray:
     """Covariance of centred scores from the Hessian of the negative log-posterior.
 
     The likelihood is invariant to adding a constant to all scores, so the
@@ -321,8 +338,13 @@ def centred_cov(hessian: np.ndarray) -> np.ndarray:
     ------
     NotConverged
         If the Hessian is singular in another direction (disconnected data).
+    InvalidInput
+        Above ``MAX_HESSIAN_CI_ITEMS`` items, where the dense inverse is too big.
     """
     n = hessian.shape[0]
+    check_dense_ci(n)
+    if hasattr(hessian, "toarray"):  # sparse, checked small enough above
+        hessian = hessian.toarray()
     j = np.full((n, n), 1.0 / n)
     try:
         inv = np.linalg.inv(hessian + j)
@@ -450,7 +472,7 @@ class FitResult:
             "model": self.model,
             "level": self.level,
             "scores": {n: float(s) for n, s in zip(self.names, self.scores)},
-            "ci95": {n: [float(lo), float(hi)] for n, (lo, hi) in zip(self.names, self.ci95)},
+            "ci95": {n: [_finite(lo), _finite(hi)] for n, (lo, hi) in zip(self.names, self.ci95)},
             "elo": {n: float(e) for n, e in zip(self.names, elo)},
             "log_likelihood": float(self.log_likelihood),
             "n_comparisons": int(self.n_comparisons),
@@ -463,7 +485,7 @@ class FitResult:
                     "weight": float(t["weight"]),
                     "scores": {n: float(s) for n, s in zip(self.names, t["scores"])},
                     "ci95": {
-                        n: [float(lo), float(hi)] for n, (lo, hi) in zip(self.names, t["ci95"])
+                        n: [_finite(lo), _finite(hi)] for n, (lo, hi) in zip(self.names, t["ci95"])
                     },
                 }
                 for t in self.types
@@ -474,6 +496,12 @@ class FitResult:
             out["bic"] = float(self.bic)
             out["k"] = int(self.k)
         return out
+
+
+def _finite(value: float) -> float | None:
+    """A float for JSON; NaN (no interval computed) becomes null, as JSON has no NaN."""
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def _jsonable(value: Any) -> Any:

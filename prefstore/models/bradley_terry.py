@@ -26,6 +26,7 @@ from prefstore.models.base import (
     FitResult,
     PairwiseData,
     centred_cov,
+    check_dense_ci,
     check_identifiable,
     laplacian,
     newton_minimize,
@@ -384,12 +385,13 @@ def bt_pairwise_cov(theta: np.ndarray, counts: PairCounts, alpha: float = 0.0, t
     The sum-to-zero gauge is handled by :func:`prefstore.models.base.centred_cov`.
     """
     h = _bt_fgh(counts, alpha, ties)(theta, 2)[2]
-    return centred_cov(h.toarray() if issparse(h) else h)
+    return centred_cov(h)
 
 
 def davidson_pairwise_cov(theta: np.ndarray, nu: float, counts: PairCounts, alpha: float = 0.0):
     """Return the covariance of ``[centred scores, log(nu)]``."""
     n = counts.n_items
+    check_dense_ci(n + 1)
     h = _dav_fgh(counts, alpha)(np.append(theta, np.log(nu)), 2)[2]
     h = h.toarray() if issparse(h) else h
     g = np.zeros((n + 1, n + 1))

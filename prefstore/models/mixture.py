@@ -221,7 +221,7 @@ def _em(data, k, alpha, concentration, n_restarts, seed, max_iter, tol) -> Mixtu
     cov = []
     for j in range(k):
         h = rows.fgh(resp[rows.rater, j], alpha)(theta[j], 2)[2]
-        cov.append(centred_cov(np.asarray(h.todense()) if hasattr(h, "todense") else h))
+        cov.append(centred_cov(h))
     n_obs = len(data)
     bic = -2.0 * ll + _n_params(k, n) * np.log(max(n_obs, 2))
     return MixtureEstimate(theta, np.exp(log_pi), resp, cov, ll, float(bic), n_iter)

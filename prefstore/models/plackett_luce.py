@@ -23,6 +23,7 @@ from prefstore.models.base import (
     FitResult,
     RankingData,
     centred_cov,
+    check_dense_ci,
     check_identifiable,
     newton_minimize,
     percentile_ci,
@@ -220,6 +221,7 @@ class PlackettLuce:
         n = data.n_items
         ci95 = np.full((n, 2), np.nan)
         if ci == "hessian":
+            check_dense_ci(data.n_items)
             ci95 = wald_ci(theta, centred_cov(pl_hessian(theta, data, alpha)))
         elif ci == "bootstrap":
             rng = np.random.default_rng(seed)
