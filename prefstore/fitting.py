@@ -44,7 +44,7 @@ def fit_project(db, project: str | int, *, model: str = "bt", level: str = "syst
         raise InvalidInput(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     proj = storage.get_project(db, project)
     start = time.perf_counter()
-    judgments = storage.judgments_frame(db, proj["id"], kind=kind)
+    judgments = storage.judgments_frame(db, proj["id"], kind=kind, columns="model")
     if judgments.empty:
         which = "" if kind == "all" else f"{kind} "
         raise InvalidInput(f"project {proj['name']!r} has no {which}judgments to fit")

@@ -1075,28 +1075,68 @@ def responses_for_items(db: Database, item_ids: list[int]) -> dict[int, list[dic
     return out
 
 
-def judgments_frame(db: Database, project_id: int, *, kind: str = "all") -> pd.DataFrame:
-    """Return a project's judgments as a DataFrame for the models and metrics.
-
-    Columns: id, item_id, external_id, rater_id, rater, kind, outcome, choice,
-    ranking, strength, display_order, aspects, rationale, reason_tags, edited,
-    metadata, time_ms, submission_id, created_at. JSON columns are parsed.
-    """
-    _check_kind(kind)
-    frame = pd.read_sql_query(
+# Two fixed column sets: the models need eight columns, and reading all nineteen
+# of a million judgments takes three times as long.
+_JUDGMENT_FRAME_SQL = {
+    "all": (
         "SELECT j.id, j.item_id, i.external_id, j.rater_id, r.name AS rater, j.kind, j.outcome, "
         "j.choice, j.ranking, j.strength, j.display_order, j.aspects, j.rationale, "
         "j.reason_tags, j.edited, j.metadata, j.time_ms, j.submission_id, j.created_at "
-        "FROM judgments j JOIN items i ON i.id = j.item_id JOIN raters r ON r.id = j.rater_id "
-        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) ORDER BY j.id",
-        db.conn, params={"p": project_id, "kind": kind},
-    )
-    for col in ("ranking", "display_order", "aspects", "reason_tags"):
+        "FROM judgments j CROSS JOIN items i ON i.id = j.item_id "
+        "JOIN raters r ON r.id = j.rater_id "
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) ORDER BY j.id"),
+    "model": (
+        "SELECT j.id, j.item_id, r.name AS rater, j.kind, j.outcome, j.choice, j.ranking, "
+        "j.strength FROM judgments j CROSS JOIN items i ON i.id = j.item_id "
+        "JOIN raters r ON r.id = j.rater_id "
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) ORDER BY j.id"),
+}
+
+
+def _parse_json_column(values, default=None) -> list:
+    """Parse a JSON text column; equal short texts (e.g. "[0, 1]") are parsed once.
+
+    Those parsed values are shared between rows: treat the frame as read-only.
+    """
+    cache: dict[str, Any] = {}
+    out = []
+    for v in values:
         # An all-NULL column comes back as float NaN, hence the isinstance check.
-        frame[col] = [json.loads(v) if isinstance(v, str) else None for v in frame[col]]
-    frame["metadata"] = [json.loads(v) if isinstance(v, str) else {} for v in frame["metadata"]]
+        if not isinstance(v, str):
+            out.append(default() if callable(default) else default)
+        elif len(v) <= 32:
+            if v not in cache:
+                cache[v] = json.loads(v)
+            out.append(cache[v])
+        else:
+            out.append(json.loads(v))
+    return out
+
+
+def judgments_frame(db: Database, project_id: int, *, kind: str = "all",
+                    columns: str = "all") -> pd.DataFrame:
+    """Return a project's judgments as a DataFrame for the models and metrics.
+
+    ``columns="all"``: id, item_id, external_id, rater_id, rater, kind,
+    outcome, choice, ranking, strength, display_order, aspects, rationale,
+    reason_tags, edited, metadata, time_ms, submission_id, created_at.
+    ``columns="model"``: id, item_id, rater, kind, outcome, choice, ranking,
+    strength, which is all the model adapter reads. JSON columns are parsed;
+    treat the frame as read-only (equal short JSON values share one object).
+    """
+    _check_kind(kind)
+    if columns not in _JUDGMENT_FRAME_SQL:
+        raise InvalidInput(f'columns must be "all" or "model", got {columns!r}')
+    frame = pd.read_sql_query(_JUDGMENT_FRAME_SQL[columns], db.conn,
+                              params={"p": project_id, "kind": kind})
+    for col in ("ranking", "display_order", "aspects", "reason_tags"):
+        if col in frame:
+            frame[col] = _parse_json_column(frame[col])
+    if "metadata" in frame:
+        frame["metadata"] = _parse_json_column(frame["metadata"], dict)
     for col in ("choice", "strength", "time_ms"):
-        frame[col] = frame[col].astype("Int64")
+        if col in frame:
+            frame[col] = frame[col].astype("Int64")
     return frame
 
 

@@ -7,6 +7,7 @@ import pytest
 from prefstore.errors import InvalidInput
 from prefstore.models import (
     STRENGTH_WEIGHTS,
+    adapter,
     get_model,
     pairwise_from_frames,
     rankings_from_frames,
@@ -161,3 +162,52 @@ def test_no_usable_judgments_is_invalid_input(responses):
         get_model("bt").fit(data)
     with pytest.raises(InvalidInput, match="at least 2 items, got 0"):
         get_model("pl").fit(rankings_from_frames(empty, responses))
+
+
+@pytest.mark.parametrize("level", ["system", "response"])
+@pytest.mark.parametrize("kind, tie_policy, both_bad", [
+    ("all", "keep", "tie"), ("human", "drop", "tie"), ("llm", "keep", "drop")])
+def test_vectorized_pairs_match_the_general_loop(monkeypatch, level, kind, tie_policy,
+                                                 both_bad):
+    rng = np.random.default_rng(7)
+    n_items, n_judgments = 60, 400
+    responses = pd.DataFrame({
+        "item_id": np.repeat(np.arange(1, n_items + 1), 2),
+        "idx": np.tile([0, 1], n_items),
+        "system": rng.choice(["gpt", "llama", "mistral", "qwen"], size=2 * n_items),
+        "response_id": np.arange(100, 100 + 2 * n_items),
+    }).sample(frac=1.0, random_state=3)  # stored order must not matter
+    outcome = rng.choice(["choice", "choice", "choice", "tie", "both_bad"], size=n_judgments)
+    choice = np.where(outcome == "choice", rng.integers(0, 2, n_judgments), -1)
+    strength = rng.choice([0, 1, 2, 3, -1], size=n_judgments)
+    judgments = pd.DataFrame({
+        "id": rng.permutation(n_judgments) + 1,
+        "item_id": rng.integers(1, n_items + 1, n_judgments),
+        "rater": rng.choice(["ann", "bob", "cy", "gpt-judge"], size=n_judgments),
+        "kind": rng.choice(["human", "llm"], size=n_judgments),
+        "outcome": outcome,
+        "choice": pd.array([None if c < 0 else int(c) for c in choice], dtype="Int64"),
+        "ranking": [None] * n_judgments,
+        "strength": pd.array([None if s < 0 or o != "choice" else int(s)
+                              for s, o in zip(strength, outcome)], dtype="Int64"),
+    })
+    options = dict(level=level, kind=kind, tie_policy=tie_policy, both_bad=both_bad)
+    fast = adapter._pairwise_vectorized(judgments, responses, level, kind, tie_policy,
+                                        both_bad, adapter.STRENGTH_WEIGHTS)
+    assert fast is not None
+    monkeypatch.setattr(adapter, "_pairwise_vectorized", lambda *args: None)
+    slow = adapter.pairwise_from_frames(judgments, responses, **options)
+    assert fast.names == slow.names and fast.rater_names == slow.rater_names
+    assert fast.n_items == slow.n_items
+    for field in ("winners", "losers", "ties", "weights", "raters"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field), err_msg=field)
+
+
+def test_vectorized_path_steps_aside_for_slates_and_rankings():
+    responses = pd.DataFrame({"item_id": [1, 1, 1], "idx": [0, 1, 2],
+                              "system": ["a", "b", "c"], "response_id": [1, 2, 3]})
+    judgments = pd.DataFrame({"id": [1], "item_id": [1], "rater": ["r"], "kind": ["human"],
+                              "outcome": ["choice"], "choice": [0], "ranking": [None],
+                              "strength": [None]})
+    assert adapter._pairwise_vectorized(judgments, responses, "system", "all", "keep", "tie",
+                                        adapter.STRENGTH_WEIGHTS) is None

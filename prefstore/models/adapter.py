@@ -203,6 +203,10 @@ def pairwise_from_frames(
     _check_choice("kind", kind, KINDS)
     _check_choice("tie_policy", tie_policy, TIE_POLICIES)
     _check_choice("both_bad", both_bad, BOTH_BAD_POLICIES)
+    fast = _pairwise_vectorized(judgments, responses, level, kind, tie_policy, both_bad,
+                                strength_weights)
+    if fast is not None:
+        return fast
     nodes = _Nodes(responses, level)
     rows: list[tuple[str, str, bool, float, str]] = []
     for jid, item_id, rater, outcome, choice, ranking, strength in zip(
@@ -254,6 +258,102 @@ def pairwise_from_frames(
         weights=np.array([r[3] for r in rows], dtype=float),
         raters=np.array([rpos[r[4]] for r in rows], dtype=np.intp),
         names=names,
+        rater_names=raters or None,
+        level=level,
+    )
+
+
+def _pairwise_vectorized(judgments: pd.DataFrame, responses: pd.DataFrame, level: str,
+                         kind: str, tie_policy: str, both_bad: str,
+                         strength_weights: dict[int, float] | None) -> PairwiseData | None:
+    """The loop of :func:`pairwise_from_frames` in numpy, for the common case.
+
+    Applies when every judged item has exactly two responses (indices 0 and
+    1) and no judgment carries a ranking; returns None otherwise, and the
+    general loop runs. The output is identical, row for row (tested).
+    """
+    _check_columns(responses, "responses", _RESPONSE_COLUMNS)
+    j = _filtered(judgments, kind)
+    if j["ranking"].notna().any():
+        return None
+    resp = responses.sort_values(["item_id", "idx"], kind="stable")
+    counts = resp.groupby("item_id")["idx"].agg(["size", "min", "max"])
+    pair_items = counts.index[(counts["size"] == 2) & (counts["min"] == 0) & (counts["max"] == 1)]
+    item_ids = j["item_id"].to_numpy(dtype=np.int64)
+    if not np.isin(item_ids, pair_items.to_numpy()).all():
+        return None
+    if level == "system":
+        if resp["system"].isna().any() or (resp["system"] == "").any():
+            return None  # the loop names the offending item
+        node_names = resp["system"].astype(str).to_numpy(dtype=object)
+    else:
+        node_names = resp["response_id"].astype(np.int64).astype(str).to_numpy(dtype=object)
+    # Integer node codes throughout; names come back only for the used nodes.
+    node_codes, uniques = pd.factorize(node_names)
+    is0 = (resp["idx"] == 0).to_numpy()
+    code0 = pd.Series(node_codes[is0], index=resp["item_id"].to_numpy()[is0])
+    code1 = pd.Series(node_codes[~is0], index=resp["item_id"].to_numpy()[~is0])
+    a = code0.reindex(item_ids).to_numpy()
+    b = code1.reindex(item_ids).to_numpy()
+    outcome = j["outcome"].to_numpy(dtype=object)
+    bad = ~np.isin(outcome, ("choice", "tie", "both_bad"))
+    if bad.any():
+        jid = j["id"].to_numpy()[bad.argmax()]
+        raise InvalidInput(f"judgment {jid}: outcome must be 'choice', 'tie' or 'both_bad', "
+                           f"got {outcome[bad.argmax()]!r}")
+    is_choice = outcome == "choice"
+    choice = pd.to_numeric(j["choice"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    missing = is_choice & np.isnan(choice)
+    if missing.any():
+        jid = j["id"].to_numpy()[missing.argmax()]
+        raise InvalidInput(f"judgment {jid}: outcome 'choice' without a choice or ranking")
+    wrong = is_choice & ~np.isin(choice, (0.0, 1.0))
+    if wrong.any():
+        k = wrong.argmax()
+        raise InvalidInput(f"judgment {j['id'].to_numpy()[k]}: item {item_ids[k]} has no "
+                           f"response with index {int(choice[k])}")
+    keep = is_choice.copy()
+    if tie_policy == "keep":
+        keep |= outcome == "tie"
+        if both_bad == "tie":
+            keep |= outcome == "both_bad"
+    second_won = is_choice & (choice == 1.0)
+    winner = np.where(second_won, b, a)
+    loser = np.where(second_won, a, b)
+    strength = pd.to_numeric(j["strength"], errors="coerce").to_numpy(dtype=float,
+                                                                      na_value=np.nan)
+    weight = np.ones(len(j))
+    if strength_weights is not None:
+        has = is_choice & ~np.isnan(strength)
+        table = {float(k): v for k, v in strength_weights.items()}
+        unknown = has & ~np.isin(strength, list(table))
+        if unknown.any():
+            k = unknown.argmax()
+            raise InvalidInput(f"judgment {j['id'].to_numpy()[k]}: strength must be one of "
+                               f"{sorted(strength_weights)}, got {strength[k]!r}")
+        for value, w in table.items():
+            weight[has & (strength == value)] = w
+    # Same-system pairs say nothing about systems (see the module docstring).
+    keep &= winner != loser
+    winner, loser = winner[keep], loser[keep]
+    used = np.unique(np.concatenate([winner, loser]))
+    sort_key = (lambda c: uniques[c]) if level == "system" else (lambda c: int(uniques[c]))
+    ordered = sorted(used.tolist(), key=sort_key)
+    remap = np.full(len(uniques), -1, dtype=np.intp)
+    remap[ordered] = np.arange(len(ordered))
+    rater_codes, rater_uniques = pd.factorize(j["rater"].astype(str).to_numpy(dtype=object)[keep])
+    rater_order = np.argsort(np.asarray(rater_uniques, dtype=object), kind="stable")
+    rater_remap = np.empty(len(rater_uniques), dtype=np.intp)
+    rater_remap[rater_order] = np.arange(len(rater_uniques))
+    raters = [str(rater_uniques[k]) for k in rater_order]
+    return PairwiseData(
+        winners=remap[winner],
+        losers=remap[loser],
+        n_items=len(ordered),
+        ties=~is_choice[keep],
+        weights=weight[keep],
+        raters=rater_remap[rater_codes],
+        names=[str(uniques[c]) for c in ordered],
         rater_names=raters or None,
         level=level,
     )
