@@ -4,6 +4,7 @@ import streamlit as st
 
 from pages import common
 
+common.leave_pages_directory_mode()
 st.set_page_config(page_title="prefstore", page_icon=":material/balance:", layout="wide")
 
 db = common.get_db()

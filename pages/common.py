@@ -202,8 +202,31 @@ def identity(db) -> access.Identity:
     return found
 
 
+def leave_pages_directory_mode() -> None:
+    """Rerun once if Streamlit ran this as a ``pages/``-directory app.
+
+    Because ``pages/`` sits beside app.py, the first script run of a fresh
+    server goes through Streamlit's automatic multipage mode: the sidebar lists
+    every file in ``pages/`` and a deep link runs that file without app.py.
+    ``st.navigation`` turns the mode off for good; doing the same here and
+    rerunning sends even that first visitor through app.py's navigation.
+    """
+    try:
+        from streamlit.runtime import Runtime
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without the old mode
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        # AppTest sets the mode anew before every run, on a stand-in runtime; a
+        # rerun there would only drop the widget events of the run under test.
+        if type(Runtime.instance()) is Runtime:
+            st.rerun()
+
+
 def gate(db) -> access.Identity:
     """Return the identity, or show the refusal and stop the page."""
+    leave_pages_directory_mode()
     try:
         return identity(db)
     except AccessDenied as exc:
@@ -251,3 +274,8 @@ def show_flash() -> None:
     message = st.session_state.pop(Keys.FLASH, None)
     if message:
         st.toast(message, icon=":material/check:")
+
+
+if __name__ == "__main__":
+    # Opened as a page by URL (/common) in Streamlit's pages-directory mode.
+    leave_pages_directory_mode()

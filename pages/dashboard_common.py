@@ -240,3 +240,8 @@ def ci_text(ci: list | None, digits: int = 3) -> str | None:
     if not ci or ci[0] is None or ci[1] is None:
         return None
     return f"95% CI {ci[0]:.{digits}f} – {ci[1]:.{digits}f}"
+
+
+if __name__ == "__main__":
+    # Opened as a page by URL in Streamlit's pages-directory mode.
+    common.leave_pages_directory_mode()

@@ -1,0 +1,88 @@
+"""Access in real chromium: a rater link cannot open admin or dashboard pages by URL path."""
+
+from __future__ import annotations
+
+import pytest
+
+from prefstore import demo, storage
+from tests.ui.conftest import wait_app_idle
+
+pytestmark = pytest.mark.browser
+
+ADMIN_TOKEN = "admin-secret-for-browser-test"
+ADMIN_PATHS = ("admin", "dashboard", "agreement", "leaderboard", "rater-types", "judges",
+               "edits", "routing")
+
+
+def sidebar_links(page) -> list[str]:
+    nav = page.locator("[data-testid='stSidebarNav'] a")
+    # Each link's text is its icon name and its title on separate lines.
+    return sorted(nav.nth(i).inner_text().strip().split("\n")[-1] for i in range(nav.count()))
+
+
+@pytest.mark.parametrize("path", ["admin", "common", "dashboard_common"])
+def test_first_visit_of_a_fresh_server_goes_through_app_py(tmp_path, streamlit_server,
+                                                           browser_page, path):
+    # Streamlit runs the first visit of a server in its pages-directory mode, where
+    # a deep link runs pages/<path>.py without app.py and the sidebar lists every
+    # file in pages/. The app leaves that mode at once.
+    db_path = tmp_path / "fresh.db"
+    db = storage.connect(db_path)
+    demo.ensure_demo(db)
+    _, token = storage.create_rater(db, "bob")
+    db.close()
+    url = streamlit_server(db_path, {"PREFSTORE_ADMIN_TOKEN": ADMIN_TOKEN})
+    page = browser_page
+    page.goto(f"{url}/{path}?token={token}")
+    page.get_by_text("bob:", exact=False).first.wait_for(state="visible")
+    wait_app_idle(page)
+    body = page.locator("[data-testid='stMain']").inner_text()
+    assert "Create a project" not in body and "Access denied" not in body
+    assert "common" not in " ".join(sidebar_links(page))
+
+
+def test_rater_link_cannot_open_admin_pages_by_url(tmp_path, streamlit_server, browser_page):
+    db_path = tmp_path / "access.db"
+    db = storage.connect(db_path)
+    demo.ensure_demo(db)
+    _, token = storage.create_rater(db, "alice")
+    db.close()
+    url = streamlit_server(db_path, {"PREFSTORE_ADMIN_TOKEN": ADMIN_TOKEN})
+    page = browser_page
+
+    page.goto(f"{url}/?token={token}")
+    wait_app_idle(page)
+    page.get_by_text("alice:", exact=False).first.wait_for(state="visible")
+    assert page.locator("[data-testid='stSidebarNav'] a").count() <= 1  # Rate only, if shown
+    for path in ADMIN_PATHS:
+        page.goto(f"{url}/{path}?token={token}")
+        # Streamlit falls back to the rater's own page: wait for their progress line.
+        page.get_by_text("alice:", exact=False).first.wait_for(state="visible")
+        wait_app_idle(page)
+        body = page.locator("[data-testid='stMain']").inner_text()
+        for admin_text in ("Create a project", "Krippendorff", "Win rates", "Import",
+                           "Rater links", "Cohen"):
+            assert admin_text not in body, (path, admin_text)
+
+    # A wrong token is refused with the same words as a missing one.
+    page.goto(f"{url}/?token=not-a-real-token")
+    wait_app_idle(page)
+    wrong = page.locator("[data-testid='stMain']").inner_text()
+    page.goto(f"{url}/")
+    wait_app_idle(page)
+    missing = page.locator("[data-testid='stMain']").inner_text()
+    assert "alice" not in wrong
+    assert wrong == missing
+
+
+def test_admin_token_opens_admin_pages(tmp_path, streamlit_server, browser_page):
+    db_path = tmp_path / "admin.db"
+    db = storage.connect(db_path)
+    demo.ensure_demo(db)
+    db.close()
+    url = streamlit_server(db_path, {"PREFSTORE_ADMIN_TOKEN": ADMIN_TOKEN})
+    page = browser_page
+    page.goto(f"{url}/admin?token={ADMIN_TOKEN}")
+    wait_app_idle(page)
+    page.get_by_text("Import", exact=True).first.wait_for(state="visible")
+    assert {"Admin", "Agreement", "Leaderboard", "Rate"} <= set(sidebar_links(page))
