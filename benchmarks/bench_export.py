@@ -5,7 +5,7 @@ pairwise items and ``--per-item`` human judgments each (10% ties, 5% both-bad,
 responses of 150-600 characters), then runs each export in a fresh
 subprocess so its peak RSS (VmHWM) is its own. Wall and CPU time are both
 reported: on a shared machine the CPU figure is the steadier one. Results:
-README_export.md.
+README.md.
 
     python benchmarks/bench_export.py                # 100k items x 10 = 1M judgments
     python benchmarks/bench_export.py --items 2000   # a quick run

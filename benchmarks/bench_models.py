@@ -5,7 +5,7 @@ Run from the repository root::
     python benchmarks/bench_models.py            # everything (about 5-8 minutes, mostly choix)
     python benchmarks/bench_models.py --quick    # smaller sizes, no choix on the big cases
 
-Figures are wall-clock medians on this machine; see benchmarks/README_models.md.
+Figures are wall-clock medians on this machine; see benchmarks/README.md.
 """
 
 from __future__ import annotations

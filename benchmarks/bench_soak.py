@@ -7,7 +7,7 @@ The soak has ``--processes`` processes claim and submit through the rating
 page's API (about 5% double clicks, sent twice at once); the crash run
 SIGKILLs a streaming writer ``--kills`` times and checks the store after each
 kill. The same code runs small in tests/reliability (CI) and full here.
-benchmarks/README_reliability.md records the results.
+benchmarks/README.md records the results.
 """
 
 from __future__ import annotations

@@ -744,7 +744,7 @@ def claim_next(db: Database, project_id: int, rater_id: int, *,
             # One queue rank at a time (routed to humans, then not routed yet):
             # with equality on the rank, items_queue yields rows already in
             # (n_human, priority DESC, id) order and LIMIT 1 stops at the first
-            # fit instead of sorting every open item (benchmarks/README_rate.md).
+            # fit instead of sorting every open item (benchmarks/README.md).
             for rank in (0, 1):
                 row = db.execute(candidate_sql, {**params, "gold": gold, "rank": rank}).fetchone()
                 if row:
