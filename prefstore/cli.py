@@ -227,6 +227,25 @@ def cmd_add_rater(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("rotate-token")
+def cmd_rotate_token(args: argparse.Namespace) -> int:
+    db = _open(args)
+    rater = storage.get_rater(db, args.name)
+    token = storage.rotate_token(db, rater["id"], actor="cli")
+    print(f"new token for {rater['name']!r}; the old link no longer works. Shown once:")
+    print(token)
+    return 0
+
+
+@command("set-active")
+def cmd_set_active(args: argparse.Namespace) -> int:
+    db = _open(args)
+    rater = storage.get_rater(db, args.name)
+    storage.set_rater_active(db, rater["id"], args.state == "on", actor="cli")
+    print(f"rater {rater['name']!r} is now {'active' if args.state == 'on' else 'deactivated'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prefstore", description="Collect human preference data on LLM outputs.")
@@ -327,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("add-rater", "create a rater (or admin) and print their token once")
     p.add_argument("name")
     p.add_argument("--role", choices=storage.ROLES, default="rater")
+
+    p = add("rotate-token", "give a rater a new link token; the old one stops working")
+    p.add_argument("name")
+
+    p = add("set-active", "deactivate (off) or reactivate (on) a rater")
+    p.add_argument("name")
+    p.add_argument("state", choices=("on", "off"))
 
     return parser
 

@@ -3,6 +3,8 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
 from prefstore.cli import main
 from tests import pandalm
 
@@ -84,3 +86,25 @@ def test_backup_command(tmp_path):
     conn = sqlite3.connect(tmp_path / "b.db")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 30
+
+
+def test_rotate_token_and_set_active(tmp_path, capsys):
+    from prefstore import storage
+    from prefstore.errors import AccessDenied
+
+    db_path = str(tmp_path / "x.db")
+    assert main(["add-rater", "ann", "--db", db_path]) == 0
+    old = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["rotate-token", "ann", "--db", db_path]) == 0
+    new = capsys.readouterr().out.strip().splitlines()[-1]
+    db = storage.connect(db_path)
+    assert new != old and storage.rater_for_token(db, new)["name"] == "ann"
+    with pytest.raises(AccessDenied):
+        storage.rater_for_token(db, old)
+    assert main(["set-active", "ann", "off", "--db", db_path]) == 0
+    with pytest.raises(AccessDenied):
+        storage.rater_for_token(db, new)
+    assert main(["set-active", "ann", "on", "--db", db_path]) == 0
+    assert storage.rater_for_token(db, new)["name"] == "ann"
+    assert main(["rotate-token", "nobody", "--db", db_path]) == 2
+    assert capsys.readouterr().err == "error: rater 'nobody' does not exist\n"
