@@ -449,7 +449,10 @@ def parse_items(source: str | os.PathLike | bytes, *, fmt: str | None = None,
                     raise InvalidInput(f'{record.where}: "id" {ext!r} already exists in the '
                                        "project")
                 seen[ext] = record.where
-                raw_judgments = record.data.get("judgments") or []
+                raw_judgments = record.data.get("judgments")
+                if raw_judgments is None:
+                    raw_judgments = []
+                # Not "or []": a falsy non-list such as 0 or "" must be refused.
                 if not isinstance(raw_judgments, list):
                     raise InvalidInput(f'{record.where}: "judgments" must be a list, got '
                                        f"{_type_name(raw_judgments)}")

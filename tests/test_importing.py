@@ -287,6 +287,11 @@ def test_reimporting_judgments_adds_nothing(tmp_path, db):
             'line 1: judgments[0]: "strength" must be an integer 0..3, got 4',
         ),
         ("[1, 2]", "line 1: each item must be a JSON object, got list"),
+        # Found by the fuzzer: a falsy non-list was taken for "no judgments".
+        (
+            '{"prompt": "p", "responses": ["a", "b"], "judgments": 0}',
+            'line 1: "judgments" must be a list, got integer',
+        ),
         ('{"prompt": "p\\u0000", "responses": ["a", "b"]}', 'line 1: "prompt" contains a NUL'),
     ],
 )
