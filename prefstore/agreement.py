@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
-from sklearn.metrics import cohen_kappa_score, f1_score
+from sklearn.metrics import f1_score
 from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as _sm_fleiss_kappa
 
@@ -377,11 +377,30 @@ def strict_majority(data: Any, tie: float = TIE) -> np.ndarray:
 
 
 def _kappa(a: np.ndarray, b: np.ndarray, labels: np.ndarray | None = None, weights=None) -> float:
-    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-        # Undefined kappas (one shared label) come back as NaN; sklearn also warns.
-        warnings.simplefilter("ignore")
-        value = cohen_kappa_score(a, b, labels=labels, weights=weights)
-    return float(value)
+    """Cohen's (1960) kappa of two label vectors, linearly weighted if asked.
+
+    The same computation as ``sklearn.metrics.cohen_kappa_score`` (a test
+    oracle) on a numpy confusion matrix: sklearn's per-call label encoding
+    dominated a million-judgment report. NaN when undefined (one shared label).
+    """
+    cats = np.unique(np.concatenate([a, b])) if labels is None else np.asarray(labels, float)
+    k = len(cats)
+    keep = np.isin(a, cats) & np.isin(b, cats)
+    conf = np.zeros((k, k))
+    np.add.at(conf, (np.searchsorted(cats, a[keep]), np.searchsorted(cats, b[keep])), 1.0)
+    n = conf.sum()
+    if n == 0:
+        return math.nan
+    expected = np.outer(conf.sum(axis=1), conf.sum(axis=0)) / n
+    index = np.arange(k)
+    if weights is None:
+        w = 1.0 - np.eye(k)
+    elif weights == "linear":
+        w = np.abs(index[:, None] - index[None, :]).astype(float)
+    else:
+        raise InvalidInput(f'"weights" must be None or "linear", got {weights!r}')
+    denominator = (w * expected).sum()
+    return math.nan if denominator == 0 else float(1.0 - (w * conf).sum() / denominator)
 
 
 def _ordinal_labels(values: np.ndarray) -> np.ndarray:
@@ -418,7 +437,7 @@ def cohen_kappa_pairs(
     -------
     list of dict
         ``{"a", "b", "kappa", "weighted_kappa", "n", "n_weighted"}`` per pair
-        (Cohen 1960, via ``sklearn.metrics.cohen_kappa_score``); ``kappa`` is
+        (Cohen 1960; checked against ``sklearn.metrics.cohen_kappa_score``); ``kappa`` is
         ``NaN`` when undefined (both raters used one and the same label).
     """
     arr = _as_matrix(data)
@@ -566,78 +585,82 @@ def _prepare(
     responses: pd.DataFrame | None = None,
     items: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per judgment with the numeric fields every metric needs."""
+    """One row per judgment with the numeric fields every metric needs (vectorized)."""
     _check_columns(judgments, "judgments", ("id", "item_id", "rater", "kind", "outcome", "choice"))
-    n_resp = _n_responses(responses, items)
-    lengths = {}
+    n = len(judgments)
+    ids = judgments["id"].to_numpy()
+    outcome = judgments["outcome"].to_numpy(dtype=object)
+    bad = ~np.isin(outcome, ("choice", "tie", "both_bad"))
+    if bad.any():
+        k = int(bad.argmax())
+        raise InvalidInput(
+            f'judgment {ids[k]}: "outcome" must be choice, tie or both_bad, got {outcome[k]!r}'
+        )
+    tie = outcome != "choice"
+    choice = pd.to_numeric(judgments["choice"], errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan)
+    missing = ~tie & np.isnan(choice)
+    if missing.any():
+        raise InvalidInput(
+            f'judgment {ids[int(missing.argmax())]}: outcome "choice" needs a "choice", got None')
+    label = np.where(tie, float(TIE), choice)
+    item_ids = judgments["item_id"].to_numpy()
+    n_resp = pd.Series(item_ids).map(_n_responses(responses, items)).fillna(2).to_numpy()
+    pairwise = n_resp == 2
+
+    def numeric(name: str) -> np.ndarray:
+        if name not in judgments.columns:
+            return np.full(n, np.nan)
+        return pd.to_numeric(judgments[name], errors="coerce").to_numpy(dtype=float,
+                                                                       na_value=np.nan)
+
+    strength = numeric("strength")
+    signed = np.full(n, np.nan)
+    signed[tie & pairwise] = 0.0
+    scored = ~tie & pairwise & ~np.isnan(strength)
+    signed[scored & (label == 0)] = strength[scored & (label == 0)]
+    signed[scored & (label == 1)] = -strength[scored & (label == 1)]
+
+    orders = judgments["display_order"] if "display_order" in judgments.columns else [None] * n
+    first = np.array([float(o[0]) if isinstance(o, list | tuple | np.ndarray) and len(o)
+                      else np.nan for o in orders], dtype=float)
+    decided = ~tie & pairwise
+    left = np.full(n, np.nan)
+    shown = decided & ~np.isnan(first)
+    left[shown] = (label[shown] == first[shown]).astype(float)
+
+    longer = np.full(n, np.nan)
     if responses is not None and len(responses):
         _check_columns(responses, "responses", ("item_id", "idx", "length"))
-        lengths = {
-            (i, int(k)): float(n)
-            for i, k, n in zip(responses["item_id"], responses["idx"], responses["length"])
-            if not _missing(n)
-        }
-    col = judgments.get
-    n_rows = len(judgments)
-    strength = col("strength", pd.Series([None] * n_rows, index=judgments.index))
-    orders = col("display_order", pd.Series([None] * n_rows, index=judgments.index))
-    metas = col("metadata", pd.Series([None] * n_rows, index=judgments.index))
-    rows = []
-    for jid, item, outcome, choice, s, order, meta in zip(
-        judgments["id"],
-        judgments["item_id"],
-        judgments["outcome"],
-        judgments["choice"],
-        strength,
-        orders,
-        metas,
-    ):
-        if outcome not in ("choice", "tie", "both_bad"):
-            raise InvalidInput(
-                f'judgment {jid}: "outcome" must be choice, tie or both_bad, got {outcome!r}'
-            )
-        tie = outcome != "choice"
-        if not tie and _missing(choice):
-            raise InvalidInput(f'judgment {jid}: outcome "choice" needs a "choice", got None')
-        label = float(TIE) if tie else float(int(choice))
-        pairwise = n_resp.get(item, 2) == 2
-        if tie:
-            signed = 0.0 if pairwise else math.nan
-        elif not pairwise or _missing(s) or label not in (0.0, 1.0):
-            signed = math.nan
-        else:
-            signed = float(s) if label == 0 else -float(s)
-        order = list(order) if isinstance(order, list | tuple | np.ndarray) else []
-        first = int(order[0]) if order else None
-        left = longer = math.nan
-        if not tie and pairwise:
-            if first is not None:
-                left = float(int(label) == first)
-            mine, other = lengths.get((item, int(label))), lengths.get((item, 1 - int(label)))
-            if mine is not None and other is not None and mine != other:
-                longer = float(mine > other)
-        swap = meta.get("swap_consistent") if isinstance(meta, Mapping) else None
-        rows.append(
-            (
-                label,
-                float(BOTH_BAD) if outcome == "both_bad" else label,
-                signed,
-                float(tie),
-                left,
-                longer,
-                math.nan if not isinstance(swap, bool | np.bool_) else float(swap),
-                first,
-            )
-        )
-    w = pd.DataFrame(
-        rows,
-        columns=["label", "nominal", "signed", "is_tie", "left", "longer", "swap_ok", "first"],
-        index=judgments.index,
-    )
-    w.insert(0, "id", judgments["id"])
-    w.insert(1, "item_id", judgments["item_id"])
-    w.insert(2, "rater", judgments["rater"].astype(str))
-    w.insert(3, "kind", judgments["kind"])
+        by_idx = responses.dropna(subset=["length"]).pivot_table(
+            index="item_id", columns="idx", values="length", aggfunc="first")
+        len0 = (by_idx[0] if 0 in by_idx.columns else pd.Series(dtype=float)).reindex(item_ids)
+        len1 = (by_idx[1] if 1 in by_idx.columns else pd.Series(dtype=float)).reindex(item_ids)
+        len0, len1 = len0.to_numpy(dtype=float), len1.to_numpy(dtype=float)
+        mine = np.where(label == 0, len0, len1)
+        other = np.where(label == 0, len1, len0)
+        known = decided & np.isin(label, (0.0, 1.0)) & ~np.isnan(mine) & ~np.isnan(other)
+        known &= mine != other
+        longer[known] = (mine[known] > other[known]).astype(float)
+
+    metas = judgments["metadata"] if "metadata" in judgments.columns else [None] * n
+    swap = np.array([float(m["swap_consistent"]) if isinstance(m, Mapping)
+                     and isinstance(m.get("swap_consistent"), bool | np.bool_) else np.nan
+                     for m in metas], dtype=float)
+    w = pd.DataFrame({
+        "id": judgments["id"].to_numpy(),
+        "item_id": item_ids,
+        "rater": judgments["rater"].astype(str).to_numpy(),
+        "kind": judgments["kind"].to_numpy(),
+        "label": label,
+        "nominal": np.where(outcome == "both_bad", float(BOTH_BAD), label),
+        "signed": signed,
+        "is_tie": tie.astype(float),
+        "left": left,
+        "longer": longer,
+        "swap_ok": swap,
+        "first": first,
+    }, index=judgments.index)
     if "time_ms" in judgments.columns:
         w["seconds"] = pd.to_numeric(judgments["time_ms"], errors="coerce") / 1000.0
     else:

@@ -524,3 +524,22 @@ def test_library_imports_neither_streamlit_nor_the_gpl_oracle():
         if isinstance(node, ast.ImportFrom) and node.module
     }
     assert not imported & {"streamlit", "krippendorff"}
+
+
+def test_kappa_matches_sklearn_on_random_labels():
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        n = int(rng.integers(2, 60))
+        k = int(rng.integers(1, 5))
+        a = rng.integers(-1, k, n).astype(float)
+        b = np.where(rng.random(n) < 0.6, a, rng.integers(-1, k, n)).astype(float)
+        expected = cohen_kappa_score(a, b) if len(np.unique(np.r_[a, b])) > 1 else np.nan
+        got = agreement._kappa(a, b)
+        if np.isnan(expected):
+            assert np.isnan(got), trial
+        else:
+            assert got == pytest.approx(expected, abs=ATOL), trial
+        scale = np.arange(-3, 4)
+        sa, sb = rng.integers(-3, 4, n).astype(float), rng.integers(-3, 4, n).astype(float)
+        assert agreement._kappa(sa, sb, scale, "linear") == pytest.approx(
+            cohen_kappa_score(sa, sb, labels=scale, weights="linear"), abs=ATOL, nan_ok=True)
