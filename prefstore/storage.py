@@ -416,6 +416,15 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
          and merged["refit_every_minutes"] > 0, "refit_every_minutes", "a positive number")
     need(merged["judge"] is None or isinstance(merged["judge"], dict), "judge",
          "null or an object with the judge configuration")
+    if merged["judge"] is not None:
+        # A pure dataclass (no torch import): a bad judge setting fails here, at
+        # save time, rather than later in the worker.
+        from prefstore.judges.base import JudgeConfig
+
+        try:
+            JudgeConfig.from_dict(merged["judge"])
+        except InvalidInput as exc:
+            raise InvalidInput(f"settings: 'judge': {exc}") from exc
     return merged
 
 

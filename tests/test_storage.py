@@ -323,3 +323,10 @@ def test_jobs_lease_and_takeover(db):
     assert storage.finish_job(db, job_id, "w1", result={}) is False
     assert storage.finish_job(db, job_id, "w2", result={"ok": 1}) is True
     assert storage.get_job(db, job_id)["status"] == "done"
+
+
+def test_judge_setting_is_validated_when_saved(db):
+    with pytest.raises(InvalidInput, match="^settings: 'judge': .*batch_size"):
+        storage.create_project(db, "j", "pairwise", {"judge": {"model": "m", "batch_size": 0}})
+    project = storage.create_project(db, "j", "pairwise", {"judge": {"model": "m"}})
+    assert project["settings"]["judge"] == {"model": "m"}
