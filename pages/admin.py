@@ -91,6 +91,7 @@ def project_form(db, project: dict | None, actor: str) -> None:
             "Budget (a fraction in [0, 1] or a number of items)", min_value=0.0,
             value=start["budget"], disabled=values["budget_mode"] == "none",
             key=key(Keys.PF_BUDGET))
+    automation_fields(values, start, key)
     values["guidelines"] = st.text_area("Guidelines (markdown, shown to raters)",
                                         value=start["guidelines"], height=160,
                                         key=key(Keys.PF_GUIDELINES))
@@ -114,6 +115,61 @@ def project_form(db, project: dict | None, actor: str) -> None:
         st.error(f"Not saved: {exc}.", icon=":material/error:")
         return
     st.rerun()
+
+
+def automation_fields(values: dict, start: dict, key) -> None:
+    """The worker's settings: the LLM judge, routing and refits (stored in settings)."""
+    from prefstore.judges.base import BACKENDS, DEVICES, DTYPES
+
+    with st.expander("LLM judge, routing and refits"):
+        st.caption("The background worker labels every item with this judge (a Hugging Face "
+                   "model id or a local path; needs `pip install 'prefstore[llm]'`), routes "
+                   "items to humans or the judge under the human budget, and refits the "
+                   "models. Leave the model empty for no judge.")
+        left, right = st.columns(2)
+        with left:
+            values["judge_model"] = st.text_input("Judge model", value=start["judge_model"],
+                                                  key=key(Keys.PF_JUDGE_MODEL))
+            values["judge_backend"] = st.selectbox(
+                "Judge backend", BACKENDS, index=BACKENDS.index(start["judge_backend"]),
+                format_func={"generative": "Generative (reads the A/B answer tokens)",
+                             "reward": "Reward model (scores each response)"}.get,
+                key=key(Keys.PF_JUDGE_BACKEND))
+            values["judge_batch_size"] = st.number_input(
+                "Batch size", min_value=1, step=1, value=start["judge_batch_size"],
+                key=key(Keys.PF_JUDGE_BATCH))
+            values["judge_max_length"] = st.number_input(
+                "Max length (tokens; longer prompts are truncated and recorded)", min_value=16,
+                step=64, value=start["judge_max_length"], key=key(Keys.PF_JUDGE_MAX_LENGTH))
+            values["judge_device"] = st.selectbox(
+                "Device", DEVICES, index=DEVICES.index(start["judge_device"]),
+                key=key(Keys.PF_JUDGE_DEVICE))
+            values["judge_dtype"] = st.selectbox(
+                "Dtype", DTYPES, index=DTYPES.index(start["judge_dtype"]),
+                key=key(Keys.PF_JUDGE_DTYPE))
+            values["judge_allow_tie"] = st.toggle("The judge may answer tie",
+                                                  value=start["judge_allow_tie"],
+                                                  key=key(Keys.PF_JUDGE_TIE))
+            values["judge_rationale"] = st.toggle("The judge writes a short rationale",
+                                                  value=start["judge_rationale"],
+                                                  key=key(Keys.PF_JUDGE_RATIONALE))
+        with right:
+            values["calibration_fraction"] = st.number_input(
+                "Calibration share of the human budget (items both label)", min_value=0.0,
+                max_value=1.0, step=0.05, value=start["calibration_fraction"],
+                key=key(Keys.PF_CALIBRATION))
+            values["active_selection"] = st.toggle(
+                "Order human items by expected information for the leaderboard",
+                value=start["active_selection"], key=key(Keys.PF_ACTIVE))
+            values["refit_every_judgments"] = st.number_input(
+                "Refit after this many new judgments", min_value=1, step=10,
+                value=start["refit_every_judgments"], key=key(Keys.PF_REFIT_N))
+            values["refit_every_minutes"] = st.number_input(
+                "…or after this many minutes with new judgments", min_value=0.5, step=1.0,
+                value=start["refit_every_minutes"], key=key(Keys.PF_REFIT_MINUTES))
+            values["claim_ttl_seconds"] = st.number_input(
+                "A served item returns to the pool after (seconds)", min_value=10, step=60,
+                value=start["claim_ttl_seconds"], key=key(Keys.PF_CLAIM_TTL))
 
 
 def audit_section(db, project_names: dict[int, str]) -> None:

@@ -28,7 +28,12 @@ BUDGET_MODES = ("none", "fraction", "count")
 #: The settings the admin form edits; the others keep their stored values.
 FORM_SETTINGS = ("raters_per_item", "strength_scale", "ranking_mode", "aspects",
                  "rationale_required", "rationale_min_chars", "reason_tags", "edits_allowed",
-                 "gold_rate", "human_budget", "guidelines")
+                 "gold_rate", "human_budget", "guidelines", "calibration_fraction",
+                 "refit_every_judgments", "refit_every_minutes", "claim_ttl_seconds",
+                 "active_selection")
+#: The judge fields the form shows (``judge_<field>``); a blank model means no judge.
+JUDGE_FORM_FIELDS = ("model", "backend", "batch_size", "max_length", "device", "dtype",
+                     "allow_tie", "rationale")
 PREVIEW_ROWS = 5
 PREVIEW_CHARS = 80
 IMPORT_ERRORS_LISTED = 20
@@ -88,8 +93,23 @@ def form_values(settings: Mapping[str, Any]) -> dict[str, Any]:
     values["aspects"] = "\n".join(settings["aspects"])
     values["reason_tags"] = "\n".join(settings["reason_tags"])
     values["gold_rate"] = float(settings["gold_rate"])
+    values["calibration_fraction"] = float(settings["calibration_fraction"])
+    values["refit_every_minutes"] = float(settings["refit_every_minutes"])
     values["budget_mode"], values["budget"] = mode, amount
+    judge = {**_judge_defaults(), "model": "", **(settings.get("judge") or {})}
+    for field_name in JUDGE_FORM_FIELDS:
+        values[f"judge_{field_name}"] = judge[field_name]
     return values
+
+
+def _judge_defaults() -> dict[str, Any]:
+    """The default of every JudgeConfig field that has one (a pure dataclass, no torch)."""
+    import dataclasses
+
+    from prefstore.judges.base import JudgeConfig
+
+    return {f.name: f.default for f in dataclasses.fields(JudgeConfig)
+            if f.default is not dataclasses.MISSING}
 
 
 def human_budget(mode: str, amount: float | None) -> float | int | None:
@@ -139,10 +159,35 @@ def settings_from_form(values: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("raters_per_item", "rationale_min_chars"):
         if key in out and isinstance(out[key], float) and out[key].is_integer():
             out[key] = int(out[key])
+    for key in ("refit_every_judgments", "claim_ttl_seconds"):
+        if key in out and isinstance(out[key], float) and out[key].is_integer():
+            out[key] = int(out[key])
     if "budget_mode" in values:
         out["human_budget"] = human_budget(values["budget_mode"], values.get("budget"))
+    if "judge_model" in values:
+        out["judge"] = judge_from_form(values)
     storage.validate_settings(out)
     return out
+
+
+def judge_from_form(values: Mapping[str, Any]) -> dict | None:
+    """Return the judge setting from the form's ``judge_*`` fields; None without a model.
+
+    Only fields that differ from :class:`JudgeConfig`'s defaults are stored,
+    so a later change of a default reaches projects that never set it.
+    """
+    model = str(values.get("judge_model") or "").strip()
+    if not model:
+        return None
+    defaults = _judge_defaults()
+    judge: dict[str, Any] = {"model": model}
+    for field_name in JUDGE_FORM_FIELDS[1:]:
+        value = values.get(f"judge_{field_name}", defaults[field_name])
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if value != defaults[field_name]:
+            judge[field_name] = value
+    return judge
 
 
 # --------------------------------------------------------------------------

@@ -55,6 +55,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "calibration_fraction": 0.1,
     "refit_every_judgments": 50,
     "refit_every_minutes": 10,
+    "active_selection": False,
     "judge": None,
 }
 
@@ -389,7 +390,7 @@ def validate_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
     need(is_int(merged["raters_per_item"]) and merged["raters_per_item"] >= 1,
          "raters_per_item", "an integer >= 1")
-    for key in ("strength_scale", "rationale_required", "edits_allowed"):
+    for key in ("strength_scale", "rationale_required", "edits_allowed", "active_selection"):
         need(isinstance(merged[key], bool), key, "true or false")
     need(is_int(merged["rationale_min_chars"]) and merged["rationale_min_chars"] >= 0,
          "rationale_min_chars", "an integer >= 0")

@@ -82,8 +82,8 @@ def run_route(ctx: JobContext) -> dict:
 
     project = storage.get_project(ctx.db, ctx.job["project_id"])
     judge = ctx.job["payload"].get("judge")
-    summary = routing.refresh_routing(ctx.db, project["id"], judge=judge,
-                                      active=bool(ctx.job["payload"].get("active", False)))
+    active = ctx.job["payload"].get("active", project["settings"]["active_selection"])
+    summary = routing.refresh_routing(ctx.db, project["id"], judge=judge, active=bool(active))
     if summary["judge"] is not None:
         summary["report"] = routing.refresh_routing_report(ctx.db, project["id"],
                                                            judge=summary["judge"])

@@ -100,3 +100,38 @@ def test_refresh_routing_stores_decisions_within_budget(tmp_path):
     assert set(unlabelled["decision"]) <= {"human"}
     queue = dict(db.execute("SELECT queue_rank, COUNT(*) FROM items GROUP BY queue_rank"))
     assert queue == {0: 60, 2: 140}
+
+
+def test_active_selection_orders_human_items_by_outcome_uncertainty(tmp_path):
+    from prefstore import fitting
+
+    db = storage.connect(tmp_path / "a.db")
+    rows = pandalm.item_rows(with_judgments=False)[:120]
+    importing.import_items(db, pandalm.write_jsonl(tmp_path / "i.jsonl", rows), "p",
+                           settings={"gold_rate": 0.0})
+    judge_rows = [r for r in pandalm.gpt_judgment_rows()[:120] if r["choice"] != "garbage"]
+    importing.import_judgments(db, pandalm.write_jsonl(tmp_path / "j.jsonl", judge_rows), "p")
+    fit = fitting.fit_project(db, "p", model="bt", level="system", kind="all")
+    routing.refresh_routing(db, "p", active=True)
+    frame = storage.routing_frame(db, 1).set_index("item_id")
+    systems = storage.responses_frame(db, 1, with_text=False).pivot(
+        index="item_id", columns="idx", values="system")
+    scores = fit["scores"]
+    expected = {}
+    for item_id in frame.index:
+        a, b = systems.loc[item_id, 0], systems.loc[item_id, 1]
+        p = 1 / (1 + np.exp(scores[b] - scores[a]))
+        expected[item_id] = p * (1 - p)
+        assert frame.loc[item_id, "priority"] == pytest.approx(expected[item_id])
+    # No budget: every item goes to humans (a calibration share marked "both"),
+    # the most uncertain comparison first.
+    assert "llm" not in set(frame["decision"])
+    rater, _ = storage.create_rater(db, "ann")
+    served = []
+    for _ in range(5):
+        claim = storage.claim_next(db, 1, rater["id"])
+        served.append(claim["item_id"])
+        storage.release_assignment(db, claim["id"], rater["id"], status="skipped")
+    ranked = sorted(expected, key=lambda i: (-round(expected[i], 12), i))
+    assert [round(expected[i], 12) for i in served] == [round(expected[i], 12)
+                                                        for i in ranked[:5]]

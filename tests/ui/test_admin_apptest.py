@@ -305,3 +305,31 @@ def test_export_refuses_an_unsupported_combination(store, monkeypatch):
     assert errors(at) == ['Cannot export: aggregate "majority" works with format "pairs" or '
                           '"kto", got format \'slates\'.']
     assert not [b for b in at.button if b.key == Keys.ADMIN_EXPORT_PREPARE]
+
+
+def test_configure_the_llm_judge_and_routing(store, monkeypatch):
+    project = seed_project(store)
+    at = open_admin(monkeypatch)
+    pid = project["id"]
+    at.text_input(key=F(Keys.PF_JUDGE_MODEL, pid)).input("/models/judge-7b")
+    at.selectbox(key=F(Keys.PF_JUDGE_BACKEND, pid)).set_value("reward")
+    at.number_input(key=F(Keys.PF_JUDGE_BATCH, pid)).set_value(4)
+    at.toggle(key=F(Keys.PF_JUDGE_TIE, pid)).set_value(True)
+    at.number_input(key=F(Keys.PF_CALIBRATION, pid)).set_value(0.2)
+    at.toggle(key=F(Keys.PF_ACTIVE, pid)).set_value(True)
+    at.number_input(key=F(Keys.PF_REFIT_N, pid)).set_value(200)
+    at.button(key=F(Keys.PF_SAVE, pid)).click().run()
+
+    assert not at.exception and errors(at) == []
+    settings = storage.get_project(store, pid)["settings"]
+    assert settings["judge"] == {"model": "/models/judge-7b", "backend": "reward",
+                                 "batch_size": 4, "allow_tie": True}
+    assert (settings["calibration_fraction"], settings["active_selection"],
+            settings["refit_every_judgments"]) == (0.2, True, 200)
+    audit = last_audit(store)
+    assert (audit["action"], audit["details"]["judge"]) == (
+        "update_settings", {"old": None, "new": settings["judge"]})
+    # A blank model removes the judge again.
+    at.text_input(key=F(Keys.PF_JUDGE_MODEL, pid)).input("")
+    at.button(key=F(Keys.PF_SAVE, pid)).click().run()
+    assert storage.get_project(store, pid)["settings"]["judge"] is None
