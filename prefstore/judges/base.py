@@ -435,6 +435,23 @@ def load_pretrained(loader, model: str, what: str, **kwargs):
         raise ModelLoadError(f'judge model "{model}": cannot load {what}: {reason}') from e
 
 
+def load_model_and_tokenizer(config, auto_class: str, what: str, judge: str):
+    """Load a judge's tokenizer and ``transformers.<auto_class>`` model.
+
+    Returns ``(torch, device, tokenizer, model)``; the model is not yet moved
+    to the device. ``what`` names the model in errors, ``judge`` the backend
+    in the missing-extra message.
+    """
+    torch, transformers = require_llm(judge)
+    device = resolve_device(torch, config.device)
+    dtype = resolve_dtype(torch, config.dtype, device)
+    tokenizer = load_pretrained(transformers.AutoTokenizer, config.model, "the tokenizer")
+    tokenizer = prepare_tokenizer(tokenizer, config.model)
+    model = load_pretrained(getattr(transformers, auto_class), config.model, what,
+                            **dtype_kwargs(transformers, dtype))
+    return torch, device, tokenizer, model
+
+
 def prepare_tokenizer(tokenizer, model: str):
     """Set left padding and a pad token, so batched last positions are real tokens."""
     tokenizer.padding_side = "left"

@@ -27,18 +27,14 @@ from prefstore.judges.base import (
     JudgeResult,
     Progress,
     batched_inputs,
-    dtype_kwargs,
     fit_to_length,
     listwise_instruction,
-    load_pretrained,
+    load_model_and_tokenizer,
     margin,
     pairwise_instruction,
-    prepare_tokenizer,
     rater_name,
     render_conversation,
     require_llm,
-    resolve_device,
-    resolve_dtype,
     uses_chat_template,
     validate_items,
     wrap_prompt,
@@ -70,17 +66,9 @@ class GenerativeJudge:
     """
 
     def __init__(self, config: JudgeConfig):
-        torch, transformers = require_llm("the generative judge")
         self.config = config
-        self.device = resolve_device(torch, config.device)
-        dtype = resolve_dtype(torch, config.dtype, self.device)
-        tokenizer = load_pretrained(transformers.AutoTokenizer, config.model, "the tokenizer")
-        self.tokenizer = prepare_tokenizer(tokenizer, config.model)
-        model = load_pretrained(
-            transformers.AutoModelForCausalLM,
-            config.model,
-            "the causal LM",
-            **dtype_kwargs(transformers, dtype),
+        _, self.device, self.tokenizer, model = load_model_and_tokenizer(
+            config, "AutoModelForCausalLM", "the causal LM", "the generative judge"
         )
         self.model = model.to(self.device).eval()
         params = inspect.signature(self.model.forward).parameters

@@ -20,15 +20,11 @@ from prefstore.judges.base import (
     Progress,
     batched_inputs,
     conversation_messages,
-    dtype_kwargs,
     fit_to_length,
-    load_pretrained,
+    load_model_and_tokenizer,
     margin,
-    prepare_tokenizer,
     rater_name,
     require_llm,
-    resolve_device,
-    resolve_dtype,
     uses_chat_template,
     validate_items,
 )
@@ -46,17 +42,10 @@ class RewardJudge:
     """
 
     def __init__(self, config: JudgeConfig):
-        torch, transformers = require_llm("the reward-model judge")
         self.config = config
-        self.device = resolve_device(torch, config.device)
-        dtype = resolve_dtype(torch, config.dtype, self.device)
-        tokenizer = load_pretrained(transformers.AutoTokenizer, config.model, "the tokenizer")
-        self.tokenizer = prepare_tokenizer(tokenizer, config.model)
-        model = load_pretrained(
-            transformers.AutoModelForSequenceClassification,
-            config.model,
-            "the reward model",
-            **dtype_kwargs(transformers, dtype),
+        _, self.device, self.tokenizer, model = load_model_and_tokenizer(
+            config, "AutoModelForSequenceClassification", "the reward model",
+            "the reward-model judge"
         )
         if model.config.num_labels != 1:
             raise ModelLoadError(
