@@ -86,3 +86,15 @@ def test_admin_token_opens_admin_pages(tmp_path, streamlit_server, browser_page)
     wait_app_idle(page)
     page.get_by_text("Import", exact=True).first.wait_for(state="visible")
     assert {"Admin", "Agreement", "Leaderboard", "Rate"} <= set(sidebar_links(page))
+    for path in ("agreement", "leaderboard"):
+        page.goto(f"{url}/{path}?token={ADMIN_TOKEN}")
+        wait_app_idle(page)
+    # Secrets stay out of the logs: neither the admin token nor a pseudonym salt.
+    salts = [p["pseudonym_salt"] for p in storage.list_projects(storage.connect(db_path))]
+    logs = b"".join(path.read_bytes() for path in tmp_path.glob("*.log"))
+    assert logs, "the server log was not captured"
+    for secret in (ADMIN_TOKEN, *salts):
+        assert secret.encode() not in logs
+    # The admin token is not stored either (the salts are, by design).
+    stored = b"".join(path.read_bytes() for path in tmp_path.glob("admin.db*"))
+    assert ADMIN_TOKEN.encode() not in stored
