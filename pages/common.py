@@ -215,6 +215,19 @@ def identity(db) -> access.Identity:
     return found
 
 
+def pick_project(projects: list[dict], key: str) -> dict:
+    """Return the chosen project; the choice follows ``?project=`` across pages."""
+    if len(projects) == 1:
+        return projects[0]
+    names = [p["name"] for p in projects]
+    wanted = st.query_params.get(Keys.QP_PROJECT)
+    name = st.selectbox("Project", names, key=key,
+                        index=names.index(wanted) if wanted in names else 0)
+    if st.query_params.get(Keys.QP_PROJECT) != name:
+        st.query_params[Keys.QP_PROJECT] = name
+    return projects[names.index(name)]
+
+
 def leave_pages_directory_mode() -> None:
     """Rerun once if Streamlit ran this as a ``pages/``-directory app.
 

@@ -62,21 +62,8 @@ def open_page(title: str) -> tuple:
         st.info("No projects yet: import items with `prefstore import items.jsonl "
                 "--project NAME`.", icon=":material/upload:")
         st.stop()
-    project = pick_project(projects)
+    project = common.pick_project(projects, Keys.DASH_PROJECT)
     return db, project, counts(db_path(), project["id"], project["settings"]["raters_per_item"])
-
-
-def pick_project(projects: list[dict]) -> dict:
-    """Return the chosen project; the choice follows ``?project=`` across pages."""
-    if len(projects) == 1:
-        return projects[0]
-    names = [p["name"] for p in projects]
-    wanted = st.query_params.get(Keys.QP_PROJECT)
-    name = st.selectbox("Project", names, key=Keys.DASH_PROJECT,
-                        index=names.index(wanted) if wanted in names else 0)
-    if st.query_params.get(Keys.QP_PROJECT) != name:
-        st.query_params[Keys.QP_PROJECT] = name
-    return projects[names.index(name)]
 
 
 def require_judgments(n: int, message: str = NO_JUDGMENTS) -> None:

@@ -38,18 +38,6 @@ def rating_rater(db, identity) -> dict:
     st.stop()
 
 
-def choose_project(projects: list[dict]) -> dict:
-    if len(projects) == 1:
-        return projects[0]
-    names = [p["name"] for p in projects]
-    wanted = st.query_params.get(Keys.QP_PROJECT)
-    name = st.selectbox("Project", names, key=Keys.PROJECT,
-                        index=names.index(wanted) if wanted in names else 0)
-    if st.query_params.get(Keys.QP_PROJECT) != name:
-        st.query_params[Keys.QP_PROJECT] = name
-    return projects[names.index(name)]
-
-
 def show_item(item: dict) -> None:
     # st.markdown escapes HTML (no unsafe_allow_html anywhere), so item text
     # cannot inject markup; code fences render as code blocks.
@@ -268,7 +256,7 @@ projects = storage.list_projects(db)
 if not projects:
     st.info("No projects yet: an admin imports items first.")
     st.stop()
-project = choose_project(projects)
+project = common.pick_project(projects, Keys.PROJECT)
 settings = project["settings"]
 try:
     claim = assignment.next_item(db, project["id"], rater["id"])

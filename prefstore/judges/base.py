@@ -462,6 +462,22 @@ def prepare_tokenizer(tokenizer, model: str):
     return tokenizer
 
 
+def length_sorted_batches(torch, tokenizer, texts: Sequence[str], size: int, device: str,
+                          pass_positions: bool = True):
+    """Yield ``(indices, inputs)`` over ``texts`` in batches of ``size``, longest first.
+
+    Sorting by length keeps left padding, and so wasted compute, small.
+    """
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    for start in range(0, len(order), size):
+        batch = order[start : start + size]
+        inputs = batched_inputs(torch, tokenizer, [texts[i] for i in batch], device)
+        if not pass_positions:
+            inputs.pop("position_ids")
+        yield batch, inputs
+
+
 def batched_inputs(torch, tokenizer, texts: list[str], device: str) -> dict:
     """Tokenize texts with left padding and explicit position ids.
 

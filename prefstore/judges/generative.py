@@ -28,6 +28,7 @@ from prefstore.judges.base import (
     Progress,
     batched_inputs,
     fit_to_length,
+    length_sorted_batches,
     listwise_instruction,
     load_model_and_tokenizer,
     margin,
@@ -167,18 +168,12 @@ class GenerativeJudge:
         batches of ``batch_size``, longest first, with left padding.
         """
         torch, _ = require_llm()
-        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         out = [None] * len(texts)
-        size = self.config.batch_size
         with torch.inference_mode():
-            for start in range(0, len(order), size):
-                batch = order[start : start + size]
-                inputs = batched_inputs(
-                    torch, self.tokenizer, [texts[i] for i in batch], self.device
-                )
-                if not self._pass_positions:
-                    inputs.pop("position_ids")
+            for batch, inputs in length_sorted_batches(
+                torch, self.tokenizer, texts, self.config.batch_size, self.device,
+                self._pass_positions,
+            ):
                 # float64 so each item's probabilities sum to 1 well within 1e-6.
                 logits = self.model(**inputs, **self._extra_kwargs).logits[:, -1, :].double()
                 logprobs = torch.log_softmax(logits, dim=-1)

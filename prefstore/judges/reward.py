@@ -18,9 +18,9 @@ from prefstore.judges.base import (
     JudgeResult,
     ModelLoadError,
     Progress,
-    batched_inputs,
     conversation_messages,
     fit_to_length,
+    length_sorted_batches,
     load_model_and_tokenizer,
     margin,
     rater_name,
@@ -98,18 +98,12 @@ class RewardJudge:
     def rewards(self, texts: Sequence[str], progress=None) -> list[float]:
         """Return the reward of each text, batched longest first with left padding."""
         torch, _ = require_llm()
-        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         out = [0.0] * len(texts)
-        size = self.config.batch_size
         with torch.inference_mode():
-            for start in range(0, len(order), size):
-                batch = order[start : start + size]
-                inputs = batched_inputs(
-                    torch, self.tokenizer, [texts[i] for i in batch], self.device
-                )
-                if not self._pass_positions:
-                    inputs.pop("position_ids")
+            for batch, inputs in length_sorted_batches(
+                torch, self.tokenizer, texts, self.config.batch_size, self.device,
+                self._pass_positions,
+            ):
                 scores = self.model(**inputs).logits[:, 0].float().tolist()
                 for i, s in zip(batch, scores, strict=True):
                     out[i] = s
