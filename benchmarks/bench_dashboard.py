@@ -3,7 +3,7 @@
 Steps:
 
 1. build: a project of 200k pairwise items and 1M human judgments
-   (``storage.seed_synthetic``);
+   (``store.seed_synthetic``);
 2. precompute, as the worker would (its system-level fits and
    ``agreement.refresh_agreement``), plus what a dashboard computes once on
    its first visit (the human BT and mixture fits, the win rates, the edit
@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from prefstore import agreement, edits, fitting, leaderboard, storage  # noqa: E402
+from prefstore import agreement, edits, fitting, leaderboard, store  # noqa: E402
 from prefstore.errors import PrefstoreError  # noqa: E402
 
 GOAL_S = 1.0
@@ -58,16 +58,16 @@ def timed(label: str, fn, results: list) -> None:
 
 def build(path: Path, n_items: int, n_judgments: int) -> float:
     start = time.perf_counter()
-    db = storage.connect(path)
-    project = storage.create_project(db, "bench", "pairwise", {"raters_per_item": 5})
-    storage.seed_synthetic(db, project["id"], n_items=n_items, n_judgments=n_judgments)
+    db = store.connect(path)
+    project = store.create_project(db, "bench", "pairwise", {"raters_per_item": 5})
+    store.seed_synthetic(db, project["id"], n_items=n_items, n_judgments=n_judgments)
     db.execute("ANALYZE")
     db.close()
     return time.perf_counter() - start
 
 
 def precompute(path: Path) -> list:
-    db = storage.connect(path)
+    db = store.connect(path)
     out: list = []
     print("precompute (not part of the page times):")
     # The worker's system-level fits: they are what the dashboard pages read.
@@ -124,8 +124,8 @@ def main() -> None:
         if not path.exists():
             print(f"build: {args.items:,} items, {args.judgments:,} judgments "
                   f"in {build(path, args.items, args.judgments):.1f} s", flush=True)
-        db = storage.connect(path)
-        stored = storage.latest_report(db, 1, name=edits.REPORT, kind="all")
+        db = store.connect(path)
+        stored = store.latest_report(db, 1, name=edits.REPORT, kind="all")
         db.close()
         if stored is None:
             precompute(path)

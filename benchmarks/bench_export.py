@@ -44,25 +44,25 @@ def _text(rng: random.Random, lo: int, hi: int) -> str:
 
 def build(path: Path, n_items: int, per_item: int, seed: int = 0) -> None:
     """Create the benchmark database through the storage API (one transaction per phase)."""
-    from prefstore import storage
+    from prefstore import store
 
     rng = random.Random(seed)
-    db = storage.connect(path)
-    project = storage.create_project(db, "bench", "pairwise")
-    raters = [storage.get_or_create_rater(db, f"rater{k:02d}")["id"] for k in range(per_item)]
+    db = store.connect(path)
+    project = store.create_project(db, "bench", "pairwise")
+    raters = [store.get_or_create_rater(db, f"rater{k:02d}")["id"] for k in range(per_item)]
     start = time.perf_counter()
     item_ids: list[int] = []
-    with storage.write(db):
+    with store.write(db):
         for lo in range(0, n_items, 10_000):
-            item_ids += storage.insert_items(db, project["id"], (
+            item_ids += store.insert_items(db, project["id"], (
                 {"external_id": f"item{i}", "prompt": _text(rng, 60, 300),
                  "responses": [{"text": _text(rng, 150, 600), "system": f"sys{i % 7}"},
                                {"text": _text(rng, 150, 600), "system": f"sys{(i + 3) % 7}"}]}
                 for i in range(lo, min(lo + 10_000, n_items))))
     print(f"  items: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     start = time.perf_counter()
-    created = storage.now_iso()
-    with storage.write(db):
+    created = store.now_iso()
+    with store.write(db):
         rows = []
         for i, item_id in enumerate(item_ids):
             for n, rater_id in enumerate(raters):
@@ -75,9 +75,9 @@ def build(path: Path, n_items: int, per_item: int, seed: int = 0) -> None:
                     "rationale": _text(rng, 20, 80) if rng.random() < 0.2 else None,
                     "submission_id": f"b{i}-{n}", "created_at": created, "time_ms": 5000})
             if len(rows) >= 100_000:
-                storage.insert_judgments(db, rows)
+                store.insert_judgments(db, rows)
                 rows = []
-        storage.insert_judgments(db, rows)
+        store.insert_judgments(db, rows)
     print(f"  judgments: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     db.close()
 
@@ -91,9 +91,9 @@ def _vmhwm_mb() -> float:
 
 def child(db_path: str, out: str, options: dict) -> None:
     """Run one export and print its figures as JSON (run in a fresh process)."""
-    from prefstore import export, storage
+    from prefstore import export, store
 
-    db = storage.connect(db_path)
+    db = store.connect(db_path)
     baseline = _vmhwm_mb()
     start, cpu = time.perf_counter(), time.process_time()
     summary = export.export(db, "bench", out, **options)

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from prefstore import assignment, storage  # noqa: E402
+from prefstore import assignment, store  # noqa: E402
 
 GOAL_P50_MS = 100.0
 GOAL_RATIO = 1.5
@@ -34,12 +34,12 @@ GOAL_RATIO = 1.5
 
 def build(path: Path, n_items: int, n_judgments: int) -> float:
     start = time.perf_counter()
-    db = storage.connect(path)
+    db = store.connect(path)
     # Enough raters per item that every item stays open to a newcomer.
-    project = storage.create_project(db, "bench", "pairwise", {
+    project = store.create_project(db, "bench", "pairwise", {
         "raters_per_item": n_judgments // max(n_items, 1) + 5, "strength_scale": False,
         "gold_rate": 0.0})
-    storage.seed_synthetic(db, project["id"], n_items=n_items, n_judgments=n_judgments)
+    store.seed_synthetic(db, project["id"], n_items=n_items, n_judgments=n_judgments)
     db.execute("ANALYZE")
     db.close()
     return time.perf_counter() - start
@@ -51,19 +51,19 @@ def pct(values: list[float], q: float) -> float:
 
 
 def time_library(path: Path, rater_name: str, n: int) -> list[float]:
-    db = storage.connect(path)
-    rater, _ = storage.create_rater(db, rater_name)
+    db = store.connect(path)
+    rater, _ = store.create_rater(db, rater_name)
     times = []
     open_all = 0
     for i in range(n):
         start = time.perf_counter()
-        project = storage.list_projects(db)[0]
+        project = store.list_projects(db)[0]
         claim = assignment.next_item(db, project["id"], rater["id"])
         # The page caches the project-wide open count for 30 s: recount it here
         # once per 30 reruns, as a rater at ~1 item per second would see.
         if i % 30 == 0:
-            open_all = storage.open_item_count(db, project["id"])
-        storage.rater_progress(db, project["id"], rater["id"], open_all=open_all)
+            open_all = store.open_item_count(db, project["id"])
+        store.rater_progress(db, project["id"], rater["id"], open_all=open_all)
         assignment.submit(db, claim, rater["id"],
                           assignment.label_for_position(claim["display_order"], 0),
                           settings=project["settings"])
@@ -79,9 +79,9 @@ def time_page(path: Path, rater_name: str, n: int) -> list[float]:
 
     os.environ["PREFSTORE_DB"] = str(path)
     os.environ.pop("PREFSTORE_ADMIN_TOKEN", None)
-    db = storage.connect(path)
-    rater, token = storage.create_rater(db, rater_name)
-    project = storage.list_projects(db)[0]
+    db = store.connect(path)
+    rater, token = store.create_rater(db, rater_name)
+    project = store.list_projects(db)[0]
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
     at.query_params["token"] = token
     at.run()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prefstore import storage  # noqa: E402
+from prefstore import store  # noqa: E402
 from tests.reliability import workload  # noqa: E402
 
 
@@ -27,9 +27,9 @@ def soak(tmp: Path, processes: int, per_process: int, raters_per_item: int, seed
     path = tmp / "soak.db"
     r = workload.run_soak(path, processes=processes, per_process=per_process,
                           raters_per_item=raters_per_item, seed=seed)
-    db = storage.connect(path)
+    db = store.connect(path)
     report = workload.check_store(db, r["project_id"], raters_per_item)
-    stored = storage.count_judgments(db, r["project_id"])
+    stored = store.count_judgments(db, r["project_id"])
     lost = len(set(r["acked"]) - workload.stored_submissions(db, r["project_id"]))
     max_raters = db.execute("SELECT COALESCE(MAX(n), 0) FROM (SELECT COUNT(DISTINCT rater_id) "
                             "AS n FROM judgments GROUP BY item_id)").fetchone()[0]

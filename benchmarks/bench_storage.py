@@ -18,16 +18,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prefstore import storage  # noqa: E402
+from prefstore import store  # noqa: E402
 
 
 def seed(db, n_items: int, n_responses: int = 2, raters_per_item: int = 3,
          name: str = "bench") -> dict:
-    project = storage.create_project(db, name, "pairwise",
+    project = store.create_project(db, name, "pairwise",
                                      {"raters_per_item": raters_per_item, "gold_rate": 0.0})
     batch = 5000
     for start in range(0, n_items, batch):
-        storage.insert_items(db, project["id"], [
+        store.insert_items(db, project["id"], [
             {"external_id": f"i{k}", "prompt": f"prompt {k}",
              "responses": [{"text": f"response {k}.{r}", "system": f"sys{(k + r) % 20}"}
                            for r in range(n_responses)]}
@@ -37,7 +37,7 @@ def seed(db, n_items: int, n_responses: int = 2, raters_per_item: int = 3,
 
 def bulk_judgments(db, project_id: int, n_judgments: int, n_items: int, n_raters: int = 100):
     """Insert judgments fast (the import path), spread over items and raters."""
-    raters = [storage.get_or_create_rater(db, f"bulk{r}")["id"] for r in range(n_raters)]
+    raters = [store.get_or_create_rater(db, f"bulk{r}")["id"] for r in range(n_raters)]
     first_item = db.execute("SELECT MIN(id) FROM items WHERE project_id = ?",
                             [project_id]).fetchone()[0]
     per_item = max(1, n_judgments // n_items)
@@ -52,22 +52,22 @@ def bulk_judgments(db, project_id: int, n_judgments: int, n_items: int, n_raters
                          "submission_id": f"bulk-{k}-{j}"})
             done += 1
         if len(rows) >= 50_000:
-            storage.insert_judgments(db, rows)
+            store.insert_judgments(db, rows)
             rows = []
     if rows:
-        storage.insert_judgments(db, rows)
+        store.insert_judgments(db, rows)
 
 
 def _writer(path: str, rater: str, n: int, start_barrier, out) -> None:
-    db = storage.connect(path)
-    rater_id = storage.get_rater(db, rater)["id"]
+    db = store.connect(path)
+    rater_id = store.get_rater(db, rater)["id"]
     items = [r[0] for r in db.execute("SELECT id FROM items ORDER BY id")]
     start_barrier.wait()
     t0 = time.perf_counter()
     errors = 0
     for k in range(n):
         try:
-            storage.submit_judgment(db, item_id=items[k % len(items)], rater_id=rater_id,
+            store.submit_judgment(db, item_id=items[k % len(items)], rater_id=rater_id,
                                     submission_id=f"{rater}-{k}", choice=k % 2, strength=1,
                                     display_order=[0, 1], time_ms=1000)
         except Exception as exc:  # counted: the goal is zero
@@ -78,10 +78,10 @@ def _writer(path: str, rater: str, n: int, start_barrier, out) -> None:
 
 def bench_writers(tmp: Path, writers: int, per_writer: int) -> dict:
     path = tmp / "writers.db"
-    db = storage.connect(path)
+    db = store.connect(path)
     seed(db, 2000)
     for w in range(writers):
-        storage.create_rater(db, f"w{w}", with_token=False)
+        store.create_rater(db, f"w{w}", with_token=False)
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(writers + 1), ctx.Queue()
     procs = [ctx.Process(target=_writer, args=(str(path), f"w{w}", per_writer, barrier, out))
@@ -94,7 +94,7 @@ def bench_writers(tmp: Path, writers: int, per_writer: int) -> dict:
     elapsed = time.perf_counter() - t0
     for p in procs:
         p.join()
-    committed = storage.count_judgments(db)
+    committed = store.count_judgments(db)
     expected = writers * per_writer
     return {"writers": writers, "submitted": expected, "committed": committed,
             "lost": expected - committed, "errors": sum(r[2] for r in results),
@@ -103,7 +103,7 @@ def bench_writers(tmp: Path, writers: int, per_writer: int) -> dict:
 
 def bench_claim(tmp: Path, n_items: int, n_judgments: int, samples: int = 300) -> dict:
     path = tmp / "claim.db"
-    db = storage.connect(path)
+    db = store.connect(path)
     t0 = time.perf_counter()
     # raters_per_item above the judgments per item keeps every item claimable, the
     # hardest case for the scan: the bulk raters leave n_human at 10 everywhere.
@@ -111,17 +111,17 @@ def bench_claim(tmp: Path, n_items: int, n_judgments: int, samples: int = 300) -
     bulk_judgments(db, project["id"], n_judgments, n_items)
     db.execute("ANALYZE")
     build = time.perf_counter() - t0
-    raters = [storage.create_rater(db, f"claimer{r}", with_token=False)[0]["id"]
+    raters = [store.create_rater(db, f"claimer{r}", with_token=False)[0]["id"]
               for r in range(samples)]
     times = []
     for k, rater in enumerate(raters):
         t = time.perf_counter()
-        claim = storage.claim_next(db, project["id"], rater)
+        claim = store.claim_next(db, project["id"], rater)
         times.append((time.perf_counter() - t) * 1000)
-        storage.submit_judgment(db, item_id=claim["item_id"], rater_id=rater,
+        store.submit_judgment(db, item_id=claim["item_id"], rater_id=rater,
                                 submission_id=f"c{k}", choice=0, assignment_id=claim["id"])
     times.sort()
-    return {"items": n_items, "judgments": storage.count_judgments(db),
+    return {"items": n_items, "judgments": store.count_judgments(db),
             "build_seconds": build, "claims": samples,
             "p50_ms": statistics.median(times), "p95_ms": times[int(0.95 * len(times))],
             "max_ms": times[-1]}

@@ -14,8 +14,9 @@ import streamlit as st
 
 from pages import common
 from pages.common import Keys
-from prefstore import admin, export, importing, storage
+from prefstore import admin, export, importing, store
 from prefstore.errors import Conflict, InvalidInput, NotFound
+from prefstore.settings import BUDGET_MODES, ProjectSettings
 
 NEW_PROJECT = 0  # not a project id: SQLite ids start at 1
 BUDGET_LABELS = {"none": "No limit", "fraction": "Fraction of items", "count": "Number of items"}
@@ -39,12 +40,12 @@ def project_form(db, project: dict | None, actor: str) -> None:
     def key(base: str) -> str:
         return Keys.project_form(base, pid)
 
-    start = admin.form_values(project["settings"] if project else storage.DEFAULT_SETTINGS)
+    start = (project["settings"] if project else ProjectSettings()).form_values()
     values: dict = {}
     if project is None:
         st.subheader("Create a project")
         name = st.text_input("Name", key=key(Keys.PF_NAME), max_chars=100)
-        kind = st.selectbox("Kind", storage.TASK_KINDS, key=key(Keys.PF_KIND),
+        kind = st.selectbox("Kind", store.TASK_KINDS, key=key(Keys.PF_KIND),
                             format_func={"pairwise": "Pairwise (A vs B)",
                                          "slate": "Slate (K responses)"}.get)
     else:
@@ -84,7 +85,7 @@ def project_form(db, project: dict | None, actor: str) -> None:
             "Gold rate (share of served items that are gold checks)", min_value=0.0,
             max_value=1.0, step=0.01, value=start["gold_rate"], key=key(Keys.PF_GOLD_RATE))
         values["budget_mode"] = st.radio(
-            "Human budget", admin.BUDGET_MODES, index=admin.BUDGET_MODES.index(
+            "Human budget", BUDGET_MODES, index=BUDGET_MODES.index(
                 start["budget_mode"]), format_func=BUDGET_LABELS.get, horizontal=True,
             key=key(Keys.PF_BUDGET_MODE))
         values["budget"] = st.number_input(
@@ -102,14 +103,14 @@ def project_form(db, project: dict | None, actor: str) -> None:
     if not st.button(label, key=key(Keys.PF_SAVE), type="primary"):
         return
     try:
-        settings = admin.settings_from_form(values)
+        settings = ProjectSettings.form_changes(values)
         if project is None:
-            created = storage.create_project(db, name.strip(), kind, settings, actor=actor)
+            created = store.create_project(db, name.strip(), kind, settings, actor=actor)
             st.session_state[Keys.ADMIN_SELECT_NEXT] = created["id"]
             common.flash(f"Created project {created['name']}")
         else:
-            updated = storage.update_project_settings(db, project["id"], settings, actor=actor)
-            changed = admin.changed_settings(project["settings"], updated["settings"])
+            updated = store.update_project_settings(db, project["id"], settings, actor=actor)
+            changed = sorted(project["settings"].changes(updated["settings"]))
             common.flash(f"Saved: {', '.join(changed)}" if changed else "No settings changed")
     except (InvalidInput, Conflict) as exc:
         st.error(f"Not saved: {exc}.", icon=":material/error:")
@@ -174,7 +175,7 @@ def automation_fields(values: dict, start: dict, key) -> None:
 
 def audit_section(db, project_names: dict[int, str]) -> None:
     st.subheader("Recent changes")
-    rows = admin.audit_rows(storage.audit_log(db, limit=50), project_names)
+    rows = admin.audit_rows(store.audit_log(db, limit=50), project_names)
     if rows:
         st.dataframe(rows, hide_index=True)
     else:
@@ -240,20 +241,20 @@ def raters_section(db, project: dict | None, identity, actor: str) -> None:
     st.subheader("Add a rater")
     with st.form(Keys.ADMIN_RATER_FORM, clear_on_submit=True, border=False):
         name = st.text_input("Name", key=Keys.ADMIN_RATER_NAME, max_chars=60)
-        role = st.selectbox("Role", storage.ROLES, key=Keys.ADMIN_RATER_ROLE,
+        role = st.selectbox("Role", store.ROLES, key=Keys.ADMIN_RATER_ROLE,
                             format_func={"rater": "Rater", "admin": "Admin (all pages)"}.get)
         added = st.form_submit_button("Add rater and make a link", key=Keys.ADMIN_RATER_ADD)
     base = admin.base_url(st.context.url, os.environ)
     if added:
         try:
-            rater, token = storage.create_rater(db, " ".join(name.split()), role=role,
+            rater, token = store.create_rater(db, " ".join(name.split()), role=role,
                                                 actor=actor)
         except (InvalidInput, Conflict) as exc:
             st.error(f"Not added: {exc}.", icon=":material/error:")
         else:
             show_link(rater["name"], admin.rater_link(base, token), "Personal link")
 
-    raters = storage.list_raters(db, kind="human")
+    raters = store.list_raters(db, kind="human")
     if not raters:
         st.info("No human raters yet.")
         return
@@ -272,7 +273,7 @@ def raters_section(db, project: dict | None, identity, actor: str) -> None:
         if chosen["active"] and identity.rater and identity.rater["id"] == rid:
             st.error("Not changed: you cannot deactivate yourself.", icon=":material/error:")
         else:
-            storage.set_rater_active(db, rid, not chosen["active"], actor=actor)
+            store.set_rater_active(db, rid, not chosen["active"], actor=actor)
             # Rerun so the button's label follows: a stale "Deactivate" must not reactivate.
             common.flash(f"{chosen['name']} is " + (
                 "deactivated: no new items, and the link no longer works" if chosen["active"]
@@ -280,22 +281,22 @@ def raters_section(db, project: dict | None, identity, actor: str) -> None:
             st.rerun()
     if rotate:
         try:
-            token = storage.rotate_token(db, rid, actor=actor)
+            token = store.rotate_token(db, rid, actor=actor)
         except NotFound as exc:
             st.error(f"Not changed: {exc}.", icon=":material/error:")
         else:
             show_link(chosen["name"], admin.rater_link(base, token), "New personal link")
 
     if project is None:
-        st.dataframe(storage.list_raters(db), hide_index=True)
+        st.dataframe(store.list_raters(db), hide_index=True)
         return
     st.subheader(f"Progress in {project['name']}")
-    st.dataframe(storage.project_rater_summary(db, project["id"]), hide_index=True,
+    st.dataframe(store.project_rater_summary(db, project["id"]), hide_index=True,
                  column_config={"active": st.column_config.CheckboxColumn("active")})
 
 
 def progress_section(db, project: dict) -> None:
-    stats = storage.project_stats(db, project["id"])
+    stats = store.project_stats(db, project["id"])
     cols = st.columns(4)
     cols[0].metric("Items", stats["items"])
     cols[1].metric("Human judgments", stats["judgments"]["human"])
@@ -307,7 +308,7 @@ def progress_section(db, project: dict) -> None:
     else:
         st.info("No items yet: import some first.")
     st.subheader("Routing")
-    counts = storage.routing_counts(db, project["id"])
+    counts = store.routing_counts(db, project["id"])
     if any(counts.values()):
         cols = st.columns(len(counts))
         for col, (route, n) in zip(cols, counts.items()):
@@ -315,7 +316,7 @@ def progress_section(db, project: dict) -> None:
     else:
         st.caption("No routing decisions yet: every item goes to humans.")
     st.subheader("Worker")
-    workers = storage.live_workers(db)
+    workers = store.live_workers(db)
     if workers:
         st.success("Worker running: " + ", ".join(
             f"{w['id']} (heartbeat {w['heartbeat_at']})" for w in workers),
@@ -328,10 +329,10 @@ def progress_section(db, project: dict) -> None:
                                       (right, "Queue a routing refresh", "route",
                                        Keys.ADMIN_ROUTE)):
         if col.button(label, key=key):
-            job = storage.enqueue_job(db, job_type, project_id=project["id"])
+            job = store.enqueue_job(db, job_type, project_id=project["id"])
             col.info(f"Queued {job_type} job {job}." if job
                      else f"A {job_type} job is already queued.")
-    jobs = storage.recent_jobs(db)
+    jobs = store.recent_jobs(db)
     if jobs:
         st.dataframe(jobs, hide_index=True)
     else:
@@ -405,7 +406,7 @@ identity = common.require_admin(db)
 actor = admin.actor_name(identity)
 common.show_flash()
 st.title("Admin")
-projects = storage.list_projects(db)
+projects = store.list_projects(db)
 project_names = {p["id"]: p["name"] for p in projects}
 project = choose_project(projects)
 project_tab, import_tab, raters_tab, progress_tab, export_tab = st.tabs(

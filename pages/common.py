@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
-from prefstore import access, demo, storage
+from prefstore import access, demo, store
 from prefstore.errors import AccessDenied, Conflict, InvalidInput
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -139,9 +139,9 @@ def get_db():
     shared through st.cache_resource.
     """
     db = getattr(_local, "db", None)
-    path = storage.default_db_path()
+    path = store.default_db()
     if db is None or getattr(_local, "path", None) != path:
-        db = storage.connect(path)
+        db = store.connect(path)
         _local.db, _local.path = db, path
     return db
 
@@ -172,7 +172,7 @@ def ensure_worker_once() -> None:
     """
     if os.environ.get("PREFSTORE_AUTOSTART_WORKER", "1").lower() in ("0", "false", "no"):
         return
-    _worker_started(str(Path(storage.default_db_path()).resolve()))
+    _worker_started(store.canonical())
 
 
 def admin_token() -> str | None:
@@ -288,7 +288,7 @@ def open_item_count(db_path: str, project_id: int, raters_per_item: int) -> int:
     Counting costs ~16 ms per 100k items on every rerun otherwise; the count
     only feeds the progress bar's denominator, which may lag a few seconds.
     """
-    return storage.open_item_count(get_db(), project_id, raters_per_item)
+    return store.open_item_count(get_db(), project_id, raters_per_item)
 
 
 def flash(message: str) -> None:

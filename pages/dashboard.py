@@ -3,11 +3,11 @@
 import streamlit as st
 
 from pages import dashboard_common as dc
-from prefstore import agreement, assignment, storage
+from prefstore import agreement, assignment, store
 
 # The landing page of the dashboard keeps its title; the navigation calls it Overview.
 db, project, counts = dc.open_page("Dashboard")
-target = project["settings"]["raters_per_item"]
+target = project["settings"].raters_per_item
 judgments = counts["judgments"]
 
 cols = st.columns(5)
@@ -50,12 +50,12 @@ if gold:
         [{"rater": name, "gold judged": c["n"], "correct": c["correct"]}
          for name, c in gold.items()], hide_index=True)
 
-projects = storage.list_projects(db)
+projects = store.list_projects(db)
 if len(projects) > 1:
     st.subheader("All projects")
     rows = []
     for p in projects:
-        c = dc.counts(dc.db_path(), p["id"], p["settings"]["raters_per_item"])
+        c = dc.counts(dc.db_path(), p["id"], p["settings"].raters_per_item)
         rows.append({"project": p["name"], "kind": p["kind"], "items": c["items"],
                      "human judgments": c["judgments"]["human"],
                      "LLM judgments": c["judgments"]["llm"], "coverage": c["coverage"]})

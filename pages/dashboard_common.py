@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from pages import common
-from prefstore import agreement, edits, fitting, leaderboard, routing, storage
+from prefstore import agreement, edits, fitting, leaderboard, routing, store
 from prefstore.errors import PrefstoreError
 
 TTL_S = 30
@@ -45,7 +44,7 @@ class Keys(common.Keys):
 
 
 def db_path() -> str:
-    return str(Path(storage.default_db_path()).resolve())
+    return store.canonical()
 
 
 # --------------------------------------------------------------------------
@@ -57,13 +56,13 @@ def open_page(title: str) -> tuple:
     db = common.get_db()
     common.require_admin(db)
     st.title(title)
-    projects = storage.list_projects(db)
+    projects = store.list_projects(db)
     if not projects:
         st.info("No projects yet: import items with `prefstore import items.jsonl "
                 "--project NAME`.", icon=":material/upload:")
         st.stop()
     project = common.pick_project(projects, Keys.DASH_PROJECT)
-    return db, project, counts(db_path(), project["id"], project["settings"]["raters_per_item"])
+    return db, project, counts(db_path(), project["id"], project["settings"].raters_per_item)
 
 
 def require_judgments(n: int, message: str = NO_JUDGMENTS) -> None:
@@ -83,23 +82,23 @@ def n_of(counts: dict, kind: str) -> int:
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def counts(path: str, project_id: int, raters_per_item: int) -> dict:
-    return storage.dashboard_counts(common.get_db(), project_id, raters_per_item)
+    return store.dashboard_counts(common.get_db(), project_id, raters_per_item)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def _latest_report(path: str, project_id: int, name: str, kind: str, n: int) -> dict | None:
-    return storage.latest_report(common.get_db(), project_id, name=name, kind=kind)
+    return store.latest_report(common.get_db(), project_id, name=name, kind=kind)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def _latest_fit(path: str, project_id: int, model: str, kind: str, n: int) -> dict | None:
-    return storage.latest_fit(common.get_db(), project_id, model=model, level="system",
+    return store.latest_fit(common.get_db(), project_id, model=model, level="system",
                               kind=kind)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def routing_decisions(path: str, project_id: int, n: int) -> pd.DataFrame:
-    return storage.routing_frame(common.get_db(), project_id)
+    return store.routing_frame(common.get_db(), project_id)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -138,7 +137,7 @@ def report(db, project: dict, name: str, kind: str, n: int, compute: Callable[[]
     if row is None or (stale_before is not None and row["created_at"] < stale_before):
         if not _compute_once(what, compute):
             return row
-        row = storage.latest_report(db, project["id"], name=name, kind=kind)
+        row = store.latest_report(db, project["id"], name=name, kind=kind)
     return row
 
 
@@ -155,7 +154,7 @@ def fit(db, project: dict, model: str, kind: str, n: int) -> dict | None:
         if not _compute_once(f"{model} fit", lambda: fitting.fit_project(
                 db, project["id"], model=model, level="system", kind=kind)):
             return None
-        row = storage.latest_fit(db, project["id"], model=model, level="system", kind=kind)
+        row = store.latest_fit(db, project["id"], model=model, level="system", kind=kind)
     return row
 
 
@@ -183,7 +182,7 @@ def routing_report(db, project: dict, counts: dict, decided_at: str) -> dict | N
 def describe_age(created_at: str, now: dt.datetime | None = None) -> str:
     """Return how long ago an ISO timestamp was, coarsely: "12 s", "5 min", "3 h", "2 d"."""
     seconds = max(0, int(((now or dt.datetime.now(dt.UTC))
-                          - storage.parse_iso(created_at)).total_seconds()))
+                          - store.parse_iso(created_at)).total_seconds()))
     for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
         if seconds >= size:
             return f"{seconds // size} {unit}"

@@ -14,7 +14,7 @@ from streamlit_sortables import sort_items
 
 from pages import common
 from pages.common import Keys
-from prefstore import access, assignment, storage
+from prefstore import access, assignment, store
 from prefstore.errors import AccessDenied, InvalidInput
 
 SUBMIT_SHORTCUT = "S"
@@ -70,20 +70,20 @@ def show_responses(claim: dict) -> list[str]:
 def answer_fields(settings: dict, aid: int) -> dict:
     """Aspect scores, rationale and reason tags, keyed to the served item."""
     fields: dict = {"aspects": {}, "reason_tags": []}
-    if settings["aspects"]:
+    if settings.aspects:
         st.markdown("**Score the better response on each aspect** (1 = poor, 5 = excellent)")
-        cols = st.columns(len(settings["aspects"]))
-        for col, aspect in zip(cols, settings["aspects"]):
+        cols = st.columns(len(settings.aspects))
+        for col, aspect in zip(cols, settings.aspects):
             fields["aspects"][aspect] = col.segmented_control(
                 aspect, assignment.LIKERT, key=Keys.item(Keys.ASPECT, aid, aspect))
-    minimum = settings["rationale_min_chars"]
-    label = "Why?" + (" (required" if settings["rationale_required"] else " (optional")
+    minimum = settings.rationale_min_chars
+    label = "Why?" + (" (required" if settings.rationale_required else " (optional")
     label += f", at least {minimum} characters)" if minimum else ")"
     fields["rationale"] = st.text_area(label, key=Keys.item(Keys.RATIONALE, aid), height=90)
-    if settings["reason_tags"]:
-        cols = st.columns(len(settings["reason_tags"]))
+    if settings.reason_tags:
+        cols = st.columns(len(settings.reason_tags))
         fields["reason_tags"] = [
-            tag for i, (col, tag) in enumerate(zip(cols, settings["reason_tags"]))
+            tag for i, (col, tag) in enumerate(zip(cols, settings.reason_tags))
             if col.checkbox(tag, key=Keys.item(Keys.TAG, aid, i))]
     return fields
 
@@ -96,7 +96,7 @@ def edit_box(settings: dict, aid: int, shown: list[str], position: int | None = 
     response; otherwise the rater picks which response to improve, and only
     an edit of the response they then choose is accepted.
     """
-    if not settings["edits_allowed"]:
+    if not settings.edits_allowed:
         return None, None
     k = len(shown)
     with st.expander("Improve the chosen response (optional)"):
@@ -133,7 +133,7 @@ def pairwise(db, claim: dict, rater: dict, settings: dict) -> None:
     aid, order = claim["id"], claim["display_order"]
     shown = show_responses(claim)
     scale = None
-    if settings["strength_scale"]:
+    if settings.strength_scale:
         scale = st.segmented_control("Which response is better?", assignment.STRENGTH_LABELS,
                                      key=Keys.item(Keys.STRENGTH, aid))
     fields = answer_fields(settings, aid)
@@ -141,15 +141,15 @@ def pairwise(db, claim: dict, rater: dict, settings: dict) -> None:
     if scale is not None:
         label = assignment.label_for_strength(order, scale)
         winner = order.index(label["choice"]) if label["outcome"] == "choice" else None
-    if not settings["strength_scale"]:
+    if not settings.strength_scale:
         edit = edit_box(settings, aid, shown)
     elif winner is not None:
         edit = edit_box(settings, aid, shown, winner)
     else:
         edit = (None, None)  # the box follows the scale: it opens once A or B wins
     message_slot = st.container()
-    cols = st.columns(2 if settings["strength_scale"] else 4)
-    if settings["strength_scale"]:
+    cols = st.columns(2 if settings.strength_scale else 4)
+    if settings.strength_scale:
         submit = cols[0].button("Submit", key=Keys.item(Keys.SUBMIT, aid), type="primary",
                                 shortcut=SUBMIT_SHORTCUT, width="stretch")
         both_bad = cols[1].button("Both bad", key=Keys.item(Keys.BOTH_BAD, aid),
@@ -184,7 +184,7 @@ def slate(db, claim: dict, rater: dict, settings: dict) -> None:
     k = len(order)
     shown = show_responses(claim)
     ranks = positions = None
-    if settings["ranking_mode"] == "full":
+    if settings.ranking_mode == "full":
         st.markdown("**Rank the responses, best first**")
         # The drag-and-drop list is a custom component that AppTest cannot drive;
         # the rank selectors do the same job and are the path the tests use.
@@ -200,7 +200,7 @@ def slate(db, claim: dict, rater: dict, settings: dict) -> None:
     fields = answer_fields(settings, aid)
     edit = edit_box(settings, aid, shown)
     message_slot = st.container()
-    if settings["ranking_mode"] == "full":
+    if settings.ranking_mode == "full":
         cols = st.columns(2)
         submit = cols[0].button("Submit ranking", key=Keys.item(Keys.SUBMIT, aid),
                                 type="primary", shortcut=SUBMIT_SHORTCUT, width="stretch")
@@ -252,7 +252,7 @@ def skip_or_flag(db, claim: dict, rater: dict) -> None:
 db = common.get_db()
 rater = rating_rater(db, common.gate(db))
 common.show_flash()
-projects = storage.list_projects(db)
+projects = store.list_projects(db)
 if not projects:
     st.info("No projects yet: an admin imports items first.")
     st.stop()
@@ -263,8 +263,8 @@ try:
 except AccessDenied as exc:
     st.error(f"Access denied: {exc}.", icon=":material/lock:")
     st.stop()
-progress = storage.rater_progress(db, project["id"], rater["id"], open_all=common.open_item_count(
-    storage.default_db_path(), project["id"], settings["raters_per_item"]))
+progress = store.rater_progress(db, project["id"], rater["id"], open_all=common.open_item_count(
+    store.default_db(), project["id"], settings.raters_per_item))
 
 st.title(project["name"])
 done, available = progress["done"], progress["available"]
@@ -275,9 +275,9 @@ if claim is None:
                f"{project['name']} and skipped or flagged {progress['skipped']}.",
                icon=":material/celebration:")
     st.stop()
-if settings["guidelines"]:
+if settings.guidelines:
     with st.expander("Guidelines"):
-        st.markdown(settings["guidelines"])
+        st.markdown(settings.guidelines)
 show_item(claim["item"])
 if project["kind"] == "pairwise":
     pairwise(db, claim, rater, settings)

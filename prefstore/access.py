@@ -8,7 +8,7 @@ Three ways in:
 
 - a rater's personal link ``?token=...``: the token is random, stored only as
   its SHA-256 and compared with :func:`hmac.compare_digest`
-  (:func:`prefstore.storage.rater_for_token`); raters whose ``role`` is
+  (:func:`prefstore.store.rater_for_token`); raters whose ``role`` is
   ``"admin"`` are admins;
 - the admin token from ``PREFSTORE_ADMIN_TOKEN`` or the ``admin_token``
   secret; an admin who rates is stored as the rater called ``"admin"``;
@@ -25,9 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlite_utils import Database
-
-from prefstore import storage
+from prefstore import store
 from prefstore.errors import AccessDenied, InvalidInput
 
 ADMIN_TOKEN_ENV = "PREFSTORE_ADMIN_TOKEN"
@@ -81,7 +79,7 @@ def _same_secret(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
-def resolve(db: Database, token: str | None, *, admin_token: str | None) -> Identity:
+def resolve(db, token: str | None, *, admin_token: str | None) -> Identity:
     """Return the identity for a URL token.
 
     Parameters
@@ -100,15 +98,15 @@ def resolve(db: Database, token: str | None, *, admin_token: str | None) -> Iden
     if token:
         if admin_token and _same_secret(token, admin_token):
             return Identity(role="admin", mode="admin_token",
-                            rater=storage.get_or_create_rater(db, ADMIN_RATER_NAME))
-        rater = storage.rater_for_token(db, token)
+                            rater=store.get_or_create_rater(db, ADMIN_RATER_NAME))
+        rater = store.rater_for_token(db, token)
         return Identity(role=rater["role"], mode="token", rater=rater)
     if admin_token:
         raise AccessDenied(DENIED_MESSAGE)
     return Identity(role="admin", mode="local")
 
 
-def local_rater(db: Database, identity: Identity, name: str) -> Identity:
+def local_rater(db, identity: Identity, name: str) -> Identity:
     """Attach the rater called ``name`` to a local-mode identity, creating it if new.
 
     Raises InvalidInput for a blank or over-long name, or for the name of a
@@ -121,7 +119,7 @@ def local_rater(db: Database, identity: Identity, name: str) -> Identity:
         raise InvalidInput("name must not be empty")
     if len(clean) > MAX_NAME_CHARS:
         raise InvalidInput(f"name must be at most {MAX_NAME_CHARS} characters, got {len(clean)}")
-    rater = storage.get_or_create_rater(db, clean)
+    rater = store.get_or_create_rater(db, clean)
     if rater["token_hash"] is not None:
         raise InvalidInput(f"name {clean!r} belongs to a rater with a personal link; "
                            "choose another name")

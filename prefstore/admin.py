@@ -1,4 +1,4 @@
-"""What the admin page needs beyond storage: rater links, the settings form, uploads, exports.
+"""What the admin page needs beyond the store: rater links, uploads, exports.
 
 Pure library code (no streamlit): the page passes in what the widgets hold
 and shows what these functions return.
@@ -17,23 +17,12 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pandas as pd
-from sqlite_utils import Database
 
-from prefstore import export, importing, storage
+from prefstore import export, importing, store
 from prefstore.errors import InvalidInput
 
 BASE_URL_ENV = "PREFSTORE_BASE_URL"
 DEFAULT_BASE_URL = "http://localhost:8501/"
-BUDGET_MODES = ("none", "fraction", "count")
-#: The settings the admin form edits; the others keep their stored values.
-FORM_SETTINGS = ("raters_per_item", "strength_scale", "ranking_mode", "aspects",
-                 "rationale_required", "rationale_min_chars", "reason_tags", "edits_allowed",
-                 "gold_rate", "human_budget", "guidelines", "calibration_fraction",
-                 "refit_every_judgments", "refit_every_minutes", "claim_ttl_seconds",
-                 "active_selection")
-#: The judge fields the form shows (``judge_<field>``); a blank model means no judge.
-JUDGE_FORM_FIELDS = ("model", "backend", "batch_size", "max_length", "device", "dtype",
-                     "allow_tie", "rationale")
 PREVIEW_ROWS = 5
 PREVIEW_CHARS = 80
 IMPORT_ERRORS_LISTED = 20
@@ -69,125 +58,6 @@ def rater_link(base: str, token: str) -> str:
 def actor_name(identity: Any) -> str:
     """Return the name the audit log records for this admin."""
     return identity.name or LOCAL_ACTOR
-
-
-# --------------------------------------------------------------------------
-# The project settings form
-
-
-def lines(text: str | None) -> list[str]:
-    """Split one-entry-per-line text into its stripped, non-blank lines."""
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
-
-
-def form_values(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the form's starting values for ``settings`` (the inverse of settings_from_form)."""
-    budget = settings["human_budget"]
-    if budget is None:
-        mode, amount = "none", 0.0
-    elif isinstance(budget, float):
-        mode, amount = ("fraction" if budget <= 1 else "count"), float(budget)
-    else:
-        mode, amount = "count", float(budget)
-    values = {key: settings[key] for key in FORM_SETTINGS if key != "human_budget"}
-    values["aspects"] = "\n".join(settings["aspects"])
-    values["reason_tags"] = "\n".join(settings["reason_tags"])
-    values["gold_rate"] = float(settings["gold_rate"])
-    values["calibration_fraction"] = float(settings["calibration_fraction"])
-    values["refit_every_minutes"] = float(settings["refit_every_minutes"])
-    values["budget_mode"], values["budget"] = mode, amount
-    judge = {**_judge_defaults(), "model": "", **(settings.get("judge") or {})}
-    for field_name in JUDGE_FORM_FIELDS:
-        values[f"judge_{field_name}"] = judge[field_name]
-    return values
-
-
-def _judge_defaults() -> dict[str, Any]:
-    """The default of every JudgeConfig field that has one (a pure dataclass, no torch)."""
-    import dataclasses
-
-    from prefstore.judges.base import JudgeConfig
-
-    return {f.name: f.default for f in dataclasses.fields(JudgeConfig)
-            if f.default is not dataclasses.MISSING}
-
-
-def human_budget(mode: str, amount: float | None) -> float | int | None:
-    """Return the stored human budget for the form's mode and amount.
-
-    A fraction is stored as a float in [0, 1] and a count of items as an int:
-    :func:`prefstore.routing.budget_count` tells them apart by type.
-    """
-    if mode not in BUDGET_MODES:
-        raise InvalidInput(f"human budget mode must be one of {', '.join(BUDGET_MODES)}, "
-                           f"got {mode!r}")
-    if mode == "none":
-        return None
-    if amount is None or amount < 0:
-        raise InvalidInput(f"settings: 'human_budget' must be a number >= 0, got {amount!r}")
-    if mode == "fraction":
-        if amount > 1:
-            raise InvalidInput(f"settings: 'human_budget' as a fraction of the items must be "
-                               f"in [0, 1], got {amount!r}")
-        return float(amount)
-    if not float(amount).is_integer():
-        raise InvalidInput(f"settings: 'human_budget' as a number of items must be a whole "
-                           f"number, got {amount!r}")
-    return int(amount)
-
-
-def settings_from_form(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the settings changes the form holds, validated.
-
-    ``values`` has any of the :data:`FORM_SETTINGS` keys (``aspects`` and
-    ``reason_tags`` as one entry per line; the budget as ``budget_mode`` plus
-    ``budget``). Keys the form did not show are left out, so they keep their
-    stored or default values.
-
-    Raises
-    ------
-    InvalidInput
-        Naming the setting, from here or from :func:`storage.validate_settings`.
-    """
-    out: dict[str, Any] = {}
-    for key in FORM_SETTINGS:
-        if key in values:
-            out[key] = values[key]
-    for key in ("aspects", "reason_tags"):
-        if key in out:
-            out[key] = lines(out[key])
-    for key in ("raters_per_item", "rationale_min_chars"):
-        if key in out and isinstance(out[key], float) and out[key].is_integer():
-            out[key] = int(out[key])
-    for key in ("refit_every_judgments", "claim_ttl_seconds"):
-        if key in out and isinstance(out[key], float) and out[key].is_integer():
-            out[key] = int(out[key])
-    if "budget_mode" in values:
-        out["human_budget"] = human_budget(values["budget_mode"], values.get("budget"))
-    if "judge_model" in values:
-        out["judge"] = judge_from_form(values)
-    storage.validate_settings(out)
-    return out
-
-
-def judge_from_form(values: Mapping[str, Any]) -> dict | None:
-    """Return the judge setting from the form's ``judge_*`` fields; None without a model.
-
-    Only fields that differ from :class:`JudgeConfig`'s defaults are stored,
-    so a later change of a default reaches projects that never set it.
-    """
-    model = str(values.get("judge_model") or "").strip()
-    if not model:
-        return None
-    defaults = _judge_defaults()
-    judge: dict[str, Any] = {"model": model}
-    for field_name in JUDGE_FORM_FIELDS[1:]:
-        value = values.get(f"judge_{field_name}", defaults[field_name])
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if value != defaults[field_name]:
-            judge[field_name] = value
-    return judge
 
 
 # --------------------------------------------------------------------------
@@ -238,13 +108,13 @@ def preview_records(data: bytes, name: str, n: int = PREVIEW_ROWS) -> list[dict]
     return rows
 
 
-def check_upload(db: Database, project: dict, data: bytes, name: str) -> UploadCheck:
+def check_upload(db, project: dict, data: bytes, name: str) -> UploadCheck:
     """Validate an item file against ``project`` without writing; list up to 20 errors."""
     check = UploadCheck(preview=preview_records(data, name))
     try:
         parsed = importing.parse_items(
             data, name=name, task_kind=project["kind"],
-            existing_ids=storage.existing_external_ids(db, project["id"]),
+            existing_ids=store.existing_external_ids(db, project["id"]),
             max_errors=IMPORT_ERRORS_LISTED)
     except importing.ImportFailed as exc:
         check.errors = list(exc.errors)
@@ -305,7 +175,7 @@ def discard_export(path: str | os.PathLike | None) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def prepare_export(db: Database, project: str | int, *, directory: Path = EXPORT_DIR,
+def prepare_export(db, project: str | int, *, directory: Path = EXPORT_DIR,
                    **options: Any) -> dict:
     """Stream an export to a new file under ``directory``; return its path and summary.
 
@@ -321,7 +191,7 @@ def prepare_export(db: Database, project: str | int, *, directory: Path = EXPORT
     """
     directory.mkdir(parents=True, exist_ok=True)
     sweep_exports(directory)
-    name = storage.get_project(db, project)["name"]
+    name = store.get_project(db, project)["name"]
     fd, path = tempfile.mkstemp(prefix="export-", suffix=".jsonl", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
@@ -338,8 +208,3 @@ def prepare_export(db: Database, project: str | int, *, directory: Path = EXPORT
 def skipped_rows(summary: Mapping[str, Any]) -> list[dict]:
     """Return the summary's non-zero skips as table rows: reason, judgments or items."""
     return [{"reason": reason, "skipped": n} for reason, n in summary["skipped"].items() if n]
-
-
-def changed_settings(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
-    """Return the names of the settings whose values differ, sorted."""
-    return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))

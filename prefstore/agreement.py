@@ -1124,13 +1124,13 @@ def edit_stats(judgments: pd.DataFrame, responses: pd.DataFrame) -> dict:
 def project_agreement(db, project: str | int, *, kind: str = "human", seed: int = 0,
                       n_boot: int = 1000, min_shared: int = MIN_SHARED) -> dict:
     """Read a project's frames from the store and return :func:`agreement_report`."""
-    from prefstore import storage
+    from prefstore import store
 
-    proj = storage.get_project(db, project)
+    proj = store.get_project(db, project)
     report = agreement_report(
-        storage.judgments_frame(db, proj["id"]),
-        storage.responses_frame(db, proj["id"], with_text=False),
-        storage.items_frame(db, proj["id"]),
+        store.judgments_frame(db, proj["id"]),
+        store.responses_frame(db, proj["id"], with_text=False),
+        store.items_frame(db, proj["id"]),
         kind=kind, seed=seed, n_boot=n_boot, min_shared=min_shared,
     )
     return {"project": proj["name"], **report}
@@ -1141,12 +1141,12 @@ def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("huma
     """Compute and store the agreement report per kind; return the report ids."""
     import time
 
-    from prefstore import storage
+    from prefstore import store
 
-    proj = storage.get_project(db, project)
-    judgments = storage.judgments_frame(db, proj["id"])
-    responses = storage.responses_frame(db, proj["id"], with_text=False)
-    items = storage.items_frame(db, proj["id"])
+    proj = store.get_project(db, project)
+    judgments = store.judgments_frame(db, proj["id"])
+    responses = store.responses_frame(db, proj["id"], with_text=False)
+    items = store.items_frame(db, proj["id"])
     ids = {}
     for kind in kinds:
         start = time.perf_counter()
@@ -1154,7 +1154,7 @@ def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("huma
                                   n_boot=n_boot)
         report["over_time"] = agreement_over_time(judgments, kind=kind if kind != "all"
                                                   else "human")
-        ids[kind] = storage.save_report(
+        ids[kind] = store.save_report(
             db, proj["id"], name="agreement", kind=kind, result={"project": proj["name"],
                                                                  **report},
             n_judgments=len(judgments), seconds=time.perf_counter() - start)

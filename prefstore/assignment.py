@@ -1,6 +1,6 @@
 """Which item a rater gets next, and turning a rater's answer into a stored judgment.
 
-The queue itself is :func:`prefstore.storage.claim_next` (raters per item, no
+The queue itself is :func:`prefstore.store.claim_next` (raters per item, no
 repeats, expiring claims, gold at the project's rate, items routed to humans
 first, then the fewest judgments). This module adds what the rating page
 needs on top: labels built from what the rater saw (display positions, not
@@ -15,10 +15,9 @@ import random
 from collections import Counter, defaultdict
 from typing import Any
 
-from sqlite_utils import Database
-
-from prefstore import storage
+from prefstore import store
 from prefstore.errors import InvalidInput
+from prefstore.settings import ProjectSettings
 
 FLAG_REASONS = ("harmful", "broken", "unclear")
 
@@ -37,14 +36,14 @@ STRENGTH_LABELS = tuple(label for label, _, _ in STRENGTH_SCALE)
 LIKERT = (1, 2, 3, 4, 5)
 
 
-def next_item(db: Database, project_id: int, rater_id: int, *,
+def next_item(db, project_id: int, rater_id: int, *,
               now: dt.datetime | None = None, rng: random.Random | None = None) -> dict | None:
     """Claim the rater's next item (or resume their open claim); None when nothing is left.
 
     The claim carries ``display_order`` (response indices in the order shown)
     and ``item`` with its responses. Gold items look like any other item.
     """
-    return storage.claim_next(db, project_id, rater_id, now=now, rng=rng)
+    return store.claim_next(db, project_id, rater_id, now=now, rng=rng)
 
 
 def submission_id(claim: dict) -> str:
@@ -155,7 +154,7 @@ def resolve_edit(claim: dict, label: dict, position: int | None,
     return edited
 
 
-def check_form(settings: dict, *, rationale: str | None = None,
+def check_form(settings: ProjectSettings, *, rationale: str | None = None,
                aspects: dict[str, int | None] | None = None) -> list[str]:
     """Return what is missing or wrong in a rater's answer under the project's settings.
 
@@ -163,8 +162,8 @@ def check_form(settings: dict, *, rationale: str | None = None,
     """
     problems = []
     text = (rationale or "").strip()
-    minimum = settings.get("rationale_min_chars") or 0
-    if settings.get("rationale_required") and not text:
+    minimum = settings.rationale_min_chars
+    if settings.rationale_required and not text:
         problems.append("a rationale is required: say briefly why"
                         + (f" (at least {minimum} characters)" if minimum else ""))
     elif minimum and text and len(text) < minimum:
@@ -201,8 +200,8 @@ def gold_correct(gold: dict | None, label: dict) -> bool | None:
     return label["outcome"] == "choice" and choice == expected
 
 
-def submit(db: Database, claim: dict, rater_id: int, label: dict, *,
-           settings: dict | None = None, aspects: dict[str, int | None] | None = None,
+def submit(db, claim: dict, rater_id: int, label: dict, *,
+           settings: ProjectSettings | None = None, aspects: dict[str, int | None] | None = None,
            rationale: str | None = None, reason_tags: list[str] | None = None,
            edited: str | None = None, metadata: dict | None = None) -> tuple[int, bool]:
     """Store the rater's judgment on a claimed item; return ``(judgment id, created)``.
@@ -215,7 +214,7 @@ def submit(db: Database, claim: dict, rater_id: int, label: dict, *,
 
     Raises InvalidInput when the project's required fields are missing.
     """
-    problems = check_form(settings or {}, rationale=rationale, aspects=aspects)
+    problems = check_form(settings or ProjectSettings(), rationale=rationale, aspects=aspects)
     if problems:
         raise InvalidInput("; ".join(problems))
     meta = dict(metadata or {})
@@ -223,7 +222,7 @@ def submit(db: Database, claim: dict, rater_id: int, label: dict, *,
     if correct is not None:
         meta["gold_correct"] = correct
     scores = {k: v for k, v in (aspects or {}).items() if v is not None}
-    return storage.submit_judgment(
+    return store.submit_judgment(
         db, item_id=claim["item_id"], rater_id=rater_id, submission_id=submission_id(claim),
         outcome=label["outcome"], choice=label.get("choice"), ranking=label.get("ranking"),
         strength=label.get("strength"), aspects=scores or None,
@@ -231,25 +230,25 @@ def submit(db: Database, claim: dict, rater_id: int, label: dict, *,
         edited=edited, metadata=meta, assignment_id=claim["id"])
 
 
-def skip(db: Database, claim: dict, rater_id: int, reason: str | None = None) -> None:
+def skip(db, claim: dict, rater_id: int, reason: str | None = None) -> None:
     """Record that the rater skipped the item (with an optional reason)."""
-    storage.release_assignment(db, claim["id"], rater_id, status="skipped",
+    store.release_assignment(db, claim["id"], rater_id, status="skipped",
                                reason=(reason or "").strip() or None)
 
 
-def flag(db: Database, claim: dict, rater_id: int, reason: str) -> None:
+def flag(db, claim: dict, rater_id: int, reason: str) -> None:
     """Record that the rater flagged the item as harmful, broken or unclear."""
     if reason not in FLAG_REASONS:
         raise InvalidInput(f"flag reason must be one of {', '.join(FLAG_REASONS)}, "
                            f"got {reason!r}")
-    storage.release_assignment(db, claim["id"], rater_id, status="flagged", reason=reason)
+    store.release_assignment(db, claim["id"], rater_id, status="flagged", reason=reason)
 
 
 # --------------------------------------------------------------------------
 # Gold accuracy
 
 
-def gold_accuracy(db: Database, project_id: int) -> dict[str, float]:
+def gold_accuracy(db, project_id: int) -> dict[str, float]:
     """Return each rater's accuracy on the project's gold items: ``{rater name: accuracy}``.
 
     Uses the ``gold_correct`` recorded at submit time, and recomputes it from
@@ -260,10 +259,10 @@ def gold_accuracy(db: Database, project_id: int) -> dict[str, float]:
             for name, stats in gold_counts(db, project_id).items()}
 
 
-def gold_counts(db: Database, project_id: int) -> dict[str, dict[str, int]]:
+def gold_counts(db, project_id: int) -> dict[str, dict[str, int]]:
     """Return ``{rater name: {"n": judged gold items, "correct": right answers}}``."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "correct": 0})
-    for row in storage.gold_judgments(db, project_id):
+    for row in store.gold_judgments(db, project_id):
         correct = row["metadata"].get("gold_correct")
         if not isinstance(correct, bool):
             correct = gold_correct(row["gold"], row)

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from prefstore import storage
+from prefstore import store
 from prefstore.errors import InvalidInput, PrefstoreError
 
 EXIT_BAD_INPUT = 2
@@ -33,7 +33,7 @@ def _print_json(value: object) -> None:
 
 
 def _open(args: argparse.Namespace):
-    return storage.connect(args.db)
+    return store.connect(args.db)
 
 
 @command("init")
@@ -43,7 +43,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         from prefstore import demo
 
         demo.ensure_demo(db)
-    print(f"initialized {args.db or storage.default_db_path()}")
+    print(f"initialized {args.db or store.default_db()}")
     return 0
 
 
@@ -89,8 +89,8 @@ def _report_skipped(skipped: list[dict]) -> None:
 @command("stats")
 def cmd_stats(args: argparse.Namespace) -> int:
     db = _open(args)
-    project = storage.get_project(db, args.project)
-    stats = storage.project_stats(db, project["id"])
+    project = store.get_project(db, args.project)
+    stats = store.project_stats(db, project["id"])
     stats = {"project": project["name"], "kind": project["kind"], **stats}
     if args.json:
         _print_json(stats)
@@ -213,7 +213,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 @command("backup")
 def cmd_backup(args: argparse.Namespace) -> int:
     db = _open(args)
-    storage.backup(db, args.out)
+    store.backup(db, args.out)
     print(f"backed up to {args.out}")
     return 0
 
@@ -221,7 +221,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 @command("add-rater")
 def cmd_add_rater(args: argparse.Namespace) -> int:
     db = _open(args)
-    rater, token = storage.create_rater(db, args.name, role=args.role, actor="cli")
+    rater, token = store.create_rater(db, args.name, role=args.role, actor="cli")
     print(f"created {rater['role']} {rater['name']!r}; this token is shown once:")
     print(token)
     return 0
@@ -230,8 +230,8 @@ def cmd_add_rater(args: argparse.Namespace) -> int:
 @command("rotate-token")
 def cmd_rotate_token(args: argparse.Namespace) -> int:
     db = _open(args)
-    rater = storage.get_rater(db, args.name)
-    token = storage.rotate_token(db, rater["id"], actor="cli")
+    rater = store.get_rater(db, args.name)
+    token = store.rotate_token(db, rater["id"], actor="cli")
     print(f"new token for {rater['name']!r}; the old link no longer works. Shown once:")
     print(token)
     return 0
@@ -240,8 +240,8 @@ def cmd_rotate_token(args: argparse.Namespace) -> int:
 @command("set-active")
 def cmd_set_active(args: argparse.Namespace) -> int:
     db = _open(args)
-    rater = storage.get_rater(db, args.name)
-    storage.set_rater_active(db, rater["id"], args.state == "on", actor="cli")
+    rater = store.get_rater(db, args.name)
+    store.set_rater_active(db, rater["id"], args.state == "on", actor="cli")
     print(f"rater {rater['name']!r} is now {'active' if args.state == 'on' else 'deactivated'}")
     return 0
 
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("import", "import items (JSONL, JSON or CSV) into a project")
     p.add_argument("file")
     p.add_argument("--project", required=True)
-    p.add_argument("--kind", choices=storage.TASK_KINDS)
+    p.add_argument("--kind", choices=store.TASK_KINDS)
     p.add_argument("--format", choices=("jsonl", "json", "csv"))
     p.add_argument("--skip-invalid-judgments", action="store_true")
 
@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("add-rater", "create a rater (or admin) and print their token once")
     p.add_argument("name")
-    p.add_argument("--role", choices=storage.ROLES, default="rater")
+    p.add_argument("--role", choices=store.ROLES, default="rater")
 
     p = add("rotate-token", "give a rater a new link token; the old one stops working")
     p.add_argument("name")

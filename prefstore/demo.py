@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from sqlite_utils import Database
-
-from prefstore import importing, storage
+from prefstore import importing, store
 
 DEMO_GUIDELINES = """\
 **Which response is better for the person asking?**
@@ -36,9 +34,9 @@ DEMO_PROJECTS = (
 )
 
 
-def ensure_demo(db: Database) -> list[str]:
+def ensure_demo(db) -> list[str]:
     """Load the demo projects into an empty store; return the names created."""
-    if storage.list_projects(db):
+    if store.list_projects(db):
         return []
     created = []
     for name, filename, kind, settings in DEMO_PROJECTS:

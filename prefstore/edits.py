@@ -49,17 +49,17 @@ def example_ids(per_judgment: list[dict], k: int = N_EXAMPLES) -> list[int]:
 
 def project_edit_report(db, project: str | int) -> dict:
     """Return edit_stats over a project's edited judgments plus counts and example ids."""
-    from prefstore import storage
+    from prefstore import store
 
-    proj = storage.get_project(db, project)
-    edited = storage.edited_judgments_frame(db, proj["id"])
+    proj = store.get_project(db, project)
+    edited = store.edited_judgments_frame(db, proj["id"])
     item_ids = sorted(set(edited["item_id"].tolist()))
-    texts = storage.responses_for_items(db, item_ids)
+    texts = store.responses_for_items(db, item_ids)
     responses = pd.DataFrame(
         [{"item_id": r["item_id"], "idx": r["idx"], "text": r["text"]}
          for rows in texts.values() for r in rows], columns=["item_id", "idx", "text"])
     stats = edit_stats(edited, responses)
-    total = storage.count_judgments(db, proj["id"])
+    total = store.count_judgments(db, proj["id"])
     stats.update(n_judgments=total,
                  share_edited=stats["n_edited"] / total if total else None,
                  examples=example_ids(stats["per_judgment"]))
@@ -68,22 +68,22 @@ def project_edit_report(db, project: str | int) -> dict:
 
 def refresh_edit_report(db, project: str | int) -> int:
     """Compute and store the edit report of a project; return its id."""
-    from prefstore import storage
+    from prefstore import store
 
-    proj = storage.get_project(db, project)
+    proj = store.get_project(db, project)
     start = time.perf_counter()
     report = project_edit_report(db, proj["id"])
-    return storage.save_report(db, proj["id"], name=REPORT, kind="all", result=report,
+    return store.save_report(db, proj["id"], name=REPORT, kind="all", result=report,
                                n_judgments=report["n_judgments"],
                                seconds=time.perf_counter() - start)
 
 
 def edit_examples(db, judgment_ids: list[int]) -> list[dict]:
     """Return ``{"id", "rater", "item", "response", "diff"}`` for each edited judgment."""
-    from prefstore import storage
+    from prefstore import store
 
-    rows = storage.judgments_by_id(db, judgment_ids)
-    texts = storage.responses_for_items(db, sorted({r["item_id"] for r in rows}))
+    rows = store.judgments_by_id(db, judgment_ids)
+    texts = store.responses_for_items(db, sorted({r["item_id"] for r in rows}))
     out = []
     for row in rows:
         options = {r["idx"]: r["text"] for r in texts.get(row["item_id"], [])}

@@ -87,10 +87,9 @@ from itertools import groupby, islice
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlite_utils import Database
 from tqdm import tqdm
 
-from prefstore import storage
+from prefstore import store
 from prefstore.errors import InvalidInput, NotFound
 
 FORMATS = ("pairs", "edits", "slates", "judgments", "kto")
@@ -234,7 +233,7 @@ class _Writer:
     # One judgment (aggregate "none")
 
     # A response's idx is its position in the item's list: indices are 0..K-1
-    # (storage.insert_items) and responses_for_items returns them in idx order.
+    # (store.insert_items) and responses_for_items returns them in idx order.
 
     def rows_for_judgment(self, j: dict, responses: list[dict]) -> list[dict]:
         fmt = self.format
@@ -375,7 +374,7 @@ def _chunks(iterable: Iterable, n: int) -> Iterator[list]:
         yield chunk
 
 
-def iter_rows(db: Database, project: str | int, *, format: str, aggregate: str = "none",
+def iter_rows(db, project: str | int, *, format: str, aggregate: str = "none",
               kind: str = "all", min_agreement: float | None = None,
               conversational: bool = False, real_rater_names: bool = False,
               slate_pairs: str = "best", include_original_pair: bool = False,
@@ -402,10 +401,10 @@ def iter_rows(db: Database, project: str | int, *, format: str, aggregate: str =
                   include_original_pair=include_original_pair)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InvalidInput(f"batch must be a positive integer, got {batch!r}")
-    proj = storage.get_project(db, project)
+    proj = store.get_project(db, project)
     fit = None
     if aggregate == "model":
-        fit = storage.latest_fit(db, proj["id"], model="bt", level="response", kind=kind)
+        fit = store.latest_fit(db, proj["id"], model="bt", level="response", kind=kind)
         if fit is None or not isinstance(fit["result"].get("scores"), dict):
             raise NotFound(
                 f"no stored fit of model 'bt' at level 'response' for kind {kind!r} in project "
@@ -421,19 +420,19 @@ def iter_rows(db: Database, project: str | int, *, format: str, aggregate: str =
     return _stream(db, proj["id"], writer, batch, progress)
 
 
-def _stream(db: Database, project_id: int, writer: _Writer, batch: int, progress: bool
+def _stream(db, project_id: int, writer: _Writer, batch: int, progress: bool
             ) -> Iterator[dict]:
     summary = writer.summary
-    total = storage.count_judgment_rows(db, project_id, kind=writer.kind) if progress else None
+    total = store.count_judgment_rows(db, project_id, kind=writer.kind) if progress else None
     # disable=None hides the bar when stderr is not a terminal.
     bar = tqdm(total=total, desc=f"export {writer.format}", unit="judgment", file=sys.stderr,
                disable=None if progress else True)
     need_responses = writer.format != "judgments"
     try:
         if writer.aggregate == "none":
-            rows = storage.iter_judgment_rows(db, project_id, kind=writer.kind, batch=batch)
+            rows = store.iter_judgment_rows(db, project_id, kind=writer.kind, batch=batch)
             for chunk in _chunks(rows, batch):
-                responses = (writer.prepare(storage.responses_for_items(
+                responses = (writer.prepare(store.responses_for_items(
                     db, sorted({j["item_id"] for j in chunk}))) if need_responses else {})
                 for j in chunk:
                     out = writer.rows_for_judgment(j, responses.get(j["item_id"], []))
@@ -442,12 +441,12 @@ def _stream(db: Database, project_id: int, writer: _Writer, batch: int, progress
                     yield from out
                 bar.update(len(chunk))
         else:
-            rows = storage.iter_judgment_rows_by_item(db, project_id, kind=writer.kind,
+            rows = store.iter_judgment_rows_by_item(db, project_id, kind=writer.kind,
                                                       batch=ITEM_BATCH)
             groups = ((item_id, list(g)) for item_id, g in groupby(rows, lambda j: j["item_id"]))
             for chunk in _chunks(groups, ITEM_BATCH):
                 responses = writer.prepare(
-                    storage.responses_for_items(db, [item_id for item_id, _ in chunk]))
+                    store.responses_for_items(db, [item_id for item_id, _ in chunk]))
                 for item_id, group in chunk:
                     out = writer.rows_for_item(group, responses[item_id])
                     summary["judgments"] += len(group)
@@ -463,12 +462,12 @@ def dumps(row: dict) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
 
 
-def iter_jsonl(db: Database, project: str | int, **options: Any) -> Iterator[str]:
+def iter_jsonl(db, project: str | int, **options: Any) -> Iterator[str]:
     """Stream the export as JSONL text lines (newline included), e.g. for a download."""
     return (dumps(row) + "\n" for row in iter_rows(db, project, **options))
 
 
-def export(db: Database, project: str | int, out: str | os.PathLike | TextIO, *, format: str,
+def export(db, project: str | int, out: str | os.PathLike | TextIO, *, format: str,
            aggregate: str = "none", kind: str = "all", min_agreement: float | None = None,
            conversational: bool = False, real_rater_names: bool = False,
            slate_pairs: str = "best", include_original_pair: bool = False,
@@ -497,7 +496,7 @@ def export(db: Database, project: str | int, out: str | os.PathLike | TextIO, *,
         As :func:`iter_rows`, before anything is written.
     """
     summary: dict = {}
-    proj = storage.get_project(db, project)
+    proj = store.get_project(db, project)
     if format == "pairs" and aggregate == "none" and proj["kind"] == "pairwise":
         check_options(format=format, aggregate=aggregate, kind=kind,
                       min_agreement=min_agreement, conversational=conversational,
@@ -536,7 +535,7 @@ def _write_to(out: str | os.PathLike | TextIO, lines: Iterator[str], summary: di
     return summary
 
 
-def _fast_pair_lines(db: Database, proj: dict, summary: dict, *, kind: str,
+def _fast_pair_lines(db, proj: dict, summary: dict, *, kind: str,
                      conversational: bool, real_rater_names: bool, progress: bool
                      ) -> Iterator[str]:
     """Yield the ``pairs`` lines of a pairwise project without building row dicts.
@@ -553,7 +552,7 @@ def _fast_pair_lines(db: Database, proj: dict, summary: dict, *, kind: str,
     aliases: dict[str, str] = {}
     encode = _line_encoder()
     prompt_item, prompt_json = -1, ""
-    total = storage.count_judgment_rows(db, proj["id"], kind=kind) if progress else None
+    total = store.count_judgment_rows(db, proj["id"], kind=kind) if progress else None
     bar = tqdm(total=total, desc="export pairs", unit="judgment", file=sys.stderr,
                disable=None if progress else True)
 
@@ -563,7 +562,7 @@ def _fast_pair_lines(db: Database, proj: dict, summary: dict, *, kind: str,
     try:
         for n, (jid, ext, rater, jkind, outcome, strength, rationale, tags, item_id, prompt,
                 messages, ctext, csys, rtext, rsys) in enumerate(
-                    storage.iter_pair_export_rows(db, proj["id"], kind=kind), start=1):
+                    store.iter_pair_export_rows(db, proj["id"], kind=kind), start=1):
             if n % 10_000 == 0:
                 bar.update(10_000)
             summary["judgments"] += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from prefstore import storage
+from prefstore import store
 from prefstore.errors import InvalidInput, NotConverged
 from prefstore.models import MODELS, get_model
 from prefstore.models.adapter import pairwise_from_frames, rankings_from_frames
@@ -42,13 +42,13 @@ def fit_project(db, project: str | int, *, model: str = "bt", level: str = "syst
         raise InvalidInput(f"--level must be one of {', '.join(LEVELS)}, got {level!r}")
     if kind not in KINDS:
         raise InvalidInput(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    proj = storage.get_project(db, project)
+    proj = store.get_project(db, project)
     start = time.perf_counter()
-    judgments = storage.judgments_frame(db, proj["id"], kind=kind, columns="model")
+    judgments = store.judgments_frame(db, proj["id"], kind=kind, columns="model")
     if judgments.empty:
         which = "" if kind == "all" else f"{kind} "
         raise InvalidInput(f"project {proj['name']!r} has no {which}judgments to fit")
-    responses = storage.responses_frame(db, proj["id"], with_text=False)
+    responses = store.responses_frame(db, proj["id"], with_text=False)
     if spec.data == "rankings":
         data = rankings_from_frames(judgments, responses, level=level, kind=kind)
     else:
@@ -63,7 +63,7 @@ def fit_project(db, project: str | int, *, model: str = "bt", level: str = "syst
                 "project": proj["name"]})
     if save:
         params = {"alpha": alpha, "ci": ci, "n_boot": n_boot, "seed": seed, "k": k}
-        out["fit_id"] = storage.save_fit(
+        out["fit_id"] = store.save_fit(
             db, proj["id"], model=model, level=level, kind=kind, params=params, result=out,
             n_judgments=len(judgments), seconds=seconds)
     return out
@@ -78,7 +78,7 @@ def default_models(project: dict) -> list[tuple[str, str]]:
 
 def refit_all(db, project: str | int, *, progress=None) -> dict:
     """Refit the default models of a project; failures are recorded, not raised."""
-    proj = storage.get_project(db, project)
+    proj = store.get_project(db, project)
     done, failed = [], {}
     pairs = default_models(proj)
     for n, (model, level) in enumerate(pairs, start=1):

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
 from tqdm import tqdm
 
-from prefstore import storage
+from prefstore import store
 from prefstore.errors import Conflict, InvalidInput
 
 MAX_TEXT_CHARS = 1_000_000
@@ -323,7 +322,7 @@ def validate_item(data: Any, where: str, *, task_kind: str | None = None) -> dic
         if not isinstance(gold, dict):
             raise InvalidInput(f'{where}: "gold" must be an object like {{"choice": 0}}, got '
                                f"{_type_name(gold)}")
-        label = storage.normalize_judgment(n, choice=gold.get("choice"),
+        label = store.normalize_judgment(n, choice=gold.get("choice"),
                                            ranking=gold.get("ranking"), where=f"{where}: gold")
         item["gold"] = {k: v for k, v in (("choice", label["choice"] if label["outcome"] ==
                                            "choice" else label["outcome"]),
@@ -343,9 +342,9 @@ def validate_judgment(data: Any, where: str, n_responses: int) -> dict:
     rater = data.get("rater")
     _check_text(rater, where, '"rater"', allow_empty=False)
     kind = data.get("kind", "human")
-    if kind not in storage.RATER_KINDS:
+    if kind not in store.RATER_KINDS:
         raise InvalidInput(f'{where}: "kind" must be "human" or "llm", got {kind!r}')
-    label = storage.normalize_judgment(
+    label = store.normalize_judgment(
         n_responses, choice=data.get("choice"), ranking=data.get("ranking"),
         strength=data.get("strength"), where=where)
     out = {"rater": rater, "kind": kind, **label}
@@ -386,7 +385,7 @@ def validate_judgment(data: Any, where: str, n_responses: int) -> dict:
     if created is not None:
         _check_text(created, where, '"created_at"', allow_empty=False)
         try:
-            storage.parse_iso(created)
+            store.parse_iso(created)
         except ValueError as exc:
             raise InvalidInput(f'{where}: "created_at" must look like 2026-01-31T12:00:00.000Z, '
                                f"got {created!r}") from exc
@@ -538,7 +537,7 @@ def parse_judgments(source: str | os.PathLike | bytes, items: dict[str, tuple[in
 # Writing
 
 
-def _write_judgments(db: Database, judgments: list[dict], item_ids: dict[str, int]) -> int:
+def _write_judgments(db, judgments: list[dict], item_ids: dict[str, int]) -> int:
     raters: dict[str, dict] = {}
     rows = []
     for judgment in judgments:
@@ -547,7 +546,7 @@ def _write_judgments(db: Database, judgments: list[dict], item_ids: dict[str, in
         name = judgment["rater"]
         if name not in raters:
             try:
-                raters[name] = storage.get_or_create_rater(db, name, judgment["kind"])
+                raters[name] = store.get_or_create_rater(db, name, judgment["kind"])
             except InvalidInput as exc:
                 raise InvalidInput(f"{where}: {exc}") from exc
         elif raters[name]["kind"] != judgment["kind"]:
@@ -559,10 +558,10 @@ def _write_judgments(db: Database, judgments: list[dict], item_ids: dict[str, in
         row["submission_id"] = judgment["submission_id"] or _submission_id(
             judgment["item"], judgment)
         rows.append(row)
-    return storage.insert_judgments(db, rows)
+    return store.insert_judgments(db, rows)
 
 
-def import_items(db: Database, source: str | os.PathLike | bytes, project: str, *,
+def import_items(db, source: str | os.PathLike | bytes, project: str, *,
                  kind: str | None = None, fmt: str | None = None, name: str | None = None,
                  skip_invalid_judgments: bool = False, settings: dict | None = None,
                  actor: str = "cli") -> dict:
@@ -572,30 +571,30 @@ def import_items(db: Database, source: str | os.PathLike | bytes, project: str, 
     kind, else it is pairwise when every item has exactly 2 responses.
     Returns a report with counts and the skipped judgments.
     """
-    existing = storage.find_project(db, project)
+    existing = store.find_project(db, project)
     if existing and kind and kind != existing["kind"]:
         raise InvalidInput(f"--kind {kind}: project {project!r} is a {existing['kind']} project")
     task_kind = existing["kind"] if existing else kind
-    if task_kind is not None and task_kind not in storage.TASK_KINDS:
+    if task_kind is not None and task_kind not in store.TASK_KINDS:
         raise InvalidInput(f"--kind must be pairwise or slate, got {task_kind!r}")
     parsed = parse_items(
         source, fmt=fmt, name=name, task_kind=task_kind,
         skip_invalid_judgments=skip_invalid_judgments,
-        existing_ids=storage.existing_external_ids(db, existing["id"]) if existing else set())
-    with storage.write(db):
+        existing_ids=store.existing_external_ids(db, existing["id"]) if existing else set())
+    with store.write(db):
         if existing is None:
-            existing = storage.create_project(db, project, task_kind or parsed.kind(),
+            existing = store.create_project(db, project, task_kind or parsed.kind(),
                                               settings, actor=actor)
             created_project = True
         else:
             created_project = False
         try:
-            ids = storage.insert_items(db, existing["id"], parsed.items)
+            ids = store.insert_items(db, existing["id"], parsed.items)
         except Conflict as exc:
             raise InvalidInput(str(exc)) from exc
         item_ids = {item["external_id"]: i for item, i in zip(parsed.items, ids)}
         n_judgments = _write_judgments(db, parsed.judgments, item_ids)
-        storage.log_action(db, existing["id"], actor, "import_items",
+        store.log_action(db, existing["id"], actor, "import_items",
                        {"items": len(ids), "judgments": n_judgments,
                         "skipped": len(parsed.skipped)})
     return {"project": project, "created_project": created_project,
@@ -604,17 +603,17 @@ def import_items(db: Database, source: str | os.PathLike | bytes, project: str, 
             "judgments": n_judgments, "skipped": parsed.skipped}
 
 
-def import_judgments(db: Database, source: str | os.PathLike | bytes, project: str, *,
+def import_judgments(db, source: str | os.PathLike | bytes, project: str, *,
                      fmt: str | None = None, name: str | None = None,
                      skip_invalid_judgments: bool = False, actor: str = "cli") -> dict:
     """Import judgments for items already in ``project``, all or nothing."""
-    existing = storage.get_project(db, project)
-    items = storage.item_ids_by_external(db, existing["id"])
+    existing = store.get_project(db, project)
+    items = store.item_ids_by_external(db, existing["id"])
     judgments, skipped = parse_judgments(source, items, fmt=fmt, name=name,
                                          skip_invalid_judgments=skip_invalid_judgments)
-    with storage.write(db):
+    with store.write(db):
         n = _write_judgments(db, judgments, {ext: v[0] for ext, v in items.items()})
-        storage.log_action(db, existing["id"], actor, "import_judgments",
+        store.log_action(db, existing["id"], actor, "import_judgments",
                        {"judgments": n, "skipped": len(skipped)})
     return {"project": project, "judgments": n, "duplicates": len(judgments) - n,
             "skipped": skipped}

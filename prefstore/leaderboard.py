@@ -93,11 +93,11 @@ def rater_type_rows(result: dict) -> list[dict]:
 
 def project_win_rates(db, project: str | int, *, kinds: tuple[str, ...] = KINDS) -> dict:
     """Return ``{kind: win_rate_pairwise(...) + {"n_judgments"}}`` of a project at system level."""
-    from prefstore import storage
+    from prefstore import store
 
-    proj = storage.get_project(db, project)
-    judgments = storage.judgments_frame(db, proj["id"])
-    responses = storage.responses_frame(db, proj["id"], with_text=False)
+    proj = store.get_project(db, project)
+    judgments = store.judgments_frame(db, proj["id"])
+    responses = store.responses_frame(db, proj["id"], with_text=False)
     out = {}
     for kind in kinds:
         data = pairwise_from_frames(judgments, responses, level="system", kind=kind,
@@ -109,13 +109,13 @@ def project_win_rates(db, project: str | int, *, kinds: tuple[str, ...] = KINDS)
 
 def refresh_win_rates(db, project: str | int, *, kinds: tuple[str, ...] = KINDS) -> dict[str, int]:
     """Compute and store the system win-rate matrix per kind; return the report ids."""
-    from prefstore import storage
+    from prefstore import store
 
-    proj = storage.get_project(db, project)
+    proj = store.get_project(db, project)
     start = time.perf_counter()
     rates = project_win_rates(db, proj["id"], kinds=kinds)
     seconds = time.perf_counter() - start
-    total = storage.count_judgments(db, proj["id"])
-    return {kind: storage.save_report(db, proj["id"], name=REPORT, kind=kind, result=result,
+    total = store.count_judgments(db, proj["id"])
+    return {kind: store.save_report(db, proj["id"], name=REPORT, kind=kind, result=result,
                                       n_judgments=total, seconds=seconds)
             for kind, result in rates.items()}

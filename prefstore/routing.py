@@ -243,20 +243,20 @@ def information_priority(p_win: np.ndarray) -> np.ndarray:
 
 
 def _frames(db, project: str | int):
-    from prefstore import storage
+    from prefstore import store
 
-    proj = storage.get_project(db, project)
-    return (proj, storage.judgments_frame(db, proj["id"]),
-            storage.responses_frame(db, proj["id"], with_text=True),
-            storage.items_frame(db, proj["id"]))
+    proj = store.get_project(db, project)
+    return (proj, store.judgments_frame(db, proj["id"]),
+            store.responses_frame(db, proj["id"], with_text=True),
+            store.items_frame(db, proj["id"]))
 
 
 def _system_win_probability(db, project_id: int, responses: pd.DataFrame,
                             item_ids: list[int]) -> np.ndarray | None:
     """P(response 0 beats response 1) from the latest system-level BT fit, if any."""
-    from prefstore import storage
+    from prefstore import store
 
-    fit = storage.latest_fit(db, project_id, model="bt", level="system", kind="all")
+    fit = store.latest_fit(db, project_id, model="bt", level="system", kind="all")
     if fit is None:
         return None
     scores = fit["result"].get("scores", {})
@@ -279,7 +279,7 @@ def refresh_routing(db, project: str | int, *, judge: str | None = None,
     human items are ordered by the expected information of their comparison
     under the latest system-level Bradley-Terry fit.
     """
-    from prefstore import storage
+    from prefstore import store
 
     proj, judgments, responses, items = _frames(db, project)
     judge = judge or default_judge(judgments)
@@ -288,7 +288,7 @@ def refresh_routing(db, project: str | int, *, judge: str | None = None,
     if judge is None:
         decisions = [{"item_id": int(i), "decision": "human", "predicted_agreement": None,
                       "priority": 0.0, "features": {}} for i in items["item_id"]]
-        storage.save_routing(db, proj["id"], decisions)
+        store.save_routing(db, proj["id"], decisions)
         return {"project": proj["name"], "judge": None, "items": n, "human": n, "llm": 0,
                 "both": 0, "trained_on": 0, "reason": "no judge labels yet"}
     if judge not in set(judgments.loc[judgments["kind"] == "llm", "rater"]):
@@ -303,8 +303,8 @@ def refresh_routing(db, project: str | int, *, judge: str | None = None,
     # An item the judge has not labelled cannot be left to the judge.
     unlabelled = ~features.index.isin(verdicts.index)
     predicted = np.where(unlabelled, -1.0, predicted)
-    n_human = budget_count(settings["human_budget"], n)
-    decided = route(predicted, n_human, calibration_fraction=settings["calibration_fraction"],
+    n_human = budget_count(settings.human_budget, n)
+    decided = route(predicted, n_human, calibration_fraction=settings.calibration_fraction,
                     seed=seed)
     priority = 1 - predicted
     if active:
@@ -318,7 +318,7 @@ def refresh_routing(db, project: str | int, *, judge: str | None = None,
              "priority": float(pr), "features": dict(zip(columns, map(float, v)))}
             for item_id, decision, p, pr, v in zip(features.index, decided, predicted,
                                                   priority, values)]
-    storage.save_routing(db, proj["id"], rows)
+    store.save_routing(db, proj["id"], rows)
     counts = pd.Series(decided).value_counts()
     return {"project": proj["name"], "judge": judge, "items": n,
             "human": int(counts.get("human", 0)), "llm": int(counts.get("llm", 0)),
@@ -439,11 +439,11 @@ def routing_report(db, project: str | int, *, judge: str | None = None,
     predicted agreement. The predictor was trained on such items, so the
     curve shows in-sample calibration.
     """
-    from prefstore import storage
+    from prefstore import store
 
-    proj = storage.get_project(db, project)
-    decisions = storage.routing_frame(db, proj["id"])
-    judgments = storage.judgments_frame(db, proj["id"])
+    proj = store.get_project(db, project)
+    decisions = store.routing_frame(db, proj["id"])
+    judgments = store.judgments_frame(db, proj["id"])
     judge = judge or default_judge(judgments)
     realized = realized_agreement(judgments, judge) if judge else pd.Series(dtype=float)
     predicted = decisions.set_index("item_id")["predicted_agreement"]
@@ -466,13 +466,13 @@ def refresh_routing_report(db, project: str | int, *, judge: str | None = None) 
     """Compute and store :func:`routing_report` (``name="routing"``); return its id."""
     import time
 
-    from prefstore import storage
+    from prefstore import store
 
-    proj = storage.get_project(db, project)
+    proj = store.get_project(db, project)
     start = time.perf_counter()
     report = routing_report(db, proj["id"], judge=judge)
-    return storage.save_report(db, proj["id"], name=REPORT, kind="all", result=report,
-                               n_judgments=storage.count_judgments(db, proj["id"]),
+    return store.save_report(db, proj["id"], name=REPORT, kind="all", result=report,
+                               n_judgments=store.count_judgments(db, proj["id"]),
                                seconds=time.perf_counter() - start)
 
 

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from prefstore import storage
+from prefstore import store
 from prefstore.errors import InvalidInput, PrefstoreError
 
 log = logging.getLogger("prefstore.worker")
@@ -80,9 +80,9 @@ def run_refit(ctx: JobContext) -> dict:
 def run_route(ctx: JobContext) -> dict:
     from prefstore import routing
 
-    project = storage.get_project(ctx.db, ctx.job["project_id"])
+    project = store.get_project(ctx.db, ctx.job["project_id"])
     judge = ctx.job["payload"].get("judge")
-    active = ctx.job["payload"].get("active", project["settings"]["active_selection"])
+    active = ctx.job["payload"].get("active", project["settings"].active_selection)
     summary = routing.refresh_routing(ctx.db, project["id"], judge=judge, active=bool(active))
     if summary["judge"] is not None:
         summary["report"] = routing.refresh_routing_report(ctx.db, project["id"],
@@ -94,16 +94,16 @@ def run_annotate(ctx: JobContext) -> dict:
     """Label the project's items with its configured LLM judge, in batches."""
     from prefstore import judges
 
-    project = storage.get_project(ctx.db, ctx.job["project_id"])
-    config = ctx.job["payload"].get("judge") or project["settings"].get("judge")
+    project = store.get_project(ctx.db, ctx.job["project_id"])
+    config = ctx.job["payload"].get("judge") or project["settings"].judge
     if not config:
         raise InvalidInput(f"project {project['name']!r} has no judge configured "
                            "(settings.judge)")
     judge = judges.load_judge(config)
-    rater = storage.get_or_create_rater(ctx.db, judge.name, "llm")
+    rater = store.get_or_create_rater(ctx.db, judge.name, "llm")
     written = truncated = 0
     while True:
-        batch = storage.items_missing_judgment(ctx.db, project["id"], rater["id"],
+        batch = store.items_missing_judgment(ctx.db, project["id"], rater["id"],
                                                limit=ANNOTATE_BATCH)
         if not batch:
             break
@@ -116,7 +116,7 @@ def run_annotate(ctx: JobContext) -> dict:
         for item, result in zip(batch, results):
             judgment = result.to_judgment()
             truncated += bool(result.truncated)
-            _, created = storage.submit_judgment(
+            _, created = store.submit_judgment(
                 ctx.db, item_id=item["id"], rater_id=rater["id"], kind="llm",
                 submission_id=f"judge:{item['id']}", outcome=judgment["outcome"],
                 choice=judgment["choice"], ranking=judgment["ranking"],
@@ -138,29 +138,29 @@ JOB_HANDLERS: dict[str, Callable[[JobContext], dict]] = {
 
 
 def _enqueue_route_if_judged(db, project_id: int) -> None:
-    if storage.has_llm_judgments(db, project_id):
-        storage.enqueue_job(db, "route", project_id=project_id)
+    if store.has_llm_judgments(db, project_id):
+        store.enqueue_job(db, "route", project_id=project_id)
 
 
 def schedule_due_jobs(db, now: dt.datetime | None = None) -> list[int]:
     """Queue refits that are due (N new judgments or T minutes) and pending annotations."""
     now = now or dt.datetime.now(dt.UTC)
     queued = []
-    for project in storage.list_projects(db):
+    for project in store.list_projects(db):
         settings = project["settings"]
-        last = storage.last_fit_time(db, project["id"])
-        new = storage.judgments_since(db, project["id"], last)
-        minutes = (now - storage.parse_iso(last)).total_seconds() / 60 if last else None
-        due = new >= settings["refit_every_judgments"] or (
-            new > 0 and (minutes is None or minutes >= settings["refit_every_minutes"]))
-        if due and (job := storage.enqueue_job(db, "refit", project_id=project["id"])):
+        last = store.last_fit_time(db, project["id"])
+        new = store.judgments_since(db, project["id"], last)
+        minutes = (now - store.parse_iso(last)).total_seconds() / 60 if last else None
+        due = new >= settings.refit_every_judgments or (
+            new > 0 and (minutes is None or minutes >= settings.refit_every_minutes))
+        if due and (job := store.enqueue_job(db, "refit", project_id=project["id"])):
             queued.append(job)
-        if settings.get("judge"):
+        if settings.judge:
             from prefstore.judges.base import JudgeConfig, rater_name
 
-            name = rater_name(JudgeConfig.from_dict(settings["judge"]).model)
-            if storage.count_items_missing_judgment(db, project["id"], name) and (
-                    job := storage.enqueue_job(db, "annotate", project_id=project["id"])):
+            name = rater_name(JudgeConfig.from_dict(settings.judge).model)
+            if store.count_items_missing_judgment(db, project["id"], name) and (
+                    job := store.enqueue_job(db, "annotate", project_id=project["id"])):
                 queued.append(job)
     return queued
 
@@ -171,7 +171,7 @@ class Worker:
     def __init__(self, db_path: str | os.PathLike | None = None, *, worker_id: str | None = None,
                  lease_s: float = LEASE_S, heartbeat_s: float = HEARTBEAT_S,
                  poll_s: float = POLL_S, schedule: bool = True):
-        self.db_path = str(db_path or storage.default_db_path())
+        self.db_path = str(db_path or store.default_db())
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_s, self.heartbeat_s, self.poll_s = lease_s, heartbeat_s, poll_s
         self.schedule = schedule
@@ -188,15 +188,15 @@ class Worker:
 
     def run(self, *, once: bool = False) -> int:
         """Process jobs until stopped; with ``once``, until the queue is empty. Returns count."""
-        db = storage.connect(self.db_path)
-        storage.register_worker(db, self.id, os.getpid(), socket.gethostname())
+        db = store.connect(self.db_path)
+        store.register_worker(db, self.id, os.getpid(), socket.gethostname())
         processed = 0
         try:
             while not self.stop_event.is_set():
-                storage.worker_heartbeat(db, self.id)
+                store.worker_heartbeat(db, self.id)
                 if self.schedule:
                     schedule_due_jobs(db)
-                job = storage.claim_job(db, self.id, lease_s=self.lease_s)
+                job = store.claim_job(db, self.id, lease_s=self.lease_s)
                 if job is None:
                     if once:
                         break
@@ -205,7 +205,7 @@ class Worker:
                 self.run_job(db, job)
                 processed += 1
         finally:
-            storage.worker_heartbeat(db, self.id, status="stopped")
+            store.worker_heartbeat(db, self.id, status="stopped")
             db.close()
         return processed
 
@@ -226,27 +226,27 @@ class Worker:
             return
         except Exception as exc:  # a failed job is recorded; the worker goes on
             log.exception("job %s failed", job["id"])
-            storage.finish_job(db, job["id"], self.id, error=f"{type(exc).__name__}: {exc}")
+            store.finish_job(db, job["id"], self.id, error=f"{type(exc).__name__}: {exc}")
             return
         finally:
             done.set()
             beat.join()
         if result.get("complete") is False:
             # Stopped mid-way: hand the rest back to the queue for the next worker.
-            storage.release_job(db, job["id"], self.id)
+            store.release_job(db, job["id"], self.id)
             return
-        storage.finish_job(db, job["id"], self.id, result=result)
+        store.finish_job(db, job["id"], self.id, result=result)
         log.info("worker %s: job %s done", self.id, job["id"])
 
     def _heartbeat(self, job_id: int) -> None:
-        db = storage.connect(self.db_path)  # its own connection: threads never share one
+        db = store.connect(self.db_path)  # its own connection: threads never share one
         try:
             while not self._beat_done.wait(self.heartbeat_s):
-                if not storage.heartbeat_job(db, job_id, self.id, lease_s=self.lease_s,
+                if not store.heartbeat_job(db, job_id, self.id, lease_s=self.lease_s,
                                              progress=self._progress):
                     self.lease_lost.set()
                     return
-                storage.worker_heartbeat(db, self.id)
+                store.worker_heartbeat(db, self.id)
         finally:
             db.close()
 
@@ -264,9 +264,9 @@ def ensure_worker(db_path: str | os.PathLike, *, log_path: str | os.PathLike | N
     lock_path = db_path + ".worker.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        db = storage.connect(db_path)
+        db = store.connect(db_path)
         try:
-            if storage.live_workers(db, within_s=WORKER_LIVE_S):
+            if store.live_workers(db, within_s=WORKER_LIVE_S):
                 return None
             out = open(log_path or db_path + ".worker.log", "a")  # noqa: SIM115
             # The app may run from a checkout that is not pip-installed: make the
@@ -282,7 +282,7 @@ def ensure_worker(db_path: str | os.PathLike, *, log_path: str | os.PathLike | N
             # Wait briefly for its first heartbeat, so the next check sees it alive.
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and proc.poll() is None:
-                if storage.live_workers(db, within_s=WORKER_LIVE_S):
+                if store.live_workers(db, within_s=WORKER_LIVE_S):
                     break
                 time.sleep(0.1)
             return proc.pid

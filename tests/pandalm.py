@@ -6,9 +6,11 @@ The data is read in place; it is never copied into the repository.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA_ENV = "PREFSTORE_TEST_DATA"
+DATA = Path(os.environ.get(DATA_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data")
 PANDALM = DATA / "pandalm"
 NASCAR = DATA / "nascar2002" / "nascar2002.txt"
 

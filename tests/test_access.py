@@ -1,6 +1,6 @@
 import pytest
 
-from prefstore import access, storage
+from prefstore import access, store
 from prefstore.errors import AccessDenied, InvalidInput
 
 DENIED = "this link is not valid; ask your project admin for a new one"
@@ -18,13 +18,13 @@ def test_admin_token_makes_an_admin_who_rates_as_admin(db):
     found = access.resolve(db, "top-secret", admin_token="top-secret")
     assert (found.role, found.mode, found.name, found.is_admin) == (
         "admin", "admin_token", "admin", True)
-    assert storage.get_rater(db, "admin")["role"] == "rater"  # a plain row to rate under
+    assert store.get_rater(db, "admin")["role"] == "rater"  # a plain row to rate under
     assert access.resolve(db, "top-secret", admin_token="top-secret").rater["id"] == \
         found.rater["id"]
 
 
 def test_rater_token_gives_the_rater_role(db):
-    rater, token = storage.create_rater(db, "ann")
+    rater, token = store.create_rater(db, "ann")
     found = access.resolve(db, token, admin_token="top-secret")
     assert (found.role, found.mode, found.rater["id"], found.is_admin) == (
         "rater", "token", rater["id"], False)
@@ -33,21 +33,21 @@ def test_rater_token_gives_the_rater_role(db):
 
 
 def test_admin_role_in_the_raters_table_is_an_admin(db):
-    _, token = storage.create_rater(db, "boss", role="admin")
+    _, token = store.create_rater(db, "boss", role="admin")
     assert access.require_admin(access.resolve(db, token, admin_token=None)).name == "boss"
 
 
 @pytest.mark.parametrize("token", [None, "", "wrong", "top-secretX", "é" * 10, "x" * 500])
 def test_wrong_token_reads_like_a_missing_one(db, token):
-    storage.create_rater(db, "ann")
+    store.create_rater(db, "ann")
     with pytest.raises(AccessDenied) as info:
         access.resolve(db, token, admin_token="top-secret")
     assert str(info.value) == DENIED
 
 
 def test_deactivated_rater_is_refused_with_the_same_message(db):
-    rater, token = storage.create_rater(db, "ann")
-    storage.set_rater_active(db, rater["id"], False)
+    rater, token = store.create_rater(db, "ann")
+    store.set_rater_active(db, rater["id"], False)
     with pytest.raises(AccessDenied) as info:
         access.resolve(db, token, admin_token=None)
     assert str(info.value) == DENIED
@@ -58,11 +58,11 @@ def test_local_mode_without_an_admin_token(db):
     assert (found.role, found.mode, found.rater) == ("admin", "local", None)
     named = access.local_rater(db, found, "  Ada   Lovelace ")
     assert (named.name, named.mode, named.is_admin) == ("Ada Lovelace", "local", True)
-    assert storage.get_rater(db, "Ada Lovelace")["token_hash"] is None
+    assert store.get_rater(db, "Ada Lovelace")["token_hash"] is None
 
 
 def test_rater_link_in_local_mode_still_restricts_to_rater(db):
-    _, token = storage.create_rater(db, "ann")
+    _, token = store.create_rater(db, "ann")
     assert access.resolve(db, token, admin_token=None).role == "rater"
     with pytest.raises(AccessDenied) as info:
         access.resolve(db, "wrong", admin_token=None)
@@ -71,7 +71,7 @@ def test_rater_link_in_local_mode_still_restricts_to_rater(db):
 
 def test_local_names_are_checked(db):
     local = access.resolve(db, None, admin_token=None)
-    storage.create_rater(db, "ann")
+    store.create_rater(db, "ann")
     with pytest.raises(InvalidInput, match="name must not be empty"):
         access.local_rater(db, local, "   ")
     with pytest.raises(InvalidInput, match="at most 60 characters, got 61"):

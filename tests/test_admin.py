@@ -1,4 +1,4 @@
-"""prefstore.admin: rater links, the settings form, upload checks and prepared exports."""
+"""prefstore.admin: rater links, upload checks and prepared exports."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from prefstore import admin, storage
+from prefstore import admin, store
 from prefstore.errors import InvalidInput, NotFound
 
 
 def seed(db, name="p", n_items=2):
-    project = storage.create_project(db, name, "pairwise", {"gold_rate": 0.0})
-    storage.insert_items(db, project["id"], [
+    project = store.create_project(db, name, "pairwise", {"gold_rate": 0.0})
+    store.insert_items(db, project["id"], [
         {"external_id": f"q{i}", "prompt": f"prompt {i}",
          "responses": [{"text": f"r{i}.{k}", "system": f"s{k}"} for k in range(2)]}
         for i in range(n_items)])
@@ -40,49 +40,6 @@ def test_rater_link_quotes_the_token():
     assert admin.rater_link("http://h/", "a+b/c") == "http://h/?token=a%2Bb%2Fc"
 
 
-@pytest.mark.parametrize("settings", [
-    storage.DEFAULT_SETTINGS,
-    {**storage.DEFAULT_SETTINGS, "aspects": ["helpfulness", "a, b"], "reason_tags": ["safer"],
-     "human_budget": 0.25, "guidelines": "**be kind**", "gold_rate": 0},
-    {**storage.DEFAULT_SETTINGS, "human_budget": 40},
-    {**storage.DEFAULT_SETTINGS, "human_budget": 1},
-    {**storage.DEFAULT_SETTINGS, "human_budget": 1.0},
-])
-def test_form_round_trip(settings):
-    changes = admin.settings_from_form(admin.form_values(settings))
-    assert {**settings, **changes} == settings
-    assert type(changes["human_budget"]) is type(settings["human_budget"])
-
-
-@pytest.mark.parametrize(("mode", "amount", "expected"), [
-    ("none", 5.0, None), ("fraction", 0.5, 0.5), ("fraction", 1.0, 1.0), ("count", 40.0, 40),
-    ("count", 1.0, 1), ("count", 0.0, 0)])
-def test_human_budget(mode, amount, expected):
-    got = admin.human_budget(mode, amount)
-    assert got == expected and type(got) is type(expected)
-
-
-@pytest.mark.parametrize(("mode", "amount", "message"), [
-    ("fraction", 1.5, "settings: 'human_budget' as a fraction of the items must be in [0, 1], "
-                      "got 1.5"),
-    ("count", 2.5, "settings: 'human_budget' as a number of items must be a whole number, "
-                   "got 2.5"),
-    ("count", -1.0, "settings: 'human_budget' must be a number >= 0, got -1.0"),
-    ("share", 0.5, "human budget mode must be one of none, fraction, count, got 'share'"),
-])
-def test_human_budget_errors(mode, amount, message):
-    with pytest.raises(InvalidInput) as exc:
-        admin.human_budget(mode, amount)
-    assert str(exc.value) == message
-
-
-def test_settings_from_form_names_the_bad_setting():
-    with pytest.raises(InvalidInput, match="'reason_tags' must be a list without duplicates"):
-        admin.settings_from_form({"reason_tags": "safer\n safer "})
-    assert admin.settings_from_form({"aspects": " a \n\n b\n", "raters_per_item": 2.0}) == {
-        "aspects": ["a", "b"], "raters_per_item": 2}
-
-
 def test_check_upload_size():
     admin.check_upload_size(50 * 1024 * 1024, 50)
     with pytest.raises(InvalidInput) as exc:
@@ -100,7 +57,7 @@ def test_check_upload_lists_errors_with_line_numbers_and_writes_nothing(db):
         b'{"id": "n2", "prompt": "three", "responses": ["x", "y", "z"]}',
         b'{"id": "n3", "prompt": "ok", "responses": ["x", "y"], "extra": 1}',
     ])
-    before = storage.count_judgments(db), list(db.query("SELECT id FROM items"))
+    before = store.count_judgments(db), list(db.query("SELECT id FROM items"))
     check = admin.check_upload(db, project, data, "items.jsonl")
     assert check.errors == [
         "line 1: \"id\" 'q0' already exists in the project",
@@ -109,7 +66,7 @@ def test_check_upload_lists_errors_with_line_numbers_and_writes_nothing(db):
     assert not check.ok and check.items == 0
     assert [r["where"] for r in check.preview] == ["line 1", "line 2", "line 3", "line 4"]
     assert check.preview[2]["responses"] == '["x", "y", "z"]'
-    assert (storage.count_judgments(db), list(db.query("SELECT id FROM items"))) == before
+    assert (store.count_judgments(db), list(db.query("SELECT id FROM items"))) == before
 
 
 def test_check_upload_of_a_valid_csv_and_an_unreadable_file(db):
@@ -139,8 +96,7 @@ def test_coverage_frame_orders_counts_numerically():
                                         {"human judgments": "10", "items": 1}]
 
 
-def test_changed_settings_and_audit_rows():
-    assert admin.changed_settings({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 0}) == ["b", "c"]
+def test_audit_rows():
     entries = [{"created_at": "t", "actor": "admin", "project_id": 1, "action": "x",
                 "details": {"b": 1, "a": "é"}},
                {"created_at": "u", "actor": "cli", "project_id": None, "action": "y",
@@ -152,20 +108,20 @@ def test_changed_settings_and_audit_rows():
 
 def test_routing_counts(db):
     project = seed(db)
-    assert storage.routing_counts(db, project["id"]) == {"human": 0, "llm": 0, "both": 0}
-    items = [i["id"] for i in storage.iter_items(db, project["id"])]
-    storage.save_routing(db, project["id"], [{"item_id": items[0], "decision": "llm"},
+    assert store.routing_counts(db, project["id"]) == {"human": 0, "llm": 0, "both": 0}
+    items = [i["id"] for i in store.iter_items(db, project["id"])]
+    store.save_routing(db, project["id"], [{"item_id": items[0], "decision": "llm"},
                                              {"item_id": items[1], "decision": "llm"}])
-    assert storage.routing_counts(db, project["id"]) == {"human": 0, "llm": 2, "both": 0}
+    assert store.routing_counts(db, project["id"]) == {"human": 0, "llm": 2, "both": 0}
 
 
 def test_prepare_export_writes_the_file_and_the_summary(db, tmp_path):
     project = seed(db, name="my project/1")
-    rater, _ = storage.create_rater(db, "ann")
-    items = [i["id"] for i in storage.iter_items(db, project["id"])]
-    storage.submit_judgment(db, item_id=items[0], rater_id=rater["id"], submission_id="1",
+    rater, _ = store.create_rater(db, "ann")
+    items = [i["id"] for i in store.iter_items(db, project["id"])]
+    store.submit_judgment(db, item_id=items[0], rater_id=rater["id"], submission_id="1",
                             choice=0)
-    storage.submit_judgment(db, item_id=items[1], rater_id=rater["id"], submission_id="2",
+    store.submit_judgment(db, item_id=items[1], rater_id=rater["id"], submission_id="2",
                             outcome="both_bad")
     out = tmp_path / "exports"
     ready = admin.prepare_export(db, project["id"], directory=out, format="pairs",

@@ -32,7 +32,7 @@ def test_pandalm_kappas_and_gpt35_accuracy_skipping_garbage(pandalm_db_path, cap
     assert lo < report["krippendorff_alpha"]["nominal"] < hi
 
 
-def test_pandalm_gpt35_accuracy_with_garbage_as_tie(tmp_path, capsys):
+def test_pandalm_gpt35_accuracy_with_garbage_as_tie(tmp_path, capsys, shared_data):
     db = str(tmp_path / "g.db")
     items = pandalm.write_jsonl(tmp_path / "i.jsonl", pandalm.item_rows())
     # The published metrics script counts "garbage" as a tie.

@@ -2,18 +2,19 @@ import random
 
 import pytest
 
-from prefstore import assignment, storage
+from prefstore import assignment, store
 from prefstore.errors import InvalidInput
+from prefstore.settings import ProjectSettings
 
 
 def make_project(db, n_items=4, n_responses=2, gold=None, **settings):
-    project = storage.create_project(db, "p", "pairwise" if n_responses == 2 else "slate",
+    project = store.create_project(db, "p", "pairwise" if n_responses == 2 else "slate",
                                      {"gold_rate": 0.0, **settings})
-    storage.insert_items(db, project["id"], [
+    store.insert_items(db, project["id"], [
         {"external_id": f"q{i}", "prompt": f"prompt {i}",
          "responses": [{"text": f"r{i}.{k}"} for k in range(n_responses)],
          "gold": gold(i) if gold else None} for i in range(n_items)])
-    return storage.get_project(db, project["id"])
+    return store.get_project(db, project["id"])
 
 
 def test_labels_map_display_positions_to_response_indices():
@@ -43,14 +44,14 @@ def test_ranking_from_ranks_checks_the_permutation():
 
 
 def test_check_form_rationale_rules():
-    required = {"rationale_required": True, "rationale_min_chars": 5}
+    required = ProjectSettings(rationale_required=True, rationale_min_chars=5)
     assert assignment.check_form(required, rationale="  ") == [
         "a rationale is required: say briefly why (at least 5 characters)"]
     assert assignment.check_form(required, rationale="abc") == [
         "the rationale must have at least 5 characters, it has 3"]
     assert assignment.check_form(required, rationale="abcdef") == []
-    assert assignment.check_form({"rationale_min_chars": 5}, rationale="") == []
-    assert assignment.check_form({}, aspects={"x": 7}) == ['aspect "x" must be scored 1..5, got 7']
+    assert assignment.check_form(ProjectSettings(rationale_min_chars=5), rationale="") == []
+    assert assignment.check_form(ProjectSettings(), aspects={"x": 7}) == ['aspect "x" must be scored 1..5, got 7']
 
 
 def test_gold_correct():
@@ -64,15 +65,15 @@ def test_gold_correct():
 
 def test_submit_stores_gold_correctness_and_is_idempotent(db):
     project = make_project(db, gold=lambda i: {"choice": 0}, gold_rate=1.0)
-    ann, _ = storage.create_rater(db, "ann")
-    bob, _ = storage.create_rater(db, "bob")
+    ann, _ = store.create_rater(db, "ann")
+    bob, _ = store.create_rater(db, "bob")
     for rater, chosen in ((ann, [0, 0]), (bob, [0, 1])):
         for choice in chosen:
             claim = assignment.next_item(db, project["id"], rater["id"], rng=random.Random(1))
             label = {"outcome": "choice", "choice": choice, "strength": None}
             first = assignment.submit(db, claim, rater["id"], label)
             assert assignment.submit(db, claim, rater["id"], label) == (first[0], False)
-    rows = storage.list_judgments(db)
+    rows = store.list_judgments(db)
     assert [(r["rater_id"], r["metadata"], r["submission_id"][0]) for r in rows] == [
         (ann["id"], {"gold_correct": True}, "a"), (ann["id"], {"gold_correct": True}, "a"),
         (bob["id"], {"gold_correct": True}, "a"), (bob["id"], {"gold_correct": False}, "a")]
@@ -83,9 +84,9 @@ def test_submit_stores_gold_correctness_and_is_idempotent(db):
 
 def test_gold_accuracy_recomputes_imported_judgments(db):
     project = make_project(db, n_items=2, gold=lambda i: {"choice": 1})
-    cat = storage.get_or_create_rater(db, "cat")
-    items = [i["id"] for i in storage.iter_items(db, project["id"])]
-    storage.insert_judgments(db, [
+    cat = store.get_or_create_rater(db, "cat")
+    items = [i["id"] for i in store.iter_items(db, project["id"])]
+    store.insert_judgments(db, [
         {"item_id": items[0], "rater_id": cat["id"], "kind": "human", "outcome": "choice",
          "choice": 1, "submission_id": "i1"},
         {"item_id": items[1], "rater_id": cat["id"], "kind": "human", "outcome": "tie",
@@ -95,17 +96,17 @@ def test_gold_accuracy_recomputes_imported_judgments(db):
 
 def test_submit_refuses_a_missing_rationale_and_stores_nothing(db):
     project = make_project(db, rationale_required=True)
-    rater, _ = storage.create_rater(db, "ann")
+    rater, _ = store.create_rater(db, "ann")
     claim = assignment.next_item(db, project["id"], rater["id"])
     with pytest.raises(InvalidInput, match="a rationale is required"):
         assignment.submit(db, claim, rater["id"], assignment.label_for_position([0, 1], 0),
                           settings=project["settings"], rationale=" ")
-    assert storage.count_judgments(db) == 0
+    assert store.count_judgments(db) == 0
 
 
 def test_resolve_edit(db):
     project = make_project(db)
-    rater, _ = storage.create_rater(db, "ann")
+    rater, _ = store.create_rater(db, "ann")
     claim = assignment.next_item(db, project["id"], rater["id"], rng=random.Random(0))
     order = claim["display_order"]
     text_a = claim["item"]["responses"][order[0]]["text"]
@@ -121,14 +122,14 @@ def test_resolve_edit(db):
 
 def test_skip_and_flag(db):
     project = make_project(db, n_items=2)
-    rater, _ = storage.create_rater(db, "ann")
+    rater, _ = store.create_rater(db, "ann")
     first = assignment.next_item(db, project["id"], rater["id"])
     assignment.skip(db, first, rater["id"], "  ")
     second = assignment.next_item(db, project["id"], rater["id"])
     with pytest.raises(InvalidInput, match="flag reason must be one of harmful, broken, unclear"):
         assignment.flag(db, second, rater["id"], "boring")
     assignment.flag(db, second, rater["id"], "harmful")
-    assert [(storage.get_assignment(db, c["id"])["status"],
-             storage.get_assignment(db, c["id"])["reason"]) for c in (first, second)] == [
+    assert [(store.get_assignment(db, c["id"])["status"],
+             store.get_assignment(db, c["id"])["reason"]) for c in (first, second)] == [
         ("skipped", None), ("flagged", "harmful")]
     assert assignment.next_item(db, project["id"], rater["id"]) is None

@@ -15,7 +15,7 @@ def run(*args):
     )
 
 
-def test_import_and_stats_json(tmp_path, capsys):
+def test_import_and_stats_json(tmp_path, capsys, shared_data):
     db = str(tmp_path / "x.db")
     items = pandalm.write_jsonl(tmp_path / "i.jsonl", pandalm.item_rows())
     judge = pandalm.write_jsonl(tmp_path / "j.jsonl", pandalm.gpt_judgment_rows())
@@ -89,7 +89,7 @@ def test_backup_command(tmp_path):
 
 
 def test_rotate_token_and_set_active(tmp_path, capsys):
-    from prefstore import storage
+    from prefstore import store
     from prefstore.errors import AccessDenied
 
     db_path = str(tmp_path / "x.db")
@@ -97,14 +97,14 @@ def test_rotate_token_and_set_active(tmp_path, capsys):
     old = capsys.readouterr().out.strip().splitlines()[-1]
     assert main(["rotate-token", "ann", "--db", db_path]) == 0
     new = capsys.readouterr().out.strip().splitlines()[-1]
-    db = storage.connect(db_path)
-    assert new != old and storage.rater_for_token(db, new)["name"] == "ann"
+    db = store.connect(db_path)
+    assert new != old and store.rater_for_token(db, new)["name"] == "ann"
     with pytest.raises(AccessDenied):
-        storage.rater_for_token(db, old)
+        store.rater_for_token(db, old)
     assert main(["set-active", "ann", "off", "--db", db_path]) == 0
     with pytest.raises(AccessDenied):
-        storage.rater_for_token(db, new)
+        store.rater_for_token(db, new)
     assert main(["set-active", "ann", "on", "--db", db_path]) == 0
-    assert storage.rater_for_token(db, new)["name"] == "ann"
+    assert store.rater_for_token(db, new)["name"] == "ann"
     assert main(["rotate-token", "nobody", "--db", db_path]) == 2
     assert capsys.readouterr().err == "error: rater 'nobody' does not exist\n"

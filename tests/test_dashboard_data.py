@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefstore import routing, storage
+from prefstore import routing, store
 from prefstore.agreement import rater_outliers
 from prefstore.errors import InvalidInput
 
@@ -61,21 +61,21 @@ def test_realized_agreement_and_decisions_table():
 
 
 def test_dashboard_counts(db):
-    project = storage.create_project(db, "p", "pairwise", {"raters_per_item": 2})
-    ids = storage.insert_items(db, project["id"], [
+    project = store.create_project(db, "p", "pairwise", {"raters_per_item": 2})
+    ids = store.insert_items(db, project["id"], [
         {"external_id": f"q{i}", "prompt": "p",
          "responses": [{"text": "A", "system": "a"}, {"text": "B", "system": "b"}]}
         for i in range(3)])
-    h1, _ = storage.create_rater(db, "h1")
-    h2, _ = storage.create_rater(db, "h2")
-    storage.create_rater(db, "idle")
-    judge, _ = storage.create_rater(db, "j", kind="llm")
+    h1, _ = store.create_rater(db, "h1")
+    h2, _ = store.create_rater(db, "h2")
+    store.create_rater(db, "idle")
+    judge, _ = store.create_rater(db, "j", kind="llm")
     for n, (item, rater) in enumerate([(ids[0], h1), (ids[0], h2), (ids[1], h1),
                                         (ids[0], judge), (ids[2], judge)]):
-        storage.submit_judgment(db, item_id=item, rater_id=rater["id"], submission_id=str(n),
+        store.submit_judgment(db, item_id=item, rater_id=rater["id"], submission_id=str(n),
                                 outcome="choice", choice=0)
-    assert storage.dashboard_counts(db, project["id"], 2) == {
+    assert store.dashboard_counts(db, project["id"], 2) == {
         "items": 3, "covered_items": 1, "coverage": 1 / 3,
         "judgments": {"human": 3, "llm": 2, "total": 5}, "raters": {"human": 2, "llm": 1}}
-    empty = storage.create_project(db, "e", "pairwise")
-    assert storage.dashboard_counts(db, empty["id"], 3)["coverage"] == 0.0
+    empty = store.create_project(db, "e", "pairwise")
+    assert store.dashboard_counts(db, empty["id"], 3)["coverage"] == 0.0

@@ -1,6 +1,6 @@
 """prefstore.edits: diffs, the edit base, example picks and the stored report."""
 
-from prefstore import edits, storage
+from prefstore import edits, store
 
 
 def test_unified_diff_plain_text():
@@ -26,16 +26,16 @@ def test_example_ids_spread_over_distances():
 
 
 def test_refresh_edit_report(db):
-    project = storage.create_project(db, "p", "pairwise")
-    [item] = storage.insert_items(db, project["id"], [{
+    project = store.create_project(db, "p", "pairwise")
+    [item] = store.insert_items(db, project["id"], [{
         "external_id": "q", "prompt": "p",
         "responses": [{"text": "abc", "system": "a"}, {"text": "xyz", "system": "b"}]}])
-    rater, _ = storage.create_rater(db, "r")
+    rater, _ = store.create_rater(db, "r")
     for n, edited in enumerate(["abcd", None, "abc"]):
-        storage.submit_judgment(db, item_id=item, rater_id=rater["id"], submission_id=str(n),
+        store.submit_judgment(db, item_id=item, rater_id=rater["id"], submission_id=str(n),
                                 outcome="choice", choice=0, edited=edited)
     edits.refresh_edit_report(db, project["id"])
-    report = storage.latest_report(db, project["id"], name="edits", kind="all")["result"]
+    report = store.latest_report(db, project["id"], name="edits", kind="all")["result"]
     assert (report["n_judgments"], report["n_edited"], report["distances"]) == (3, 1, [1])
     assert report["share_edited"] == 1 / 3
     [example] = edits.edit_examples(db, report["examples"])

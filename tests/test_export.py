@@ -6,7 +6,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from prefstore import export, importing, storage
+from prefstore import export, importing, store
 from prefstore.cli import main
 from prefstore.errors import InvalidInput, NotFound
 from tests import pandalm
@@ -53,7 +53,7 @@ SLATE_ITEMS = [
 def _build(db, tmp_path, name, items, kind=None):
     path = pandalm.write_jsonl(tmp_path / f"{name}.jsonl", items)
     importing.import_items(db, path, name, kind=kind)
-    return storage.get_project(db, name)
+    return store.get_project(db, name)
 
 
 @pytest.fixture
@@ -176,10 +176,10 @@ def test_pairs_model_margin(db, tmp_path, project):
     with pytest.raises(NotFound, match="no stored fit of model 'bt' at level 'response'"):
         export.iter_rows(db, "p", format="pairs", aggregate="model", kind="human")
     rid = {(item["external_id"], r["idx"]): str(r["id"])
-           for item in storage.iter_items(db, project["id"]) for r in item["responses"]}
+           for item in store.iter_items(db, project["id"]) for r in item["responses"]}
     scores = {rid["a", 0]: 1.0, rid["a", 1]: 0.0, rid["b", 0]: -0.5, rid["b", 1]: 0.5,
               rid["d", 0]: 0.25, rid["d", 1]: 0.25}
-    fit_id = storage.save_fit(db, project["id"], model="bt", level="response", kind="human",
+    fit_id = store.save_fit(db, project["id"], model="bt", level="response", kind="human",
                               params={}, result={"scores": scores}, n_judgments=12, seconds=0.1)
     out, summary = _run(db, tmp_path, "p", kind="human", aggregate="model")
     rows = _read(out)
@@ -294,7 +294,7 @@ def test_judgments_every_field(db, tmp_path, project):
         "edited": None, "metadata": {"ui": "v1"}, "time_ms": 1200, "submission_id": "s1",
         "created_at": CREATED, "item": "a", "rater": _alias(project, "alice"),
     }
-    stored = storage.list_judgments(db, project_id=project["id"])
+    stored = store.list_judgments(db, project_id=project["id"])
     # Every judgments column but rater_id (it links raters across projects) is kept.
     assert set(rows[0]) == (set(stored[0]) - {"rater_id"}) | {"item", "rater"}
     assert [r["outcome"] for r in rows] == [s["outcome"] for s in stored if s["kind"] == "human"]
@@ -414,8 +414,8 @@ def test_majority_streams_item_batches(db, tmp_path, monkeypatch):
              for k in range(20)]
     _build(db, tmp_path, "big", items)
     # Item-ordered: a late judgment on item 0 must still join item 0's group.
-    storage.insert_judgments(db, [{"item_id": storage.item_ids_by_external(
-        db, storage.get_project(db, "big")["id"])["i0"][0], "rater_id": storage.get_or_create_rater(
+    store.insert_judgments(db, [{"item_id": store.item_ids_by_external(
+        db, store.get_project(db, "big")["id"])["i0"][0], "rater_id": store.get_or_create_rater(
         db, "late")["id"], "kind": "human", "outcome": "choice", "choice": 1,
         "submission_id": "late-1"}])
     monkeypatch.setattr(export, "ITEM_BATCH", 4)
@@ -447,7 +447,7 @@ def test_pandalm_majority_one_row_per_non_tie_majority(pandalm_db_path, tmp_path
             winner = pandalm.LABELS[label]
             expected[str(rec["idx"])] = (pandalm._text(rec[f"response{winner + 1}"], True),
                                          count / 3)
-    db = storage.connect(pandalm_db_path)
+    db = store.connect(pandalm_db_path)
     try:
         out = tmp_path / "pandalm.jsonl"
         summary = export.export(db, "pandalm", out, format="pairs", aggregate="majority",
@@ -491,7 +491,7 @@ def test_model_export_reads_a_real_response_fit(db, tmp_path, project):
     rows = _read(out)
     assert summary["written"] == len(rows) > 0
     rid = {(item["external_id"], r["text"]): str(r["id"])
-           for item in storage.iter_items(db, project["id"]) for r in item["responses"]}
+           for item in store.iter_items(db, project["id"]) for r in item["responses"]}
     for row in rows:
         item = row["metadata"]["item"]
         chosen, rejected = fit["scores"][rid[item, row["chosen"]]], fit["scores"][

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from prefstore import fitting, storage
+from prefstore import fitting, store
 from prefstore.cli import main
 from prefstore.errors import InvalidInput
 
@@ -12,9 +12,9 @@ SYSTEMS = {"llama-7b", "bloom-7b", "cerebras-gpt-6.7B", "pythia-6.9b", "opt-7b"}
 
 def test_pandalm_system_bt_end_to_end_via_cli(pandalm_db_path, tmp_path, capsys):
     # Copy the session database: fits are written and the fixture is shared.
-    db = storage.connect(pandalm_db_path)
+    db = store.connect(pandalm_db_path)
     copy = tmp_path / "copy.db"
-    storage.backup(db, copy)
+    store.backup(db, copy)
     assert main(["fit", "--project", "pandalm", "--model", "bt", "--level", "system",
                  "--kind", "human", "--json", "--db", str(copy)]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -28,7 +28,7 @@ def test_pandalm_system_bt_end_to_end_via_cli(pandalm_db_path, tmp_path, capsys)
     assert abs(sum(out["scores"].values())) < 1e-9
     ranking = sorted(out["scores"], key=out["scores"].get, reverse=True)
     assert ranking[0] == "llama-7b" and ranking[-1] == "cerebras-gpt-6.7B"
-    stored = storage.latest_fit(storage.connect(copy), 1, model="bt", level="system",
+    stored = store.latest_fit(store.connect(copy), 1, model="bt", level="system",
                                 kind="human")
     assert stored["result"]["scores"] == out["scores"]
     assert stored["n_judgments"] == 2997
@@ -38,7 +38,7 @@ def test_pandalm_system_bt_end_to_end_via_cli(pandalm_db_path, tmp_path, capsys)
 
 def test_mixture_fit_prints_types_and_raters(pandalm_db_path, tmp_path, capsys):
     copy = tmp_path / "copy.db"
-    storage.backup(storage.connect(pandalm_db_path), copy)
+    store.backup(store.connect(pandalm_db_path), copy)
     assert main(["fit", "--project", "pandalm", "--model", "mixture", "--k", "2",
                  "--kind", "human", "--json", "--db", str(copy)]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -49,7 +49,7 @@ def test_mixture_fit_prints_types_and_raters(pandalm_db_path, tmp_path, capsys):
 
 
 def test_unknown_model_and_empty_project(db, capsys):
-    storage.create_project(db, "empty", "pairwise")
+    store.create_project(db, "empty", "pairwise")
     with pytest.raises(InvalidInput, match="^project .empty. has no judgments to fit$"):
         fitting.fit_project(db, "empty")
     with pytest.raises(InvalidInput, match="bt"):

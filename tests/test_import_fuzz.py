@@ -3,7 +3,7 @@
 Hypothesis drives two properties. A file with one bad line among good ones
 raises InvalidInput starting ``line N:`` for that line and leaves the database
 byte-for-byte as it was. A valid file round-trips through import and export
-(prefstore.export, "judgments" and "slates") and storage.iter_items unchanged.
+(prefstore.export, "judgments" and "slates") and store.iter_items unchanged.
 """
 
 import hashlib
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefstore import export, importing, storage
+from prefstore import export, importing, store
 from prefstore.cli import main
 from prefstore.errors import InvalidInput
 
@@ -41,7 +41,7 @@ def good_item(k, n=2):
 
 def seeded_db(path=":memory:"):
     """A store that already holds a project "p" with items a, b, c and one judgment."""
-    db = storage.connect(path)
+    db = store.connect(path)
     lines = [{"id": x, "prompt": f"q {x}", "responses": ["one", "two"]} for x in "abc"]
     lines[0]["judgments"] = [{"rater": "ann", "choice": 0, "strength": 2}]
     importing.import_items(db, jsonl(lines), "p")
@@ -194,7 +194,7 @@ def test_a_bad_item_line_is_named_and_changes_nothing(bad, good_before, blanks, 
     data, lineno = place(line, good_before, blanks)
     message = assert_refused(db, data, lineno, project="new" if new_project else "p")
     assert fragment in message
-    assert storage.find_project(db, "new") is None
+    assert store.find_project(db, "new") is None
 
 
 @st.composite
@@ -293,7 +293,7 @@ def test_jsonl_with_a_byte_order_mark_imports():
     db = seeded_db()
     report = importing.import_items(db, b"\xef\xbb\xbf" + jsonl([good_item(0)]), "p")
     assert report["items"] == 1
-    assert storage.get_item(db, report_item_id(db, "g0"))["prompt"] == "prompt 0"
+    assert store.get_item(db, report_item_id(db, "g0"))["prompt"] == "prompt 0"
 
 
 def report_item_id(db, ext):
@@ -334,7 +334,7 @@ def test_a_line_of_exactly_the_limit_is_accepted():
     item = good_item(5)
     item["prompt"] = "y" * importing.MAX_TEXT_CHARS
     importing.import_items(db, jsonl([item]), "p")
-    assert len(storage.get_item(db, report_item_id(db, "g5"))["prompt"]) == 1_000_000
+    assert len(store.get_item(db, report_item_id(db, "g5"))["prompt"]) == 1_000_000
 
 
 # --------------------------------------------------------------------------
@@ -467,7 +467,7 @@ def expected_judgment(j, ext):
 @given(case=valid_items(), ascii_only=st.booleans(), separate=st.booleans())
 def test_valid_files_round_trip(case, ascii_only, separate):
     n, items = case
-    db = storage.connect(":memory:")
+    db = store.connect(":memory:")
     if separate:  # items first, then the same judgments through import_judgments
         bare = [{k: v for k, v in i.items() if k != "judgments"} for i in items]
         importing.import_items(db, jsonl(bare, ascii_only), "rt")
@@ -476,11 +476,11 @@ def test_valid_files_round_trip(case, ascii_only, separate):
             importing.import_judgments(db, jsonl(rows, ascii_only), "rt")
     else:
         importing.import_items(db, jsonl(items, ascii_only), "rt")
-    project = storage.get_project(db, "rt")
+    project = store.get_project(db, "rt")
     assert project["kind"] == ("pairwise" if n == 2 else "slate")
 
     # Items, through the store's reader (item fields are not in the exports).
-    stored = list(storage.iter_items(db, project["id"]))
+    stored = list(store.iter_items(db, project["id"]))
     assert [(s["external_id"], s["prompt"], s["messages"], s["metadata"], s["category"],
              s["gold"], [(r["text"], r["system"]) for r in s["responses"]]) for s in stored] == [
         (i["id"], i.get("prompt"), i.get("messages"), i.get("metadata", {}),
@@ -496,7 +496,7 @@ def test_valid_files_round_trip(case, ascii_only, separate):
     assert sorted(([g[k] for k in keys] for g in got), key=repr) == sorted(
         ([w[k] for k in keys] for w in want), key=repr)
     for g in got:
-        storage.parse_iso(g["created_at"])
+        store.parse_iso(g["created_at"])
     given_times = sorted(j["created_at"] for i in items for j in i["judgments"]
                          if "created_at" in j)
     assert [t for t in sorted(g["created_at"] for g in got) if t in given_times] == given_times
@@ -526,16 +526,16 @@ def test_valid_files_round_trip(case, ascii_only, separate):
 def test_control_characters_round_trip_exactly():
     """Every C0 control except NUL, DEL and C1 controls are data; pinned, not just fuzzed."""
     text = "".join(chr(c) for c in [*range(1, 32), 127, *range(0x80, 0xA0)])
-    db = storage.connect(":memory:")
+    db = store.connect(":memory:")
     item = {"id": "ctl" + text, "prompt": "p" + text, "responses": [text, "b" + text],
             "metadata": {text: text}, "category": text,
             "judgments": [{"rater": "r" + text, "choice": 1, "rationale": text, "edited": text}]}
     importing.import_items(db, jsonl([item]), "ctl")
-    got = storage.get_item(db, report_item_id(db, "ctl" + text))
+    got = store.get_item(db, report_item_id(db, "ctl" + text))
     assert (got["prompt"], [r["text"] for r in got["responses"]], got["metadata"],
             got["category"]) == ("p" + text, [text, "b" + text], {text: text}, text)
-    j = storage.list_judgments(db)[0]
-    assert (storage.get_rater(db, j["rater_id"])["name"], j["rationale"], j["edited"]) == (
+    j = store.list_judgments(db)[0]
+    assert (store.get_rater(db, j["rater_id"])["name"], j["rationale"], j["edited"]) == (
         "r" + text, text, text)
 
 

@@ -3,7 +3,7 @@ import sqlite3
 
 import pytest
 
-from prefstore import importing, storage
+from prefstore import importing, store
 from prefstore.errors import InvalidInput
 from tests import pandalm
 
@@ -22,15 +22,15 @@ def table_counts(path):
 
 
 def test_pandalm_import_counts(pandalm_db_path):
-    db = storage.connect(pandalm_db_path)
-    project = storage.get_project(db, "pandalm")
-    stats = storage.project_stats(db, project["id"])
+    db = store.connect(pandalm_db_path)
+    project = store.get_project(db, "pandalm")
+    stats = store.project_stats(db, project["id"])
     assert project["kind"] == "pairwise"
     assert stats["items"] == 999
     assert stats["responses"] == 1998
     assert stats["judgments"] == {"human": 2997, "llm": 974}
     assert stats["raters"] == {"human": 3, "llm": 1}
-    assert [r["name"] for r in storage.list_raters(db)] == [
+    assert [r["name"] for r in store.list_raters(db)] == [
         "annotator1",
         "annotator2",
         "annotator3",
@@ -38,7 +38,7 @@ def test_pandalm_import_counts(pandalm_db_path):
     ]
 
 
-def test_pandalm_garbage_labels_are_reported_as_skipped(tmp_path, db):
+def test_pandalm_garbage_labels_are_reported_as_skipped(tmp_path, db, shared_data):
     items = pandalm.write_jsonl(tmp_path / "items.jsonl", pandalm.item_rows())
     judge = pandalm.write_jsonl(tmp_path / "gpt.jsonl", pandalm.gpt_judgment_rows())
     importing.import_items(db, items, "p")
@@ -52,7 +52,7 @@ def test_pandalm_garbage_labels_are_reported_as_skipped(tmp_path, db):
     assert "got 'garbage'" in report["skipped"][0]["reason"]
 
 
-def test_pandalm_garbage_without_flag_fails_and_writes_nothing(tmp_path, db, db_path):
+def test_pandalm_garbage_without_flag_fails_and_writes_nothing(tmp_path, db, db_path, shared_data):
     items = pandalm.write_jsonl(tmp_path / "items.jsonl", pandalm.item_rows())
     judge = pandalm.write_jsonl(tmp_path / "gpt.jsonl", pandalm.gpt_judgment_rows())
     importing.import_items(db, items, "p")
@@ -66,7 +66,7 @@ def test_pandalm_garbage_without_flag_fails_and_writes_nothing(tmp_path, db, db_
     assert table_counts(db_path) == before
 
 
-def test_pandalm_raw_true_values_fail_with_line_and_field(tmp_path, db, db_path):
+def test_pandalm_raw_true_values_fail_with_line_and_field(tmp_path, db, db_path, shared_data):
     rows = pandalm.item_rows(convert=False)
     first_bad = next(i + 1 for i, r in enumerate(rows) if r["id"] in RAW_TRUE_ITEMS)
     bad_field = next(
@@ -82,7 +82,7 @@ def test_pandalm_raw_true_values_fail_with_line_and_field(tmp_path, db, db_path)
     # The helper's explicit conversion makes the same rows importable.
     converted = pandalm.write_jsonl(tmp_path / "ok.jsonl", pandalm.item_rows(convert=True))
     assert importing.import_items(db, converted, "raw")["items"] == 999
-    item = storage.get_item(db, storage.item_ids_by_external(db, 1)["157"][0])
+    item = store.get_item(db, store.item_ids_by_external(db, 1)["157"][0])
     assert "true" in [r["text"] for r in item["responses"]]
 
 
@@ -138,7 +138,7 @@ def test_aliases_messages_and_generated_ids(tmp_path, db):
         },
     ]
     importing.import_items(db, pandalm.write_jsonl(tmp_path / "a.jsonl", rows), "p")
-    items = list(storage.iter_items(db, 1))
+    items = list(store.iter_items(db, 1))
     assert [i["external_id"] for i in items] == ["1", "dpo", "2"]
     assert [[r["text"] for r in i["responses"]] for i in items] == [
         ["A", "B"],
@@ -162,7 +162,7 @@ def test_csv_import(tmp_path, db):
     )
     report = importing.import_items(db, path, "csv")
     assert report["items"] == 2
-    item = storage.get_item(db, 2)
+    item = store.get_item(db, 2)
     assert (item["prompt"], [r["text"] for r in item["responses"]], item["category"]) == (
         "Count",
         ["1 2 3", "1, 2, 3"],
@@ -213,7 +213,7 @@ def test_judgments_with_items_keep_every_field(tmp_path, db):
                 "metadata",
             )
         }
-        for j in storage.list_judgments(db, project_id=1)
+        for j in store.list_judgments(db, project_id=1)
     ]
     assert got == [
         {
@@ -243,7 +243,7 @@ def test_judgments_with_items_keep_every_field(tmp_path, db):
             "metadata": {},
         },
     ]
-    assert storage.get_item(db, 1)["n_human"] == 1
+    assert store.get_item(db, 1)["n_human"] == 1
 
 
 def test_reimporting_judgments_adds_nothing(tmp_path, db):
@@ -260,7 +260,7 @@ def test_reimporting_judgments_adds_nothing(tmp_path, db):
     assert importing.import_judgments(db, path, "p")["judgments"] == 1
     again = importing.import_judgments(db, path, "p")
     assert (again["judgments"], again["duplicates"]) == (0, 1)
-    assert storage.count_judgments(db) == 1
+    assert store.count_judgments(db) == 1
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from prefstore import leaderboard, storage
+from prefstore import leaderboard, store
 from prefstore.models import PairwiseData, pairwise_from_frames
 
 
@@ -60,18 +60,18 @@ def test_type_and_rater_rows():
 
 
 def test_refresh_win_rates_stores_each_kind(db):
-    project = storage.create_project(db, "p", "pairwise")
-    [item] = storage.insert_items(db, project["id"], [{
+    project = store.create_project(db, "p", "pairwise")
+    [item] = store.insert_items(db, project["id"], [{
         "external_id": "q", "prompt": "p",
         "responses": [{"text": "A", "system": "a"}, {"text": "B", "system": "b"}]}])
-    human, _ = storage.create_rater(db, "h")
-    judge, _ = storage.create_rater(db, "j", kind="llm")
-    storage.submit_judgment(db, item_id=item, rater_id=human["id"], submission_id="1",
+    human, _ = store.create_rater(db, "h")
+    judge, _ = store.create_rater(db, "j", kind="llm")
+    store.submit_judgment(db, item_id=item, rater_id=human["id"], submission_id="1",
                             outcome="choice", choice=1)
-    storage.submit_judgment(db, item_id=item, rater_id=judge["id"], submission_id="2",
+    store.submit_judgment(db, item_id=item, rater_id=judge["id"], submission_id="2",
                             outcome="tie")
     leaderboard.refresh_win_rates(db, project["id"])
-    rate = {k: storage.latest_report(db, project["id"], name="win_rate", kind=k)["result"]
+    rate = {k: store.latest_report(db, project["id"], name="win_rate", kind=k)["result"]
             for k in leaderboard.KINDS}
     assert rate["human"]["rate"] == [[None, 0.0], [1.0, None]]
     assert rate["llm"]["rate"] == [[None, 0.5], [0.5, None]]
@@ -81,6 +81,6 @@ def test_refresh_win_rates_stores_each_kind(db):
 
 @pytest.mark.parametrize("kind", leaderboard.KINDS)
 def test_no_judgments_gives_an_empty_matrix(db, kind):
-    project = storage.create_project(db, "empty", "pairwise")
+    project = store.create_project(db, "empty", "pairwise")
     out = leaderboard.project_win_rates(db, project["id"], kinds=(kind,))
     assert out[kind] == {"names": [], "wins": [], "games": [], "rate": [], "n_judgments": 0}

@@ -1,6 +1,5 @@
 """Plackett-Luce: golden values (choix, NASCAR 2002), gradients, intervals, errors."""
 
-from pathlib import Path
 
 import choix
 import numpy as np
@@ -19,13 +18,12 @@ from prefstore.models import (
     pl_objective,
     pl_rankings,
 )
+from tests import pandalm
 
 ATOL = 1e-4  # published values are given to 4 decimals
 RTOL = 1e-6  # agreement with choix run to a tight tolerance
 GRAD_TOL = 1e-4
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
-NASCAR = DATA_DIR / "nascar2002" / "nascar2002.txt"
 
 
 def test_choix_published_rankings_ml():
@@ -71,14 +69,14 @@ def test_pairs_reduce_to_bradley_terry():
 
 
 def load_nascar():
-    rows = np.loadtxt(NASCAR, skiprows=1, dtype=int)
+    rows = np.loadtxt(pandalm.NASCAR, skiprows=1, dtype=int)
     order = np.lexsort((rows[:, 2], rows[:, 1]))
     rows = rows[order]
     races = np.split(rows[:, 0] - 1, np.flatnonzero(np.diff(rows[:, 1])) + 1)
     return RankingData(races, 83, names=[str(d) for d in range(1, 84)])
 
 
-def test_nascar_2002_hunter():
+def test_nascar_2002_hunter(shared_data):
     data = load_nascar()
     assert len(data) == 36 and data.n_items == 83
     fit = PlackettLuce().fit(data)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prefstore import importing, routing, storage
+from prefstore import importing, routing, store
 from prefstore.cli import main
 from prefstore.errors import InvalidInput
 from tests import pandalm
@@ -44,7 +44,7 @@ def test_human_majority_strict():
 
 @pytest.fixture(scope="module")
 def pandalm_eval(pandalm_db_path):
-    db = storage.connect(pandalm_db_path)
+    db = store.connect(pandalm_db_path)
     return routing.evaluate_routing(db, "pandalm", judge="gpt-3.5-turbo",
                                     budgets=(0.1, 0.25, 0.5), seed=0, folds=5)
 
@@ -72,40 +72,40 @@ def test_evaluate_routing_cli(pandalm_db_path, capsys):
     assert "judge_tie" in out["features"] and "ratio_max" in out["features"]
 
 
-def test_refresh_routing_stores_decisions_within_budget(tmp_path):
-    db = storage.connect(tmp_path / "r.db")
+def test_refresh_routing_stores_decisions_within_budget(tmp_path, shared_data):
+    db = store.connect(tmp_path / "r.db")
     rows = pandalm.item_rows()[:200]
     for row in rows[100:]:
         row.pop("judgments")  # half the items have no human label yet
     importing.import_items(db, pandalm.write_jsonl(tmp_path / "i.jsonl", rows), "p")
-    project = storage.get_project(db, "p")
+    project = store.get_project(db, "p")
     summary = routing.refresh_routing(db, "p")
     assert (summary["judge"], summary["human"], summary["llm"]) == (None, 200, 0)
     judge_rows = [r for r in pandalm.gpt_judgment_rows() if int(r["item"]) < 200
                   and r["choice"] != "garbage"]
     importing.import_judgments(db, pandalm.write_jsonl(tmp_path / "j.jsonl", judge_rows), "p")
-    storage.update_project_settings(db, project["id"], {"human_budget": 0.3,
+    store.update_project_settings(db, project["id"], {"human_budget": 0.3,
                                                         "calibration_fraction": 0.2},
                                     actor="test")
     summary = routing.refresh_routing(db, "p")
     assert (summary["human"], summary["both"], summary["llm"]) == (48, 12, 140)
     assert summary["trained_on"] == sum(1 for r in judge_rows if int(r["item"]) < 100)
-    frame = storage.routing_frame(db, project["id"])
+    frame = store.routing_frame(db, project["id"])
     assert len(frame) == 200
     assert frame["decision"].value_counts().to_dict() == {"llm": 140, "human": 48, "both": 12}
     # Items without a judge label are never left to the judge.
     labelled = {int(r["item"]) for r in judge_rows}
-    ext = storage.items_frame(db, project["id"]).set_index("item_id")["external_id"]
+    ext = store.items_frame(db, project["id"]).set_index("item_id")["external_id"]
     unlabelled = frame[~frame["item_id"].map(ext).astype(int).isin(labelled)]
     assert set(unlabelled["decision"]) <= {"human"}
     queue = dict(db.execute("SELECT queue_rank, COUNT(*) FROM items GROUP BY queue_rank"))
     assert queue == {0: 60, 2: 140}
 
 
-def test_active_selection_orders_human_items_by_outcome_uncertainty(tmp_path):
+def test_active_selection_orders_human_items_by_outcome_uncertainty(tmp_path, shared_data):
     from prefstore import fitting
 
-    db = storage.connect(tmp_path / "a.db")
+    db = store.connect(tmp_path / "a.db")
     rows = pandalm.item_rows(with_judgments=False)[:120]
     importing.import_items(db, pandalm.write_jsonl(tmp_path / "i.jsonl", rows), "p",
                            settings={"gold_rate": 0.0})
@@ -113,8 +113,8 @@ def test_active_selection_orders_human_items_by_outcome_uncertainty(tmp_path):
     importing.import_judgments(db, pandalm.write_jsonl(tmp_path / "j.jsonl", judge_rows), "p")
     fit = fitting.fit_project(db, "p", model="bt", level="system", kind="all")
     routing.refresh_routing(db, "p", active=True)
-    frame = storage.routing_frame(db, 1).set_index("item_id")
-    systems = storage.responses_frame(db, 1, with_text=False).pivot(
+    frame = store.routing_frame(db, 1).set_index("item_id")
+    systems = store.responses_frame(db, 1, with_text=False).pivot(
         index="item_id", columns="idx", values="system")
     scores = fit["scores"]
     expected = {}
@@ -126,12 +126,12 @@ def test_active_selection_orders_human_items_by_outcome_uncertainty(tmp_path):
     # No budget: every item goes to humans (a calibration share marked "both"),
     # the most uncertain comparison first.
     assert "llm" not in set(frame["decision"])
-    rater, _ = storage.create_rater(db, "ann")
+    rater, _ = store.create_rater(db, "ann")
     served = []
     for _ in range(5):
-        claim = storage.claim_next(db, 1, rater["id"])
+        claim = store.claim_next(db, 1, rater["id"])
         served.append(claim["item_id"])
-        storage.release_assignment(db, claim["id"], rater["id"], status="skipped")
+        store.release_assignment(db, claim["id"], rater["id"], status="skipped")
     ranked = sorted(expected, key=lambda i: (-round(expected[i], 12), i))
     assert [round(expected[i], 12) for i in served] == [round(expected[i], 12)
                                                         for i in ranked[:5]]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from prefstore import access, importing, storage
+from prefstore import access, importing, store
 from prefstore.cli import main
 from prefstore.errors import AccessDenied
 
@@ -20,30 +20,30 @@ HOSTILE = ["'; DROP TABLE judgments; --", 'a"b', "back\\slash", "100%", "_", "%_
 
 def test_hostile_names_are_stored_verbatim(db):
     for k, name in enumerate(HOSTILE):
-        project = storage.create_project(db, name, "pairwise", {"gold_rate": 0.0})
-        rater, _ = storage.create_rater(db, "rater " + name)
-        ids = storage.insert_items(db, project["id"], [
+        project = store.create_project(db, name, "pairwise", {"gold_rate": 0.0})
+        rater, _ = store.create_rater(db, "rater " + name)
+        ids = store.insert_items(db, project["id"], [
             {"external_id": name, "prompt": name, "responses": [{"text": name, "system": name},
                                                                 {"text": "b", "system": "s"}]}])
-        claim = storage.claim_next(db, project["id"], rater["id"])
-        storage.submit_judgment(db, item_id=claim["item_id"], rater_id=rater["id"],
+        claim = store.claim_next(db, project["id"], rater["id"])
+        store.submit_judgment(db, item_id=claim["item_id"], rater_id=rater["id"],
                                 submission_id=name, choice=k % 2, rationale=name,
                                 assignment_id=claim["id"])
-        assert storage.get_project(db, name)["id"] == project["id"]
-        assert storage.get_rater(db, "rater " + name)["id"] == rater["id"]
-        assert storage.item_ids_by_external(db, project["id"]) == {name: (ids[0], 2)}
-        item = storage.get_item(db, ids[0])
+        assert store.get_project(db, name)["id"] == project["id"]
+        assert store.get_rater(db, "rater " + name)["id"] == rater["id"]
+        assert store.item_ids_by_external(db, project["id"]) == {name: (ids[0], 2)}
+        item = store.get_item(db, ids[0])
         assert (item["external_id"], item["prompt"], item["responses"][0]["text"],
                 item["responses"][0]["system"]) == (name, name, name, name)
-        [j] = storage.list_judgments(db, project_id=project["id"])
+        [j] = store.list_judgments(db, project_id=project["id"])
         assert (j["submission_id"], j["rationale"]) == (name, name)
     # Wildcards match only themselves: "%" and "_" find their own projects and nothing else.
-    assert [p["name"] for p in storage.list_projects(db)] == HOSTILE
-    assert storage.count_items_missing_judgment(db, storage.get_project(db, "%_%")["id"],
+    assert [p["name"] for p in store.list_projects(db)] == HOSTILE
+    assert store.count_items_missing_judgment(db, store.get_project(db, "%_%")["id"],
                                                 "rater %") == 1
     assert TABLES <= set(db.table_names())
-    assert storage.count_judgments(db) == len(HOSTILE)
-    assert storage.integrity_check(db) == "ok"
+    assert store.count_judgments(db) == len(HOSTILE)
+    assert store.integrity_check(db) == "ok"
 
 
 def test_hostile_names_through_the_importer(db):
@@ -54,9 +54,9 @@ def test_hostile_names_through_the_importer(db):
             ('"r' + n.replace("\\", "\\\\").replace('"', '\\"') + '"').encode())
         for n in HOSTILE)
     importing.import_items(db, rows, HOSTILE[0], fmt="jsonl")
-    project = storage.get_project(db, HOSTILE[0])
-    assert sorted(storage.item_ids_by_external(db, project["id"])) == sorted(HOSTILE)
-    assert sorted(r["name"] for r in storage.list_raters(db)) == sorted("r" + n for n in HOSTILE)
+    project = store.get_project(db, HOSTILE[0])
+    assert sorted(store.item_ids_by_external(db, project["id"])) == sorted(HOSTILE)
+    assert sorted(r["name"] for r in store.list_raters(db)) == sorted("r" + n for n in HOSTILE)
     assert TABLES <= set(db.table_names())
 
 
@@ -155,23 +155,23 @@ def _raw_bytes(path: Path) -> bytes:
 
 def test_tokens_exist_only_as_hashes(tmp_path, capsys):
     path = tmp_path / "tokens.db"
-    db = storage.connect(path)
-    project = storage.create_project(db, "p", "pairwise", {"gold_rate": 0.0})
-    storage.insert_items(db, project["id"], [
+    db = store.connect(path)
+    project = store.create_project(db, "p", "pairwise", {"gold_rate": 0.0})
+    store.insert_items(db, project["id"], [
         {"external_id": f"i{k}", "prompt": "q", "responses": [{"text": "a"}, {"text": "b"}]}
         for k in range(3)])
     tokens = []
     for k in range(3):
-        rater, token = storage.create_rater(db, f"ann{k}", role="admin" if k == 2 else "rater")
+        rater, token = store.create_rater(db, f"ann{k}", role="admin" if k == 2 else "rater")
         tokens.append(token)
-        claim = storage.claim_next(db, project["id"], rater["id"])
-        storage.submit_judgment(db, item_id=claim["item_id"], rater_id=rater["id"],
+        claim = store.claim_next(db, project["id"], rater["id"])
+        store.submit_judgment(db, item_id=claim["item_id"], rater_id=rater["id"],
                                 submission_id="s", choice=0, assignment_id=claim["id"])
-    tokens.append(storage.rotate_token(db, storage.get_rater(db, "ann0")["id"]))
+    tokens.append(store.rotate_token(db, store.get_rater(db, "ann0")["id"]))
     assert main(["add-rater", "cli-admin", "--role", "admin", "--db", str(path)]) == 0
     tokens.append(capsys.readouterr().out.splitlines()[-1])
     assert Path(f"{path}-wal").stat().st_size > 0
-    hashes = [storage.hash_token(t) for t in tokens[1:]]
+    hashes = [store.hash_token(t) for t in tokens[1:]]
 
     def check(raw: bytes) -> None:
         for token in tokens:
@@ -185,39 +185,39 @@ def test_tokens_exist_only_as_hashes(tmp_path, capsys):
 
 
 def test_every_refusal_reads_the_same(db):
-    rater, token = storage.create_rater(db, "ann")
-    gone, gone_token = storage.create_rater(db, "bob")
-    storage.set_rater_active(db, gone["id"], False)
+    rater, token = store.create_rater(db, "ann")
+    gone, gone_token = store.create_rater(db, "bob")
+    store.set_rater_active(db, gone["id"], False)
     old = token
-    new = storage.rotate_token(db, rater["id"])
+    new = store.rotate_token(db, rater["id"])
     messages = set()
     for attempt in (None, "", "wrong", old, gone_token, "x" * 500, token.upper(), new + " "):
         with pytest.raises(AccessDenied) as info:
-            storage.rater_for_token(db, attempt)
+            store.rater_for_token(db, attempt)
         messages.add(str(info.value))
         with pytest.raises(AccessDenied) as info:
             access.resolve(db, attempt, admin_token="the-admin-token")
         messages.add(str(info.value))
     assert messages == {access.DENIED_MESSAGE}
-    assert storage.rater_for_token(db, new)["name"] == "ann"
+    assert store.rater_for_token(db, new)["name"] == "ann"
 
 
 def test_a_deactivated_token_is_refused_until_reactivated(db):
-    rater, token = storage.create_rater(db, "ann")
-    assert storage.rater_for_token(db, token)["id"] == rater["id"]
-    storage.set_rater_active(db, rater["id"], False)
+    rater, token = store.create_rater(db, "ann")
+    assert store.rater_for_token(db, token)["id"] == rater["id"]
+    store.set_rater_active(db, rater["id"], False)
     with pytest.raises(AccessDenied, match="not valid"):
-        storage.rater_for_token(db, token)
+        store.rater_for_token(db, token)
     with pytest.raises(AccessDenied):
         access.resolve(db, token, admin_token="the-admin-token")
-    storage.set_rater_active(db, rater["id"], True)
+    store.set_rater_active(db, rater["id"], True)
     assert access.resolve(db, token, admin_token="the-admin-token").rater["id"] == rater["id"]
 
 
 def test_token_hash_column_holds_sha256_hex_only(db):
     for k in range(3):
-        storage.create_rater(db, f"r{k}")
-    storage.create_rater(db, "no-link", with_token=False)
+        store.create_rater(db, f"r{k}")
+    store.create_rater(db, "no-link", with_token=False)
     stored = [r[0] for r in db.execute("SELECT token_hash FROM raters ORDER BY id")]
     assert [bool(h and re.fullmatch(r"[0-9a-f]{64}", h)) for h in stored] == [
         True, True, True, False]

@@ -6,15 +6,15 @@ import threading
 
 import pytest
 
-from prefstore import storage
+from prefstore import store
 from prefstore.errors import AccessDenied, Conflict, InvalidInput
 
 
 def make_project(db, n_items=5, n_responses=2, **settings):
-    project = storage.create_project(
+    project = store.create_project(
         db, "p", "pairwise" if n_responses == 2 else "slate", {"gold_rate": 0.0, **settings}
     )
-    storage.insert_items(
+    store.insert_items(
         db,
         project["id"],
         [
@@ -32,7 +32,7 @@ def make_project(db, n_items=5, n_responses=2, **settings):
 def test_pragmas(db):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
-    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == storage.BUSY_TIMEOUT_MS
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == store.BUSY_TIMEOUT_MS
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
@@ -54,8 +54,8 @@ def test_tables_exist(db):
 
 def test_double_submit_stores_one_row(db):
     project = make_project(db)
-    rater, _ = storage.create_rater(db, "ann")
-    claim = storage.claim_next(db, project["id"], rater["id"])
+    rater, _ = store.create_rater(db, "ann")
+    claim = store.claim_next(db, project["id"], rater["id"])
     kwargs = dict(
         item_id=claim["item_id"],
         rater_id=rater["id"],
@@ -64,21 +64,21 @@ def test_double_submit_stores_one_row(db):
         strength=2,
         assignment_id=claim["id"],
     )
-    first = storage.submit_judgment(db, **kwargs)
-    second = storage.submit_judgment(db, **kwargs)
+    first = store.submit_judgment(db, **kwargs)
+    second = store.submit_judgment(db, **kwargs)
     assert first == (first[0], True)
     assert second == (first[0], False)
-    assert storage.count_judgments(db) == 1
-    assert storage.get_item(db, claim["item_id"])["n_human"] == 1
-    row = storage.list_judgments(db)[0]
+    assert store.count_judgments(db) == 1
+    assert store.get_item(db, claim["item_id"])["n_human"] == 1
+    row = store.list_judgments(db)[0]
     assert row["display_order"] == claim["display_order"]
     assert row["time_ms"] >= 1
 
 
 def test_judgments_are_append_only(db):
     project = make_project(db)
-    rater, _ = storage.create_rater(db, "ann")
-    storage.submit_judgment(db, item_id=1, rater_id=rater["id"], submission_id="s", choice=0)
+    rater, _ = store.create_rater(db, "ann")
+    store.submit_judgment(db, item_id=1, rater_id=rater["id"], submission_id="s", choice=0)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         db.execute("UPDATE judgments SET choice = 1")
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -88,14 +88,14 @@ def test_judgments_are_append_only(db):
 
 def test_claim_resumes_open_claim_and_never_repeats(db):
     project = make_project(db, n_items=3, raters_per_item=1)
-    rater, _ = storage.create_rater(db, "ann")
-    first = storage.claim_next(db, project["id"], rater["id"])
-    assert storage.claim_next(db, project["id"], rater["id"])["id"] == first["id"]
+    rater, _ = store.create_rater(db, "ann")
+    first = store.claim_next(db, project["id"], rater["id"])
+    assert store.claim_next(db, project["id"], rater["id"])["id"] == first["id"]
     served = []
     claim = first
     while claim:
         served.append(claim["item_id"])
-        storage.submit_judgment(
+        store.submit_judgment(
             db,
             item_id=claim["item_id"],
             rater_id=rater["id"],
@@ -103,9 +103,9 @@ def test_claim_resumes_open_claim_and_never_repeats(db):
             choice=0,
             assignment_id=claim["id"],
         )
-        claim = storage.claim_next(db, project["id"], rater["id"])
+        claim = store.claim_next(db, project["id"], rater["id"])
     assert served == [1, 2, 3]
-    assert storage.rater_progress(db, project["id"], rater["id"]) == {
+    assert store.rater_progress(db, project["id"], rater["id"]) == {
         "done": 3,
         "skipped": 0,
         "available": 3,
@@ -115,25 +115,25 @@ def test_claim_resumes_open_claim_and_never_repeats(db):
 
 def test_claims_expire(db):
     project = make_project(db, n_items=1, raters_per_item=1, claim_ttl_seconds=60)
-    ann, _ = storage.create_rater(db, "ann")
-    bob, _ = storage.create_rater(db, "bob")
+    ann, _ = store.create_rater(db, "ann")
+    bob, _ = store.create_rater(db, "bob")
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    assert storage.claim_next(db, project["id"], ann["id"], now=t0)["item_id"] == 1
-    assert storage.claim_next(db, project["id"], bob["id"], now=t0) is None
+    assert store.claim_next(db, project["id"], ann["id"], now=t0)["item_id"] == 1
+    assert store.claim_next(db, project["id"], bob["id"], now=t0) is None
     later = t0 + dt.timedelta(seconds=61)
-    assert storage.claim_next(db, project["id"], bob["id"], now=later)["item_id"] == 1
+    assert store.claim_next(db, project["id"], bob["id"], now=later)["item_id"] == 1
     # ann's claim lapsed and bob holds the only slot now.
-    assert storage.claim_next(db, project["id"], ann["id"], now=later) is None
+    assert store.claim_next(db, project["id"], ann["id"], now=later) is None
 
 
 def test_skip_frees_the_slot_and_is_recorded(db):
     project = make_project(db, n_items=1, raters_per_item=1)
-    ann, _ = storage.create_rater(db, "ann")
-    bob, _ = storage.create_rater(db, "bob")
-    claim = storage.claim_next(db, project["id"], ann["id"])
-    storage.release_assignment(db, claim["id"], ann["id"], status="flagged", reason="harmful")
-    assert storage.claim_next(db, project["id"], ann["id"]) is None
-    assert storage.claim_next(db, project["id"], bob["id"])["item_id"] == 1
+    ann, _ = store.create_rater(db, "ann")
+    bob, _ = store.create_rater(db, "bob")
+    claim = store.claim_next(db, project["id"], ann["id"])
+    store.release_assignment(db, claim["id"], ann["id"], status="flagged", reason="harmful")
+    assert store.claim_next(db, project["id"], ann["id"]) is None
+    assert store.claim_next(db, project["id"], bob["id"])["item_id"] == 1
     rows = list(db.query("SELECT rater_id, status, reason FROM assignments ORDER BY id"))
     assert rows == [
         {"rater_id": ann["id"], "status": "flagged", "reason": "harmful"},
@@ -142,8 +142,8 @@ def test_skip_frees_the_slot_and_is_recorded(db):
 
 
 def test_gold_items_served_at_rate(db):
-    project = storage.create_project(db, "g", "pairwise", {"gold_rate": 0.25, "raters_per_item": 1})
-    storage.insert_items(
+    project = store.create_project(db, "g", "pairwise", {"gold_rate": 0.25, "raters_per_item": 1})
+    store.insert_items(
         db,
         project["id"],
         [
@@ -156,12 +156,12 @@ def test_gold_items_served_at_rate(db):
             for i in range(14)
         ],
     )
-    rater, _ = storage.create_rater(db, "ann")
+    rater, _ = store.create_rater(db, "ann")
     gold_flags = []
     for k in range(12):
-        claim = storage.claim_next(db, project["id"], rater["id"])
+        claim = store.claim_next(db, project["id"], rater["id"])
         gold_flags.append(claim["item"]["is_gold"])
-        storage.submit_judgment(
+        store.submit_judgment(
             db,
             item_id=claim["item_id"],
             rater_id=rater["id"],
@@ -174,25 +174,25 @@ def test_gold_items_served_at_rate(db):
 
 def test_llm_routed_items_are_not_served_to_humans(db):
     project = make_project(db, n_items=3)
-    storage.save_routing(
+    store.save_routing(
         db, project["id"], [{"item_id": 1, "decision": "llm"}, {"item_id": 3, "decision": "human"}]
     )
-    rater, _ = storage.create_rater(db, "ann")
+    rater, _ = store.create_rater(db, "ann")
     order = []
-    while claim := storage.claim_next(db, project["id"], rater["id"]):
+    while claim := store.claim_next(db, project["id"], rater["id"]):
         order.append(claim["item_id"])
-        storage.release_assignment(db, claim["id"], rater["id"], status="skipped")
+        store.release_assignment(db, claim["id"], rater["id"], status="skipped")
     assert order == [3, 2]
 
 
 def _claim_worker(path, rater_name, barrier, out):
-    db = storage.connect(path)
-    rater = storage.get_rater(db, rater_name)
+    db = store.connect(path)
+    rater = store.get_rater(db, rater_name)
     barrier.wait()
     got = []
-    while claim := storage.claim_next(db, 1, rater["id"]):
+    while claim := store.claim_next(db, 1, rater["id"]):
         got.append(claim["item_id"])
-        storage.submit_judgment(
+        store.submit_judgment(
             db,
             item_id=claim["item_id"],
             rater_id=rater["id"],
@@ -204,11 +204,11 @@ def _claim_worker(path, rater_name, barrier, out):
 
 
 def test_concurrent_claims_respect_raters_per_item(db_path):
-    db = storage.connect(db_path)
+    db = store.connect(db_path)
     make_project(db, n_items=20, raters_per_item=2)
     names = [f"r{i}" for i in range(5)]
     for name in names:
-        storage.create_rater(db, name)
+        store.create_rater(db, name)
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(5), ctx.Queue()
     procs = [ctx.Process(target=_claim_worker, args=(str(db_path), n, barrier, out)) for n in names]
@@ -231,18 +231,18 @@ def test_concurrent_claims_respect_raters_per_item(db_path):
 
 
 def test_threads_use_their_own_connections(db_path):
-    db = storage.connect(db_path)
+    db = store.connect(db_path)
     make_project(db, n_items=30, raters_per_item=3)
     for i in range(6):
-        storage.create_rater(db, f"t{i}")
+        store.create_rater(db, f"t{i}")
     errors = []
 
     def work(i):
         try:
-            own = storage.connect(db_path)
-            rater = storage.get_rater(own, f"t{i}")
-            while claim := storage.claim_next(own, 1, rater["id"]):
-                storage.submit_judgment(
+            own = store.connect(db_path)
+            rater = store.get_rater(own, f"t{i}")
+            while claim := store.claim_next(own, 1, rater["id"]):
+                store.submit_judgment(
                     own,
                     item_id=claim["item_id"],
                     rater_id=rater["id"],
@@ -259,42 +259,42 @@ def test_threads_use_their_own_connections(db_path):
     for t in threads:
         t.join()
     assert errors == []
-    assert storage.count_judgments(db) == 90
+    assert store.count_judgments(db) == 90
 
 
 def test_tokens_are_stored_hashed(db, db_path):
-    rater, token = storage.create_rater(db, "ann")
-    assert rater["token_hash"] == storage.hash_token(token)
-    assert storage.rater_for_token(db, token)["name"] == "ann"
+    rater, token = store.create_rater(db, "ann")
+    assert rater["token_hash"] == store.hash_token(token)
+    assert store.rater_for_token(db, token)["name"] == "ann"
     db.close()
     assert token.encode() not in db_path.read_bytes()
-    db = storage.connect(db_path)
+    db = store.connect(db_path)
     with pytest.raises(AccessDenied) as wrong:
-        storage.rater_for_token(db, token + "x")
+        store.rater_for_token(db, token + "x")
     with pytest.raises(AccessDenied) as missing:
-        storage.rater_for_token(db, None)
+        store.rater_for_token(db, None)
     assert str(wrong.value) == str(missing.value)
-    storage.set_rater_active(db, rater["id"], False)
+    store.set_rater_active(db, rater["id"], False)
     with pytest.raises(AccessDenied) as inactive:
-        storage.rater_for_token(db, token)
+        store.rater_for_token(db, token)
     assert str(inactive.value) == str(missing.value)
-    new = storage.rotate_token(db, rater["id"])
-    storage.set_rater_active(db, rater["id"], True)
-    assert storage.rater_for_token(db, new)["id"] == rater["id"]
+    new = store.rotate_token(db, rater["id"])
+    store.set_rater_active(db, rater["id"], True)
+    assert store.rater_for_token(db, new)["id"] == rater["id"]
     with pytest.raises(AccessDenied):
-        storage.rater_for_token(db, token)
+        store.rater_for_token(db, token)
 
 
 def test_settings_validation_and_audit(db):
-    with pytest.raises(InvalidInput, match="'raters_per_item' must be an integer >= 1, got 0"):
-        storage.create_project(db, "x", "pairwise", {"raters_per_item": 0})
+    with pytest.raises(InvalidInput, match="'raters_per_item' must be an integer from 1 to 1000, got 0"):
+        store.create_project(db, "x", "pairwise", {"raters_per_item": 0})
     with pytest.raises(InvalidInput, match="unknown key"):
-        storage.create_project(db, "x", "pairwise", {"nope": 1})
-    project = storage.create_project(db, "x", "pairwise")
+        store.create_project(db, "x", "pairwise", {"nope": 1})
+    project = store.create_project(db, "x", "pairwise")
     with pytest.raises(Conflict):
-        storage.create_project(db, "x", "pairwise")
-    storage.update_project_settings(db, project["id"], {"raters_per_item": 5}, actor="admin")
-    log = storage.audit_log(db, project["id"])
+        store.create_project(db, "x", "pairwise")
+    store.update_project_settings(db, project["id"], {"raters_per_item": 5}, actor="admin")
+    log = store.audit_log(db, project["id"])
     assert (log[0]["actor"], log[0]["action"], log[0]["details"]) == (
         "admin",
         "update_settings",
@@ -305,28 +305,28 @@ def test_settings_validation_and_audit(db):
 def test_backup_copies_a_live_database(db, tmp_path):
     make_project(db)
     out = tmp_path / "copy.db"
-    storage.backup(db, out)
-    copy = storage.connect(out)
-    assert storage.integrity_check(copy) == "ok"
-    assert storage.project_stats(copy, 1)["items"] == 5
+    store.backup(db, out)
+    copy = store.connect(out)
+    assert store.integrity_check(copy) == "ok"
+    assert store.project_stats(copy, 1)["items"] == 5
 
 
 def test_jobs_lease_and_takeover(db):
-    job_id = storage.enqueue_job(db, "refit", project_id=None)
-    assert storage.enqueue_job(db, "refit", project_id=None) is None
+    job_id = store.enqueue_job(db, "refit", project_id=None)
+    assert store.enqueue_job(db, "refit", project_id=None) is None
     t0 = dt.datetime.now(dt.UTC)
-    job = storage.claim_job(db, "w1", lease_s=10, now=t0)
+    job = store.claim_job(db, "w1", lease_s=10, now=t0)
     assert (job["id"], job["lease_owner"], job["attempts"]) == (job_id, "w1", 1)
-    assert storage.claim_job(db, "w2", now=t0) is None
-    taken = storage.claim_job(db, "w2", now=t0 + dt.timedelta(seconds=11))
+    assert store.claim_job(db, "w2", now=t0) is None
+    taken = store.claim_job(db, "w2", now=t0 + dt.timedelta(seconds=11))
     assert (taken["id"], taken["lease_owner"], taken["attempts"]) == (job_id, "w2", 2)
-    assert storage.finish_job(db, job_id, "w1", result={}) is False
-    assert storage.finish_job(db, job_id, "w2", result={"ok": 1}) is True
-    assert storage.get_job(db, job_id)["status"] == "done"
+    assert store.finish_job(db, job_id, "w1", result={}) is False
+    assert store.finish_job(db, job_id, "w2", result={"ok": 1}) is True
+    assert store.get_job(db, job_id)["status"] == "done"
 
 
 def test_judge_setting_is_validated_when_saved(db):
     with pytest.raises(InvalidInput, match="^settings: 'judge': .*batch_size"):
-        storage.create_project(db, "j", "pairwise", {"judge": {"model": "m", "batch_size": 0}})
-    project = storage.create_project(db, "j", "pairwise", {"judge": {"model": "m"}})
-    assert project["settings"]["judge"] == {"model": "m"}
+        store.create_project(db, "j", "pairwise", {"judge": {"model": "m", "batch_size": 0}})
+    project = store.create_project(db, "j", "pairwise", {"judge": {"model": "m"}})
+    assert project["settings"].judge == {"model": "m"}

@@ -141,7 +141,7 @@ class JudgeResult:
     scores: list[float] | None = None
 
     def to_judgment(self) -> dict[str, Any]:
-        """Return the verdict as a judgment dict ready for storage."""
+        """Return the verdict as a judgment dict ready for store."""
         is_tie = self.choice == TIE_LABEL
         metadata = {
             "confidence": self.confidence,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from prefstore import storage
+from prefstore import store
 from prefstore.errors import Conflict
 from tests.reliability import workload
 
@@ -51,10 +51,10 @@ def test_cli_backup_under_write_load(tmp_path):
     assert (run.returncode, run.stdout, run.stderr) == (0, f"backed up to {out}\n", "")
     assert after
 
-    copy = storage.connect(out)
-    live = storage.connect(path)
+    copy = store.connect(out)
+    live = store.connect(path)
     assert workload.check_store(copy, setup["project_id"], RATERS_PER_ITEM) == workload.SOUND
-    stats = storage.project_stats(copy, setup["project_id"])
+    stats = store.project_stats(copy, setup["project_id"])
     assert stats["items"] == 3000
     in_copy = workload.stored_submissions(copy, setup["project_id"])
     # Everything acknowledged before the backup started is in the copy ...
@@ -71,7 +71,7 @@ def test_backup_refuses_an_existing_target(db, tmp_path):
     target = tmp_path / "exists.db"
     target.write_bytes(b"keep me")
     with pytest.raises(Conflict, match="already exists"):
-        storage.backup(db, target)
+        store.backup(db, target)
     assert target.read_bytes() == b"keep me"
 
 
@@ -99,15 +99,16 @@ def test_backup_finishes_while_another_connection_writes(tmp_path):
     (21 MB took 12 s, 85 MB 23 s). One step copies a consistent snapshot instead."""
     path = tmp_path / "big.db"
     workload.make_store(path, n_items=1000, n_raters=1, raters_per_item=3, filler_chars=3000)
-    db = storage.connect(path)
+    db = store.connect(path)
     other = sqlite3.connect(path, isolation_level=None)
     assert db.execute("PRAGMA page_count").fetchone()[0] > 1500
     stand_in = _WriteBetweenSteps(db.conn, other)
 
     class Handle:
+        dialect = "sqlite"
         conn = stand_in
 
-    storage.backup(Handle(), tmp_path / "copy.db")
+    store.backup(Handle(), tmp_path / "copy.db")
     copy = sqlite3.connect(tmp_path / "copy.db")
     assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert copy.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 1000

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from prefstore import storage
+from prefstore import store
 from tests.reliability import workload
 
 FULL = os.environ.get("PREFSTORE_SOAK_FULL") == "1"
@@ -29,7 +29,7 @@ def test_check_store_sees_a_broken_counter(tmp_path):
     """The checker is not vacuous: a counter out of step with the rows is reported."""
     path = tmp_path / "broken.db"
     setup = workload.make_store(path, n_items=3, n_raters=1, raters_per_item=3)
-    db = storage.connect(path)
+    db = store.connect(path)
     db.execute("UPDATE items SET n_human = 1 WHERE external_id = 'i0'")
     report = workload.check_store(db, setup["project_id"], 3)
     assert report == {**workload.SOUND, "n_human": [(1, 1, 0)]}

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from prefstore import storage
+from prefstore import store
 from tests.reliability import workload
 
 FULL = os.environ.get("PREFSTORE_SOAK_FULL") == "1"
@@ -21,7 +21,7 @@ def soak(tmp_path_factory):
     path = tmp_path_factory.mktemp("soak") / "soak.db"
     result = workload.run_soak(path, processes=PROCESSES, per_process=PER_PROCESS,
                                raters_per_item=RATERS_PER_ITEM, seed=1)
-    db = storage.connect(path)
+    db = store.connect(path)
     yield result, db
     db.close()
 
@@ -43,7 +43,7 @@ def test_every_submission_stored_exactly_once(soak):
     assert result["duplicates_rejected"] > 0
     assert result["distinct_submissions"] == result["submissions"]
     assert result["created"] == result["distinct_submissions"]
-    assert storage.count_judgments(db, result["project_id"]) == result["distinct_submissions"]
+    assert store.count_judgments(db, result["project_id"]) == result["distinct_submissions"]
     assert workload.stored_submissions(db, result["project_id"]) == set(result["acked"])
 
 

@@ -2,7 +2,7 @@
 
 Everything here goes through the API the rating page uses:
 :func:`prefstore.assignment.next_item` to claim, :func:`prefstore.assignment.submit`
-(which is :func:`prefstore.storage.submit_judgment` with ``assignment_id``) to
+(which is :func:`prefstore.store.submit_judgment` with ``assignment_id``) to
 store. A "double click" sends the same claim twice, from two threads with
 their own connections, at the same moment.
 
@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from prefstore import assignment, storage
+from prefstore import assignment, store
 
 PROJECT = "soak"
 DOUBLE_CLICK_RATE = 0.05
@@ -38,17 +38,17 @@ def make_store(path, *, n_items: int, n_raters: int, raters_per_item: int,
     ``filler_chars`` pads each response, to make the file large (backup test).
     Returns ``{"project_id", "rater_ids"}``.
     """
-    db = storage.connect(path)
-    project = storage.create_project(db, PROJECT, "pairwise",
+    db = store.connect(path)
+    project = store.create_project(db, PROJECT, "pairwise",
                                      {"raters_per_item": raters_per_item, "gold_rate": 0.0})
     pad = "x" * filler_chars
     for start in range(0, n_items, 2000):
-        storage.insert_items(db, project["id"], [
+        store.insert_items(db, project["id"], [
             {"external_id": f"i{k}", "prompt": f"prompt {k}",
              "responses": [{"text": f"response {k}.{r} {pad}", "system": f"s{r}"}
                            for r in range(2)]}
             for k in range(start, min(n_items, start + 2000))])
-    rater_ids = [storage.create_rater(db, f"r{k}", with_token=False)[0]["id"]
+    rater_ids = [store.create_rater(db, f"r{k}", with_token=False)[0]["id"]
                  for k in range(n_raters)]
     db.close()
     return {"project_id": project["id"], "rater_ids": rater_ids}
@@ -66,7 +66,7 @@ class DoubleClicker:
         self._thread.start()
 
     def _run(self) -> None:
-        db = storage.connect(self._path)
+        db = store.connect(self._path)
         while True:
             job = self._jobs.get()
             if job is None:
@@ -136,7 +136,7 @@ def soak_worker(path: str, project_id: int, rater_ids: list[int], n: int, seed: 
     tally = Tally()
     rng = random.Random(seed)
     try:
-        db = storage.connect(path)
+        db = store.connect(path)
         clicker = DoubleClicker(path)
     except BaseException as exc:
         tally.other_errors.append(f"setup: {exc!r}")
@@ -252,7 +252,7 @@ def check_store(db, project_id: int, raters_per_item: int) -> dict:
         if problems:
             partial.append((jid, problems))
     return {
-        "integrity": storage.integrity_check(db),
+        "integrity": store.integrity_check(db),
         "foreign_keys": q("PRAGMA foreign_key_check").fetchall(),
         "over_cap": q(
             "SELECT j.item_id, COUNT(DISTINCT j.rater_id) AS n FROM judgments j "
@@ -292,9 +292,9 @@ def stored_submissions(db, project_id: int) -> set[tuple[int, str]]:
 def crash_writer(path: str, seed: int) -> None:
     """Submit forever, printing each committed submission; see the module docstring."""
     rng = random.Random(seed)
-    db = storage.connect(path)
-    project_id = storage.get_project(db, PROJECT)["id"]
-    rater_ids = [r["id"] for r in storage.list_raters(db)]
+    db = store.connect(path)
+    project_id = store.get_project(db, PROJECT)["id"]
+    rater_ids = [r["id"] for r in store.list_raters(db)]
     clicker = DoubleClicker(path)
     tally = Tally()
     out = sys.stdout
@@ -391,7 +391,7 @@ def run_crash(path, *, rounds: int, raters: int = 8, n_items: int = 4000,
         proc.wait()
         kills += proc.returncode == -signal.SIGKILL
         acked.update(seen + rest)
-        db = storage.connect(path)
+        db = store.connect(path)
         try:
             report = check_store(db, setup["project_id"], raters_per_item)
             stored = stored_submissions(db, setup["project_id"])
@@ -403,8 +403,8 @@ def run_crash(path, *, rounds: int, raters: int = 8, n_items: int = 4000,
         if report != SOUND or missing or unacked > r + 1:
             failures.append({"round": r, "report": report, "missing": missing[:10],
                              "unacked": unacked})
-    db = storage.connect(path)
-    judgments = storage.count_judgments(db, setup["project_id"])
+    db = store.connect(path)
+    judgments = store.count_judgments(db, setup["project_id"])
     db.close()
     return {"rounds": rounds, "kills": kills, "acked": len(acked), "judgments": judgments,
             "unacked_committed": judgments - len(acked), "failures": failures}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from prefstore import storage
+from prefstore import store
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "app.py")
@@ -32,12 +32,12 @@ APPTEST_TIMEOUT_S = 30
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def app_db(tmp_path, monkeypatch):
     """A fresh store that the app under AppTest opens too (local mode unless a test sets a token)."""
     path = tmp_path / "ui.db"
     monkeypatch.setenv("PREFSTORE_DB", str(path))
     monkeypatch.delenv("PREFSTORE_ADMIN_TOKEN", raising=False)
-    db = storage.connect(path)
+    db = store.connect(path)
     yield db
     db.close()
 

@@ -10,7 +10,8 @@ import streamlit as st
 from streamlit.runtime.media_file_manager import MediaFileManager
 
 from pages.common import Keys
-from prefstore import assignment, storage
+from prefstore import assignment, store
+from prefstore.settings import ProjectSettings
 from tests.ui.conftest import REPO, app_test
 
 ADMIN_TOKEN = "admin-secret"
@@ -19,9 +20,9 @@ F = Keys.project_form
 
 
 def seed_project(db, name="p", n_items=2, **settings):
-    project = storage.create_project(db, name, "pairwise",
+    project = store.create_project(db, name, "pairwise",
                                      {"gold_rate": 0.0, "strength_scale": False, **settings})
-    storage.insert_items(db, project["id"], [
+    store.insert_items(db, project["id"], [
         {"external_id": f"q{i}", "prompt": f"prompt {i}",
          "responses": [{"text": f"response {i}.{k}", "system": f"sys{k}"} for k in range(2)]}
         for i in range(n_items)])
@@ -47,12 +48,12 @@ def counts(db) -> dict[str, int]:
 
 
 def last_audit(db) -> dict:
-    row = storage.audit_log(db, limit=1)[0]
+    row = store.audit_log(db, limit=1)[0]
     return {k: row[k] for k in ("project_id", "actor", "action", "details")}
 
 
-def test_create_project(store, monkeypatch):
-    seed_project(store)  # an empty store would load the demo projects
+def test_create_project(app_db, monkeypatch):
+    seed_project(app_db)  # an empty app_db would load the demo projects
     at = open_admin(monkeypatch)
     at.selectbox(key=Keys.ADMIN_PROJECT).set_value(0).run()  # "New project…"
     at.text_input(key=F(Keys.PF_NAME, None)).input("helpful")
@@ -73,28 +74,28 @@ def test_create_project(store, monkeypatch):
     at.button(key=F(Keys.PF_SAVE, None)).click().run()
 
     assert not at.exception and errors(at) == []
-    settings = {**storage.DEFAULT_SETTINGS, "raters_per_item": 2, "strength_scale": False,
+    settings = {**ProjectSettings().to_dict(), "raters_per_item": 2, "strength_scale": False,
                 "aspects": ["helpfulness", "correctness"], "rationale_required": True,
                 "rationale_min_chars": 15, "reason_tags": ["clearer", "safer"],
                 "edits_allowed": False, "gold_rate": 0.1, "human_budget": 40,
                 "guidelines": "Prefer **correct** answers."}
-    rows = list(store.query("SELECT id, name, kind, settings FROM projects WHERE name = ?",
+    rows = list(app_db.query("SELECT id, name, kind, settings FROM projects WHERE name = ?",
                             ["helpful"]))
     assert [{**r, "settings": json.loads(r["settings"])} for r in rows] == [
         {"id": 2, "name": "helpful", "kind": "pairwise", "settings": settings}]
-    assert last_audit(store) == {"project_id": 2, "actor": "admin", "action": "create_project",
+    assert last_audit(app_db) == {"project_id": 2, "actor": "admin", "action": "create_project",
                                  "details": {"name": "helpful", "kind": "pairwise",
                                              "settings": settings}}
     assert at.selectbox(key=Keys.ADMIN_PROJECT).value == 2  # the new project is selected
     assert [t.value for t in at.toast] == ["Created project helpful"]
 
 
-def test_edit_settings_refuses_invalid_values_and_logs_the_change(store, monkeypatch):
-    project = seed_project(store, aspects=["helpfulness"])
+def test_edit_settings_refuses_invalid_values_and_logs_the_change(app_db, monkeypatch):
+    project = seed_project(app_db, aspects=["helpfulness"])
     at = open_admin(monkeypatch)
     pid = project["id"]
     assert at.text_area(key=F(Keys.PF_ASPECTS, pid)).value == "helpfulness"  # prefilled
-    before = counts(store)
+    before = counts(app_db)
     at.text_area(key=F(Keys.PF_ASPECTS, pid)).input("helpfulness\nhelpfulness")
     at.button(key=F(Keys.PF_SAVE, pid)).click().run()
     assert errors(at) == ["Not saved: settings: 'aspects' must be a list without duplicates, "
@@ -105,16 +106,16 @@ def test_edit_settings_refuses_invalid_values_and_logs_the_change(store, monkeyp
     at.button(key=F(Keys.PF_SAVE, pid)).click().run()
     assert errors(at) == ["Not saved: settings: 'human_budget' as a fraction of the items must "
                           "be in [0, 1], got 2.5."]
-    assert counts(store) == before
-    assert storage.get_project(store, pid)["settings"] == project["settings"]
+    assert counts(app_db) == before
+    assert store.get_project(app_db, pid)["settings"] == project["settings"]
 
     at.number_input(key=F(Keys.PF_BUDGET, pid)).set_value(0.25)
     at.number_input(key=F(Keys.PF_RATERS_PER_ITEM, pid)).set_value(5)
     at.button(key=F(Keys.PF_SAVE, pid)).click().run()
     assert errors(at) == []
-    assert storage.get_project(store, pid)["settings"] == {
-        **project["settings"], "human_budget": 0.25, "raters_per_item": 5}
-    assert last_audit(store) == {"project_id": pid, "actor": "admin", "action": "update_settings",
+    assert store.get_project(app_db, pid)["settings"] == project["settings"].replace(
+        human_budget=0.25, raters_per_item=5)
+    assert last_audit(app_db) == {"project_id": pid, "actor": "admin", "action": "update_settings",
                                  "details": {"human_budget": {"old": None, "new": 0.25},
                                              "raters_per_item": {"old": 3, "new": 5}}}
     assert [t.value for t in at.toast] == ["Saved: human_budget, raters_per_item"]
@@ -133,10 +134,10 @@ GOOD_FILE = b"\n".join([
 ])
 
 
-def test_import_shows_every_error_then_imports_the_fixed_file(store, monkeypatch):
-    project = seed_project(store, n_items=0)
+def test_import_shows_every_error_then_imports_the_fixed_file(app_db, monkeypatch):
+    project = seed_project(app_db, n_items=0)
     at = open_admin(monkeypatch)
-    before = counts(store)
+    before = counts(app_db)
     at.file_uploader(key=f"{Keys.ADMIN_UPLOAD}:0").upload("items.jsonl", BAD_FILE).run()
     assert not at.exception
     assert errors(at) == [
@@ -148,32 +149,32 @@ def test_import_shows_every_error_then_imports_the_fixed_file(store, monkeypatch
     assert preview["where"].tolist() == ["line 1", "line 2", "line 3"]
     assert preview["responses"].tolist() == ['["x", "y"]', '["only one"]', '["x", "y"]']
     assert not [b for b in at.button if b.key == Keys.ADMIN_IMPORT]
-    assert counts(store) == before
+    assert counts(app_db) == before
 
     at.file_uploader(key=f"{Keys.ADMIN_UPLOAD}:0").set_value(
         ("items.jsonl", GOOD_FILE, "application/jsonl")).run()
     assert errors(at) == []
-    assert counts(store) == before  # valid, but not confirmed yet
+    assert counts(app_db) == before  # valid, but not confirmed yet
     at.button(key=Keys.ADMIN_IMPORT).click().run()
     assert not at.exception and errors(at) == []
-    items = list(store.query("SELECT project_id, external_id, prompt, category FROM items "
+    items = list(app_db.query("SELECT project_id, external_id, prompt, category FROM items "
                              "ORDER BY id"))
     assert items == [
         {"project_id": project["id"], "external_id": "a", "prompt": "hi", "category": None},
         {"project_id": project["id"], "external_id": "b", "prompt": "yo", "category": "chat"}]
-    assert [r["text"] for r in store.query("SELECT text FROM responses ORDER BY id")] == [
+    assert [r["text"] for r in app_db.query("SELECT text FROM responses ORDER BY id")] == [
         "x", "y", "u", "v"]
-    assert last_audit(store) == {"project_id": project["id"], "actor": "admin",
+    assert last_audit(app_db) == {"project_id": project["id"], "actor": "admin",
                                  "action": "import_items",
                                  "details": {"items": 2, "judgments": 0, "skipped": 0}}
     assert [t.value for t in at.toast] == ["Imported 2 item(s) and 0 judgment(s) into p"]
     assert at.file_uploader(key=f"{Keys.ADMIN_UPLOAD}:1").value is None  # emptied
 
 
-def test_upload_over_the_size_limit_is_refused(store, monkeypatch):
-    seed_project(store, n_items=0)
+def test_upload_over_the_size_limit_is_refused(app_db, monkeypatch):
+    seed_project(app_db, n_items=0)
     at = open_admin(monkeypatch)
-    before = counts(store)
+    before = counts(app_db)
     big = GOOD_FILE + b"\n" * (1024 * 1024)
     get_option = st.get_option
     monkeypatch.setattr(st, "get_option", lambda name: 1 if name == "server.maxUploadSize"
@@ -182,7 +183,7 @@ def test_upload_over_the_size_limit_is_refused(store, monkeypatch):
     assert errors(at) == ["Not imported: the file is 1.0 MB; uploads are limited to 1 MB "
                           "(server.maxUploadSize): split it, or import it with "
                           "`prefstore import`."]
-    assert counts(store) == before
+    assert counts(app_db) == before
 
 
 def add_rater(at, name: str) -> str:
@@ -196,59 +197,59 @@ def add_rater(at, name: str) -> str:
     return parse_qs(url.query)["token"][0]
 
 
-def test_added_rater_link_rates_on_the_rate_page(store, monkeypatch):
-    project = seed_project(store)
+def test_added_rater_link_rates_on_the_rate_page(app_db, monkeypatch):
+    project = seed_project(app_db)
     at = open_admin(monkeypatch)
     token = add_rater(at, "bob")
-    bob = storage.get_rater(store, "bob")
-    assert storage.rater_for_token(store, token)["id"] == bob["id"]
+    bob = store.get_rater(app_db, "bob")
+    assert store.rater_for_token(app_db, token)["id"] == bob["id"]
     assert token not in repr(at.session_state)  # the link is never kept
     at.run()  # the next run no longer shows the link
     assert not at.code
 
     rate = app_test(token=token).run()
-    claim = assignment.next_item(store, project["id"], bob["id"])
+    claim = assignment.next_item(app_db, project["id"], bob["id"])
     rate.button(key=Keys.item(Keys.CHOOSE_A, claim["id"])).click().run()
     assert not rate.exception
-    rows = list(store.query("SELECT item_id, rater_id, kind, outcome, choice FROM judgments"))
+    rows = list(app_db.query("SELECT item_id, rater_id, kind, outcome, choice FROM judgments"))
     assert rows == [{"item_id": claim["item_id"], "rater_id": bob["id"], "kind": "human",
                      "outcome": "choice", "choice": claim["display_order"][0]}]
 
 
-def test_deactivate_refuses_the_link_and_a_new_link_replaces_the_old(store, monkeypatch):
-    seed_project(store)
+def test_deactivate_refuses_the_link_and_a_new_link_replaces_the_old(app_db, monkeypatch):
+    seed_project(app_db)
     at = open_admin(monkeypatch)
     token = add_rater(at, "carol")
-    carol = storage.get_rater(store, "carol")
+    carol = store.get_rater(app_db, "carol")
     at.selectbox(key=Keys.ADMIN_RATER).set_value(carol["id"]).run()
     at.button(key=Keys.ADMIN_RATER_ACTIVE).click().run()
-    assert storage.get_rater(store, carol["id"])["active"] == 0
-    assert last_audit(store)["details"] == {"rater_id": carol["id"], "active": False}
+    assert store.get_rater(app_db, carol["id"])["active"] == 0
+    assert last_audit(app_db)["details"] == {"rater_id": carol["id"], "active": False}
     assert errors(app_test(token=token).run()) == [DENIED_LINK]
 
     at.button(key=Keys.ADMIN_RATER_ACTIVE).click().run()  # now labelled Reactivate
-    assert storage.get_rater(store, carol["id"])["active"] == 1
+    assert store.get_rater(app_db, carol["id"])["active"] == 1
     at.button(key=Keys.ADMIN_RATER_ROTATE).click().run()
     new_token = parse_qs(urlsplit(at.code[0].value).query)["token"][0]
     assert errors(app_test(token=token).run()) == [DENIED_LINK]
     assert errors(app_test(token=new_token).run()) == []
 
 
-def test_the_page_refuses_a_rater_token(store):
-    seed_project(store)
-    _, token = storage.create_rater(store, "dave")
+def test_the_page_refuses_a_rater_token(app_db):
+    seed_project(app_db)
+    _, token = store.create_rater(app_db, "dave")
     page = app_test(str(REPO / "pages" / "admin.py"), token=token).run()
     assert errors(page) == ["Access denied: this page is for project admins."]
     assert not page.button and not page.text_input
 
 
-def test_progress_and_jobs(store, monkeypatch):
-    project = seed_project(store)
+def test_progress_and_jobs(app_db, monkeypatch):
+    project = seed_project(app_db)
     at = open_admin(monkeypatch)
     assert [m.value for m in at.metric][:4] == ["2", "0", "0", "0"]
     at.button(key=Keys.ADMIN_REFIT).click().run()
     at.button(key=Keys.ADMIN_REFIT).click().run()  # already queued: no second job
-    assert [(j["project_id"], j["type"], j["status"]) for j in storage.recent_jobs(store)] == [
+    assert [(j["project_id"], j["type"], j["status"]) for j in store.recent_jobs(app_db)] == [
         (project["id"], "refit", "queued")]
     assert "A refit job is already queued." in [i.value for i in at.info]
 
@@ -267,13 +268,13 @@ def downloads(monkeypatch):
     return seen
 
 
-def test_export_pairs(store, monkeypatch, downloads):
-    project = seed_project(store, n_items=3)
-    ann, _ = storage.create_rater(store, "ann")
-    items = [i["id"] for i in storage.iter_items(store, project["id"])]
-    storage.submit_judgment(store, item_id=items[0], rater_id=ann["id"], submission_id="s1",
+def test_export_pairs(app_db, monkeypatch, downloads):
+    project = seed_project(app_db, n_items=3)
+    ann, _ = store.create_rater(app_db, "ann")
+    items = [i["id"] for i in store.iter_items(app_db, project["id"])]
+    store.submit_judgment(app_db, item_id=items[0], rater_id=ann["id"], submission_id="s1",
                             choice=1, rationale="B is right")
-    storage.submit_judgment(store, item_id=items[1], rater_id=ann["id"], submission_id="s2",
+    store.submit_judgment(app_db, item_id=items[1], rater_id=ann["id"], submission_id="s2",
                             outcome="tie")
     at = open_admin(monkeypatch)
     assert at.segmented_control(key=Keys.ADMIN_EXPORT_FORMAT).value == "pairs"
@@ -285,7 +286,7 @@ def test_export_pairs(store, monkeypatch, downloads):
     [button] = at.get("download_button")
     assert button.proto.label == "Download p-pairs.jsonl"
     data = downloads["p-pairs.jsonl"]()
-    judgment_id = storage.list_judgments(store, rater_id=ann["id"])[0]["id"]
+    judgment_id = store.list_judgments(app_db, rater_id=ann["id"])[0]["id"]
     assert [json.loads(line) for line in data.decode("utf-8").splitlines()] == [
         {"prompt": "prompt 0", "chosen": "response 0.1", "rejected": "response 0.0",
          "metadata": {"item": "q0", "judgment_id": judgment_id, "rater": "ann",
@@ -297,8 +298,8 @@ def test_export_pairs(store, monkeypatch, downloads):
     assert not at.get("download_button")
 
 
-def test_export_refuses_an_unsupported_combination(store, monkeypatch):
-    seed_project(store)
+def test_export_refuses_an_unsupported_combination(app_db, monkeypatch):
+    seed_project(app_db)
     at = open_admin(monkeypatch)
     at.segmented_control(key=Keys.ADMIN_EXPORT_FORMAT).set_value("slates")
     at.selectbox(key=Keys.ADMIN_EXPORT_AGGREGATE).set_value("majority").run()
@@ -307,8 +308,8 @@ def test_export_refuses_an_unsupported_combination(store, monkeypatch):
     assert not [b for b in at.button if b.key == Keys.ADMIN_EXPORT_PREPARE]
 
 
-def test_configure_the_llm_judge_and_routing(store, monkeypatch):
-    project = seed_project(store)
+def test_configure_the_llm_judge_and_routing(app_db, monkeypatch):
+    project = seed_project(app_db)
     at = open_admin(monkeypatch)
     pid = project["id"]
     at.text_input(key=F(Keys.PF_JUDGE_MODEL, pid)).input("/models/judge-7b")
@@ -321,15 +322,15 @@ def test_configure_the_llm_judge_and_routing(store, monkeypatch):
     at.button(key=F(Keys.PF_SAVE, pid)).click().run()
 
     assert not at.exception and errors(at) == []
-    settings = storage.get_project(store, pid)["settings"]
-    assert settings["judge"] == {"model": "/models/judge-7b", "backend": "reward",
+    settings = store.get_project(app_db, pid)["settings"]
+    assert settings.judge == {"model": "/models/judge-7b", "backend": "reward",
                                  "batch_size": 4, "allow_tie": True}
-    assert (settings["calibration_fraction"], settings["active_selection"],
-            settings["refit_every_judgments"]) == (0.2, True, 200)
-    audit = last_audit(store)
+    assert (settings.calibration_fraction, settings.active_selection,
+            settings.refit_every_judgments) == (0.2, True, 200)
+    audit = last_audit(app_db)
     assert (audit["action"], audit["details"]["judge"]) == (
-        "update_settings", {"old": None, "new": settings["judge"]})
+        "update_settings", {"old": None, "new": settings.judge})
     # A blank model removes the judge again.
     at.text_input(key=F(Keys.PF_JUDGE_MODEL, pid)).input("")
     at.button(key=F(Keys.PF_SAVE, pid)).click().run()
-    assert storage.get_project(store, pid)["settings"]["judge"] is None
+    assert store.get_project(app_db, pid)["settings"].judge is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefstore import demo, storage
+from prefstore import demo, store
 from tests.ui.conftest import wait_app_idle
 
 pytestmark = pytest.mark.browser
@@ -27,9 +27,9 @@ def test_first_visit_of_a_fresh_server_goes_through_app_py(tmp_path, streamlit_s
     # a deep link runs pages/<path>.py without app.py and the sidebar lists every
     # file in pages/. The app leaves that mode at once.
     db_path = tmp_path / "fresh.db"
-    db = storage.connect(db_path)
+    db = store.connect(db_path)
     demo.ensure_demo(db)
-    _, token = storage.create_rater(db, "bob")
+    _, token = store.create_rater(db, "bob")
     db.close()
     url = streamlit_server(db_path, {"PREFSTORE_ADMIN_TOKEN": ADMIN_TOKEN})
     page = browser_page
@@ -43,9 +43,9 @@ def test_first_visit_of_a_fresh_server_goes_through_app_py(tmp_path, streamlit_s
 
 def test_rater_link_cannot_open_admin_pages_by_url(tmp_path, streamlit_server, browser_page):
     db_path = tmp_path / "access.db"
-    db = storage.connect(db_path)
+    db = store.connect(db_path)
     demo.ensure_demo(db)
-    _, token = storage.create_rater(db, "alice")
+    _, token = store.create_rater(db, "alice")
     db.close()
     url = streamlit_server(db_path, {"PREFSTORE_ADMIN_TOKEN": ADMIN_TOKEN})
     page = browser_page
@@ -77,7 +77,7 @@ def test_rater_link_cannot_open_admin_pages_by_url(tmp_path, streamlit_server, b
 
 def test_admin_token_opens_admin_pages(tmp_path, streamlit_server, browser_page):
     db_path = tmp_path / "admin.db"
-    db = storage.connect(db_path)
+    db = store.connect(db_path)
     demo.ensure_demo(db)
     db.close()
     url = streamlit_server(db_path, {"PREFSTORE_ADMIN_TOKEN": ADMIN_TOKEN})
@@ -90,7 +90,7 @@ def test_admin_token_opens_admin_pages(tmp_path, streamlit_server, browser_page)
         page.goto(f"{url}/{path}?token={ADMIN_TOKEN}")
         wait_app_idle(page)
     # Secrets stay out of the logs: neither the admin token nor a pseudonym salt.
-    salts = [p["pseudonym_salt"] for p in storage.list_projects(storage.connect(db_path))]
+    salts = [p["pseudonym_salt"] for p in store.list_projects(store.connect(db_path))]
     logs = b"".join(path.read_bytes() for path in tmp_path.glob("*.log"))
     assert logs, "the server log was not captured"
     for secret in (ADMIN_TOKEN, *salts):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefstore import fitting, routing, storage
+from prefstore import fitting, routing, store
 from tests.ui.conftest import REPO, wait_app_idle
 
 pytestmark = pytest.mark.browser
@@ -30,37 +30,37 @@ N_ITEMS = 24
 
 def seed_payloads(path):
     """One project where every text an admin or rater can see holds the payloads."""
-    db = storage.connect(path)
+    db = store.connect(path)
     everything = " ".join(PAYLOADS)
-    project = storage.create_project(db, "xss", "pairwise", {
+    project = store.create_project(db, "xss", "pairwise", {
         "raters_per_item": 5, "gold_rate": 0.0, "guidelines": everything})
-    storage.create_project(db, IMG, "pairwise")  # a payload in the project picker too
-    ids = storage.insert_items(db, project["id"], [{
+    store.create_project(db, IMG, "pairwise")  # a payload in the project picker too
+    ids = store.insert_items(db, project["id"], [{
         "external_id": f"{IMG}{i}", "prompt": f"Prompt {i} {everything}",
         "metadata": {"note": everything}, "category": SCRIPT,
         "responses": [{"text": f"{SCRIPT} left {i}", "system": f"{IMG} sys-a"},
                       {"text": f"{JS_LINK} right {i}", "system": f"{SCRIPT} sys-b"}]}
         for i in range(N_ITEMS)])
-    humans = [storage.create_rater(db, name)[0] for name in (SCRIPT, IMG, JS_LINK)]
-    judge = storage.get_or_create_rater(db, MD_HTML, "llm")
+    humans = [store.create_rater(db, name)[0] for name in (SCRIPT, IMG, JS_LINK)]
+    judge = store.get_or_create_rater(db, MD_HTML, "llm")
     n = 0
     for k, item in enumerate(ids):
         for r, rater in enumerate(humans):
             n += 1
             choice = (k + (r == 2 and k % 4 == 0)) % 2
-            storage.submit_judgment(
+            store.submit_judgment(
                 db, item_id=item, rater_id=rater["id"], submission_id=f"s{n}",
                 outcome="choice", choice=choice, strength=1 + (k % 3), display_order=[0, 1],
                 rationale=everything, time_ms=4000 + 100 * k,
                 edited=f"{everything}\n{SCRIPT} edited {k}" if r == 0 else None)
         n += 1
-        storage.submit_judgment(db, item_id=item, rater_id=judge["id"], submission_id=f"s{n}",
+        store.submit_judgment(db, item_id=item, rater_id=judge["id"], submission_id=f"s{n}",
                                 kind="llm", outcome="choice", choice=k % 2,
                                 display_order=[0, 1], rationale=everything,
                                 metadata={"confidence": 0.5 + k / 100, "note": everything})
     fitting.refit_all(db, project["id"])
     routing.refresh_routing(db, project["id"])
-    rater, token = storage.create_rater(db, "browser-rater")
+    rater, token = store.create_rater(db, "browser-rater")
     db.close()
     return token
 
@@ -136,8 +136,8 @@ def test_payloads_stay_text_everywhere(tmp_path, streamlit_server, browser_page)
 
 def test_screenshots_on_pandalm(pandalm_db_path, tmp_path, streamlit_server, browser_page):
     path = tmp_path / "pandalm.db"
-    source = storage.connect(pandalm_db_path)
-    storage.backup(source, path)
+    source = store.connect(pandalm_db_path)
+    store.backup(source, path)
     source.close()
     url = streamlit_server(path, env={"PREFSTORE_ADMIN_TOKEN": ADMIN_TOKEN})
     page = browser_page

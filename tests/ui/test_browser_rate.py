@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefstore import demo, storage
+from prefstore import demo, store
 from tests.ui.conftest import REPO, wait_app_idle
 
 pytestmark = pytest.mark.browser
@@ -15,15 +15,15 @@ PROBE_PROMPT = 'Probe <b id="xss-bold">bold</b> <img src="x" onerror="window.__x
 
 def seed(path):
     """The demo projects, plus an item full of HTML that the rater is served first."""
-    db = storage.connect(path)
+    db = store.connect(path)
     demo.ensure_demo(db)
-    project = storage.get_project(db, "demo")
-    [probe] = storage.insert_items(db, project["id"], [{
+    project = store.get_project(db, "demo")
+    [probe] = store.insert_items(db, project["id"], [{
         "external_id": "probe", "prompt": PROBE_PROMPT,
         "responses": [{"text": "<script>window.__xss = 2</script>plain A"},
                       {"text": "```html\n<i id='xss-code'>code</i>\n```"}]}])
-    storage.save_routing(db, project["id"], [{"item_id": probe, "decision": "human"}])
-    rater, token = storage.create_rater(db, "browser-rater")
+    store.save_routing(db, project["id"], [{"item_id": probe, "decision": "human"}])
+    rater, token = store.create_rater(db, "browser-rater")
     db.close()
     return project, rater, token
 
@@ -83,10 +83,10 @@ def test_rater_link_rates_three_items(tmp_path, streamlit_server, browser_page):
     wait_for_prompt(page, "git rebase -i HEAD~3")
     assert f"token={token}" in page.url
 
-    db = storage.connect(db_path)
+    db = store.connect(db_path)
     try:
-        rows = storage.list_judgments(db, rater_id=rater["id"])
-        items = [storage.get_item(db, r["item_id"])["external_id"] for r in rows]
+        rows = store.list_judgments(db, rater_id=rater["id"])
+        items = [store.get_item(db, r["item_id"])["external_id"] for r in rows]
         assert items == ["probe", "code-1", "code-2"]
         assert [(r["outcome"], r["choice"], r["strength"]) for r in rows] == [
             ("choice", rows[0]["display_order"][0], 2),

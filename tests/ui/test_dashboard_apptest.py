@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pages.dashboard_common import Keys
-from prefstore import fitting, leaderboard, routing, storage
+from prefstore import fitting, leaderboard, routing, store
 from tests.ui.conftest import REPO, app_test
 
 ADMIN_TOKEN = "admin-secret-token"
@@ -22,15 +22,15 @@ DASHBOARD = {
 
 @pytest.fixture(scope="module")
 def pandalm_copy(pandalm_db_path, tmp_path_factory):
-    """A copy of the PandaLM store with what the worker would have stored.
+    """A copy of the PandaLM app_db with what the worker would have stored.
 
-    The agreement reports are left out: the pages must compute and store them once.
+    The agreement reports are left out: the pages must compute and app_db them once.
     """
     path = tmp_path_factory.mktemp("dash") / "pandalm.db"
-    source = storage.connect(pandalm_db_path)
-    storage.backup(source, path)
+    source = store.connect(pandalm_db_path)
+    store.backup(source, path)
     source.close()
-    db = storage.connect(path)
+    db = store.connect(path)
     fitting.fit_project(db, "pandalm", model="bt", level="system", kind="all")
     routing.refresh_routing(db, "pandalm")
     db.close()
@@ -67,8 +67,8 @@ def test_overview_headline_numbers(pandalm):
     assert shown["Percent agreement"] == "0.920"
     assert at.progress[0].value == 100  # percent
     # The missing agreement reports were computed once and stored.
-    db = storage.connect(pandalm)
-    assert storage.latest_report(db, 1, name="agreement", kind="human") is not None
+    db = store.connect(pandalm)
+    assert store.latest_report(db, 1, name="agreement", kind="human") is not None
     db.close()
 
 
@@ -102,9 +102,9 @@ def test_leaderboard_bt_human_ranks_llama_first(pandalm):
     at.selectbox(key=Keys.MODEL).set_value("davidson").run()
     assert not at.exception
     assert at.dataframe[0].value["name"].iloc[0] == "llama-7b"
-    db = storage.connect(pandalm)
-    assert storage.latest_fit(db, 1, model="davidson", kind="human") is not None
-    assert storage.latest_report(db, 1, name=leaderboard.REPORT, kind="llm") is not None
+    db = store.connect(pandalm)
+    assert store.latest_fit(db, 1, model="davidson", kind="human") is not None
+    assert store.latest_report(db, 1, name=leaderboard.REPORT, kind="llm") is not None
     db.close()
 
 
@@ -143,22 +143,22 @@ def test_routing_calibration(pandalm):
 
 def test_refit_now_stores_a_new_report(pandalm):
     at = page("agreement")
-    db = storage.connect(pandalm)
-    before = storage.latest_report(db, 1, name="agreement", kind="human")["id"]
+    db = store.connect(pandalm)
+    before = store.latest_report(db, 1, name="agreement", kind="human")["id"]
     at.button(key=f"{Keys.REFIT}:agreement").click().run()
     assert not at.exception
-    assert storage.latest_report(db, 1, name="agreement", kind="human")["id"] > before
+    assert store.latest_report(db, 1, name="agreement", kind="human")["id"] > before
     db.close()
 
 
-def test_edits_histogram_and_diff(store):
-    project = storage.create_project(store, "e", "pairwise", {"gold_rate": 0.0})
-    [item] = storage.insert_items(store, project["id"], [{
+def test_edits_histogram_and_diff(app_db):
+    project = store.create_project(app_db, "e", "pairwise", {"gold_rate": 0.0})
+    [item] = store.insert_items(app_db, project["id"], [{
         "external_id": "q", "prompt": "p",
         "responses": [{"text": "line one\nline two\n", "system": "a"},
                       {"text": "other", "system": "b"}]}])
-    rater, _ = storage.create_rater(store, "ann")
-    storage.submit_judgment(store, item_id=item, rater_id=rater["id"], submission_id="s1",
+    rater, _ = store.create_rater(app_db, "ann")
+    store.submit_judgment(app_db, item_id=item, rater_id=rater["id"], submission_id="s1",
                             outcome="choice", choice=0, edited="line one\nline 2\n")
     at = app_test(str(REPO / DASHBOARD["edits"])).run()
     assert not at.exception
@@ -167,8 +167,8 @@ def test_edits_histogram_and_diff(store):
                                 "-line two\n+line 2")
 
 
-def test_empty_project_is_friendly(store):
-    storage.create_project(store, "fresh", "pairwise")
+def test_empty_project_is_friendly(app_db):
+    store.create_project(app_db, "fresh", "pairwise")
     for name in DASHBOARD:
         at = app_test(str(REPO / DASHBOARD[name])).run()
         assert not at.exception, name
@@ -176,18 +176,18 @@ def test_empty_project_is_friendly(store):
 
 
 @pytest.mark.parametrize("name", list(DASHBOARD))
-def test_rater_is_refused(store, monkeypatch, name):
+def test_rater_is_refused(app_db, monkeypatch, name):
     monkeypatch.setenv("PREFSTORE_ADMIN_TOKEN", ADMIN_TOKEN)
-    _, token = storage.create_rater(store, "ann")
+    _, token = store.create_rater(app_db, "ann")
     at = page(name, token=token)
     assert not at.exception
     assert [e.value for e in at.error] == ["Access denied: this page is for project admins."]
     assert not at.metric and not at.dataframe
 
 
-def test_rater_navigation_lacks_the_dashboard(store, monkeypatch):
+def test_rater_navigation_lacks_the_dashboard(app_db, monkeypatch):
     monkeypatch.setenv("PREFSTORE_ADMIN_TOKEN", ADMIN_TOKEN)
-    _, token = storage.create_rater(store, "ann")
+    _, token = store.create_rater(app_db, "ann")
     at = app_test(token=token).run()
     for path in DASHBOARD.values():
         with pytest.raises(ValueError):

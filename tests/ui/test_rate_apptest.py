@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 
 from pages.common import Keys
-from prefstore import assignment, storage
+from prefstore import assignment, store
 from tests.ui.conftest import REPO, app_test
 
 K = Keys.item
 
 
 def make_project(db, name="p", kind="pairwise", n_items=3, n_responses=2, gold=None, **settings):
-    project = storage.create_project(db, name, kind, {"gold_rate": 0.0, **settings})
-    storage.insert_items(db, project["id"], [
+    project = store.create_project(db, name, kind, {"gold_rate": 0.0, **settings})
+    store.insert_items(db, project["id"], [
         {"external_id": f"q{i}", "prompt": f"prompt {i}",
          "responses": [{"text": f"response {i}.{k}", "system": f"sys{k}"}
                        for k in range(n_responses)],
@@ -23,7 +23,7 @@ def make_project(db, name="p", kind="pairwise", n_items=3, n_responses=2, gold=N
 
 
 def rater_with_token(db, name="ann", role="rater"):
-    rater, token = storage.create_rater(db, name, role=role)
+    rater, token = store.create_rater(db, name, role=role)
     return rater, token
 
 
@@ -35,21 +35,21 @@ def served(db, project, rater):
 def stored(db, rater, keys=("item_id", "outcome", "choice", "ranking", "strength",
                             "display_order", "aspects", "rationale", "reason_tags", "edited",
                             "metadata", "submission_id")):
-    return [{k: row[k] for k in keys} for row in storage.list_judgments(db, rater_id=rater["id"])]
+    return [{k: row[k] for k in keys} for row in store.list_judgments(db, rater_id=rater["id"])]
 
 
 def errors(at) -> list[str]:
     return [e.value for e in at.error]
 
 
-def test_pairwise_with_strength_rationale_and_edit(store):
-    project = make_project(store, strength_scale=True, aspects=["helpfulness"],
+def test_pairwise_with_strength_rationale_and_edit(app_db):
+    project = make_project(app_db, strength_scale=True, aspects=["helpfulness"],
                            reason_tags=["clearer", "safer"], rationale_required=True,
                            rationale_min_chars=10, edits_allowed=True)
-    rater, token = rater_with_token(store)
+    rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
     assert not at.exception
-    claim = served(store, project, rater)
+    claim = served(app_db, project, rater)
     aid, order = claim["id"], claim["display_order"]
     at.segmented_control(key=K(Keys.STRENGTH, aid)).set_value("B clearly better").run()
     original = f"response {claim['item_id'] - 1}.{order[1]}"
@@ -62,57 +62,57 @@ def test_pairwise_with_strength_rationale_and_edit(store):
     at.button(key=K(Keys.SUBMIT, aid)).click().run()
 
     assert not at.exception and errors(at) == []
-    assert stored(store, rater) == [{
+    assert stored(app_db, rater) == [{
         "item_id": claim["item_id"], "outcome": "choice", "choice": order[1], "ranking": None,
         "strength": 2, "display_order": order, "aspects": {"helpfulness": 4},
         "rationale": "B cites its source.", "reason_tags": ["safer"],
         "edited": original + " Now with a source.", "metadata": {},
         "submission_id": f"a{aid}"}]
-    assert storage.list_judgments(store, rater_id=rater["id"])[0]["time_ms"] > 0
+    assert store.list_judgments(app_db, rater_id=rater["id"])[0]["time_ms"] > 0
     # The next item is served at once, with fresh fields.
-    following = served(store, project, rater)
+    following = served(app_db, project, rater)
     assert following["id"] != aid
     assert at.text_area(key=K(Keys.RATIONALE, following["id"])).value == ""
     assert [t.value for t in at.toast] == ["Saved: Response B"]
 
 
-def test_unchanged_edit_is_not_stored_and_scale_tie_has_strength_zero(store):
-    project = make_project(store, strength_scale=True)
-    rater, token = rater_with_token(store)
+def test_unchanged_edit_is_not_stored_and_scale_tie_has_strength_zero(app_db):
+    project = make_project(app_db, strength_scale=True)
+    rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
-    claim = served(store, project, rater)
+    claim = served(app_db, project, rater)
     at.segmented_control(key=K(Keys.STRENGTH, claim["id"])).set_value("A slightly better").run()
     at.button(key=K(Keys.SUBMIT, claim["id"])).click().run()
-    second = served(store, project, rater)
+    second = served(app_db, project, rater)
     at.segmented_control(key=K(Keys.STRENGTH, second["id"])).set_value("Tie").run()
     assert [t.key for t in at.text_area] == [K(Keys.RATIONALE, second["id"])]  # no edit box
     at.button(key=K(Keys.SUBMIT, second["id"])).click().run()
-    rows = stored(store, rater, keys=("outcome", "choice", "strength", "edited"))
+    rows = stored(app_db, rater, keys=("outcome", "choice", "strength", "edited"))
     assert rows == [
         {"outcome": "choice", "choice": claim["display_order"][0], "strength": 1, "edited": None},
         {"outcome": "tie", "choice": None, "strength": 0, "edited": None}]
 
 
-def test_submit_without_a_scale_choice_is_refused(store):
-    project = make_project(store, strength_scale=True)
-    rater, token = rater_with_token(store)
+def test_submit_without_a_scale_choice_is_refused(app_db):
+    project = make_project(app_db, strength_scale=True)
+    rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
-    claim = served(store, project, rater)
+    claim = served(app_db, project, rater)
     at.button(key=K(Keys.SUBMIT, claim["id"])).click().run()
     assert errors(at) == ["Not saved: pick how much better one response is (or Tie) first."]
-    assert storage.count_judgments(store) == 0
+    assert store.count_judgments(app_db) == 0
 
 
-def test_tie_and_both_bad(store):
-    project = make_project(store, strength_scale=False)
-    rater, token = rater_with_token(store)
+def test_tie_and_both_bad(app_db):
+    project = make_project(app_db, strength_scale=False)
+    rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
-    first = served(store, project, rater)
+    first = served(app_db, project, rater)
     at.button(key=K(Keys.TIE, first["id"])).click().run()
-    second = served(store, project, rater)
+    second = served(app_db, project, rater)
     at.button(key=K(Keys.BOTH_BAD, second["id"])).click().run()
     assert not at.exception
-    assert stored(store, rater, keys=("item_id", "outcome", "choice", "strength",
+    assert stored(app_db, rater, keys=("item_id", "outcome", "choice", "strength",
                                       "display_order", "submission_id")) == [
         {"item_id": first["item_id"], "outcome": "tie", "choice": None, "strength": None,
          "display_order": first["display_order"], "submission_id": f"a{first['id']}"},
@@ -120,101 +120,101 @@ def test_tie_and_both_bad(store):
          "display_order": second["display_order"], "submission_id": f"a{second['id']}"}]
 
 
-def test_missing_required_rationale_blocks_the_submit(store):
-    project = make_project(store, strength_scale=False, rationale_required=True,
+def test_missing_required_rationale_blocks_the_submit(app_db):
+    project = make_project(app_db, strength_scale=False, rationale_required=True,
                            rationale_min_chars=20)
-    rater, token = rater_with_token(store)
+    rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
-    aid = served(store, project, rater)["id"]
+    aid = served(app_db, project, rater)["id"]
     at.button(key=K(Keys.CHOOSE_A, aid)).click().run()
     assert errors(at) == ["Not saved: a rationale is required: say briefly why "
                           "(at least 20 characters)."]
-    assert storage.count_judgments(store) == 0
+    assert store.count_judgments(app_db) == 0
     at.text_area(key=K(Keys.RATIONALE, aid)).input("too short")
     at.button(key=K(Keys.CHOOSE_A, aid)).click().run()
     assert errors(at) == ["Not saved: the rationale must have at least 20 characters, it has 9."]
-    assert storage.count_judgments(store) == 0
-    assert served(store, project, rater)["id"] == aid  # still the same item
+    assert store.count_judgments(app_db) == 0
+    assert served(app_db, project, rater)["id"] == aid  # still the same item
     at.text_area(key=K(Keys.RATIONALE, aid)).input("A answers the question asked.")
     at.button(key=K(Keys.CHOOSE_A, aid)).click().run()
     assert errors(at) == []
-    assert stored(store, rater, keys=("outcome", "rationale")) == [
+    assert stored(app_db, rater, keys=("outcome", "rationale")) == [
         {"outcome": "choice", "rationale": "A answers the question asked."}]
 
 
-def test_edit_of_the_other_response_blocks_the_submit(store):
-    project = make_project(store, strength_scale=False)
-    rater, token = rater_with_token(store)
+def test_edit_of_the_other_response_blocks_the_submit(app_db):
+    project = make_project(app_db, strength_scale=False)
+    rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
-    aid = served(store, project, rater)["id"]
+    aid = served(app_db, project, rater)["id"]
     at.segmented_control(key=K(Keys.EDIT_TARGET, aid)).set_value("B").run()
     at.text_area(key=K(Keys.EDIT, aid, 1)).input("a better B")
     at.button(key=K(Keys.CHOOSE_A, aid)).click().run()
     assert errors(at) == ["Not saved: you improved Response B but chose Response A; improve "
                           "the chosen response instead."]
-    assert storage.count_judgments(store) == 0
+    assert store.count_judgments(app_db) == 0
 
 
-def test_skip_and_flag_are_recorded(store):
-    project = make_project(store)
-    rater, token = rater_with_token(store)
+def test_skip_and_flag_are_recorded(app_db):
+    project = make_project(app_db)
+    rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
-    first = served(store, project, rater)
+    first = served(app_db, project, rater)
     at.text_input(key=K(Keys.SKIP_REASON, first["id"])).input("not my field")
     at.button(key=K(Keys.SKIP, first["id"])).click().run()
-    second = served(store, project, rater)
+    second = served(app_db, project, rater)
     at.button(key=K(Keys.FLAG, second["id"])).click().run()
     assert "Choose what is wrong with the item first." in errors(at)
     at.selectbox(key=K(Keys.FLAG_REASON, second["id"])).select("broken")
     at.button(key=K(Keys.FLAG, second["id"])).click().run()
     assert not at.exception
-    rows = [storage.get_assignment(store, a["id"]) for a in (first, second)]
+    rows = [store.get_assignment(app_db, a["id"]) for a in (first, second)]
     assert [(r["item_id"], r["status"], r["reason"]) for r in rows] == [
         (first["item_id"], "skipped", "not my field"), (second["item_id"], "flagged", "broken")]
-    assert storage.count_judgments(store) == 0
-    assert storage.rater_progress(store, project["id"], rater["id"])["skipped"] == 2
+    assert store.count_judgments(app_db) == 0
+    assert store.rater_progress(app_db, project["id"], rater["id"])["skipped"] == 2
 
 
-def test_double_submit_stores_one_row(store):
-    project = make_project(store, strength_scale=False)
-    rater, token = rater_with_token(store)
+def test_double_submit_stores_one_row(app_db):
+    project = make_project(app_db, strength_scale=False)
+    rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
-    claim = served(store, project, rater)
+    claim = served(app_db, project, rater)
     button_key = K(Keys.CHOOSE_B, claim["id"])
     at.button(key=button_key).click().run()
     at.run()  # a plain rerun (a refresh) stores nothing more
     # A second click on the same served item cannot land: its button is gone,
     # and the next item's buttons have other keys.
     assert button_key not in [b.key for b in at.button]
-    # The same submission reaching the store twice is a no-op.
-    again = assignment.submit(store, claim, rater["id"],
+    # The same submission reaching the app_db twice is a no-op.
+    again = assignment.submit(app_db, claim, rater["id"],
                               assignment.label_for_position(claim["display_order"], 1))
     assert again[1] is False
-    assert stored(store, rater, keys=("item_id", "choice", "submission_id")) == [
+    assert stored(app_db, rater, keys=("item_id", "choice", "submission_id")) == [
         {"item_id": claim["item_id"], "choice": claim["display_order"][1],
          "submission_id": f"a{claim['id']}"}]
 
 
-def test_slate_best_of_k(store):
-    project = make_project(store, "s", "slate", n_items=2, n_responses=4, ranking_mode="best")
-    rater, token = rater_with_token(store)
+def test_slate_best_of_k(app_db):
+    project = make_project(app_db, "s", "slate", n_items=2, n_responses=4, ranking_mode="best")
+    rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
-    claim = served(store, project, rater)
+    claim = served(app_db, project, rater)
     assert [b.key for b in at.button][:5] == [K(Keys.BEST, claim["id"], p) for p in range(4)] + [
         K(Keys.BOTH_BAD, claim["id"])]
     at.button(key=K(Keys.BEST, claim["id"], 2)).click().run()
     assert not at.exception
-    assert stored(store, rater, keys=("outcome", "choice", "ranking", "display_order")) == [
+    assert stored(app_db, rater, keys=("outcome", "choice", "ranking", "display_order")) == [
         {"outcome": "choice", "choice": claim["display_order"][2], "ranking": None,
          "display_order": claim["display_order"]}]
 
 
-def test_slate_full_ranking_with_rank_selectors(store):
-    project = make_project(store, "s", "slate", n_items=2, n_responses=3, ranking_mode="full",
+def test_slate_full_ranking_with_rank_selectors(app_db):
+    project = make_project(app_db, "s", "slate", n_items=2, n_responses=3, ranking_mode="full",
                            reason_tags=["concise"])
-    rater, token = rater_with_token(store)
+    rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
-    claim = served(store, project, rater)
+    claim = served(app_db, project, rater)
     aid, order = claim["id"], claim["display_order"]
     at.toggle(key=K(Keys.DRAG, aid)).set_value(False).run()
     for p, rank in enumerate([1, 1, 3]):
@@ -222,22 +222,22 @@ def test_slate_full_ranking_with_rank_selectors(store):
     at.button(key=K(Keys.SUBMIT, aid)).click().run()
     assert errors(at) == ["Not saved: each rank 1..3 must be used exactly once; repeated: 1; "
                           "unused: 2."]
-    assert storage.count_judgments(store) == 0
+    assert store.count_judgments(app_db) == 0
     at.selectbox(key=K(Keys.RANK, aid, 0)).select(2)
     at.checkbox(key=K(Keys.TAG, aid, 0)).check()
     at.button(key=K(Keys.SUBMIT, aid)).click().run()
     assert not at.exception and errors(at) == []
     # Ranks by displayed position: 2, 1, 3 -> best first: positions 1, 0, 2.
     ranking = [order[1], order[0], order[2]]
-    assert stored(store, rater, keys=("outcome", "choice", "ranking", "display_order",
+    assert stored(app_db, rater, keys=("outcome", "choice", "ranking", "display_order",
                                       "reason_tags", "metadata")) == [
         {"outcome": "choice", "choice": ranking[0], "ranking": ranking, "display_order": order,
          "reason_tags": ["concise"], "metadata": {"ranking_input": "select"}}]
 
 
-def test_rater_token_cannot_reach_admin_pages(store):
-    make_project(store)
-    _, token = rater_with_token(store)
+def test_rater_token_cannot_reach_admin_pages(app_db):
+    make_project(app_db)
+    _, token = rater_with_token(app_db)
     at = app_test(token=token).run()
     assert not at.exception
     with pytest.raises(ValueError, match="Could not find a navigation page"):
@@ -248,8 +248,8 @@ def test_rater_token_cannot_reach_admin_pages(store):
     assert not page.metric
 
 
-def test_wrong_token_is_refused_like_a_missing_one(store, monkeypatch):
-    make_project(store)
+def test_wrong_token_is_refused_like_a_missing_one(app_db, monkeypatch):
+    make_project(app_db)
     monkeypatch.setenv("PREFSTORE_ADMIN_TOKEN", "the-admin-token")
     wrong = app_test(token="not-a-token").run()
     missing = app_test().run()
@@ -258,8 +258,8 @@ def test_wrong_token_is_refused_like_a_missing_one(store, monkeypatch):
     assert not wrong.button and not missing.button
 
 
-def test_admin_token_from_secrets(store):
-    make_project(store)
+def test_admin_token_from_secrets(app_db):
+    make_project(app_db)
     at = app_test(token="s3cret")
     at.secrets["admin_token"] = "s3cret"
     at.run()
@@ -268,38 +268,38 @@ def test_admin_token_from_secrets(store):
     assert [t.value for t in at.title] == ["Dashboard"]
 
 
-def test_local_mode_type_a_name_and_rate(store):
-    project = make_project(store, strength_scale=False)
+def test_local_mode_type_a_name_and_rate(app_db):
+    project = make_project(app_db, strength_scale=False)
     at = app_test().run()
     assert any("Local mode" in i.value for i in at.info)
     at.text_input(key=Keys.LOCAL_NAME_INPUT).input("Ada Lovelace")
     at.button(key=Keys.LOCAL_NAME_GO).click().run()
-    rater = storage.get_rater(store, "Ada Lovelace")
-    claim = served(store, project, rater)
+    rater = store.get_rater(app_db, "Ada Lovelace")
+    claim = served(app_db, project, rater)
     at.button(key=K(Keys.CHOOSE_A, claim["id"])).click().run()
     assert not at.exception
-    rows = storage.list_judgments(store)
+    rows = store.list_judgments(app_db)
     assert [(r["rater_id"], r["item_id"], r["choice"]) for r in rows] == [
         (rater["id"], claim["item_id"], claim["display_order"][0])]
     assert at.query_params["name"] == "Ada Lovelace"  # a refresh keeps the rater
 
 
-def test_gold_correctness_is_stored(store):
-    project = make_project(store, strength_scale=False, gold={"choice": 1}, gold_rate=0.5)
-    rater, token = rater_with_token(store)
+def test_gold_correctness_is_stored(app_db):
+    project = make_project(app_db, strength_scale=False, gold={"choice": 1}, gold_rate=0.5)
+    rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
-    claim = served(store, project, rater)
+    claim = served(app_db, project, rater)
     at.button(key=K(Keys.CHOOSE_A, claim["id"])).click().run()
     correct = claim["display_order"][0] == 1
-    assert stored(store, rater, keys=("metadata",)) == [{"metadata": {"gold_correct": correct}}]
-    assert assignment.gold_accuracy(store, project["id"]) == {"ann": float(correct)}
+    assert stored(app_db, rater, keys=("metadata",)) == [{"metadata": {"gold_correct": correct}}]
+    assert assignment.gold_accuracy(app_db, project["id"]) == {"ann": float(correct)}
 
 
-def test_all_done_message(store):
-    project = make_project(store, n_items=1, strength_scale=False)
-    rater, token = rater_with_token(store)
+def test_all_done_message(app_db):
+    project = make_project(app_db, n_items=1, strength_scale=False)
+    rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
-    at.button(key=K(Keys.TIE, served(store, project, rater)["id"])).click().run()
+    at.button(key=K(Keys.TIE, served(app_db, project, rater)["id"])).click().run()
     assert [s.value for s in at.success] == [
         "All done, thank you! You judged 1 item in p and skipped or flagged 0."]
 
@@ -309,9 +309,9 @@ PAGES = ["pages/rate.py", "pages/dashboard.py"] + (
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_every_page_runs_for_an_admin(store, monkeypatch, page):
-    make_project(store)
-    make_project(store, "s", "slate", n_responses=3, ranking_mode="full")
+def test_every_page_runs_for_an_admin(app_db, monkeypatch, page):
+    make_project(app_db)
+    make_project(app_db, "s", "slate", n_responses=3, ranking_mode="full")
     monkeypatch.setenv("PREFSTORE_ADMIN_TOKEN", "admin-secret")
     at = app_test(token="admin-secret").run()
     assert not at.exception
@@ -320,8 +320,8 @@ def test_every_page_runs_for_an_admin(store, monkeypatch, page):
     assert errors(at) == []
 
 
-def test_dashboard_empty_state(store):
-    make_project(store)
+def test_dashboard_empty_state(app_db):
+    make_project(app_db)
     at = app_test().run()
     at.switch_page("pages/dashboard.py").run()
     assert [i.value for i in at.info][-1] == "No judgments yet — share rater links from Admin."

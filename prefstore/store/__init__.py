@@ -1,0 +1,126 @@
+"""The store: every SQL statement prefstore runs, organised by what is stored.
+
+Functions take the store handle first and return plain dicts (or frames), in
+the manner of sqlite-utils. SQLite through sqlite-utils is the embedded
+default; a ``postgresql://`` URL selects PostgreSQL (``pip install
+'prefstore[postgres]'``) with the same guarantees: append-only judgments,
+idempotent submits, all-or-nothing imports, claims that never over-serve, and
+worker leases.
+
+Modules: :mod:`~prefstore.store.connection` (opening, transactions, backup),
+:mod:`~prefstore.store.schema` (migrations for both backends),
+:mod:`~prefstore.store.projects`, :mod:`~prefstore.store.raters`,
+:mod:`~prefstore.store.items`, :mod:`~prefstore.store.claims`,
+:mod:`~prefstore.store.judgments`, :mod:`~prefstore.store.jobs`,
+:mod:`~prefstore.store.reports`, :mod:`~prefstore.store.routing` and
+:mod:`~prefstore.store.synthetic` (benchmark data). Their functions are
+re-exported here, so callers write ``store.claim_next(db, ...)``.
+"""
+
+from prefstore.store.claims import (
+    claim_next,
+    get_assignment,
+    rater_progress,
+    release_assignment,
+)
+from prefstore.store.connection import (
+    BUSY_TIMEOUT_MS,
+    DEFAULT_DB,
+    UnusableDatabase,
+    backup,
+    canonical,
+    close_pool,
+    close_pools,
+    connect,
+    default_db,
+    describe,
+    driver_errors,
+    integrity_check,
+    is_postgres,
+    now_iso,
+    parse_iso,
+    translate_error,
+    write,
+)
+from prefstore.store.items import (
+    count_items_missing_judgment,
+    existing_external_ids,
+    get_item,
+    insert_items,
+    item_ids_by_external,
+    items_frame,
+    items_missing_judgment,
+    iter_items,
+    open_item_count,
+    responses_for_items,
+    responses_frame,
+)
+from prefstore.store.jobs import (
+    claim_job,
+    enqueue_job,
+    finish_job,
+    get_job,
+    heartbeat_job,
+    live_workers,
+    recent_jobs,
+    register_worker,
+    release_job,
+    worker_heartbeat,
+)
+from prefstore.store.judgments import (
+    OUTCOMES,
+    count_judgment_rows,
+    count_judgments,
+    dashboard_counts,
+    edited_judgments_frame,
+    gold_judgments,
+    has_llm_judgments,
+    insert_judgments,
+    iter_judgment_rows,
+    iter_judgment_rows_by_item,
+    iter_pair_export_rows,
+    judgments_by_id,
+    judgments_frame,
+    judgments_since,
+    list_judgments,
+    normalize_judgment,
+    project_rater_summary,
+    project_stats,
+    submit_judgment,
+)
+from prefstore.store.projects import (
+    TASK_KINDS,
+    audit_log,
+    create_project,
+    ensure_project,
+    find_project,
+    get_project,
+    list_projects,
+    log_action,
+    update_project_settings,
+)
+from prefstore.store.raters import (
+    RATER_KINDS,
+    ROLES,
+    create_rater,
+    get_or_create_rater,
+    get_rater,
+    hash_token,
+    list_raters,
+    rater_for_token,
+    rotate_token,
+    set_rater_active,
+)
+from prefstore.store.reports import (
+    last_fit_time,
+    latest_fit,
+    latest_report,
+    save_fit,
+    save_report,
+)
+from prefstore.store.routing import ROUTES, routing_counts, routing_frame, save_routing
+from prefstore.store.synthetic import seed_synthetic
+
+__all__ = [name for name in dir() if not name.startswith("_") and name not in (
+    "claims", "connection", "items", "jobs", "judgments", "projects", "raters", "reports",
+    "routing", "schema", "synthetic")]

@@ -1,0 +1,196 @@
+"""Claims: which item a rater is served next, skips and flags (the ``assignments`` table)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from prefstore.errors import AccessDenied, InvalidInput, NotFound
+from prefstore.store.connection import dumps, loads, now_iso, write
+from prefstore.store.items import get_item, open_item_count
+from prefstore.store.projects import get_project
+
+# The statements that differ: PostgreSQL locks rows explicitly where SQLite's
+# BEGIN IMMEDIATE already holds the whole database.
+_LOCK_RATER = {
+    "sqlite": "SELECT active, kind FROM raters WHERE id = ?",
+    "postgres": "SELECT active, kind FROM raters WHERE id = ? FOR UPDATE",
+}
+_CANDIDATES = {
+    "sqlite": (
+        "SELECT i.id FROM items i "
+        "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
+        "AND i.n_human < :cap "
+        "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
+        "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
+        "AND NOT EXISTS (SELECT 1 FROM assignments x WHERE x.item_id = i.id "
+        "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
+        "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
+        "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1"),
+    # SKIP LOCKED: a claimant never waits for another; the item it skips is the
+    # one being claimed right now. A few at once, since the recheck may refuse one.
+    "postgres": (
+        "SELECT i.id FROM items i "
+        "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
+        "AND i.n_human < :cap "
+        "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
+        "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
+        "AND NOT EXISTS (SELECT 1 FROM assignments x WHERE x.item_id = i.id "
+        "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
+        "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
+        "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 8 FOR UPDATE OF i SKIP LOCKED"),
+}
+# Run after the item row is locked, in a new statement (a new READ COMMITTED
+# snapshot): a claim committed while the candidate query ran is counted here.
+_STILL_OPEN = (
+    "SELECT i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
+    "AND a.status = 'claimed' AND a.expires_at > :now) FROM items i WHERE i.id = :item")
+
+
+def claim_next(db, project_id: int, rater_id: int, *, now: dt.datetime | None = None,
+               rng: random.Random | None = None) -> dict | None:
+    """Claim the next item for a rater and return the assignment with its item.
+
+    Two raters can never both take an item's last slot: SQLite serializes
+    claims with ``BEGIN IMMEDIATE``; PostgreSQL locks the candidate item row
+    (``FOR UPDATE SKIP LOCKED``) and rechecks its quota. A rater's open,
+    unexpired claim is returned again (a refresh resumes it). Order: items
+    routed to humans, a gold item at the project's gold rate, then the items
+    with the fewest human judgments. An item never goes to a rater twice, nor
+    to more raters than ``raters_per_item``; claims expire.
+    """
+    settings = get_project(db, project_id)["settings"]
+    now = now or dt.datetime.now(dt.UTC)
+    now_s = now_iso(now)
+    expires = now_iso(now + dt.timedelta(seconds=settings.claim_ttl_seconds))
+    rng = rng or random.Random()
+    cap = settings.raters_per_item
+    with write(db):
+        rater = db.execute(_LOCK_RATER[db.dialect], [rater_id]).fetchone()
+        if rater is None:
+            raise NotFound(f"rater {rater_id!r} does not exist")
+        if not rater[0]:
+            raise AccessDenied("this rater is deactivated")
+        open_claim = db.execute(
+            "SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id "
+            "WHERE a.rater_id = ? AND i.project_id = ? AND a.status = 'claimed' "
+            "AND a.expires_at > ? ORDER BY a.id LIMIT 1",
+            [rater_id, project_id, now_s],
+        ).fetchone()
+        if open_claim:
+            return get_assignment(db, open_claim[0])
+        params = {"p": project_id, "r": rater_id, "now": now_s, "cap": cap}
+
+        def candidate(gold: int) -> int | None:
+            # One queue rank at a time (routed to humans, then not routed yet):
+            # with equality on the rank, items_queue yields rows already in
+            # (n_human, priority DESC, id) order and LIMIT stops at the first
+            # fit instead of sorting every open item (benchmarks/README.md).
+            for rank in (0, 1):
+                query = {**params, "gold": gold, "rank": rank}
+                if db.dialect == "sqlite":
+                    row = db.execute(_CANDIDATES["sqlite"], query).fetchone()
+                    if row:
+                        return row[0]
+                    continue
+                # Candidates that filled up meanwhile drop out of the next
+                # query's snapshot, so this loop ends.
+                while rows := db.execute(_CANDIDATES["postgres"], query).fetchall():
+                    for (item_id,) in rows:
+                        if db.execute(_STILL_OPEN,
+                                      {"now": now_s, "item": item_id}).fetchone()[0] < cap:
+                            return item_id
+            return None
+
+        item_id = None
+        if settings.gold_rate > 0 and _gold_due(db, project_id, rater_id, settings.gold_rate):
+            item_id = candidate(1)
+        if item_id is None:
+            item_id = candidate(0)
+        if item_id is None and settings.gold_rate > 0:
+            item_id = candidate(1)
+        if item_id is None:
+            return None
+        n_responses = db.execute("SELECT COUNT(*) FROM responses WHERE item_id = ?",
+                                 [item_id]).fetchone()[0]
+        order = list(range(n_responses))
+        rng.shuffle(order)
+        # An expired claim of this same rater is reused, so the pair stays unique.
+        assignment_id = db.execute(
+            "INSERT INTO assignments (item_id, rater_id, claimed_at, expires_at, status, "
+            "display_order, updated_at) VALUES (?, ?, ?, ?, 'claimed', ?, ?) "
+            "ON CONFLICT (item_id, rater_id) DO UPDATE SET claimed_at = excluded.claimed_at, "
+            "expires_at = excluded.expires_at, display_order = excluded.display_order, "
+            "updated_at = excluded.updated_at RETURNING id",
+            [item_id, rater_id, now_s, expires, dumps(order), now_s],
+        ).fetchone()[0]
+    return get_assignment(db, assignment_id)
+
+
+def _gold_due(db, project_id: int, rater_id: int, rate: float) -> bool:
+    served, gold = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(i.is_gold), 0) FROM assignments a "
+        "JOIN items i ON i.id = a.item_id WHERE a.rater_id = ? AND i.project_id = ?",
+        [rater_id, project_id],
+    ).fetchone()
+    # Serve gold on every 1/rate-th item: the (served+1)-th item is gold when
+    # the quota grows past the golds already served.
+    return int((served + 1) * rate) > gold
+
+
+def get_assignment(db, assignment_id: int) -> dict:
+    rows = list(db.query("SELECT * FROM assignments WHERE id = ?", [assignment_id]))
+    if not rows:
+        raise NotFound(f"assignment {assignment_id!r} does not exist")
+    assignment = rows[0]
+    assignment["display_order"] = loads(assignment["display_order"])
+    assignment["item"] = get_item(db, assignment["item_id"])
+    return assignment
+
+
+def release_assignment(db, assignment_id: int, rater_id: int, *, status: str,
+                       reason: str | None = None) -> None:
+    """Record a skip or a flag for a claimed item; the slot is freed."""
+    if status not in ("skipped", "flagged"):
+        raise InvalidInput(f"status must be 'skipped' or 'flagged', got {status!r}")
+    with write(db):
+        cur = db.execute(
+            "UPDATE assignments SET status = ?, reason = ?, updated_at = ? "
+            "WHERE id = ? AND rater_id = ? AND status = 'claimed'",
+            [status, reason, now_iso(), assignment_id, rater_id],
+        )
+        if cur.rowcount == 0:
+            row = db.execute("SELECT status FROM assignments WHERE id = ? AND rater_id = ?",
+                             [assignment_id, rater_id]).fetchone()
+            if row is None:
+                raise NotFound(f"assignment {assignment_id!r} does not belong to this rater")
+
+
+def rater_progress(db, project_id: int, rater_id: int, *, open_all: int | None = None) -> dict:
+    """Return this rater's done / skipped counts and the items still open to them.
+
+    ``open_all`` may pass in a recent :func:`open_item_count`, the one part
+    whose cost grows with the project (the rate page caches it briefly).
+    """
+    cap = get_project(db, project_id)["settings"].raters_per_item
+    done = db.execute(
+        "SELECT COUNT(DISTINCT j.item_id) FROM judgments j JOIN items i ON i.id = j.item_id "
+        "WHERE j.rater_id = ? AND i.project_id = ?", [rater_id, project_id]).fetchone()[0]
+    skipped = db.execute(
+        "SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
+        "WHERE a.rater_id = ? AND i.project_id = ? AND a.status IN ('skipped', 'flagged')",
+        [rater_id, project_id]).fetchone()[0]
+    # Open items minus those this rater already finished: the first count reads
+    # only the items_queue index, the second only this rater's own rows, instead
+    # of probing two indexes for every item of the project.
+    if open_all is None:
+        open_all = open_item_count(db, project_id, cap)
+    finished = db.execute(
+        "SELECT COUNT(*) FROM items i WHERE i.id IN ("
+        "  SELECT x.item_id FROM assignments x WHERE x.rater_id = :r AND x.status != 'claimed' "
+        "  UNION SELECT j.item_id FROM judgments j WHERE j.rater_id = :r) "
+        "AND i.project_id = :p AND i.queue_rank < 2 AND i.n_human < :cap",
+        {"r": rater_id, "p": project_id, "cap": cap}).fetchone()[0]
+    open_items = max(open_all - finished, 0)
+    return {"done": done, "skipped": skipped, "available": done + open_items,
+            "remaining": open_items}

@@ -1,0 +1,622 @@
+"""Opening a store, transactions, and the little that differs between SQLite and PostgreSQL.
+
+A store handle is what every store function takes first. It is either
+
+- a :class:`SqliteDatabase` (a sqlite-utils ``Database``: WAL, busy timeout,
+  ``BEGIN IMMEDIATE`` writes), the embedded default, or
+- a :class:`PostgresDatabase` over a psycopg 3 connection pool, for many app
+  replicas sharing one server.
+
+Both offer the same small API: ``execute(sql, params)`` (a cursor-like result
+with ``fetchone``, ``fetchall``, ``rowcount``, ``description``),
+``executemany``, ``query`` (rows as dicts), ``stream`` (batches of tuples from
+one consistent snapshot) and ``close``; :func:`write` runs a block as one
+transaction. SQL is written once in SQLite's spelling (``?`` and ``:name``
+placeholders); :func:`pg_sql` rewrites the placeholders for psycopg. The few
+statements that really differ sit side by side in dicts keyed by
+``db.dialect``.
+
+A handle belongs to the thread that opened it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import json
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlite_utils import Database
+
+from prefstore.errors import Conflict, InvalidInput, PrefstoreError
+
+DEFAULT_DB = "prefstore.db"
+DB_ENV = "PREFSTORE_DB"
+BUSY_TIMEOUT_MS = 30_000
+POOL_MAX_ENV = "PREFSTORE_PG_POOL_MAX"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class UnusableDatabase(PrefstoreError):
+    """The database file or server cannot be used: not a database, damaged, read-only, full."""
+
+
+def default_db() -> str:
+    """Return the database to open: ``$PREFSTORE_DB`` (a path or a URL), else ``prefstore.db``."""
+    return os.environ.get(DB_ENV) or DEFAULT_DB
+
+
+def is_postgres(target: str | os.PathLike | None) -> bool:
+    return str(target or "").startswith(POSTGRES_SCHEMES)
+
+
+def canonical(target: str | os.PathLike | None = None) -> str:
+    """Return the target as a stable key: an absolute path, or the URL as given."""
+    target = str(target or default_db())
+    if is_postgres(target) or target == ":memory:":
+        return target
+    return str(Path(target).resolve())
+
+
+def describe(target: str | os.PathLike) -> str:
+    """Return a database target fit for a message: a path, or a URL without its password."""
+    text = str(target)
+    if is_postgres(text) and "@" in text:
+        scheme, rest = text.split("://", 1)
+        userinfo, host = rest.rsplit("@", 1)
+        return f"{scheme}://{userinfo.split(':', 1)[0]}@{host}"
+    return text
+
+
+# --------------------------------------------------------------------------
+# SQLite
+
+
+class SqliteDatabase(Database):
+    """A sqlite-utils database with the store's small common API."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection, target: str):
+        super().__init__(conn, execute_plugins=False)
+        self.target = target
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
+        return self.conn.executemany(sql, rows)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    def stream(self, sql: str, params: Any = (), batch: int = 5000) -> Iterator[tuple]:
+        # One statement is one read snapshot in WAL mode: writers go on meanwhile.
+        cur = self.conn.execute(sql, params)
+        while rows := cur.fetchmany(batch):
+            yield from rows
+
+    def frame(self, sql: str, params: Any = ()) -> pd.DataFrame:
+        return pd.read_sql_query(sql, self.conn, params=params)
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse, with one line naming the file, what SQLite would fail on later and less clearly."""
+    where = f"database {path}"
+    if path.is_dir():
+        raise UnusableDatabase(f"{where} is a directory; give the path of a database file")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise InvalidInput(f"--db {path}: directory {parent} does not exist")
+    if path.exists():
+        try:
+            with open(path, "rb") as handle:
+                header = handle.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise UnusableDatabase(f"{where} cannot be read ({exc.strerror}); check its "
+                                   "permissions") from exc
+        if header and header != SQLITE_HEADER:
+            raise UnusableDatabase(f"{where} is not a SQLite database; give a prefstore "
+                                   "database, or a new file name to create one")
+        if not os.access(path, os.W_OK):
+            raise UnusableDatabase(f"{where} is read-only; make it writable, or copy it "
+                                   "somewhere writable (prefstore needs to write its journal)")
+    if not os.access(parent, os.W_OK):
+        raise UnusableDatabase(f"{where}: directory {parent} is not writable; prefstore "
+                               "keeps its write-ahead log beside the database")
+
+
+def _open_sqlite(target: str) -> SqliteDatabase:
+    memory = target == ":memory:"
+    if not memory:
+        _check_sqlite_file(Path(target))
+    # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, and sqlite-utils
+    # nests its own atomic() blocks inside as savepoints.
+    conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    db = SqliteDatabase(conn, target)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not memory:
+            db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise translate_error(exc, target) from exc
+    return db
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL
+
+
+@functools.lru_cache(maxsize=4096)
+def pg_sql(sql: str) -> str:
+    """Rewrite SQLite-style SQL for psycopg: ``?`` → ``%s``, ``:name`` → ``%(name)s``.
+
+    Literal ``%`` becomes ``%%``; quoted strings and identifiers, and ``::``
+    casts, are left alone. ``CROSS JOIN ... ON``, SQLite's way of fixing the
+    join order, is a plain ``JOIN`` in PostgreSQL.
+    """
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch in ("'", '"'):
+            end = i + 1
+            while end < n:
+                if sql[end] == ch:
+                    if end + 1 < n and sql[end + 1] == ch:  # doubled quote
+                        end += 2
+                        continue
+                    break
+                end += 1
+            out.append(sql[i:end + 1].replace("%", "%%"))
+            i = end + 1
+        elif ch == "?":
+            out.append("%s")
+            i += 1
+        elif ch == "%":
+            out.append("%%")
+            i += 1
+        elif ch == ":" and i + 1 < n and sql[i + 1] == ":":
+            out.append("::")
+            i += 2
+        elif ch == ":" and i + 1 < n and (sql[i + 1].isalpha() or sql[i + 1] == "_"):
+            end = i + 1
+            while end < n and (sql[end].isalnum() or sql[end] == "_"):
+                end += 1
+            out.append(f"%({sql[i + 1:end]})s")
+            i = end
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out).replace("CROSS JOIN", "JOIN")
+
+
+class Result:
+    """A fully fetched result: what ``execute`` returns on PostgreSQL."""
+
+    def __init__(self, rows: list[tuple], description, rowcount: int):
+        self._rows = rows
+        self._pos = 0
+        self.description = description
+        self.rowcount = rowcount
+
+    def fetchone(self):
+        if self._pos >= len(self._rows):
+            return None
+        self._pos += 1
+        return self._rows[self._pos - 1]
+
+    def fetchall(self) -> list[tuple]:
+        rest = self._rows[self._pos:]
+        self._pos = len(self._rows)
+        return rest
+
+    def fetchmany(self, size: int) -> list[tuple]:
+        rows = self._rows[self._pos:self._pos + size]
+        self._pos += len(rows)
+        return rows
+
+    def __iter__(self):
+        while (row := self.fetchone()) is not None:
+            yield row
+
+
+_pools: dict[str, Any] = {}
+_pools_lock = threading.Lock()
+
+
+def _configure(conn) -> None:
+    from psycopg.types.string import TextLoader
+
+    # JSON comes back as text on both backends, so one parser serves both.
+    for name in ("json", "jsonb"):
+        conn.adapters.register_loader(name, TextLoader)
+
+
+def _pool(url: str):
+    with _pools_lock:
+        pool = _pools.get(url)
+        if pool is None:
+            try:
+                import psycopg
+                from psycopg_pool import ConnectionPool
+            except ImportError as exc:
+                from prefstore.errors import MissingDependency
+
+                raise MissingDependency(
+                    "PostgreSQL needs psycopg 3 and its pool: pip install 'prefstore[postgres]'"
+                ) from exc
+            pool = ConnectionPool(
+                url, min_size=1, max_size=int(os.environ.get(POOL_MAX_ENV, "8")),
+                kwargs={"autocommit": True, "cursor_factory": psycopg.ClientCursor},
+                configure=_configure, open=False, name="prefstore")
+            try:
+                pool.open(wait=True, timeout=15)
+            except Exception as exc:
+                pool.close()
+                raise UnusableDatabase(
+                    f"cannot connect to PostgreSQL at {describe(url)}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+            _pools[url] = pool
+        return pool
+
+
+def close_pool(url: str) -> None:
+    """Close the connection pool of ``url`` (before dropping its database, say)."""
+    with _pools_lock:
+        pool = _pools.pop(url, None)
+    if pool is not None:
+        pool.close()
+    _migrated.discard(url)
+
+
+def close_pools() -> None:
+    """Close every connection pool of this process (tests, and before a fork)."""
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
+
+
+class PostgresDatabase:
+    """A store handle over a psycopg 3 connection pool.
+
+    Outside :func:`write` each statement borrows a pooled connection in
+    autocommit mode; inside, every statement runs on the transaction's one
+    connection.
+    """
+
+    dialect = "postgres"
+
+    def __init__(self, url: str):
+        self.target = url
+        self._pool = _pool(url)
+        self._conn = None  # the connection of the open transaction, if any
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def _connection(self):
+        if self._conn is not None:
+            yield self._conn
+        else:
+            with self._pool.connection() as conn:
+                yield conn
+
+    def execute(self, sql: str, params: Any = None) -> Result:
+        with self._connection() as conn:
+            cur = conn.execute(pg_sql(sql), params if params is not None else None)
+            rows = cur.fetchall() if cur.description is not None else []
+            return Result(rows, cur.description, cur.rowcount)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        with self._connection() as conn, conn.cursor() as cur:
+            cur.executemany(pg_sql(sql), rows)
+
+    def query(self, sql: str, params: Any = None) -> Iterator[dict]:
+        result = self.execute(sql, params)
+        cols = [d[0] for d in result.description or ()]
+        for row in result:
+            yield dict(zip(cols, row))
+
+    def stream(self, sql: str, params: Any = None, batch: int = 5000) -> Iterator[tuple]:
+        """Yield rows from a server-side cursor in one REPEATABLE READ snapshot."""
+        with self._pool.connection() as conn:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                with conn.cursor(name=f"stream_{id(self)}_{time.monotonic_ns()}") as cur:
+                    cur.itersize = batch
+                    cur.execute(pg_sql(sql), params)
+                    while rows := cur.fetchmany(batch):
+                        yield from rows
+
+    def frame(self, sql: str, params: Any = None) -> pd.DataFrame:
+        result = self.execute(sql, params)
+        cols = [d[0] for d in result.description]
+        return pd.DataFrame.from_records(result.fetchall(), columns=cols)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn is not None
+
+    def table_names(self) -> list[str]:
+        return [r[0] for r in self.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() ORDER BY table_name")]
+
+    def close(self) -> None:
+        """Release the handle; the pool stays open for the process's other handles."""
+        self._conn = None
+
+
+# --------------------------------------------------------------------------
+# Opening
+
+
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+def connect(target: str | os.PathLike | None = None, *, migrate: bool = True):
+    """Open the store at ``target``: a SQLite path (default ``$PREFSTORE_DB`` or
+    ``prefstore.db``) or a ``postgresql://`` URL.
+
+    New databases get the schema; existing ones are checked to be prefstore
+    databases of a schema this version knows, and migrated. Migrations run once
+    per target and process.
+
+    Raises
+    ------
+    UnusableDatabase
+        For a file that is not a (prefstore) database, is damaged, read-only or
+        in a directory that cannot be written, a server that cannot be reached,
+        or a schema written by a newer prefstore. The message names the
+        database and what to do.
+    """
+    from prefstore.store import schema
+
+    target = str(target or default_db())
+    db = PostgresDatabase(target) if is_postgres(target) else _open_sqlite(target)
+    try:
+        key = canonical(target)
+        if migrate and (key == ":memory:" or key not in _migrated):
+            with _migrate_lock:
+                schema.migrate(db)
+                _migrated.add(key)
+        elif not migrate:
+            schema.check(db)
+    except BaseException as exc:
+        db.close()
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise translate_error(exc, target) from exc
+        raise
+    return db
+
+
+def translate_error(exc: BaseException, target: str | os.PathLike | None = None
+                    ) -> PrefstoreError:
+    """Turn a database driver error into one line that names the database and what to do."""
+    where = f"database {describe(target)}" if target else "the database"
+    text = str(exc)
+    low = text.lower()
+    if "disk is full" in low or "no space" in low:
+        return UnusableDatabase(f"{where}: the disk is full; nothing was written. Free some "
+                                "space and try again")
+    if "readonly" in low or "read-only" in low:
+        return UnusableDatabase(f"{where} is read-only; make it writable, or copy it somewhere "
+                                "writable")
+    if "malformed" in low or "not a database" in low or "file is encrypted" in low:
+        return UnusableDatabase(f"{where} is damaged ({text}); restore it from a backup, and "
+                                "see `prefstore check`")
+    if "unable to open" in low:
+        return UnusableDatabase(f"{where} cannot be opened ({text}); check the path and its "
+                                "permissions")
+    return UnusableDatabase(f"{where}: {text.splitlines()[0] if text else type(exc).__name__}")
+
+
+def driver_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes of the database drivers that are installed."""
+    errors: list[type[BaseException]] = [sqlite3.Error]
+    with contextlib.suppress(ImportError):
+        import psycopg
+
+        errors.append(psycopg.Error)
+    return tuple(errors)
+
+
+def is_integrity_error(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return True
+    with contextlib.suppress(ImportError):
+        import psycopg
+
+        return isinstance(exc, psycopg.errors.IntegrityError)
+    return False
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for a lock or serialization conflict that a retry of the transaction resolves."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "locked" in str(exc) or "busy" in str(exc)
+    with contextlib.suppress(ImportError):
+        import psycopg
+
+        return isinstance(exc, (psycopg.errors.SerializationFailure,
+                                psycopg.errors.DeadlockDetected))
+    return False
+
+
+# --------------------------------------------------------------------------
+# Transactions
+
+
+@contextlib.contextmanager
+def write(db, *, deadline_s: float = BUSY_TIMEOUT_MS / 1000) -> Iterator[Any]:
+    """Run the block in one write transaction; nested calls become savepoints.
+
+    SQLite takes the write lock up front (``BEGIN IMMEDIATE``), so a
+    read-then-write inside cannot be invalidated by another writer. PostgreSQL
+    runs READ COMMITTED; the statements that need more lock rows explicitly
+    (``FOR UPDATE``).
+    """
+    if db.dialect == "postgres":
+        if db._conn is not None:
+            with db._conn.transaction():
+                yield db
+            return
+        with db._pool.connection() as conn:
+            db._conn = conn
+            try:
+                with conn.transaction():
+                    yield db
+            finally:
+                db._conn = None
+        return
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    start = time.monotonic()
+    delay = 0.005
+    while True:
+        try:
+            db.conn.execute("BEGIN IMMEDIATE")
+            break
+        except sqlite3.OperationalError as exc:
+            # busy_timeout already waited; retry a little more in case the
+            # handler gave up early (it can under checkpoint contention).
+            if not is_retryable(exc) or time.monotonic() - start > deadline_s:
+                raise
+            time.sleep(delay + random.random() * delay)
+            delay = min(delay * 2, 0.2)
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    else:
+        try:
+            db.conn.execute("COMMIT")
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+
+
+def retrying(fn, *, attempts: int = 8):
+    """Call ``fn()`` (one whole transaction), again on a lock or serialization conflict."""
+    delay = 0.01
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_retryable(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(delay + random.random() * delay)
+            delay = min(delay * 2, 0.5)
+    raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------
+# Values
+
+
+def now_iso(at: dt.datetime | None = None) -> str:
+    """Return a UTC timestamp that sorts as text (ISO 8601, milliseconds)."""
+    at = at or dt.datetime.now(dt.UTC)
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def dumps(value: Any) -> str | None:
+    """Serialize a JSON column value: strict JSON (no NaN), keys sorted; None stays NULL."""
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
+
+
+def loads(value: str | None, default: Any = None) -> Any:
+    return default if value is None else json.loads(value)
+
+
+def check_kind(kind: str) -> str:
+    if kind not in ("all", "human", "llm"):
+        raise InvalidInput(f'kind must be "human", "llm" or "all", got {kind!r}')
+    return kind
+
+
+# --------------------------------------------------------------------------
+# Maintenance
+
+
+def integrity_check(db) -> str:
+    """Return "ok", or what SQLite's ``PRAGMA integrity_check`` found (PostgreSQL: "ok")."""
+    if db.dialect == "postgres":
+        return "ok"  # the server checks its own pages; see pg_amcheck
+    return "; ".join(r[0] for r in db.execute("PRAGMA integrity_check").fetchall())
+
+
+def backup(db, out_path: str | os.PathLike) -> None:
+    """Copy the live database to ``out_path``.
+
+    SQLite: the online backup API, one step, into a temp file renamed at the
+    end, so a failed backup leaves nothing. PostgreSQL: ``pg_dump`` in its
+    custom format, when it is installed.
+    """
+    out_path = Path(out_path)
+    if out_path.exists():
+        raise Conflict(f"backup target {out_path} already exists; choose a new path")
+    if not out_path.resolve().parent.is_dir():
+        raise InvalidInput(f"backup target {out_path}: directory does not exist")
+    if not os.access(out_path.resolve().parent, os.W_OK):
+        raise InvalidInput(f"backup target {out_path}: directory is not writable")
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
+    try:
+        if db.dialect == "postgres":
+            _pg_dump(db.target, tmp)
+        else:
+            dest = sqlite3.connect(str(tmp))
+            try:
+                # One step: a commit from another connection between steps restarts
+                # the copy, so a stepwise backup need never finish under steady
+                # writes. In WAL mode the step's read snapshot does not block writers.
+                db.conn.backup(dest, pages=-1)
+            finally:
+                dest.close()
+        os.replace(tmp, out_path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _pg_dump(url: str, out: Path) -> None:
+    import shutil
+    import subprocess
+
+    pg_dump = shutil.which("pg_dump")
+    if pg_dump is None:
+        raise InvalidInput("backup of a PostgreSQL database needs pg_dump, which is not "
+                           "installed here; run `pg_dump --format=custom` against "
+                           f"{describe(url)} yourself")
+    done = subprocess.run([pg_dump, "--format=custom", "--file", str(out), url],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UnusableDatabase(f"pg_dump of {describe(url)} failed: "
+                               f"{done.stderr.strip().splitlines()[-1] if done.stderr else ''}")

@@ -1,0 +1,122 @@
+"""Projects and the audit log of who changed what."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from prefstore.errors import Conflict, InvalidInput, NotFound
+from prefstore.settings import ProjectSettings
+from prefstore.store.connection import dumps, loads, now_iso, write
+
+TASK_KINDS = ("pairwise", "slate")
+MAX_NAME_CHARS = 200
+
+
+def _row(row: dict) -> dict:
+    row = dict(row)
+    row["settings"] = ProjectSettings.from_stored(loads(row["settings"], {}))
+    return row
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"project name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidInput(f"project name must be at most {MAX_NAME_CHARS} characters, "
+                           f"got {len(name)}")
+    return name
+
+
+def _settings(settings: ProjectSettings | dict | None) -> ProjectSettings:
+    if isinstance(settings, ProjectSettings):
+        settings.validate()
+        return settings
+    return ProjectSettings.from_dict(settings)
+
+
+def create_project(db, name: str, kind: str = "pairwise",
+                   settings: ProjectSettings | dict | None = None, *,
+                   actor: str = "system") -> dict:
+    """Create a project and return it. Raises Conflict if the name is taken."""
+    project, created = ensure_project(db, name, kind, settings, actor=actor)
+    if not created:
+        raise Conflict(f"project {name!r} already exists")
+    return project
+
+
+def ensure_project(db, name: str, kind: str = "pairwise",
+                   settings: ProjectSettings | dict | None = None, *,
+                   actor: str = "system") -> tuple[dict, bool]:
+    """Return the project called ``name``, creating it if absent; and whether it was created.
+
+    Safe under concurrency: two imports into the same new project both succeed,
+    one creating it. Runs in the caller's transaction when there is one.
+    """
+    _check_name(name)
+    if kind not in TASK_KINDS:
+        raise InvalidInput(f"project kind must be one of {', '.join(TASK_KINDS)}, got {kind!r}")
+    merged = _settings(settings)
+    with write(db):
+        row = db.execute(
+            "INSERT INTO projects (name, kind, settings, pseudonym_salt, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING id",
+            [name, kind, dumps(merged.to_dict()), secrets.token_hex(16), now_iso()]).fetchone()
+        if row is not None:
+            log_action(db, row[0], actor, "create_project",
+                       {"name": name, "kind": kind, "settings": merged.to_dict()})
+    project = get_project(db, name)
+    return project, row is not None
+
+
+def get_project(db, project: str | int) -> dict:
+    """Return a project by name or id. Raises NotFound."""
+    if isinstance(project, int):
+        rows = list(db.query("SELECT * FROM projects WHERE id = ?", [project]))
+    else:
+        rows = list(db.query("SELECT * FROM projects WHERE name = ?", [project]))
+    if not rows:
+        raise NotFound(f"project {project!r} does not exist")
+    return _row(rows[0])
+
+
+def find_project(db, name: str) -> dict | None:
+    try:
+        return get_project(db, name)
+    except NotFound:
+        return None
+
+
+def list_projects(db) -> list[dict]:
+    return [_row(r) for r in db.query("SELECT * FROM projects ORDER BY id")]
+
+
+def update_project_settings(db, project_id: int, changes: dict, *, actor: str) -> dict:
+    """Validate and apply setting changes, logging who changed what."""
+    project = get_project(db, project_id)
+    current: ProjectSettings = project["settings"]
+    merged = current.replace(**changes)
+    diff = current.changes(merged)
+    if not diff:
+        return project
+    with write(db):
+        db.execute("UPDATE projects SET settings = ? WHERE id = ?",
+                   [dumps(merged.to_dict()), project_id])
+        log_action(db, project_id, actor, "update_settings", diff)
+    return get_project(db, project_id)
+
+
+def log_action(db, project_id: int | None, actor: str, action: str, details: dict) -> None:
+    db.execute(
+        "INSERT INTO audit_log (project_id, actor, action, details, created_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [project_id, actor, action, dumps(details), now_iso()],
+    )
+
+
+def audit_log(db, project_id: int | None = None, limit: int = 100) -> list[dict]:
+    rows = db.query(
+        "SELECT * FROM audit_log WHERE (? IS NULL OR project_id = ?) ORDER BY id DESC LIMIT ?",
+        [project_id, project_id, limit],
+    )
+    return [{**r, "details": loads(r["details"], {})} for r in rows]

@@ -1,0 +1,431 @@
+"""The schema: one list of migrations, each in SQLite's and PostgreSQL's dialect side by side.
+
+SQLite applies them through sqlite-utils ``Migrations`` (the set is called
+"prefstore", recorded in ``_sqlite_migrations``, as it always was);
+PostgreSQL through the same names recorded in ``prefstore_migrations``, under
+an advisory lock so that replicas starting together migrate once.
+
+Differences, all here: integer keys are ``INTEGER PRIMARY KEY`` in SQLite and
+identity ``BIGINT`` keys in PostgreSQL; JSON columns are TEXT in SQLite and
+``jsonb`` in PostgreSQL; names sort bytewise (``COLLATE "C"``) as in SQLite;
+the append-only rule on judgments is a trigger in both, written twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlite_utils import Migrations
+
+from prefstore.store.connection import UnusableDatabase, describe, write
+
+MIGRATION_SET = "prefstore"
+PG_MIGRATIONS_TABLE = "prefstore_migrations"
+# An advisory lock key only prefstore uses: replicas starting at once migrate in turn.
+PG_MIGRATION_LOCK = 0x70726566
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    sqlite: str
+    postgres: str
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        "m001_initial",
+        sqlite="""
+        CREATE TABLE projects (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('pairwise', 'slate')),
+            settings TEXT NOT NULL DEFAULT '{}',
+            pseudonym_salt TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            external_id TEXT NOT NULL,
+            prompt TEXT,
+            messages TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            category TEXT,
+            gold TEXT,
+            is_gold INTEGER NOT NULL DEFAULT 0,
+            -- 0 = routed to humans, 1 = not routed yet, 2 = routed to the LLM only
+            queue_rank INTEGER NOT NULL DEFAULT 1,
+            -- expected information of one more human label (active selection)
+            priority REAL NOT NULL DEFAULT 0,
+            n_human INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            UNIQUE (project_id, external_id)
+        );
+        CREATE INDEX items_queue ON items (project_id, is_gold, queue_rank, n_human, priority DESC, id);
+        CREATE TABLE responses (
+            id INTEGER PRIMARY KEY,
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            idx INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            system TEXT,
+            UNIQUE (item_id, idx)
+        );
+        CREATE TABLE raters (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('human', 'llm')),
+            role TEXT NOT NULL DEFAULT 'rater' CHECK (role IN ('rater', 'admin')),
+            token_hash TEXT UNIQUE,
+            active INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE assignments (
+            id INTEGER PRIMARY KEY,
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            rater_id INTEGER NOT NULL REFERENCES raters(id),
+            claimed_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'claimed'
+                CHECK (status IN ('claimed', 'done', 'skipped', 'flagged')),
+            reason TEXT,
+            display_order TEXT,
+            updated_at TEXT,
+            UNIQUE (item_id, rater_id)
+        );
+        CREATE INDEX assignments_active ON assignments (item_id, status, expires_at);
+        CREATE INDEX assignments_rater ON assignments (rater_id, status);
+        CREATE TABLE judgments (
+            id INTEGER PRIMARY KEY,
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            rater_id INTEGER NOT NULL REFERENCES raters(id),
+            kind TEXT NOT NULL CHECK (kind IN ('human', 'llm')),
+            display_order TEXT,
+            outcome TEXT NOT NULL CHECK (outcome IN ('choice', 'tie', 'both_bad')),
+            choice INTEGER,
+            ranking TEXT,
+            strength INTEGER CHECK (strength IS NULL OR strength BETWEEN 0 AND 3),
+            aspects TEXT,
+            rationale TEXT,
+            reason_tags TEXT,
+            edited TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            time_ms INTEGER,
+            submission_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (rater_id, submission_id)
+        );
+        CREATE INDEX judgments_item ON judgments (item_id, rater_id);
+        CREATE INDEX judgments_rater_item ON judgments (rater_id, item_id);
+        -- Judgments are append-only: a bug elsewhere must not rewrite paid labels.
+        CREATE TRIGGER judgments_no_update BEFORE UPDATE ON judgments
+        BEGIN SELECT RAISE(ABORT, 'judgments are append-only'); END;
+        CREATE TRIGGER judgments_no_delete BEFORE DELETE ON judgments
+        BEGIN SELECT RAISE(ABORT, 'judgments are append-only'); END;
+        CREATE TABLE fits (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            model TEXT NOT NULL,
+            level TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            result TEXT NOT NULL,
+            n_judgments INTEGER NOT NULL DEFAULT 0,
+            seconds REAL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX fits_latest ON fits (project_id, model, level, kind, id);
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER REFERENCES projects(id),
+            type TEXT NOT NULL,
+            payload TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'running', 'done', 'failed')),
+            lease_owner TEXT,
+            lease_expires_at TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            progress TEXT,
+            result TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT
+        );
+        CREATE INDEX jobs_queue ON jobs (status, lease_expires_at, id);
+        CREATE TABLE workers (
+            id TEXT PRIMARY KEY,
+            pid INTEGER,
+            host TEXT,
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'running'
+        );
+        CREATE TABLE routing (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            decision TEXT NOT NULL CHECK (decision IN ('human', 'llm', 'both')),
+            predicted_agreement REAL,
+            priority REAL,
+            features TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            UNIQUE (project_id, item_id)
+        );
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER REFERENCES projects(id),
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            details TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL
+        );
+        """,
+        postgres="""
+        CREATE TABLE projects (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            name TEXT COLLATE "C" NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('pairwise', 'slate')),
+            settings JSONB NOT NULL DEFAULT '{}',
+            pseudonym_salt TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE items (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            project_id BIGINT NOT NULL REFERENCES projects(id),
+            external_id TEXT COLLATE "C" NOT NULL,
+            prompt TEXT,
+            messages JSONB,
+            metadata JSONB NOT NULL DEFAULT '{}',
+            category TEXT COLLATE "C",
+            gold JSONB,
+            is_gold INTEGER NOT NULL DEFAULT 0,
+            queue_rank INTEGER NOT NULL DEFAULT 1,
+            priority DOUBLE PRECISION NOT NULL DEFAULT 0,
+            n_human INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            UNIQUE (project_id, external_id)
+        );
+        CREATE INDEX items_queue ON items (project_id, is_gold, queue_rank, n_human, priority DESC, id);
+        CREATE TABLE responses (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            item_id BIGINT NOT NULL REFERENCES items(id),
+            idx INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            system TEXT COLLATE "C",
+            UNIQUE (item_id, idx)
+        );
+        CREATE TABLE raters (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            name TEXT COLLATE "C" NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('human', 'llm')),
+            role TEXT NOT NULL DEFAULT 'rater' CHECK (role IN ('rater', 'admin')),
+            token_hash TEXT UNIQUE,
+            active INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE assignments (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            item_id BIGINT NOT NULL REFERENCES items(id),
+            rater_id BIGINT NOT NULL REFERENCES raters(id),
+            claimed_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'claimed'
+                CHECK (status IN ('claimed', 'done', 'skipped', 'flagged')),
+            reason TEXT,
+            display_order JSONB,
+            updated_at TEXT,
+            UNIQUE (item_id, rater_id)
+        );
+        CREATE INDEX assignments_active ON assignments (item_id, status, expires_at);
+        CREATE INDEX assignments_rater ON assignments (rater_id, status);
+        CREATE TABLE judgments (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            item_id BIGINT NOT NULL REFERENCES items(id),
+            rater_id BIGINT NOT NULL REFERENCES raters(id),
+            kind TEXT NOT NULL CHECK (kind IN ('human', 'llm')),
+            display_order JSONB,
+            outcome TEXT NOT NULL CHECK (outcome IN ('choice', 'tie', 'both_bad')),
+            choice INTEGER,
+            ranking JSONB,
+            strength INTEGER CHECK (strength IS NULL OR strength BETWEEN 0 AND 3),
+            aspects JSONB,
+            rationale TEXT,
+            reason_tags JSONB,
+            edited TEXT,
+            metadata JSONB NOT NULL DEFAULT '{}',
+            time_ms BIGINT,
+            submission_id TEXT COLLATE "C" NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (rater_id, submission_id)
+        );
+        CREATE INDEX judgments_item ON judgments (item_id, rater_id);
+        CREATE INDEX judgments_rater_item ON judgments (rater_id, item_id);
+        CREATE FUNCTION prefstore_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'judgments are append-only'; END $$;
+        CREATE TRIGGER judgments_no_update BEFORE UPDATE ON judgments
+            FOR EACH ROW EXECUTE FUNCTION prefstore_append_only();
+        CREATE TRIGGER judgments_no_delete BEFORE DELETE ON judgments
+            FOR EACH ROW EXECUTE FUNCTION prefstore_append_only();
+        CREATE TRIGGER judgments_no_truncate BEFORE TRUNCATE ON judgments
+            FOR EACH STATEMENT EXECUTE FUNCTION prefstore_append_only();
+        CREATE TABLE fits (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            project_id BIGINT NOT NULL REFERENCES projects(id),
+            model TEXT NOT NULL,
+            level TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            params JSONB NOT NULL DEFAULT '{}',
+            result TEXT NOT NULL,
+            n_judgments BIGINT NOT NULL DEFAULT 0,
+            seconds DOUBLE PRECISION,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX fits_latest ON fits (project_id, model, level, kind, id);
+        CREATE TABLE jobs (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            project_id BIGINT REFERENCES projects(id),
+            type TEXT NOT NULL,
+            payload JSONB NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'running', 'done', 'failed')),
+            lease_owner TEXT,
+            lease_expires_at TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            progress TEXT,
+            result JSONB,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT
+        );
+        CREATE INDEX jobs_queue ON jobs (status, lease_expires_at, id);
+        CREATE TABLE workers (
+            id TEXT PRIMARY KEY,
+            pid BIGINT,
+            host TEXT,
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'running'
+        );
+        CREATE TABLE routing (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            project_id BIGINT NOT NULL REFERENCES projects(id),
+            item_id BIGINT NOT NULL REFERENCES items(id),
+            decision TEXT NOT NULL CHECK (decision IN ('human', 'llm', 'both')),
+            predicted_agreement DOUBLE PRECISION,
+            priority DOUBLE PRECISION,
+            features JSONB NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            UNIQUE (project_id, item_id)
+        );
+        CREATE TABLE audit_log (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            project_id BIGINT REFERENCES projects(id),
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            details JSONB NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL
+        );
+        """,
+    ),
+    Migration(
+        "m002_reports",
+        # Derived reports (agreement, routing evaluation) cached by the worker, so a
+        # dashboard over a million judgments reads one row instead of recomputing.
+        sqlite="""
+        CREATE TABLE reports (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            result TEXT NOT NULL,
+            n_judgments INTEGER NOT NULL DEFAULT 0,
+            seconds REAL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX reports_latest ON reports (project_id, name, kind, id);
+        """,
+        postgres="""
+        CREATE TABLE reports (
+            id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            project_id BIGINT NOT NULL REFERENCES projects(id),
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            result TEXT NOT NULL,
+            n_judgments BIGINT NOT NULL DEFAULT 0,
+            seconds DOUBLE PRECISION,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX reports_latest ON reports (project_id, name, kind, id);
+        """,
+    ),
+]
+
+# Big JSON results (fits, reports) stay TEXT on PostgreSQL too: they are written
+# and read whole, never queried inside, and jsonb would reorder their keys.
+
+_sqlite_migrations = Migrations(MIGRATION_SET)
+for _migration in MIGRATIONS:
+    _sqlite_migrations(name=_migration.name)(
+        lambda db, sql=_migration.sqlite: db.executescript(sql))
+
+KNOWN = [m.name for m in MIGRATIONS]
+
+
+def _applied(db) -> list[str] | None:
+    """Return the names of the applied migrations, or None if prefstore never ran here."""
+    if db.dialect == "sqlite":
+        if not db["_sqlite_migrations"].exists():
+            return None
+        return [m.name for m in _sqlite_migrations.applied(db)]
+    exists = db.execute("SELECT to_regclass(?) IS NOT NULL", [PG_MIGRATIONS_TABLE]).fetchone()[0]
+    if not exists:
+        return None
+    return [r[0] for r in db.execute(
+        "SELECT name FROM prefstore_migrations ORDER BY id")]
+
+
+def check(db) -> list[str]:
+    """Refuse a database that is not prefstore's, or that a newer prefstore wrote.
+
+    Returns the applied migrations (empty for a new, empty database).
+    """
+    applied = _applied(db)
+    where = f"database {describe(db.target)}"
+    if not applied:
+        foreign = [t for t in db.table_names()
+                   if not t.startswith(("_sqlite_", "sqlite_")) and t != PG_MIGRATIONS_TABLE]
+        if foreign:
+            shown = ", ".join(sorted(foreign)[:5]) + (", …" if len(foreign) > 5 else "")
+            raise UnusableDatabase(f"{where} is not a prefstore database (it has tables "
+                                   f"{shown}); give another --db")
+        return []
+    newer = [name for name in applied if name not in KNOWN]
+    if newer:
+        raise UnusableDatabase(f"{where} was written by a newer prefstore (schema "
+                               f"{newer[-1]}); upgrade prefstore to open it")
+    return applied
+
+
+def migrate(db) -> None:
+    """Create or upgrade the schema (after :func:`check`)."""
+    if db.dialect == "sqlite":
+        check(db)
+        if _sqlite_migrations.pending(db) or not db["_sqlite_migrations"].exists():
+            with write(db):
+                # Re-read inside the write lock: another process may have migrated.
+                check(db)
+                _sqlite_migrations.apply(db)
+        return
+    with write(db):
+        db.execute("SELECT pg_advisory_xact_lock(?)", [PG_MIGRATION_LOCK])
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS prefstore_migrations (id BIGINT GENERATED BY DEFAULT "
+            "AS IDENTITY PRIMARY KEY, name TEXT NOT NULL UNIQUE, applied_at TEXT NOT NULL)")
+        done = set(check(db))
+        for migration in MIGRATIONS:
+            if migration.name not in done:
+                db._conn.execute(migration.postgres)
+                db.execute("INSERT INTO prefstore_migrations (name, applied_at) "
+                           "VALUES (?, now()::text)", [migration.name])
