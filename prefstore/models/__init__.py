@@ -12,7 +12,12 @@ returning a :class:`FitResult`, so a UI can offer a selectbox::
 from __future__ import annotations
 
 from prefstore.errors import InvalidInput
-from prefstore.models.adapter import STRENGTH_WEIGHTS, pairwise_from_frames, rankings_from_frames
+from prefstore.models.adapter import (
+    STRENGTH_WEIGHTS,
+    pairwise_from_frames,
+    pairwise_style_from_frames,
+    rankings_from_frames,
+)
 from prefstore.models.base import (
     ELO_BASE,
     ELO_PER_NAT,
@@ -44,6 +49,17 @@ from prefstore.models.plackett_luce import (
     pl_objective,
     pl_rankings,
 )
+from prefstore.models.style import (
+    FASTCHAT_ALPHA,
+    FASTCHAT_BETA,
+    STYLE_FEATURE_DEFINITIONS,
+    STYLE_FEATURES,
+    StyleFitResult,
+    fit_style_control,
+    style_covariates,
+    style_features,
+    style_pairwise,
+)
 
 #: The available models, in the order a UI should offer them.
 MODELS: list[Model] = [BradleyTerry(), Davidson(), PlackettLuce(), Mixture()]
@@ -66,6 +82,16 @@ def get_model(name: str) -> Model:
 
 __all__ = [
     "ELO_BASE",
+    "FASTCHAT_ALPHA",
+    "FASTCHAT_BETA",
+    "STYLE_FEATURES",
+    "STYLE_FEATURE_DEFINITIONS",
+    "StyleFitResult",
+    "fit_style_control",
+    "pairwise_style_from_frames",
+    "style_covariates",
+    "style_features",
+    "style_pairwise",
     "ELO_PER_NAT",
     "MODELS",
     "STRENGTH_WEIGHTS",

@@ -434,8 +434,107 @@ def rankings_from_frames(
     )
 
 
+def pairwise_style_from_frames(
+    judgments: pd.DataFrame,
+    responses: pd.DataFrame,
+    level: str = "system",
+    kind: str = "all",
+    tie_policy: str = "keep",
+    both_bad: str = "tie",
+    strength_weights: dict[int, float] | None = STRENGTH_WEIGHTS,
+    features: tuple[str, ...] | list[str] | None = None,
+) -> tuple[PairwiseData, np.ndarray]:
+    """Build pairwise data plus the style covariates of each comparison.
+
+    The rows are exactly those of :func:`pairwise_from_frames` with the same
+    options (slates and rankings expanded to pairs, ties and "both_bad" as set,
+    same-system pairs dropped at level "system"), in the same order, and row ``j``
+    of the covariates is :func:`prefstore.models.style.style_covariates` of the
+    winner's and the loser's :func:`prefstore.models.style.style_features`
+    (``data.winners[j]`` first). Each response's features are counted once from its
+    ``text``; the texts compared are the responses as stored (for a multi-turn item
+    the final assistant turn).
+
+    Parameters
+    ----------
+    judgments, responses, level, kind, tie_policy, both_bad, strength_weights
+        As in :func:`pairwise_from_frames`; ``responses`` also needs a ``text`` column.
+    features : sequence of str, optional
+        Which of :data:`prefstore.models.style.STYLE_FEATURES` to build (default all,
+        in that order).
+
+    Returns
+    -------
+    data : PairwiseData
+        Identical to ``pairwise_from_frames(judgments, responses, ...)``.
+    covariates : ndarray, shape (len(data), len(features))
+        Unstandardised, winner minus loser.
+
+    Raises
+    ------
+    InvalidInput
+        As :func:`pairwise_from_frames`, or on an unknown feature or a missing
+        ``text`` column.
+    """
+    from prefstore.models.style import STYLE_FEATURES, style_covariates, style_features
+
+    _check_choice("level", level, LEVELS)
+    features = tuple(STYLE_FEATURES if features is None else features)
+    unknown = [f for f in features if f not in STYLE_FEATURES]
+    if unknown or not features:
+        raise InvalidInput(
+            f'"features" must be a non-empty subset of {list(STYLE_FEATURES)}, got {list(features)}'
+        )
+    _check_columns(responses, "responses", (*_RESPONSE_COLUMNS, "text"))
+    # Response level first: its rows are the system-level rows before same-system
+    # pairs are dropped, in the same order, and its names are the response ids.
+    by_response = pairwise_from_frames(
+        judgments, responses, "response", kind, tie_policy, both_bad, strength_weights
+    )
+    cols = [STYLE_FEATURES.index(f) for f in features]
+    used = np.array([int(n) for n in by_response.names], dtype=np.int64)
+    ids = pd.Index(responses["response_id"].astype(np.int64))
+    if not ids.is_unique:
+        raise InvalidInput('"responses" must have unique response_id values')
+    pos = ids.get_indexer(used)
+    feats = style_features(responses["text"].to_numpy(dtype=object)[pos])[:, cols]
+    covariates = style_covariates(feats[by_response.winners], feats[by_response.losers])
+    if level == "response":
+        return by_response, covariates
+    system = responses["system"].to_numpy(dtype=object)[pos]
+    missing = np.array([_missing(s) or s == "" for s in system], dtype=bool)
+    if missing.any():
+        k = int(np.flatnonzero(missing)[0])
+        row = responses.iloc[pos[k]]
+        raise InvalidInput(
+            f"item {int(row['item_id'])}: response {int(row['idx'])} has no system; "
+            f"use level='response' or fill in the system"
+        )
+    system = np.array([str(s) for s in system], dtype=object)
+    sw, sl = system[by_response.winners], system[by_response.losers]
+    # Same-system pairs say nothing about systems (see the module docstring).
+    keep = sw != sl
+    sw, sl = sw[keep], sl[keep]
+    names = sorted(set(sw) | set(sl))
+    rater_all = np.array(by_response.rater_names, dtype=object)[by_response.raters[keep]]
+    raters = sorted(set(rater_all.tolist()))
+    data = PairwiseData(
+        winners=pd.Categorical(sw, categories=names).codes.astype(np.intp),
+        losers=pd.Categorical(sl, categories=names).codes.astype(np.intp),
+        n_items=len(names),
+        ties=by_response.ties[keep],
+        weights=by_response.weights[keep],
+        raters=pd.Categorical(rater_all, categories=raters).codes.astype(np.intp),
+        names=names,
+        rater_names=raters or None,
+        level="system",
+    )
+    return data, covariates[keep]
+
+
 __all__ = [
     "STRENGTH_WEIGHTS",
     "pairwise_from_frames",
+    "pairwise_style_from_frames",
     "rankings_from_frames",
 ]
