@@ -41,6 +41,7 @@ from prefstore.models.bradley_terry import (
     davidson_objective,
     davidson_pairwise,
 )
+from prefstore.models.judge_style import judge_style_bias
 from prefstore.models.mixture import Mixture, MixtureEstimate, mixture_pairwise, mixture_rankings
 from prefstore.models.plackett_luce import (
     PlackettLuce,
@@ -115,6 +116,7 @@ __all__ = [
     "davidson_objective",
     "davidson_pairwise",
     "get_model",
+    "judge_style_bias",
     "mixture_pairwise",
     "mixture_rankings",
     "pairwise_from_frames",
