@@ -14,6 +14,7 @@ from __future__ import annotations
 from prefstore.errors import InvalidInput
 from prefstore.models.adapter import (
     STRENGTH_WEIGHTS,
+    hybrid_items_from_frames,
     pairwise_from_frames,
     pairwise_style_from_frames,
     rankings_from_frames,
@@ -40,6 +41,12 @@ from prefstore.models.bradley_terry import (
     davidson_hessian,
     davidson_objective,
     davidson_pairwise,
+)
+from prefstore.models.hybrid import (
+    HybridItems,
+    evaluate_hybrid,
+    fit_hybrid,
+    hybrid_pairwise,
 )
 from prefstore.models.judge_style import judge_style_bias
 from prefstore.models.mixture import Mixture, MixtureEstimate, mixture_pairwise, mixture_rankings
@@ -115,7 +122,12 @@ __all__ = [
     "davidson_hessian",
     "davidson_objective",
     "davidson_pairwise",
+    "HybridItems",
+    "evaluate_hybrid",
+    "fit_hybrid",
     "get_model",
+    "hybrid_items_from_frames",
+    "hybrid_pairwise",
     "judge_style_bias",
     "mixture_pairwise",
     "mixture_rankings",
