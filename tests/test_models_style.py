@@ -384,3 +384,30 @@ def test_covariates_are_not_modified():
     before = x.copy()
     style_pairwise(data, x, ci=None)
     np.testing.assert_array_equal(x, before)
+
+
+def test_repeated_comparisons_are_merged_without_changing_the_fit():
+    # Three raters per item: every (pair, covariates) row appears three times.
+    data, x, _ = length_arena(m=3000, n=8)
+    rng = np.random.default_rng(9)
+    flip = rng.random((3, len(data))) < 0.3  # raters disagree on some items
+    w = np.concatenate([np.where(f, data.losers, data.winners) for f in flip])
+    lo = np.concatenate([np.where(f, data.winners, data.losers) for f in flip])
+    xx = np.concatenate([np.where(f[:, None], -x, x) for f in flip])
+    many = PairwiseData(w, lo, 8, ties=rng.random(w.shape[0]) < 0.1)
+    merged = style_design(many, xx, dedup="auto")
+    plain = style_design(many, xx)
+    unique_rows = np.unique(np.column_stack([plain.pair, plain.x.T]), axis=0).shape[0]
+    assert merged.n.shape[0] == unique_rows <= len(data)
+    assert plain.n.shape[0] == len(many)
+    params = rng.normal(size=9)
+    for fn in (style_objective, style_gradient):
+        np.testing.assert_allclose(fn(params, merged, 0.1, 0.2), fn(params, plain, 0.1, 0.2),
+                                   rtol=1e-11)
+    # bootstrap weights still resample whole judgments through the merged rows
+    boot = merged.with_weights(np.arange(len(many), dtype=float))
+    np.testing.assert_allclose(boot.n.sum(), np.arange(len(many)).sum())
+    hess = style_pairwise(many, xx, feature_names=["length"])
+    fit = style_pairwise(many, xx, feature_names=["length"], ci="bootstrap", n_boot=40)
+    np.testing.assert_allclose(fit.scores, hess.scores)
+    np.testing.assert_allclose(np.diff(fit.ci95).ravel(), np.diff(hess.ci95).ravel(), rtol=0.4)
