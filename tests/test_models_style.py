@@ -83,7 +83,7 @@ def _text(rng, words, headers, lists, bold, code):
     return "\n".join(parts)
 
 
-def text_arena(n_systems=6, m=1500, seed=0, tie_rate=0.15):
+def text_arena(n_systems=6, m=900, seed=0, tie_rate=0.15):
     """Battles between systems whose responses differ in style; style affects votes."""
     rng = np.random.default_rng(seed)
     theta = rng.normal(0, 0.6, n_systems)
