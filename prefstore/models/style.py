@@ -607,7 +607,7 @@ def _fit_design(design: StyleDesign, alpha: float, beta: float, ties: str, names
         # alpha = 0 the same existence check (an item that never lost diverges
         # whatever the covariates: every one of its terms grows with its score).
         x0 = np.zeros(n + design.n_features)
-        x0[:n] = bt_pairwise(design.counts, alpha, ties, names=names)
+        x0[:n] = bt_pairwise(design.counts, alpha, ties, tol=1e-6, names=names)
     return _newton(design, alpha, beta, x0, tol, "style-controlled fit")
 
 
