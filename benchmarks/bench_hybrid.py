@@ -57,27 +57,37 @@ def main() -> None:
         sys.exit(f"PandaLM data not found at {PANDALM}")
     items = load_items()
     full = hybrid_pairwise(items)
-    print(f"{len(items)} items, {items.n_systems} systems; GPT-3.5 labels on "
-          f"{full.n_llm_items} items ({len(items) - full.n_llm_items} unparseable)")
+    print(
+        f"{len(items)} items, {items.n_systems} systems; GPT-3.5 labels on "
+        f"{full.n_llm_items} items ({len(items) - full.n_llm_items} unparseable)"
+    )
     start = time.perf_counter()
     out = evaluate_hybrid(items, fractions=(0.1, 0.25, 0.5), reps=args.reps, seed=args.seed)
     seconds = time.perf_counter() - start
     print(f"evaluate_hybrid: {args.reps} draws x 3 fractions in {seconds:.1f} s\n")
-    print(f"{'human share':>11}  {'fit':<10} {'coverage':>8} {'mean CI width':>13} "
-          f"{'Kendall tau':>11} {'lambda':>7}")
+    print(
+        f"{'human share':>11}  {'fit':<10} {'coverage':>8} {'mean CI width':>13} "
+        f"{'Kendall tau':>11} {'lambda':>7}"
+    )
     for row in out["results"]:
         for fit in ("human_only", "llm_only", "hybrid"):
             r = row[fit]
             lam = f"{r['mean_lambda']:.2f}" if "mean_lambda" in r else ""
-            print(f"{row['fraction']:>11.2f}  {fit:<10} {r['coverage']:>8.3f} "
-                  f"{r['mean_ci_width']:>13.3f} {r['kendall_tau']:>11.3f} {lam:>7}")
+            print(
+                f"{row['fraction']:>11.2f}  {fit:<10} {r['coverage']:>8.3f} "
+                f"{r['mean_ci_width']:>13.3f} {r['kendall_tau']:>11.3f} {lam:>7}"
+            )
     quarter = next(r for r in out["results"] if r["fraction"] == 0.25)
-    ok = (quarter["hybrid"]["coverage"] >= 0.90
-          and quarter["hybrid"]["mean_ci_width"] <= quarter["human_only"]["mean_ci_width"])
-    print(f"\n25% human: hybrid coverage {quarter['hybrid']['coverage']:.3f} (goal >= 0.90), "
-          f"width {quarter['hybrid']['mean_ci_width']:.3f} vs human-only "
-          f"{quarter['human_only']['mean_ci_width']:.3f}; LLM-only coverage "
-          f"{quarter['llm_only']['coverage']:.3f} -> {'met' if ok else 'NOT met'}")
+    ok = (
+        quarter["hybrid"]["coverage"] >= 0.90
+        and quarter["hybrid"]["mean_ci_width"] <= quarter["human_only"]["mean_ci_width"]
+    )
+    print(
+        f"\n25% human: hybrid coverage {quarter['hybrid']['coverage']:.3f} (goal >= 0.90), "
+        f"width {quarter['hybrid']['mean_ci_width']:.3f} vs human-only "
+        f"{quarter['human_only']['mean_ci_width']:.3f}; LLM-only coverage "
+        f"{quarter['llm_only']['coverage']:.3f} -> {'met' if ok else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -79,36 +79,55 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     n, m = args.systems, args.battles
-    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} cores, "
-          f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
-    print(f"== {m:,} battles over {n} systems, 10% ties, 4 style covariates; "
-          f"medians of {args.repeat} alternating runs ==")
+    print(
+        f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} cores, "
+        f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}"
+    )
+    print(
+        f"== {m:,} battles over {n} systems, 10% ties, 4 style covariates; "
+        f"medians of {args.repeat} alternating runs =="
+    )
     w, lo, ties, x, theta = style_arena(n, m, 0.10, seed=1)
     data = PairwiseData(w, lo, n, ties=ties)
-    res = interleaved({
-        "bt": lambda: bt_pairwise(data),
-        "style": lambda: style_pairwise(data, x, ci=None),
-    }, args.repeat)
+    res = interleaved(
+        {
+            "bt": lambda: bt_pairwise(data),
+            "style": lambda: style_pairwise(data, x, ci=None),
+        },
+        args.repeat,
+    )
     t_bt, plain = res["bt"]
     t_style, fit = res["style"]
     ratio = t_style / t_bt
     print(f"  bt_pairwise:                  {t_bt:.3f} s")
-    print(f"  style_pairwise(ci=None):      {t_style:.3f} s  -> ratio {ratio:.2f}x "
-          f"(goal <= 2x: {'met' if ratio <= 2 else 'NOT met'})")
-    res = interleaved({
-        "bt": lambda: BradleyTerry().fit(data),
-        "style": lambda: style_pairwise(data, x, ci="hessian"),
-    }, max(1, args.repeat // 2))
-    print(f"  with Hessian 95% intervals:   BT {res['bt'][0]:.3f} s, style {res['style'][0]:.3f} s"
-          f" -> ratio {res['style'][0] / res['bt'][0]:.2f}x")
+    print(
+        f"  style_pairwise(ci=None):      {t_style:.3f} s  -> ratio {ratio:.2f}x "
+        f"(goal <= 2x: {'met' if ratio <= 2 else 'NOT met'})"
+    )
+    res = interleaved(
+        {
+            "bt": lambda: BradleyTerry().fit(data),
+            "style": lambda: style_pairwise(data, x, ci="hessian"),
+        },
+        max(1, args.repeat // 2),
+    )
+    print(
+        f"  with Hessian 95% intervals:   BT {res['bt'][0]:.3f} s, style {res['style'][0]:.3f} s"
+        f" -> ratio {res['style'][0] / res['bt'][0]:.2f}x"
+    )
     truth = theta - theta.mean()
     names = ("length", "headers", "lists", "bold")
-    coef = ", ".join(f"{k} {c:.3f} (true {g})" for k, c, g in zip(names, fit.style_coefficients,
-                                                                   GAMMA))
-    print(f"  style coefficients: {coef} (ties are drawn apart from the vote, which "
-          f"shrinks every effect a little)")
-    print(f"  Kendall tau with the true abilities: style {kendalltau(fit.scores, truth)[0]:.4f}, "
-          f"plain BT {kendalltau(plain, truth)[0]:.4f}")
+    coef = ", ".join(
+        f"{k} {c:.3f} (true {g})" for k, c, g in zip(names, fit.style_coefficients, GAMMA)
+    )
+    print(
+        f"  style coefficients: {coef} (ties are drawn apart from the vote, which "
+        f"shrinks every effect a little)"
+    )
+    print(
+        f"  Kendall tau with the true abilities: style {kendalltau(fit.scores, truth)[0]:.4f}, "
+        f"plain BT {kendalltau(plain, truth)[0]:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,9 @@ def synthetic_items(seed=0, n_items=1200, k=5, judge_noise=0.6, n_raters=3, huma
     tie = rng.random((n_items, n_raters)) < 0.1
     labels[tie] = 0.5
     human = labels.mean(axis=1)
-    judge = (rng.random(n_items) < np.clip(latent + rng.normal(0, judge_noise * 0.2, n_items),
-                                            0, 1)).astype(float)
+    judge = (
+        rng.random(n_items) < np.clip(latent + rng.normal(0, judge_noise * 0.2, n_items), 0, 1)
+    ).astype(float)
     judge[rng.random(n_items) < 0.03] = np.nan  # unparseable judge output
     human[rng.random(n_items) > human_share] = np.nan
     return HybridItems(first, second, human, judge, k), labels
@@ -51,8 +52,13 @@ def test_lambda_zero_is_bradley_terry_on_the_human_judgments():
     n_r = labels.shape[1]
     f, s = np.repeat(items.first[lab], n_r), np.repeat(items.second[lab], n_r)
     y = labels[lab].ravel()
-    data = PairwiseData(np.where(y == 0.0, s, f), np.where(y == 0.0, f, s), items.n_systems,
-                        ties=y == 0.5, weights=np.full(y.shape[0], 1.0 / n_r))
+    data = PairwiseData(
+        np.where(y == 0.0, s, f),
+        np.where(y == 0.0, f, s),
+        items.n_systems,
+        ties=y == 0.5,
+        weights=np.full(y.shape[0], 1.0 / n_r),
+    )
     for alpha in (0.0, 1e-3, 0.5):
         fit = hybrid_pairwise(items, lam=0.0, alpha=alpha)
         np.testing.assert_allclose(fit.scores, bt_pairwise(data, alpha=alpha), atol=EXACT)
@@ -78,8 +84,7 @@ def test_estimate_minimises_the_ppi_objective(lam):
         judge_lab = loss(theta, lab & has_j, items.judge) / n
         return human / n + lam * (judge_all - judge_lab) + alpha / n * theta @ theta
 
-    res = minimize(objective, np.zeros(items.n_systems), method="BFGS",
-                   options={"gtol": 1e-12})
+    res = minimize(objective, np.zeros(items.n_systems), method="BFGS", options={"gtol": 1e-12})
     np.testing.assert_allclose(fit.scores, res.x - res.x.mean(), atol=ATOL)
 
 
@@ -110,8 +115,13 @@ def test_sandwich_matches_the_spread_over_draws():
             judged[pick] = True  # the judge labels a superset of the human items
             human = np.full(len(items), np.nan)
             human[pick] = items.human[pick]
-            sub = HybridItems(items.first[judged], items.second[judged], human[judged],
-                              items.judge[judged], items.n_systems)
+            sub = HybridItems(
+                items.first[judged],
+                items.second[judged],
+                human[judged],
+                items.judge[judged],
+                items.n_systems,
+            )
             fit = hybrid_pairwise(sub, lam=lam)
             est.append(fit.scores)
             sds.append((fit.ci95[:, 1] - fit.ci95[:, 0]) / (2 * 1.96))
@@ -150,16 +160,30 @@ def test_bad_arguments():
 
 def test_hybrid_items_from_frames():
     responses = pd.DataFrame(
-        [(1, 0, "A", 10), (1, 1, "B", 11), (2, 0, "B", 20), (2, 1, "C", 21),
-         (3, 0, "A", 30), (3, 1, "A", 31), (4, 0, "C", 40), (4, 1, "A", 41), (4, 2, "B", 42)],
+        [
+            (1, 0, "A", 10),
+            (1, 1, "B", 11),
+            (2, 0, "B", 20),
+            (2, 1, "C", 21),
+            (3, 0, "A", 30),
+            (3, 1, "A", 31),
+            (4, 0, "C", 40),
+            (4, 1, "A", 41),
+            (4, 2, "B", 42),
+        ],
         columns=["item_id", "idx", "system", "response_id"],
     )
     nan = float("nan")
     judgments = pd.DataFrame(
-        [(1, 1, "ann", "human", "choice", 0), (2, 1, "bob", "human", "tie", nan),
-         (3, 1, "gpt", "llm", "choice", 1), (4, 2, "ann", "human", "both_bad", nan),
-         (5, 2, "other-llm", "llm", "choice", 0), (6, 3, "ann", "human", "choice", 0),
-         (7, 4, "gpt", "llm", "choice", 2)],
+        [
+            (1, 1, "ann", "human", "choice", 0),
+            (2, 1, "bob", "human", "tie", nan),
+            (3, 1, "gpt", "llm", "choice", 1),
+            (4, 2, "ann", "human", "both_bad", nan),
+            (5, 2, "other-llm", "llm", "choice", 0),
+            (6, 3, "ann", "human", "choice", 0),
+            (7, 4, "gpt", "llm", "choice", 2),
+        ],
         columns=["id", "item_id", "rater", "kind", "outcome", "choice"],
     ).assign(ranking=None, strength=nan)
     items = hybrid_items_from_frames(judgments, responses, "gpt")
@@ -179,8 +203,9 @@ def test_hybrid_items_from_frames():
 # --- PandaLM: GPT-3.5 as the judge, 25% of the items human-labelled -------------------
 
 
-@pytest.mark.skipif(not pandalm.PANDALM.is_dir(),
-                    reason=f"PandaLM data not found at {pandalm.PANDALM}")
+@pytest.mark.skipif(
+    not pandalm.PANDALM.is_dir(), reason=f"PandaLM data not found at {pandalm.PANDALM}"
+)
 def test_pandalm_hybrid_covers_and_narrows(pandalm_db_path):
     db = storage.connect(pandalm_db_path)
     try:

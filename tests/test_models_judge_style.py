@@ -76,10 +76,12 @@ def test_summary_in_words():
 def test_judge_without_shared_items_and_no_humans():
     judgments, responses = frames(n_items=200)
     lonely = judgments.iloc[[0]].assign(id=10**6, rater="lonely", kind="llm", item_id=10**6)
-    extra = pd.DataFrame([(10**6, 0, "A", 10**8, "a"), (10**6, 1, "B", 10**8 + 1, "b b")],
-                         columns=responses.columns)
-    out = judge_style_bias(pd.concat([judgments, lonely]), pd.concat([responses, extra]),
-                           features=["length"])
+    extra = pd.DataFrame(
+        [(10**6, 0, "A", 10**8, "a"), (10**6, 1, "B", 10**8 + 1, "b b")], columns=responses.columns
+    )
+    out = judge_style_bias(
+        pd.concat([judgments, lonely]), pd.concat([responses, extra]), features=["length"]
+    )
     entry = next(j for j in out["judges"] if j["judge"] == "lonely")
     assert entry["style_coefficients"] == {"length": None}
     assert entry["summary"].startswith("could not compare")

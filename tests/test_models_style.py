@@ -105,8 +105,13 @@ def text_arena(n_systems=6, m=900, seed=0, tie_rate=0.15):
     tie = rng.random(m) < tie_rate
     winner = np.where(tie, "tie", np.where(a_won, "model_a", "model_b"))
     return {
-        "a": a, "b": b, "winner": winner, "text_a": texts[:m], "text_b": texts[m:],
-        "n": n_systems, "theta": theta,
+        "a": a,
+        "b": b,
+        "winner": winner,
+        "text_a": texts[:m],
+        "text_b": texts[m:],
+        "n": n_systems,
+        "theta": theta,
     }
 
 
@@ -170,8 +175,13 @@ def fastchat_style_control(battles, base=10.0):
         f = np.sum(np.logaddexp(0, z) - y * z) + 0.5 * w @ w
         return f, x.T @ (expit(z) - y) + w
 
-    res = minimize(loss, np.zeros(p + 4), jac=True, method="L-BFGS-B",
-                   options={"maxiter": 10000, "gtol": 1e-10, "ftol": 1e-15})
+    res = minimize(
+        loss,
+        np.zeros(p + 4),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 10000, "gtol": 1e-10, "ftol": 1e-15},
+    )
     w = res.x
     z = x @ w
     loglik = -np.sum(np.logaddexp(0, z) - y * z) / 2  # per battle, duplicates halved
@@ -186,8 +196,9 @@ def test_fastchat_defaults_reproduce_its_optimum_on_the_same_covariates():
     # FastChat's own standardised covariates, oriented winner minus loser per row.
     b_won = battles["winner"] == "model_b"
     x = np.where(b_won[:, None], -feats, feats)
-    fit = style_pairwise(data, x, alpha=FASTCHAT_ALPHA, beta=FASTCHAT_BETA, standardize=False,
-                         ci=None)
+    fit = style_pairwise(
+        data, x, alpha=FASTCHAT_ALPHA, beta=FASTCHAT_BETA, standardize=False, ci=None
+    )
     theta_ref = math.log(10) * (elo - 1000) / 400
     np.testing.assert_allclose(fit.scores, theta_ref - theta_ref.mean(), atol=SCORE_ATOL)
     np.testing.assert_allclose(fit.style_coefficients, coef, atol=SCORE_ATOL)
@@ -201,18 +212,27 @@ def test_fastchat_parity_through_prefstore_features_on_balanced_positions():
     # nothing and its standard deviation is prefstore's root mean square, so the whole
     # pipeline (texts -> features -> covariates -> fit) must agree.
     one = text_arena(seed=1)
-    swapped = {**one, "a": one["b"], "b": one["a"], "text_a": one["text_b"],
-               "text_b": one["text_a"],
-               "winner": np.select([one["winner"] == "model_a", one["winner"] == "model_b"],
-                                   ["model_b", "model_a"], "tie")}
-    battles = {k: (np.concatenate([one[k], swapped[k]]) if k not in ("n", "theta") else one[k])
-               for k in one}
+    swapped = {
+        **one,
+        "a": one["b"],
+        "b": one["a"],
+        "text_a": one["text_b"],
+        "text_b": one["text_a"],
+        "winner": np.select(
+            [one["winner"] == "model_a", one["winner"] == "model_b"], ["model_b", "model_a"], "tie"
+        ),
+    }
+    battles = {
+        k: (np.concatenate([one[k], swapped[k]]) if k not in ("n", "theta") else one[k])
+        for k in one
+    }
     battles["text_a"] = list(one["text_a"]) + list(swapped["text_a"])
     battles["text_b"] = list(one["text_b"]) + list(swapped["text_b"])
     elo, coef, loglik, _ = fastchat_style_control(battles)
     data, x = prefstore_inputs(battles)
-    out = fit_style_control(data, x, list(STYLE_FEATURES), alpha=FASTCHAT_ALPHA,
-                            beta=FASTCHAT_BETA, ci=None)
+    out = fit_style_control(
+        data, x, list(STYLE_FEATURES), alpha=FASTCHAT_ALPHA, beta=FASTCHAT_BETA, ci=None
+    )
     theta_ref = math.log(10) * (elo - 1000) / 400
     scores = np.array([out["scores"][str(i)] for i in range(battles["n"])])
     np.testing.assert_allclose(scores, theta_ref - theta_ref.mean(), atol=SCORE_ATOL)
@@ -232,12 +252,24 @@ def test_fastchat_alpha_beta_values():
 
 def golden_data():
     data = PairwiseData(
-        [0, 0, 1, 2, 2, 1, 0, 3, 3, 2], [1, 2, 2, 0, 3, 3, 3, 1, 0, 1], 4,
+        [0, 0, 1, 2, 2, 1, 0, 3, 3, 2],
+        [1, 2, 2, 0, 3, 3, 3, 1, 0, 1],
+        4,
         ties=[0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
     )
     x = np.array(
-        [[0.5, 1], [0.2, 0], [-0.3, 0], [0.1, -1], [0.0, 0], [0.4, 1], [-0.2, 0], [0.3, 0],
-         [0.6, -1], [-0.1, 0]]
+        [
+            [0.5, 1],
+            [0.2, 0],
+            [-0.3, 0],
+            [0.1, -1],
+            [0.0, 0],
+            [0.4, 1],
+            [-0.2, 0],
+            [0.3, 0],
+            [0.6, -1],
+            [-0.1, 0],
+        ]
     )
     return data, x
 
@@ -331,8 +363,9 @@ def test_synthetic_length_effect_recovered():
     assert tau_style > tau_plain
     assert tau_style > 0.85
     # the Hessian intervals cover the truth for most systems
-    covered = np.mean((fit.ci95[:, 0] <= theta - theta.mean())
-                      & (theta - theta.mean() <= fit.ci95[:, 1]))
+    covered = np.mean(
+        (fit.ci95[:, 0] <= theta - theta.mean()) & (theta - theta.mean() <= fit.ci95[:, 1])
+    )
     assert covered >= 0.85
 
 
@@ -402,8 +435,9 @@ def test_repeated_comparisons_are_merged_without_changing_the_fit():
     assert plain.n.shape[0] == len(many)
     params = rng.normal(size=9)
     for fn in (style_objective, style_gradient):
-        np.testing.assert_allclose(fn(params, merged, 0.1, 0.2), fn(params, plain, 0.1, 0.2),
-                                   rtol=1e-11)
+        np.testing.assert_allclose(
+            fn(params, merged, 0.1, 0.2), fn(params, plain, 0.1, 0.2), rtol=1e-11
+        )
     # bootstrap weights still resample whole judgments through the merged rows
     boot = merged.with_weights(np.arange(len(many), dtype=float))
     np.testing.assert_allclose(boot.n.sum(), np.arange(len(many)).sum())

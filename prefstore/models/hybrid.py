@@ -108,11 +108,14 @@ class HybridItems:
         u = self.first.shape[0]
         for name in ("second", "human", "judge"):
             if getattr(self, name).shape != (u,):
-                raise InvalidInput(f'"{name}" must have length {u}, got '
-                                   f"{getattr(self, name).shape}")
+                raise InvalidInput(
+                    f'"{name}" must have length {u}, got {getattr(self, name).shape}'
+                )
         self.n_systems = int(self.n_systems)
-        if u and (min(self.first.min(), self.second.min()) < 0
-                  or max(self.first.max(), self.second.max()) >= self.n_systems):
+        if u and (
+            min(self.first.min(), self.second.min()) < 0
+            or max(self.first.max(), self.second.max()) >= self.n_systems
+        ):
             raise InvalidInput(f"system indices must lie in 0..{self.n_systems - 1}")
         for name in ("human", "judge"):
             v = getattr(self, name)
@@ -165,9 +168,16 @@ def _prepare(items: HybridItems, missing_judge: str) -> _Prep:
     code = lo.astype(np.int64) * k + hi
     keys, pair = np.unique(code, return_inverse=True)
     return _Prep(
-        k=k, lo=(keys // k).astype(np.intp), hi=(keys % k).astype(np.intp),
-        pair=pair.astype(np.intp), ulo=lo, uhi=hi, yh=yh, yj=np.where(missing, 0.0, yj),
-        m=(~missing).astype(float), has_human=~np.isnan(yh),
+        k=k,
+        lo=(keys // k).astype(np.intp),
+        hi=(keys % k).astype(np.intp),
+        pair=pair.astype(np.intp),
+        ulo=lo,
+        uhi=hi,
+        yh=yh,
+        yj=np.where(missing, 0.0, yj),
+        m=(~missing).astype(float),
+        has_human=~np.isnan(yh),
     )
 
 
@@ -194,8 +204,9 @@ def _solve(prep: _Prep, w: np.ndarray, t: np.ndarray, alpha: float, names) -> np
 
 def _zsum(prep: _Prep, a: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``sum_i a_i z_i`` over ``rows`` with ``z_i = e_lo - e_hi``."""
-    return (np.bincount(prep.ulo[rows], a[rows], minlength=prep.k)
-            - np.bincount(prep.uhi[rows], a[rows], minlength=prep.k))
+    return np.bincount(prep.ulo[rows], a[rows], minlength=prep.k) - np.bincount(
+        prep.uhi[rows], a[rows], minlength=prep.k
+    )
 
 
 def _zz(prep: _Prep, a: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -302,8 +313,14 @@ class HybridFitResult(FitResult):
 
     def to_dict(self) -> dict:
         out = super().to_dict()
-        out.update({"lambda": float(self.lam), "n_human_items": int(self.n_human_items),
-                    "n_llm_items": int(self.n_llm_items), "notes": list(self.notes)})
+        out.update(
+            {
+                "lambda": float(self.lam),
+                "n_human_items": int(self.n_human_items),
+                "n_llm_items": int(self.n_llm_items),
+                "notes": list(self.notes),
+            }
+        )
         return out
 
 
@@ -368,8 +385,13 @@ def hybrid_pairwise(
         log_likelihood=loglik,
         n_comparisons=int(n_h),
         seconds=time.perf_counter() - start,
-        params={"lambda": lam_used, "lambda_requested": lam, "alpha": alpha,
-                "missing_judge": missing_judge, "ci": "ppi++ sandwich"},
+        params={
+            "lambda": lam_used,
+            "lambda_requested": lam,
+            "alpha": alpha,
+            "missing_judge": missing_judge,
+            "ci": "ppi++ sandwich",
+        },
         level="system",
         lam=lam_used,
         n_human_items=n_h,
@@ -378,8 +400,13 @@ def hybrid_pairwise(
     )
 
 
-def fit_hybrid(items: HybridItems, *, lam: float | str = "auto", alpha: float = HYBRID_ALPHA,
-               missing_judge: str = "drop") -> dict:
+def fit_hybrid(
+    items: HybridItems,
+    *,
+    lam: float | str = "auto",
+    alpha: float = HYBRID_ALPHA,
+    missing_judge: str = "drop",
+) -> dict:
     """Return :func:`hybrid_pairwise`'s JSON-able summary (``scores``, ``ci95``,
     ``lambda``, ``n_human_items``, ``n_llm_items``, ...)."""
     return hybrid_pairwise(items, lam=lam, alpha=alpha, missing_judge=missing_judge).to_dict()
@@ -439,8 +466,14 @@ def evaluate_hybrid(
     if not fractions or any(not 0 < f <= 1 for f in fractions):
         raise InvalidInput(f'"fractions" must lie in (0, 1], got {fractions}')
     keep = ~np.isnan(items.human)
-    sub = HybridItems(items.first[keep], items.second[keep], items.human[keep],
-                      items.judge[keep], items.n_systems, items.names)
+    sub = HybridItems(
+        items.first[keep],
+        items.second[keep],
+        items.human[keep],
+        items.judge[keep],
+        items.n_systems,
+        items.names,
+    )
     prep = _prepare(sub, missing_judge)
     big_n = prep.pair.shape[0]
     everyone = np.ones(big_n, bool)
@@ -449,11 +482,15 @@ def evaluate_hybrid(
     rng = np.random.default_rng(seed)
 
     def score(theta, ci95):
-        return (np.mean((ci95[:, 0] <= target) & (target <= ci95[:, 1])),
-                np.mean(ci95[:, 1] - ci95[:, 0]), _kendall_tau(theta, target))
+        return (
+            np.mean((ci95[:, 0] <= target) & (target <= ci95[:, 1])),
+            np.mean(ci95[:, 1] - ci95[:, 0]),
+            _kendall_tau(theta, target),
+        )
 
-    judge_row = dict(zip(("coverage", "mean_ci_width", "kendall_tau"),
-                         map(float, score(judge_theta, judge_ci))))
+    judge_row = dict(
+        zip(("coverage", "mean_ci_width", "kendall_tau"), map(float, score(judge_theta, judge_ci)))
+    )
     results = []
     for frac in fractions:
         n = max(2, int(round(frac * big_n)))
@@ -468,15 +505,22 @@ def evaluate_hybrid(
             lams.append(used)
         h, y = np.nanmean(human, axis=0), np.nanmean(hybrid, axis=0)
         keys = ("coverage", "mean_ci_width", "kendall_tau")
-        results.append({
-            "fraction": frac,
-            "n_human_items": n,
-            "human_only": dict(zip(keys, map(float, h))),
-            "llm_only": dict(judge_row),
-            "hybrid": {**dict(zip(keys, map(float, y))), "mean_lambda": float(np.mean(lams))},
-        })
-    return {"fractions": fractions, "results": results, "n_items": int(big_n),
-            "n_systems": int(items.n_systems), "reps": int(reps)}
+        results.append(
+            {
+                "fraction": frac,
+                "n_human_items": n,
+                "human_only": dict(zip(keys, map(float, h))),
+                "llm_only": dict(judge_row),
+                "hybrid": {**dict(zip(keys, map(float, y))), "mean_lambda": float(np.mean(lams))},
+            }
+        )
+    return {
+        "fractions": fractions,
+        "results": results,
+        "n_items": int(big_n),
+        "n_systems": int(items.n_systems),
+        "reps": int(reps),
+    }
 
 
 __all__ = [

@@ -35,11 +35,16 @@ _WORDS = {"length": "length", "headers": "headers", "lists": "lists", "bold": "b
 
 def _fit(judgments, responses, level, features, alpha, beta, scale=None):
     data, x = pairwise_style_from_frames(
-        judgments, responses, level=level, kind="all", strength_weights=STRENGTH_WEIGHTS,
+        judgments,
+        responses,
+        level=level,
+        kind="all",
+        strength_weights=STRENGTH_WEIGHTS,
         features=features,
     )
-    return style_pairwise(data, x, alpha=alpha, beta=beta, feature_names=list(features),
-                          scale=scale, ci="hessian")
+    return style_pairwise(
+        data, x, alpha=alpha, beta=beta, feature_names=list(features), scale=scale, ci="hessian"
+    )
 
 
 def _coefs(fit, features) -> tuple[dict, dict, dict]:
@@ -144,14 +149,26 @@ def judge_style_bias(
         try:
             if not shared:
                 raise InvalidInput("no item judged by both this judge and humans")
-            hs = _fit(human[human["item_id"].isin(shared)], responses, level, features,
-                      alpha, beta)
-            js = _fit(mine[mine["item_id"].isin(shared)], responses, level, features,
-                      alpha, beta, scale=hs.style_scale)
+            hs = _fit(human[human["item_id"].isin(shared)], responses, level, features, alpha, beta)
+            js = _fit(
+                mine[mine["item_id"].isin(shared)],
+                responses,
+                level,
+                features,
+                alpha,
+                beta,
+                scale=hs.style_scale,
+            )
         except PrefstoreError as exc:
-            entry.update(style_coefficients=empty, style_ci95=empty,
-                         humans_style_coefficients=empty, humans_style_ci95=empty,
-                         z=empty, differs=empty, summary=f"could not compare: {exc}")
+            entry.update(
+                style_coefficients=empty,
+                style_ci95=empty,
+                humans_style_coefficients=empty,
+                humans_style_ci95=empty,
+                z=empty,
+                differs=empty,
+                summary=f"could not compare: {exc}",
+            )
             report.append(entry)
             continue
         jc, jci, jse = _coefs(js, features)
@@ -164,8 +181,12 @@ def judge_style_bias(
             z[f] = float((jc[f] - hc[f]) / np.hypot(jse[f], hse[f]))
             differs[f] = bool(abs(z[f]) > Z95)
         entry.update(
-            style_coefficients=jc, style_ci95=jci, humans_style_coefficients=hc,
-            humans_style_ci95=hci, z=z, differs=differs,
+            style_coefficients=jc,
+            style_ci95=jci,
+            humans_style_coefficients=hc,
+            humans_style_ci95=hci,
+            z=z,
+            differs=differs,
             summary=style_difference_summary(jc, hc, hse, differs),
         )
         report.append(entry)
