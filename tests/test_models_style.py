@@ -428,7 +428,7 @@ def test_repeated_comparisons_are_merged_without_changing_the_fit():
     lo = np.concatenate([np.where(f, data.winners, data.losers) for f in flip])
     xx = np.concatenate([np.where(f[:, None], -x, x) for f in flip])
     many = PairwiseData(w, lo, 8, ties=rng.random(w.shape[0]) < 0.1)
-    merged = style_design(many, xx, dedup="auto")
+    merged = style_design(many, xx, dedup=0.5)
     plain = style_design(many, xx)
     unique_rows = np.unique(np.column_stack([plain.pair, plain.x.T]), axis=0).shape[0]
     assert merged.n.shape[0] == unique_rows <= len(data)

@@ -115,6 +115,9 @@ _BOLD_STARS = re.compile(r"\*\*[^*\n]+\*\*")
 _BOLD_UNDERSCORES = re.compile(r"__[^_\n]+__")
 
 TIE_POLICIES = ("half", "drop")
+#: Merge repeated (pair, covariates) rows when a sample shows this share of repeats.
+DEDUP_SHARE_FIT = 0.75
+DEDUP_SHARE_BOOTSTRAP = 0.25
 
 
 def _text(value: Any) -> str:
@@ -264,7 +267,7 @@ def style_design(
     ties: str = "half",
     standardize: bool = True,
     scale: np.ndarray | None = None,
-    dedup: bool | str = False,
+    dedup: bool | float = False,
 ) -> StyleDesign:
     """Orient, standardise and weigh the comparisons for the style objective.
 
@@ -283,12 +286,12 @@ def style_design(
     scale : ndarray, shape (f,), optional
         Divisors to use instead (e.g. to compare fits on the same scale); a
         non-positive or NaN entry drops the covariate.
-    dedup : bool or "auto"
+    dedup : bool or float
         Merge comparisons of the same pair with the same covariates into one
-        weighted row (several raters on the same two responses): the objective is
-        unchanged and each pass over the data is shorter, but grouping costs about
-        two passes (a sort), so it pays for many passes (the bootstrap). "auto":
-        when a sample shows at least half of the rows are repeats.
+        weighted row (several raters on the same two responses, or covariates with
+        few distinct values): the objective is unchanged and each pass over the
+        data is shorter, but grouping costs about two passes (a sort). A float
+        merges when a sample shows at least that share of rows are repeats.
 
     Returns
     -------
@@ -362,8 +365,8 @@ def style_design(
     nw = wf
     kw = nw * (y if every else y[rows])
     prow = prow.astype(np.intp, copy=False)
-    if dedup == "auto":
-        dedup = _mostly_duplicates(prow, xt)
+    if not isinstance(dedup, bool):
+        dedup = _mostly_duplicates(prow, xt, float(dedup))
     if dedup:
         group, first = _group_rows(prow, xt)
         n_rows = first.shape[0]
@@ -399,7 +402,7 @@ def _row_hash(pair: np.ndarray, xt: np.ndarray) -> np.ndarray:
     return h
 
 
-def _mostly_duplicates(pair: np.ndarray, xt: np.ndarray, share: float = 0.5) -> bool:
+def _mostly_duplicates(pair: np.ndarray, xt: np.ndarray, share: float) -> bool:
     """Guess whether at least ``share`` of the rows repeat an earlier (pair, covariates).
 
     Several raters judging the same two responses give identical rows. Rows are
@@ -797,6 +800,11 @@ def style_pairwise(
         Hessian with the centring constraint; "bootstrap": percentile intervals over
         ``n_boot`` Poisson(1) reweightings of the judgments (covariate scale fixed),
         each refit warm-started at the estimate.
+
+        Comparisons repeating a (pair, covariates) row are merged into weighted rows
+        first when a sample shows that at least :data:`DEDUP_SHARE_FIT` of the rows
+        repeat (:data:`DEDUP_SHARE_BOOTSTRAP` for the bootstrap): several raters on
+        the same two responses, or covariates with few distinct values.
     n_boot, seed : int
     anchor : int or str, optional
         Item placed at 1000 on the Elo-like scale.
@@ -836,7 +844,9 @@ def style_pairwise(
         ties=ties,
         standardize=standardize,
         scale=scale,
-        dedup="auto" if ci == "bootstrap" else False,
+        # A single fit makes about three passes, so merging pays when most rows
+        # repeat; the bootstrap makes hundreds.
+        dedup=DEDUP_SHARE_BOOTSTRAP if ci == "bootstrap" else DEDUP_SHARE_FIT,
     )
     names = _feature_names(feature_names, design.kept.shape[0])
     notes = [
