@@ -211,3 +211,94 @@ def test_vectorized_path_steps_aside_for_slates_and_rankings():
                               "strength": [None]})
     assert adapter._pairwise_vectorized(judgments, responses, "system", "all", "keep", "tie",
                                         adapter.STRENGTH_WEIGHTS) is None
+
+
+# --- style covariates -------------------------------------------------------------------
+
+
+def _with_texts(responses):
+    texts = {
+        10: "short answer",
+        11: "# Title\n- one\n- two\n**bold** and more words here",
+        20: "1. a\n2. b",
+        21: "plain text of six words here",
+        22: "## H\n```\n# code\n```",
+        30: "x",
+        31: "y y",
+        40: "z",
+        41: "w",
+    }
+    out = responses.copy()
+    out["text"] = out["response_id"].map(texts)
+    return out
+
+
+@pytest.mark.parametrize("level", ["system", "response"])
+@pytest.mark.parametrize("both_bad", ["tie", "drop"])
+def test_pairwise_style_rows_mirror_pairwise_from_frames(judgments, responses, level, both_bad):
+    from prefstore.models import pairwise_style_from_frames
+    from prefstore.models.style import style_covariates, style_features
+
+    frame = _with_texts(responses)
+    plain = pairwise_from_frames(judgments, frame, level=level, both_bad=both_bad)
+    data, x = pairwise_style_from_frames(judgments, frame, level=level, both_bad=both_bad)
+    for attr in ("winners", "losers", "ties", "weights", "raters"):
+        np.testing.assert_array_equal(getattr(data, attr), getattr(plain, attr))
+    assert (data.names, data.rater_names, data.level) == (plain.names, plain.rater_names, level)
+    assert x.shape == (len(plain), 4)
+    if level == "system":
+        # j1: B (response 11) beat A (response 10); j3: A (22) beat B (20) and C (21)
+        f = style_features([frame.set_index("response_id").loc[r, "text"]
+                            for r in (10, 11, 20, 21, 22)])
+        np.testing.assert_allclose(x[0], style_covariates(f[[1]], f[[0]])[0])
+        np.testing.assert_allclose(x[2], style_covariates(f[[4]], f[[2]])[0])
+        np.testing.assert_allclose(x[3], style_covariates(f[[4]], f[[3]])[0])
+        # headers: response 22 has one (the code block's "# code" does not count)
+        assert f[4, 1] == 1
+
+
+def test_pairwise_style_feature_subset_and_errors(judgments, responses):
+    from prefstore.models import pairwise_style_from_frames
+
+    frame = _with_texts(responses)
+    data, x = pairwise_style_from_frames(judgments, frame, features=["length", "bold"])
+    _, full = pairwise_style_from_frames(judgments, frame)
+    np.testing.assert_array_equal(x, full[:, [0, 3]])
+    with pytest.raises(InvalidInput, match='"features"'):
+        pairwise_style_from_frames(judgments, frame, features=["emoji"])
+    with pytest.raises(InvalidInput, match="text"):
+        pairwise_style_from_frames(judgments, responses)
+    judged = pd.concat([judgments, judgments.iloc[[0]].assign(id=99, item_id=4, choice=0)])
+    with pytest.raises(InvalidInput, match="item 4: response 0 has no system"):
+        pairwise_style_from_frames(judged, frame)
+
+
+def test_pairwise_style_on_pairs_uses_the_vectorized_rows():
+    from prefstore.models import pairwise_style_from_frames
+
+    rng = np.random.default_rng(0)
+    n_items = 60
+    responses = pd.DataFrame(
+        [(i, k, ["A", "B", "C"][(i + k) % 3], 100 * i + k, "word " * int(rng.integers(1, 30)))
+         for i in range(n_items) for k in (0, 1)],
+        columns=["item_id", "idx", "system", "response_id", "text"],
+    )
+    outcomes = rng.choice(["choice", "tie", "both_bad"], 3 * n_items, p=[0.8, 0.1, 0.1])
+    judgments = pd.DataFrame({
+        "id": np.arange(3 * n_items), "item_id": np.repeat(np.arange(n_items), 3),
+        "rater": np.tile(["r1", "r2", "r3"], n_items), "kind": "human", "outcome": outcomes,
+        "choice": np.where(outcomes == "choice", rng.integers(0, 2, 3 * n_items), NAN),
+        "ranking": None, "strength": NAN,
+    })
+    plain = pairwise_from_frames(judgments, responses)
+    data, x = pairwise_style_from_frames(judgments, responses)
+    np.testing.assert_array_equal(data.winners, plain.winners)
+    np.testing.assert_array_equal(data.losers, plain.losers)
+    np.testing.assert_array_equal(data.ties, plain.ties)
+    length = responses.set_index("response_id")["text"].str.split().str.len()
+    # recompute row 0 by hand from the judgment it came from
+    j0 = judgments[judgments["outcome"] != "both_bad"].iloc[0]
+    ids = [100 * j0["item_id"], 100 * j0["item_id"] + 1]
+    first_won = j0["outcome"] == "tie" or j0["choice"] == 0
+    lw, ll = (length[ids[0]], length[ids[1]]) if first_won else (length[ids[1]], length[ids[0]])
+    assert x[0, 0] == pytest.approx((lw - ll) / (lw + ll + 1))

@@ -12,7 +12,13 @@ returning a :class:`FitResult`, so a UI can offer a selectbox::
 from __future__ import annotations
 
 from prefstore.errors import InvalidInput
-from prefstore.models.adapter import STRENGTH_WEIGHTS, pairwise_from_frames, rankings_from_frames
+from prefstore.models.adapter import (
+    STRENGTH_WEIGHTS,
+    hybrid_items_from_frames,
+    pairwise_from_frames,
+    pairwise_style_from_frames,
+    rankings_from_frames,
+)
 from prefstore.models.base import (
     ELO_BASE,
     ELO_PER_NAT,
@@ -36,6 +42,13 @@ from prefstore.models.bradley_terry import (
     davidson_objective,
     davidson_pairwise,
 )
+from prefstore.models.hybrid import (
+    HybridItems,
+    evaluate_hybrid,
+    fit_hybrid,
+    hybrid_pairwise,
+)
+from prefstore.models.judge_style import judge_style_bias
 from prefstore.models.mixture import Mixture, MixtureEstimate, mixture_pairwise, mixture_rankings
 from prefstore.models.plackett_luce import (
     PlackettLuce,
@@ -43,6 +56,17 @@ from prefstore.models.plackett_luce import (
     pl_hessian,
     pl_objective,
     pl_rankings,
+)
+from prefstore.models.style import (
+    FASTCHAT_ALPHA,
+    FASTCHAT_BETA,
+    STYLE_FEATURE_DEFINITIONS,
+    STYLE_FEATURES,
+    StyleFitResult,
+    fit_style_control,
+    style_covariates,
+    style_features,
+    style_pairwise,
 )
 
 #: The available models, in the order a UI should offer them.
@@ -66,6 +90,16 @@ def get_model(name: str) -> Model:
 
 __all__ = [
     "ELO_BASE",
+    "FASTCHAT_ALPHA",
+    "FASTCHAT_BETA",
+    "STYLE_FEATURES",
+    "STYLE_FEATURE_DEFINITIONS",
+    "StyleFitResult",
+    "fit_style_control",
+    "pairwise_style_from_frames",
+    "style_covariates",
+    "style_features",
+    "style_pairwise",
     "ELO_PER_NAT",
     "MODELS",
     "STRENGTH_WEIGHTS",
@@ -88,7 +122,13 @@ __all__ = [
     "davidson_hessian",
     "davidson_objective",
     "davidson_pairwise",
+    "HybridItems",
+    "evaluate_hybrid",
+    "fit_hybrid",
     "get_model",
+    "hybrid_items_from_frames",
+    "hybrid_pairwise",
+    "judge_style_bias",
     "mixture_pairwise",
     "mixture_rankings",
     "pairwise_from_frames",

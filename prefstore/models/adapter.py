@@ -434,8 +434,196 @@ def rankings_from_frames(
     )
 
 
+def pairwise_style_from_frames(
+    judgments: pd.DataFrame,
+    responses: pd.DataFrame,
+    level: str = "system",
+    kind: str = "all",
+    tie_policy: str = "keep",
+    both_bad: str = "tie",
+    strength_weights: dict[int, float] | None = STRENGTH_WEIGHTS,
+    features: tuple[str, ...] | list[str] | None = None,
+) -> tuple[PairwiseData, np.ndarray]:
+    """Build pairwise data plus the style covariates of each comparison.
+
+    The rows are exactly those of :func:`pairwise_from_frames` with the same
+    options (slates and rankings expanded to pairs, ties and "both_bad" as set,
+    same-system pairs dropped at level "system"), in the same order, and row ``j``
+    of the covariates is :func:`prefstore.models.style.style_covariates` of the
+    winner's and the loser's :func:`prefstore.models.style.style_features`
+    (``data.winners[j]`` first). Each response's features are counted once from its
+    ``text``; the texts compared are the responses as stored (for a multi-turn item
+    the final assistant turn).
+
+    Parameters
+    ----------
+    judgments, responses, level, kind, tie_policy, both_bad, strength_weights
+        As in :func:`pairwise_from_frames`; ``responses`` also needs a ``text`` column.
+    features : sequence of str, optional
+        Which of :data:`prefstore.models.style.STYLE_FEATURES` to build (default all,
+        in that order).
+
+    Returns
+    -------
+    data : PairwiseData
+        Identical to ``pairwise_from_frames(judgments, responses, ...)``.
+    covariates : ndarray, shape (len(data), len(features))
+        Unstandardised, winner minus loser.
+
+    Raises
+    ------
+    InvalidInput
+        As :func:`pairwise_from_frames`, or on an unknown feature or a missing
+        ``text`` column.
+    """
+    from prefstore.models.style import STYLE_FEATURES, style_covariates, style_features
+
+    _check_choice("level", level, LEVELS)
+    features = tuple(STYLE_FEATURES if features is None else features)
+    unknown = [f for f in features if f not in STYLE_FEATURES]
+    if unknown or not features:
+        raise InvalidInput(
+            f'"features" must be a non-empty subset of {list(STYLE_FEATURES)}, got {list(features)}'
+        )
+    _check_columns(responses, "responses", (*_RESPONSE_COLUMNS, "text"))
+    # Response level first: its rows are the system-level rows before same-system
+    # pairs are dropped, in the same order, and its names are the response ids.
+    by_response = pairwise_from_frames(
+        judgments, responses, "response", kind, tie_policy, both_bad, strength_weights
+    )
+    cols = [STYLE_FEATURES.index(f) for f in features]
+    used = np.array([int(n) for n in by_response.names], dtype=np.int64)
+    ids = pd.Index(responses["response_id"].astype(np.int64))
+    if not ids.is_unique:
+        raise InvalidInput('"responses" must have unique response_id values')
+    pos = ids.get_indexer(used)
+    feats = style_features(responses["text"].to_numpy(dtype=object)[pos])[:, cols]
+    covariates = style_covariates(feats[by_response.winners], feats[by_response.losers])
+    if level == "response":
+        return by_response, covariates
+    system = responses["system"].to_numpy(dtype=object)[pos]
+    missing = np.array([_missing(s) or s == "" for s in system], dtype=bool)
+    if missing.any():
+        k = int(np.flatnonzero(missing)[0])
+        row = responses.iloc[pos[k]]
+        raise InvalidInput(
+            f"item {int(row['item_id'])}: response {int(row['idx'])} has no system; "
+            f"use level='response' or fill in the system"
+        )
+    system = np.array([str(s) for s in system], dtype=object)
+    sw, sl = system[by_response.winners], system[by_response.losers]
+    # Same-system pairs say nothing about systems (see the module docstring).
+    keep = sw != sl
+    sw, sl = sw[keep], sl[keep]
+    names = sorted(set(sw) | set(sl))
+    rater_all = np.array(by_response.rater_names, dtype=object)[by_response.raters[keep]]
+    raters = sorted(set(rater_all.tolist()))
+    data = PairwiseData(
+        winners=pd.Categorical(sw, categories=names).codes.astype(np.intp),
+        losers=pd.Categorical(sl, categories=names).codes.astype(np.intp),
+        n_items=len(names),
+        ties=by_response.ties[keep],
+        weights=by_response.weights[keep],
+        raters=pd.Categorical(rater_all, categories=raters).codes.astype(np.intp),
+        names=names,
+        rater_names=raters or None,
+        level="system",
+    )
+    return data, covariates[keep]
+
+
+def hybrid_items_from_frames(
+    judgments: pd.DataFrame,
+    responses: pd.DataFrame,
+    judge: str,
+    both_bad: str = "tie",
+):
+    """Build the per-item labels of a hybrid (PPI++) leaderboard at the system level.
+
+    One row per item of the frames with exactly two responses from two different
+    systems (the others are left out), judged or not: the items are the population
+    the judge was run on. Per item: the share of "response 0 won" averaged over the item's
+    human judgments (choice 0: 1, choice 1: 0, tie: 0.5, a ranking by its first
+    entry; "both_bad" as a tie unless ``both_bad="drop"``), and the same for the
+    judgments of the LLM rater ``judge``. Strength weights are not used: the item is
+    the unit. An item the judge has no stored judgment for (e.g. its output could
+    not be parsed) has a missing judge label (NaN).
+
+    Parameters
+    ----------
+    judgments, responses : DataFrame
+        As in :func:`pairwise_from_frames`.
+    judge : str
+        Rater name of the LLM judge (``kind == "llm"``).
+    both_bad : {"tie", "drop"}
+
+    Returns
+    -------
+    prefstore.models.hybrid.HybridItems
+
+    Raises
+    ------
+    InvalidInput
+        If the judge has no judgment, on an unknown outcome, or bad frames.
+    """
+    from prefstore.models.hybrid import HybridItems
+
+    _check_choice("both_bad", both_bad, BOTH_BAD_POLICIES)
+    _check_columns(judgments, "judgments", _JUDGMENT_COLUMNS)
+    _check_columns(responses, "responses", _RESPONSE_COLUMNS)
+    resp = responses.sort_values(["item_id", "idx"], kind="stable")
+    stats = resp.groupby("item_id")["idx"].agg(["size", "min", "max"])
+    pairs = stats.index[(stats["size"] == 2) & (stats["min"] == 0) & (stats["max"] == 1)]
+    resp = resp[resp["item_id"].isin(pairs)]
+    system = resp["system"].astype(object).where(resp["system"].notna(), None)
+    first = pd.Series(system[(resp["idx"] == 0).to_numpy()].to_numpy(),
+                      index=resp.loc[resp["idx"] == 0, "item_id"].to_numpy())
+    second = pd.Series(system[(resp["idx"] == 1).to_numpy()].to_numpy(),
+                       index=resp.loc[resp["idx"] == 1, "item_id"].to_numpy())
+    ok = first.notna() & second.reindex(first.index).notna()
+    ok &= first != second.reindex(first.index)
+    item_ids = first.index[ok.to_numpy()]
+
+    j = judgments[judgments["item_id"].isin(item_ids)]
+    outcome = j["outcome"].to_numpy(dtype=object)
+    bad = ~np.isin(outcome, ("choice", "tie", "both_bad"))
+    if bad.any():
+        raise InvalidInput(f"judgment {j['id'].to_numpy()[bad.argmax()]}: outcome must be "
+                           f"'choice', 'tie' or 'both_bad', got {outcome[bad.argmax()]!r}")
+    choice = pd.to_numeric(j["choice"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    top = np.array([(r[0] if isinstance(r, (list, tuple)) and r else np.nan)
+                    for r in (_as_ranking(v, jid) for v, jid in zip(j["ranking"], j["id"]))],
+                   dtype=float) if j["ranking"].notna().any() else np.full(len(j), np.nan)
+    pick = np.where(np.isnan(choice), top, choice)
+    label = np.where(outcome == "choice", np.where(pick == 0, 1.0, np.where(pick == 1, 0.0,
+                                                                                 np.nan)), 0.5)
+    if both_bad == "drop":
+        label = np.where(outcome == "both_bad", np.nan, label)
+    frame = pd.DataFrame({"item_id": j["item_id"].to_numpy(), "label": label,
+                          "human": (j["kind"] == "human").to_numpy(),
+                          "judge": ((j["kind"] == "llm") & (j["rater"].astype(str) == str(judge)))
+                          .to_numpy()})
+    if not frame["judge"].any():
+        raise InvalidInput(f'"judge" {judge!r} has no judgment on a two-response item')
+    human = frame[frame["human"]].groupby("item_id")["label"].agg(["mean", "count"])
+    judged = frame[frame["judge"]].groupby("item_id")["label"].mean()
+    names = sorted(set(first[item_ids]) | set(second[item_ids]))
+    return HybridItems(
+        first=pd.Categorical(first[item_ids], categories=names).codes,
+        second=pd.Categorical(second[item_ids], categories=names).codes,
+        human=human["mean"].reindex(item_ids).to_numpy(dtype=float),
+        judge=judged.reindex(item_ids).to_numpy(dtype=float),
+        n_systems=len(names),
+        names=names,
+        n_human=human["count"].reindex(item_ids).fillna(0).to_numpy(dtype=np.intp),
+        item_ids=np.asarray(item_ids),
+    )
+
+
 __all__ = [
     "STRENGTH_WEIGHTS",
+    "hybrid_items_from_frames",
     "pairwise_from_frames",
+    "pairwise_style_from_frames",
     "rankings_from_frames",
 ]
