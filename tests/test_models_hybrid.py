@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from prefstore import storage
+from prefstore import store
 from prefstore.errors import InvalidInput
 from prefstore.models import PairwiseData, bt_pairwise
 from prefstore.models.adapter import hybrid_items_from_frames
@@ -207,11 +207,11 @@ def test_hybrid_items_from_frames():
     not pandalm.PANDALM.is_dir(), reason=f"PandaLM data not found at {pandalm.PANDALM}"
 )
 def test_pandalm_hybrid_covers_and_narrows(pandalm_db_path):
-    db = storage.connect(pandalm_db_path)
+    db = store.connect(pandalm_db_path)
     try:
-        project = storage.get_project(db, "pandalm")
-        judgments = storage.judgments_frame(db, project["id"], columns="model")
-        responses = storage.responses_frame(db, project["id"], with_text=False)
+        project = store.get_project(db, "pandalm")
+        judgments = store.judgments_frame(db, project["id"], columns="model")
+        responses = store.responses_frame(db, project["id"], with_text=False)
     finally:
         db.close()
     items = hybrid_items_from_frames(judgments, responses, "gpt-3.5-turbo")
