@@ -189,7 +189,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from prefstore.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    worker = Worker(args.db, lease_s=args.lease, poll_s=args.poll)
+    worker = Worker(args.db, lease_s=args.lease, poll_s=args.poll, parent_pid=args.parent_pid)
     worker.install_signal_handlers()
     processed = worker.run(once=args.once)
     print(f"worker {worker.id} stopped after {processed} job(s)")
@@ -320,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="exit when the queue is empty")
     p.add_argument("--lease", type=float, default=60.0, help="job lease in seconds")
     p.add_argument("--poll", type=float, default=2.0, help="seconds between queue polls")
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="exit when the process with this id ends (the app starts its worker so)")
 
     # No argparse choices: the library's one-line InvalidInput names the bad value.
     p = add("export", "write a project's judgments as JSONL training data")

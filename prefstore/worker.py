@@ -14,12 +14,14 @@ judge on items it has not labelled), ``route`` (routing decisions).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -35,6 +37,8 @@ LEASE_S = 60.0
 HEARTBEAT_S = 10.0
 POLL_S = 2.0
 WORKER_LIVE_S = 30.0
+WATCHDOG_S = 1.0
+ORPHAN_GRACE_S = 5.0
 ANNOTATE_BATCH = 32
 
 
@@ -170,8 +174,11 @@ class Worker:
 
     def __init__(self, db_path: str | os.PathLike | None = None, *, worker_id: str | None = None,
                  lease_s: float = LEASE_S, heartbeat_s: float = HEARTBEAT_S,
-                 poll_s: float = POLL_S, schedule: bool = True):
+                 poll_s: float = POLL_S, schedule: bool = True, parent_pid: int | None = None):
         self.db_path = str(db_path or store.default_db())
+        # An autostarted worker lives only as long as the app that started it.
+        self.parent_pid = parent_pid
+        self._db_identity: tuple[int, int] | None = None
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_s, self.heartbeat_s, self.poll_s = lease_s, heartbeat_s, poll_s
         self.schedule = schedule
@@ -186,9 +193,44 @@ class Worker:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
 
+    def orphaned(self) -> str | None:
+        """Return why this worker has no reason to live any more, or None.
+
+        Its parent app ended (however it ended: the worker is re-parented), or
+        its SQLite file was deleted or replaced.
+        """
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            return f"the app that started it (pid {self.parent_pid}) has ended"
+        if self._db_identity is not None:
+            try:
+                st = os.stat(self.db_path)
+            except FileNotFoundError:
+                return f"its database {self.db_path} no longer exists"
+            if (st.st_dev, st.st_ino) != self._db_identity:
+                return f"its database {self.db_path} was replaced"
+        return None
+
+    def _watchdog(self) -> None:
+        while not self.stop_event.wait(WATCHDOG_S):
+            reason = self.orphaned()
+            if reason is None:
+                continue
+            log.warning("worker %s stops: %s", self.id, reason)
+            self.stop_event.set()
+            # A job mid-fit does not look at stop_event; its lease makes an abrupt
+            # exit safe (another worker redoes the job), so do not wait long.
+            time.sleep(ORPHAN_GRACE_S)
+            os._exit(0)
+
     def run(self, *, once: bool = False) -> int:
         """Process jobs until stopped; with ``once``, until the queue is empty. Returns count."""
         db = store.connect(self.db_path)
+        self._db_identity = None
+        if not store.is_postgres(self.db_path) and self.db_path != ":memory:":
+            st = os.stat(self.db_path)
+            self._db_identity = (st.st_dev, st.st_ino)
+        if not once:
+            threading.Thread(target=self._watchdog, daemon=True, name="watchdog").start()
         store.register_worker(db, self.id, os.getpid(), socket.gethostname())
         processed = 0
         try:
@@ -251,24 +293,33 @@ class Worker:
             db.close()
 
 
+def side_file(db_path: str, suffix: str) -> str:
+    """Return the path of a worker side file (lock, log): beside a SQLite file, else in /tmp."""
+    if store.is_postgres(db_path):
+        digest = hashlib.sha256(db_path.encode()).hexdigest()[:16]
+        return os.path.join(tempfile.gettempdir(), f"prefstore-{digest}{suffix}")
+    return db_path + suffix
+
+
 def ensure_worker(db_path: str | os.PathLike, *, log_path: str | os.PathLike | None = None
                   ) -> int | None:
-    """Start a detached worker process for ``db_path`` unless one has a live heartbeat.
+    """Start a worker process for ``db_path`` unless one has a live heartbeat.
 
-    Returns the new process id, or None when a worker is already alive. A lock
-    file keeps two app processes from starting two workers at once.
+    The worker is tied to this process: it exits within seconds after this
+    process ends, however it ends. Returns the new process id, or None when a
+    worker is already alive. A lock file keeps two app processes from starting
+    two workers at once.
     """
     import fcntl
 
-    db_path = str(Path(db_path).resolve())
-    lock_path = db_path + ".worker.lock"
-    with open(lock_path, "w") as lock:
+    db_path = store.canonical(db_path)
+    with open(side_file(db_path, ".worker.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         db = store.connect(db_path)
         try:
             if store.live_workers(db, within_s=WORKER_LIVE_S):
                 return None
-            out = open(log_path or db_path + ".worker.log", "a")  # noqa: SIM115
+            out = open(log_path or side_file(db_path, ".worker.log"), "a")  # noqa: SIM115
             # The app may run from a checkout that is not pip-installed: make the
             # package importable in the child the same way it is here.
             env = dict(os.environ)
@@ -276,7 +327,8 @@ def ensure_worker(db_path: str | os.PathLike, *, log_path: str | os.PathLike | N
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root,
                                                               env.get("PYTHONPATH")]))
             proc = subprocess.Popen(
-                [sys.executable, "-m", "prefstore.cli", "worker", "--db", db_path],
+                [sys.executable, "-m", "prefstore.cli", "worker", "--db", db_path,
+                 "--parent-pid", str(os.getpid())],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=env)
             # Wait briefly for its first heartbeat, so the next check sees it alive.

@@ -6,7 +6,6 @@ are 0 = tie, 1 = response1 better, 2 = response2 better; response1 is idx 0.
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import krippendorff  # GPL: test oracle only
 import numpy as np
@@ -15,19 +14,23 @@ import pytest
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
 from prefstore.agreement import TIE, agreement_report
+from tests import pandalm as pandalm_data
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pandalm"
 ANNOTATORS = ("annotator1", "annotator2", "annotator3")
 HUMAN = {0: ("tie", None), 1: ("choice", 0), 2: ("choice", 1)}
 # The published script scores "garbage" (unparseable) GPT answers as a tie.
 GPT = {"1": ("choice", 0), "2": ("choice", 1), "Tie": ("tie", None), "garbage": ("tie", None)}
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"PandaLM data not found at {DATA}")
+
+
+@pytest.fixture(autouse=True)
+def _data(shared_data):
+    """Every test here reads the PandaLM files: through the one data fixture."""
 
 
 def load_pandalm():
-    test = json.loads((DATA / "testset-v1.json").read_text())
-    gpt = json.loads((DATA / "gpt-3.5-turbo-testset-v1.json").read_text())
+    test = json.loads((pandalm_data.PANDALM / "testset-v1.json").read_text())
+    gpt = json.loads((pandalm_data.PANDALM / "gpt-3.5-turbo-testset-v1.json").read_text())
     assert [g["idx"] for g in gpt] == [t["idx"] for t in test]
     return test, gpt
 

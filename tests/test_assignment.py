@@ -6,6 +6,8 @@ from prefstore import assignment, store
 from prefstore.errors import InvalidInput
 from prefstore.settings import ProjectSettings
 
+pytestmark = pytest.mark.both_backends
+
 
 def make_project(db, n_items=4, n_responses=2, gold=None, **settings):
     project = store.create_project(db, "p", "pairwise" if n_responses == 2 else "slate",

@@ -11,6 +11,8 @@ from prefstore.cli import main
 from prefstore.errors import InvalidInput, NotFound
 from tests import pandalm
 
+pytestmark = pytest.mark.both_backends
+
 CREATED = "2026-01-31T12:00:00.000Z"
 SIGMOID_1 = 1 / (1 + math.exp(-1))
 
@@ -390,6 +392,7 @@ def _count_judgment_queries(db):
     return seen
 
 
+@pytest.mark.sqlite_only("counts statements with SQLite's trace callback")
 def test_rows_stream_batch_by_batch(db, tmp_path):
     items = [{"id": f"i{k}", "prompt": f"p{k}", "responses": [f"a{k}", f"b{k}"],
               "judgments": [_j(f"s{k}-{n}", f"r{n}", n % 2) for n in range(3)]}
@@ -408,6 +411,7 @@ def test_rows_stream_batch_by_batch(db, tmp_path):
     db.conn.set_trace_callback(None)
 
 
+@pytest.mark.sqlite_only("counts statements with SQLite's trace callback")
 def test_majority_streams_item_batches(db, tmp_path, monkeypatch):
     items = [{"id": f"i{k}", "prompt": f"p{k}", "responses": [f"a{k}", f"b{k}"],
               "judgments": [_j(f"s{k}-{n}", f"r{n}", int(n == 2)) for n in range(3)]}

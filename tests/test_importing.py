@@ -1,5 +1,4 @@
 import json
-import sqlite3
 
 import pytest
 
@@ -7,18 +6,20 @@ from prefstore import importing, store
 from prefstore.errors import InvalidInput
 from tests import pandalm
 
+pytestmark = pytest.mark.both_backends
+
 RAW_TRUE_ITEMS = {"157", "158", "159", "161", "162", "164"}
 
 
 def table_counts(path):
-    conn = sqlite3.connect(path)
+    db = store.connect(path)
     try:
         return {
-            t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608
+            t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608
             for t in ("projects", "items", "responses", "raters", "judgments")
         }
     finally:
-        conn.close()
+        db.close()
 
 
 def test_pandalm_import_counts(pandalm_db_path):

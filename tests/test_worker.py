@@ -1,12 +1,18 @@
+import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
+
 from prefstore import importing, store, worker
 from tests import pandalm
+
+pytestmark = pytest.mark.both_backends
 
 pytest_plugins = ["tests.tiny_models"]
 
@@ -20,8 +26,28 @@ def wait_for(predicate, timeout=60.0, step=0.05):
     raise AssertionError("condition not met in time")
 
 
-def seed_pandalm(db, tmp_path, n=60, **settings):
-    rows = pandalm.item_rows()[:n]
+SYSTEMS = ("alpha", "beta", "gamma", "delta", "epsilon")
+
+
+def item_rows(n: int, seed: int = 0) -> list[dict]:
+    """``n`` synthetic pairwise items over five systems, each with 3 human labels, no ties."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b = SYSTEMS[i % 5], SYSTEMS[(i + 1 + i // 5) % 5]
+        if a == b:
+            b = SYSTEMS[(i + 2) % 5]
+        rows.append({"id": str(i), "prompt": f"question {i}: explain topic {rng.random():.6f}",
+                     "responses": [{"text": f"{a} says {' '.join(['word'] * rng.randint(3, 40))}",
+                                    "system": a},
+                                   {"text": f"{b} answers {rng.random():.6f}", "system": b}],
+                     "judgments": [{"rater": f"annotator{k}", "choice": rng.randrange(2)}
+                                   for k in (1, 2, 3)]})
+    return rows
+
+
+def seed_items(db, tmp_path, n=60, **settings):
+    rows = item_rows(n)
     importing.import_items(db, pandalm.write_jsonl(tmp_path / "i.jsonl", rows), "p",
                            settings=settings or None)
     return store.get_project(db, "p")
@@ -34,7 +60,7 @@ def spawn_worker(db_path, *args):
 
 
 def test_refit_job_is_claimed_run_and_stored(db, db_path, tmp_path):
-    project = seed_pandalm(db, tmp_path)
+    project = seed_items(db, tmp_path)
     processed = worker.Worker(db_path, poll_s=0.1).run(once=True)
     assert processed == 1
     jobs = store.recent_jobs(db)
@@ -44,7 +70,7 @@ def test_refit_job_is_claimed_run_and_stored(db, db_path, tmp_path):
                     {"model": "bt", "level": "response", "kind": "all"}]
     result = store.get_job(db, jobs[0]["id"])["result"]
     assert result["fitted"] == ["bt/system", "bt/response"]
-    # The first 60 PandaLM items hold no tie, so Davidson fails; that is recorded, not fatal.
+    # The items hold no tie, so Davidson fails; that is recorded, not fatal.
     assert result["failed"] == {
         "davidson/system": "the Davidson model needs at least one tie, got none; use 'bt'"}
     assert store.latest_fit(db, project["id"], model="bt")["n_judgments"] == 180
@@ -57,7 +83,7 @@ def test_refit_job_is_claimed_run_and_stored(db, db_path, tmp_path):
 
 def test_once_exits_and_sigterm_stops_cleanly(db_path, tmp_path):
     db = store.connect(db_path)
-    seed_pandalm(db, tmp_path, n=10)
+    seed_items(db, tmp_path, n=10)
     done = subprocess.run([sys.executable, "-m", "prefstore.cli", "worker", "--db",
                            str(db_path), "--once"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -73,7 +99,7 @@ def test_once_exits_and_sigterm_stops_cleanly(db_path, tmp_path):
 def test_annotate_job_stores_llm_judgments(db_path, tmp_path, tiny_causal_lm_path):
     db = store.connect(db_path)
     judge = {"model": str(tiny_causal_lm_path), "batch_size": 8, "max_length": 256}
-    seed_pandalm(db, tmp_path, n=12, judge=judge, human_budget=0.5)
+    seed_items(db, tmp_path, n=12, judge=judge, human_budget=0.5)
     worker.Worker(str(db_path), poll_s=0.1).run(once=True)
     types = [(j["type"], j["status"]) for j in reversed(store.recent_jobs(db))]
     assert ("annotate", "done") in types and ("route", "done") in types
@@ -94,7 +120,7 @@ def test_killed_worker_lease_expires_and_another_finishes(db_path, tmp_path,
                                                            tiny_causal_lm_path):
     db = store.connect(db_path)
     judge = {"model": str(tiny_causal_lm_path), "batch_size": 4, "max_length": 512}
-    project = seed_pandalm(db, tmp_path, n=200, judge=judge)
+    project = seed_items(db, tmp_path, n=200, judge=judge)
     store.enqueue_job(db, "annotate", project_id=project["id"])
     proc = spawn_worker(db_path, "--lease", "2", "--poll", "0.1")
     # Kill it mid-annotation: some but not all labels are written.
@@ -118,7 +144,7 @@ def test_killed_worker_lease_expires_and_another_finishes(db_path, tmp_path,
 
 def test_ensure_worker_starts_one(db_path, tmp_path):
     db = store.connect(db_path)
-    seed_pandalm(db, tmp_path, n=5)
+    seed_items(db, tmp_path, n=5)
     pid = worker.ensure_worker(db_path)
     try:
         assert pid is not None
@@ -127,3 +153,74 @@ def test_ensure_worker_starts_one(db_path, tmp_path):
     finally:
         os.kill(pid, signal.SIGTERM)
         os.waitpid(pid, 0)
+
+
+APP_STANDIN = """
+import sys, time
+from prefstore import worker
+print(worker.ensure_worker(sys.argv[1]), flush=True)
+time.sleep(600)
+"""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_autostarted_worker_ends_with_the_app(db, db_path, tmp_path, how):
+    """Regression: an autostarted worker ran on for 23 minutes after the app was killed."""
+    seed_items(db, tmp_path, n=5)
+    app = subprocess.Popen([sys.executable, "-c", APP_STANDIN, str(db_path)],
+                           stdout=subprocess.PIPE, text=True)
+    worker_pid = int(app.stdout.readline())
+    try:
+        assert pid_alive(worker_pid)
+        app.send_signal(how)
+        app.wait(timeout=10)
+        gone = time.monotonic()
+        wait_for(lambda: not pid_alive(worker_pid), timeout=10, step=0.1)
+        assert time.monotonic() - gone < 10
+    finally:
+        app.kill()
+        if pid_alive(worker_pid):
+            os.kill(worker_pid, signal.SIGKILL)
+
+
+@pytest.mark.sqlite_only("a database file that is deleted")
+def test_worker_stops_when_its_database_file_is_deleted(db, db_path, tmp_path):
+    seed_items(db, tmp_path, n=5)
+    proc = spawn_worker(db_path, "--poll", "0.2")
+    try:
+        wait_for(lambda: store.live_workers(db), timeout=30)
+        db.close()
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(f"{db_path}{suffix}")
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+
+
+def test_a_worker_started_by_hand_outlives_its_shell(db, db_path, tmp_path):
+    """Without --parent-pid (a supervisor's worker), the parent's end changes nothing."""
+    seed_items(db, tmp_path, n=5)
+    shell = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, "
+         "'-m', 'prefstore.cli', 'worker', '--db', sys.argv[1], '--poll', '0.2'], "
+         "start_new_session=True); print(p.pid, flush=True)", str(db_path)],
+        stdout=subprocess.PIPE, text=True)
+    worker_pid = int(shell.stdout.readline())
+    try:
+        shell.wait(timeout=10)
+        time.sleep(3)
+        assert pid_alive(worker_pid)
+    finally:
+        os.kill(worker_pid, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(worker_pid), timeout=15, step=0.1)

@@ -606,11 +606,23 @@ def backup(db, out_path: str | os.PathLike) -> None:
             tmp.unlink()
 
 
-def _pg_dump(url: str, out: Path) -> None:
+def pg_tool(name: str) -> str | None:
+    """Return the path of a PostgreSQL client tool (pg_dump, ...): on PATH, else Debian's."""
+    import glob
     import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    return candidates[-1] if candidates else None
+
+
+def _pg_dump(url: str, out: Path) -> None:
     import subprocess
 
-    pg_dump = shutil.which("pg_dump")
+    pg_dump = pg_tool("pg_dump")
     if pg_dump is None:
         raise InvalidInput("backup of a PostgreSQL database needs pg_dump, which is not "
                            "installed here; run `pg_dump --format=custom` against "

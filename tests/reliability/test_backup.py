@@ -13,6 +13,8 @@ from prefstore import store
 from prefstore.errors import Conflict
 from tests.reliability import workload
 
+pytestmark = pytest.mark.both_backends
+
 ROOT = Path(__file__).resolve().parents[2]
 RATERS_PER_ITEM = 3
 

@@ -12,6 +12,8 @@ import pytest
 from prefstore import store
 from tests.reliability import workload
 
+pytestmark = pytest.mark.both_backends
+
 FULL = os.environ.get("PREFSTORE_SOAK_FULL") == "1"
 ROUNDS = 50 if FULL else 5
 

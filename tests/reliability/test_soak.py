@@ -11,6 +11,8 @@ import pytest
 from prefstore import store
 from tests.reliability import workload
 
+pytestmark = pytest.mark.both_backends
+
 FULL = os.environ.get("PREFSTORE_SOAK_FULL") == "1"
 PROCESSES, PER_PROCESS = (16, 2000) if FULL else (4, 150)
 RATERS_PER_ITEM = 3

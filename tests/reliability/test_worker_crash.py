@@ -6,7 +6,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from prefstore import store, worker
+
+pytestmark = pytest.mark.both_backends
 
 
 def test_worker_killed_during_fit_is_taken_over(pandalm_db_path, tmp_path):
