@@ -53,10 +53,25 @@ def seed_items(db, tmp_path, n=60, **settings):
     return store.get_project(db, "p")
 
 
+_spawned: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test():
+    yield
+    while _spawned:
+        proc = _spawned.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
 def spawn_worker(db_path, *args):
-    return subprocess.Popen([sys.executable, "-m", "prefstore.cli", "worker", "--db",
+    proc = subprocess.Popen([sys.executable, "-m", "prefstore.cli", "worker", "--db",
                              str(db_path), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    _spawned.append(proc)
+    return proc
 
 
 def test_refit_job_is_claimed_run_and_stored(db, db_path, tmp_path):
