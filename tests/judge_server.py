@@ -314,6 +314,9 @@ class ScriptedServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without TCP_NODELAY, Nagle plus the
+            # client's delayed ACK hold the body back ~40 ms on every keep-alive request.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass

@@ -54,7 +54,7 @@ from tests.judge_server import (
 # The fixtures' logprobs are logs of round numbers to 8 decimals.
 ATOL = 1e-7
 # Slack for thread wake-ups on a loaded 2-core machine.
-TIMING_SLACK = 0.35
+TIMING_SLACK = 0.5
 MODEL = "scripted-judge"
 
 ITEM = {"prompt": "What is the capital of France?", "responses": ["Paris.", "Lyon, I think."]}
@@ -117,7 +117,6 @@ class RequestLog:
 
     def __init__(self):
         self.bodies = []
-        self.times = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -130,7 +129,6 @@ class RequestLog:
         if request.url.path.endswith("/chat/completions"):
             with self._lock:
                 self.bodies.append(json.loads(request.content))
-                self.times.append(time.monotonic())
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
@@ -603,17 +601,23 @@ def test_concurrency_limit_is_reached_and_respected():
 
 
 def test_requests_per_minute_spaces_every_request():
-    log = RequestLog()
+    asked, granted = [], []
     with ScriptedServer(always(Reply(fixture("logprobs_answer_a.json")))) as server:
-        judge = judge_for(server, http_client=log.client(), concurrency=4,
-                          requests_per_minute=1200)
+        judge = judge_for(server, concurrency=4, requests_per_minute=1200)
+        acquire = judge._limiter.acquire
+
+        def recorded(stop=None):
+            asked.append(time.monotonic())
+            ok = acquire(stop)
+            granted.append(time.monotonic())
+            return ok
+
+        judge._limiter.acquire = recorded
         annotate_items(judge, [ITEM] * 4)
-    # Send times from the client's request hook: the limiter lets one go every 50 ms, and
-    # thread scheduling moves each by a few ms, but four threads never go at once.
-    starts = sorted(log.times)
-    assert len(starts) == 8
-    assert starts[-1] - starts[0] >= 7 * 0.05 - 0.03
-    assert min(b - a for a, b in zip(starts, starts[2:])) >= 0.05
+    assert len(granted) == len(server.requests) == 8
+    # One every 50 ms from the first ask: a wait may end late under load, never early.
+    for i, t in enumerate(sorted(granted)):
+        assert t - min(asked) >= i * 0.05 - 0.001
 
 
 def test_annotate_reports_each_outcome_and_totals_then_answers_from_the_cache():

@@ -278,7 +278,10 @@ class Judge(Protocol):
     ) -> list[JudgeResult]:
         """Judge each item (``prompt`` or ``messages``, plus ``responses``).
 
-        ``progress(done, total)`` is called after each batch of forward passes.
+        ``progress(done, total)`` is called after each batch of forward passes
+        (after each item for a server judge). A server judge returns a JudgeFailure
+        (``prefstore.judges.outcome``) instead of a JudgeResult for an item it could
+        not judge.
         """
         ...
 
