@@ -179,6 +179,7 @@ def test_config_round_trips():
         ({"samples": 3, "temperature": 1.0, "logprobs": True}, '"samples" > 1 applies to text'),
         ({"rationale": True}, '"rationale" is not supported by the "openai" backend'),
         ({"api_base": "x"}, 'unknown field "api_base"'),
+        ({"backend": "api"}, '"backend" must be one of generative, reward, openai, got \'api\''),
     ],
 )
 def test_config_names_the_bad_field(change, message):
@@ -446,9 +447,9 @@ def test_listwise_slates_ask_for_one_letter():
     with ScriptedServer(always(Reply(fixture("logprobs_answer_a.json")))) as server:
         result = judge_for(server, slate_mode="listwise", listwise_shuffles=2).judge_items([item])[0]
     assert len(result.orders) == 2
-    first = server.bodies()[0]["messages"][0]["content"]
-    assert first == listwise_instruction("Name a city.",
-                                         [item["responses"][j] for j in result.orders[0]])
+    asked = sorted(b["messages"][0]["content"] for b in server.bodies())
+    assert asked == sorted(listwise_instruction("Name a city.", [item["responses"][j] for j in o])
+                           for o in result.orders)
     # A: 0.81, B: 0.15, C absent from top_logprobs: 0.
     assert result.per_order_probs[0] == pytest.approx([0.81 / 0.96, 0.15 / 0.96, 0.0], abs=ATOL)
 

@@ -14,7 +14,12 @@ from urllib.parse import urlsplit
 
 from prefstore.errors import InvalidInput, MissingDependency, PrefstoreError
 
-BACKENDS = ("generative", "reward", "openai")
+# Local backends. pages/admin.py builds its backend selectbox from this tuple with a
+# label per entry, so the server backend joins it once that form has its fields.
+BACKENDS = ("generative", "reward")
+# Backends that call a server (JUDGE_BACKENDS has them all).
+SERVER_BACKENDS = ("openai",)
+ALL_BACKENDS = BACKENDS + SERVER_BACKENDS
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 SLATE_MODES = ("pairs", "listwise")
@@ -101,7 +106,7 @@ class JudgeConfig:
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model.strip():
             raise InvalidInput(f'"model" must be a non-empty string, got {self.model!r}')
-        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("backend", self.backend, ALL_BACKENDS)
         _check_choice("device", self.device, DEVICES)
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("slate_mode", self.slate_mode, SLATE_MODES)

@@ -337,7 +337,12 @@ class ServerJudge:
         self.server_info = None
         if check:
             timeout = min(config.timeout_s, CHECK_TIMEOUT_S)
-            self.server_info = _check(self._client.with_options(timeout=timeout), config, timeout)
+            try:
+                self.server_info = _check(self._client.with_options(timeout=timeout), config,
+                                          timeout)
+            except PrefstoreError:
+                self._client.close()
+                raise
 
     def __repr__(self) -> str:
         return f"ServerJudge(model={self.config.model!r}, base_url={self.config.base_url!r})"
