@@ -62,6 +62,13 @@ def median_seconds(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def timed(fn) -> tuple[float, float]:
+    """Return the wall and the CPU seconds (this process, all threads) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def server_judge(base_url: str, model: str, concurrency: int) -> ServerJudge:
     config = JudgeConfig(backend="openai", base_url=base_url, model=model,
                          concurrency=concurrency, max_retries=0)
@@ -156,7 +163,8 @@ def bench_overhead(n_items: int, repeat: int) -> dict:
 
     The three loops send the same requests and are interleaved in each repeat, so a
     neighbour's load hits them alike; the overhead is the median of the per-repeat
-    differences.
+    differences. CPU time (this process) is given too: on a shared machine the wall
+    time of CPU-bound code also counts the time spent waiting for a core.
     """
     items = make_items(n_items)
     with ScriptedProcess(latency=0.0) as base_url:
@@ -173,15 +181,22 @@ def bench_overhead(n_items: int, repeat: int) -> dict:
         for loop in loops.values():
             loop()  # warm up connections and code paths
         times = {name: [] for name in loops}
+        cpu = {name: [] for name in loops}
         for _ in range(repeat):
             for name, loop in loops.items():
-                times[name].append(median_seconds(loop, 1))
+                wall, used = timed(loop)
+                times[name].append(wall)
+                cpu[name].append(used)
         judge.close()
     n = len(bodies)
-    ms = {name: statistics.median(t) / n * 1000 for name, t in times.items()}
-    diff = {f"{a}_minus_{b}": statistics.median(x - y for x, y in zip(times[a], times[b])) / n
-            * 1000 for a, b in [("judge", "raw"), ("judge", "client"), ("client", "raw")]}
-    return {"requests": n, **{f"{k}_ms": v for k, v in ms.items()}, **diff}
+    out = {"requests": n}
+    for label, series in (("", times), ("cpu_", cpu)):
+        for name, values in series.items():
+            out[f"{label}{name}_ms"] = statistics.median(values) / n * 1000
+        for a, b in [("judge", "raw"), ("judge", "client"), ("client", "raw")]:
+            diffs = [x - y for x, y in zip(series[a], series[b])]
+            out[f"{label}{a}_minus_{b}"] = statistics.median(diffs) / n * 1000
+    return out
 
 
 def bench_latency(n_items: int, repeat: int) -> dict:
@@ -225,6 +240,11 @@ def main() -> None:
           f"(goal < {GOAL_OVERHEAD_MS} ms: {met}); of which the openai client + httpx "
           f"{overhead['client_minus_raw']:.3f} ms, the judge's own code "
           f"{overhead['judge_minus_client']:.3f} ms")
+    print(f"  CPU per request: judge {overhead['cpu_judge_ms']:.3f} ms, openai call alone "
+          f"{overhead['cpu_client_ms']:.3f} ms, bare http.client {overhead['cpu_raw_ms']:.3f} ms;"
+          f" overhead {overhead['cpu_judge_minus_raw']:.3f} ms (openai + httpx "
+          f"{overhead['cpu_client_minus_raw']:.3f} ms, judge "
+          f"{overhead['cpu_judge_minus_client']:.3f} ms)")
 
     latency = bench_latency(args.latency_items, args.repeat)
     met = "met" if latency["speedup"] >= GOAL_SPEEDUP else "NOT met"
