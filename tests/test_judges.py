@@ -135,7 +135,7 @@ def test_config_from_dict_round_trips():
     ("d", "message"),
     [
         ({}, '"model" is required'),
-        ({"model": "m", "temperature": 1}, 'unknown field "temperature"'),
+        ({"model": "m", "top_p": 1}, 'unknown field "top_p"'),
         ({"model": "m", "backend": "api"}, '"backend" must be one of generative, reward'),
         ({"model": "m", "batch_size": 0}, '"batch_size" must be an integer >= 1, got 0'),
         ({"model": "m", "device": "tpu"}, '"device" must be one of'),
@@ -151,8 +151,8 @@ def test_config_from_dict_names_the_bad_field(d, message):
         JudgeConfig.from_dict(d)
 
 
-def test_registry_lists_both_backends():
-    assert sorted(JUDGE_BACKENDS) == ["generative", "reward"]
+def test_registry_lists_every_backend():
+    assert sorted(JUDGE_BACKENDS) == ["generative", "openai", "reward"]
 
 
 def test_loaded_judges_follow_the_protocol(judge, tiny_causal_lm_path):

@@ -5,14 +5,21 @@ A judge scores text and stores nothing. It sees a prompt (or a conversation) and
 """
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from prefstore.errors import InvalidInput, MissingDependency, PrefstoreError
 
+# Local backends. pages/admin.py builds its backend selectbox from this tuple with a
+# label per entry, so the server backend joins it once that form has its fields.
 BACKENDS = ("generative", "reward")
+# Backends that call a server (JUDGE_BACKENDS has them all).
+SERVER_BACKENDS = ("openai",)
+ALL_BACKENDS = BACKENDS + SERVER_BACKENDS
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 SLATE_MODES = ("pairs", "listwise")
@@ -21,6 +28,11 @@ MAX_RESPONSES = 10
 LABELS = "ABCDEFGHIJ"
 TIE_LABEL = "tie"
 LLM_EXTRA_HINT = "pip install 'prefstore[llm]'"
+SERVE_EXTRA_HINT = "pip install 'prefstore[serve]'"
+LOGPROBS_MODES = ("auto", True, False)
+MAX_CONCURRENCY = 256
+MAX_SAMPLES = 100
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 Progress = Callable[[int, int], None]
 
@@ -47,6 +59,25 @@ class JudgeConfig:
     rationale : also generate a short greedy rationale (``rationale_tokens`` new tokens).
     slate_mode : for 3+ responses, ``"pairs"`` judges every pair, ``"listwise"``
         asks for the best of all, over ``listwise_shuffles`` seeded display orders.
+    seed : seed of the listwise display orders; the ``"openai"`` backend also sends
+        ``seed + sample`` with each request.
+
+    The ``"openai"`` backend (any OpenAI-compatible server) uses these instead of
+    ``batch_size``, ``max_length``, ``device`` and ``dtype``:
+
+    base_url : the server's API root, e.g. ``http://gpu-box:8000/v1`` (required).
+    api_key_env : name of the environment variable holding the API key, read when
+        the judge is loaded and never stored; ``None`` for servers without keys.
+    concurrency : requests in flight at once.
+    requests_per_minute : client-side rate limit shared by all requests, or ``None``.
+    timeout_s : per-request timeout in seconds.
+    max_retries : retries of a request after 429, 408, 5xx, a timeout or a
+        connection error (so at most ``max_retries + 1`` attempts).
+    temperature, max_tokens : sampling settings of every request.
+    logprobs : ``"auto"`` reads the answer tokens' ``top_logprobs`` when the server
+        returns them and falls back to parsing the text; ``true`` or ``false`` force one.
+    samples : answers per display order when parsing text (needs ``temperature`` > 0);
+        the vote shares become the probabilities.
     """
 
     model: str
@@ -61,11 +92,21 @@ class JudgeConfig:
     slate_mode: str = "pairs"
     listwise_shuffles: int = 3
     seed: int = 0
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int = 4
+    requests_per_minute: float | None = None
+    timeout_s: float = 120.0
+    max_retries: int = 5
+    temperature: float = 0.0
+    max_tokens: int = 16
+    logprobs: str | bool = "auto"
+    samples: int = 1
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model.strip():
             raise InvalidInput(f'"model" must be a non-empty string, got {self.model!r}')
-        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("backend", self.backend, ALL_BACKENDS)
         _check_choice("device", self.device, DEVICES)
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("slate_mode", self.slate_mode, SLATE_MODES)
@@ -78,6 +119,40 @@ class JudgeConfig:
         for name in ("allow_tie", "rationale"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInput(f'"{name}" must be true or false, got {getattr(self, name)!r}')
+        self._check_server_fields()
+
+    def _check_server_fields(self):
+        """Validate the ``"openai"`` backend's settings (checked for every backend)."""
+        if self.base_url is not None:
+            _check_url("base_url", self.base_url)
+        elif self.backend == "openai":
+            raise InvalidInput('"base_url" is required for the "openai" backend '
+                               "(e.g. http://localhost:8000/v1)")
+        if self.api_key_env is not None and (
+            not isinstance(self.api_key_env, str) or not _ENV_NAME.fullmatch(self.api_key_env)
+        ):
+            # Never echo the value: a pasted key would end up in a log or on a page.
+            raise InvalidInput('"api_key_env" must be the name of an environment variable '
+                               "(letters, digits and _), not the key itself")
+        _check_int("concurrency", self.concurrency, 1, MAX_CONCURRENCY)
+        if self.requests_per_minute is not None:
+            _check_number("requests_per_minute", self.requests_per_minute, 0, open_low=True)
+        _check_number("timeout_s", self.timeout_s, 0, open_low=True)
+        _check_int("max_retries", self.max_retries, 0, 100)
+        _check_number("temperature", self.temperature, 0, 2)
+        _check_int("max_tokens", self.max_tokens, 1)
+        # "is": 1 and 0 equal True and False but are not valid settings.
+        if not any(self.logprobs is m for m in (True, False)) and self.logprobs != "auto":
+            raise InvalidInput(f'"logprobs" must be "auto", true or false, got {self.logprobs!r}')
+        _check_int("samples", self.samples, 1, MAX_SAMPLES)
+        if self.samples > 1 and self.temperature == 0:
+            raise InvalidInput(f'"samples" of {self.samples} needs "temperature" > 0: '
+                               "greedy answers would all agree")
+        if self.samples > 1 and self.logprobs is True:
+            raise InvalidInput('"samples" > 1 applies to text answers only; '
+                               'set "logprobs" to "auto" or false')
+        if self.backend == "openai" and self.rationale:
+            raise InvalidInput('"rationale" is not supported by the "openai" backend')
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "JudgeConfig":
@@ -110,9 +185,27 @@ def _check_choice(name, value, allowed):
         raise InvalidInput(f'"{name}" must be one of {", ".join(allowed)}, got {value!r}')
 
 
-def _check_int(name, value, minimum):
+def _check_int(name, value, minimum, maximum=None):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidInput(f'"{name}" must be an integer >= {minimum}, got {value!r}')
+    if maximum is not None and value > maximum:
+        raise InvalidInput(f'"{name}" must be an integer <= {maximum}, got {value!r}')
+
+
+def _check_number(name, value, low, high=None, open_low=False):
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    ok = ok and (value > low if open_low else value >= low) and (high is None or value <= high)
+    if not ok:
+        bound = f"> {low}" if open_low else f">= {low}"
+        bound += f" and <= {high}" if high is not None else ""
+        raise InvalidInput(f'"{name}" must be a number {bound}, got {value!r}')
+
+
+def _check_url(name, value):
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f'"{name}" must be an http(s) URL like http://localhost:8000/v1, '
+                           f"got {value!r}")
 
 
 @dataclass
@@ -126,6 +219,8 @@ class JudgeResult:
     shown at position ``j``) and ``per_order_probs[k][j]`` the probability given to
     that position's label, with P(tie) appended when ties are allowed. ``scores``
     holds raw rewards (reward backend) or Bradley–Terry log-strengths (pairs mode).
+    Server judges also record the token ``usage`` of the item's requests and the
+    ``answer_mode`` their verdict came from (``"logprobs"``, ``"text"`` or ``"mixed"``).
     """
 
     probs: list[float]
@@ -139,6 +234,8 @@ class JudgeResult:
     per_order_probs: list[list[float]] = field(default_factory=list)
     p_tie: float | None = None
     scores: list[float] | None = None
+    usage: dict[str, int] | None = None
+    answer_mode: str | None = None
 
     def to_judgment(self) -> dict[str, Any]:
         """Return the verdict as a judgment dict ready for store."""
@@ -154,6 +251,10 @@ class JudgeResult:
             metadata["p_tie"] = self.p_tie
         if self.scores is not None:
             metadata["scores"] = list(self.scores)
+        if self.usage is not None:
+            metadata["usage"] = dict(self.usage)
+        if self.answer_mode is not None:
+            metadata["answer_mode"] = self.answer_mode
         return {
             "outcome": "tie" if is_tie else "choice",
             "choice": None if is_tie else int(self.choice),
@@ -182,7 +283,10 @@ class Judge(Protocol):
     ) -> list[JudgeResult]:
         """Judge each item (``prompt`` or ``messages``, plus ``responses``).
 
-        ``progress(done, total)`` is called after each batch of forward passes.
+        ``progress(done, total)`` is called after each batch of forward passes
+        (after each item for a server judge). A server judge returns a JudgeFailure
+        (``prefstore.judges.outcome``) instead of a JudgeResult for an item it could
+        not judge.
         """
         ...
 
