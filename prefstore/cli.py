@@ -218,6 +218,25 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("copy-db")
+def cmd_copy_db(args: argparse.Namespace) -> int:
+    from prefstore.store.copy import copy_database
+
+    src = store.connect(args.src)
+    dst = store.connect(args.dst)
+    summary = copy_database(src, dst, progress=lambda table, n: print(
+        f"  {table}: {n:,} rows", file=sys.stderr))
+    if args.json:
+        _print_json(summary)
+    else:
+        total = sum(summary["tables"].values())
+        print(f"copied {total:,} rows from {store.describe(args.src)} to "
+              f"{store.describe(args.dst)}: " + ", ".join(
+                  f"{t} {n:,}" for t, n in summary["tables"].items() if n)
+              + f"; judgments verified (sha256 {summary['judgments_checksum'][:16]}…)")
+    return 0
+
+
 @command("add-rater")
 def cmd_add_rater(args: argparse.Namespace) -> int:
     db = _open(args)
@@ -342,8 +361,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-original-pair", action="store_true",
                    help="edits: also the original chosen response over the others")
 
-    p = add("backup", "copy the live database with SQLite's online backup API")
+    p = add("backup", "copy the live database (SQLite's online backup API; pg_dump on "
+                      "PostgreSQL)")
     p.add_argument("out")
+
+    p = sub.add_parser("copy-db", help="copy a whole database between backends (SQLite ⇄ "
+                                       "PostgreSQL), verified by counts and checksums",
+                       epilog="example: prefstore copy-db prefstore.db "
+                              "postgresql://user@host:5432/prefstore")
+    p.add_argument("src", help="the database to copy: a SQLite path or a postgresql:// URL")
+    p.add_argument("dst", help="an empty or new database: a SQLite path or a postgresql:// URL")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     p = add("add-rater", "create a rater (or admin) and print their token once")
     p.add_argument("name")
