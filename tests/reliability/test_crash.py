@@ -19,19 +19,18 @@ ROUNDS = 50 if FULL else 5
 
 
 @pytest.mark.timeout(900 if FULL else 60)
-def test_sigkill_loses_nothing_acknowledged(tmp_path):
-    result = workload.run_crash(tmp_path / "crash.db", rounds=ROUNDS, seed=2)
+def test_sigkill_loses_nothing_acknowledged(db_path):
+    result = workload.run_crash(db_path, rounds=ROUNDS, seed=2)
     assert result["failures"] == []
     assert result["kills"] == ROUNDS
     assert result["acked"] >= ROUNDS * 20
     assert 0 <= result["unacked_committed"] <= ROUNDS
 
 
-def test_check_store_sees_a_broken_counter(tmp_path):
+def test_check_store_sees_a_broken_counter(db_path):
     """The checker is not vacuous: a counter out of step with the rows is reported."""
-    path = tmp_path / "broken.db"
-    setup = workload.make_store(path, n_items=3, n_raters=1, raters_per_item=3)
-    db = store.connect(path)
+    setup = workload.make_store(db_path, n_items=3, n_raters=1, raters_per_item=3)
+    db = store.connect(db_path)
     db.execute("UPDATE items SET n_human = 1 WHERE external_id = 'i0'")
     report = workload.check_store(db, setup["project_id"], 3)
     assert report == {**workload.SOUND, "n_human": [(1, 1, 0)]}

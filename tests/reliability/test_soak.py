@@ -9,18 +9,22 @@ import os
 import pytest
 
 from prefstore import store
+from tests.conftest import BACKENDS, drop_pg_database, new_pg_database
 from tests.reliability import workload
-
-pytestmark = pytest.mark.both_backends
 
 FULL = os.environ.get("PREFSTORE_SOAK_FULL") == "1"
 PROCESSES, PER_PROCESS = (16, 2000) if FULL else (4, 150)
 RATERS_PER_ITEM = 3
 
 
-@pytest.fixture(scope="module")
-def soak(tmp_path_factory):
-    path = tmp_path_factory.mktemp("soak") / "soak.db"
+@pytest.fixture(scope="module", params=BACKENDS)
+def soak(request, tmp_path_factory):
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("soak") / "soak.db"
+    else:
+        server = request.getfixturevalue("pg_server")
+        path = new_pg_database(server)
+        request.addfinalizer(lambda: drop_pg_database(server, path))
     result = workload.run_soak(path, processes=PROCESSES, per_process=PER_PROCESS,
                                raters_per_item=RATERS_PER_ITEM, seed=1)
     db = store.connect(path)

@@ -9,14 +9,15 @@ import time
 import pytest
 
 from prefstore import store, worker
+from prefstore.store.copy import copy_database
 
 pytestmark = pytest.mark.both_backends
 
 
-def test_worker_killed_during_fit_is_taken_over(pandalm_db_path, tmp_path):
-    path = tmp_path / "fit.db"
-    store.backup(store.connect(pandalm_db_path), path)
+def test_worker_killed_during_fit_is_taken_over(pandalm_db_path, db_path):
+    path = db_path
     db = store.connect(path)
+    copy_database(store.connect(pandalm_db_path), db)
     job_id = store.enqueue_job(db, "refit", project_id=1)
     proc = subprocess.Popen([sys.executable, "-m", "prefstore.cli", "worker", "--db", str(path),
                              "--lease", "2", "--poll", "0.05"],

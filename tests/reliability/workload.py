@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import queue
 import random
-import sqlite3
 import sys
 import threading
 import time
@@ -157,10 +156,11 @@ def soak_worker(path: str, project_id: int, rater_ids: list[int], n: int, seed: 
                 continue
             idle = 0
             tally.acked.append(submit_one(db, clicker, claim, rater_id, rng, tally))
-        except sqlite3.OperationalError as exc:
-            tally.locked_errors.append(f"{type(exc).__name__}: {exc}")
         except Exception as exc:
-            tally.other_errors.append(f"{type(exc).__name__}: {exc}")
+            # "database is locked" on SQLite; a deadlock or serialization failure on PostgreSQL
+            errors = tally.locked_errors if store.connection.is_retryable(exc) or (
+                type(exc).__name__ == "OperationalError") else tally.other_errors
+            errors.append(f"{type(exc).__name__}: {exc}")
         if len(tally.locked_errors) + len(tally.other_errors) > 20:
             break
     tally.starved = len(tally.acked) < n
@@ -229,7 +229,7 @@ def check_store(db, project_id: int, raters_per_item: int) -> dict:
     - ``not_done``: human judgments whose assignment is missing or not 'done';
     - ``partial``: judgments with a NULL required field or unparseable JSON.
     """
-    q = db.conn.execute
+    q = db.execute
     partial = []
     for row in q("SELECT id, item_id, rater_id, kind, outcome, submission_id, created_at, "
                  "display_order, metadata, choice, strength FROM judgments "
@@ -251,26 +251,30 @@ def check_store(db, project_id: int, raters_per_item: int) -> dict:
             problems.append("label")
         if problems:
             partial.append((jid, problems))
+    # PostgreSQL enforces its foreign keys on every write; SQLite is asked.
+    foreign_keys = (q("PRAGMA foreign_key_check").fetchall() if db.dialect == "sqlite" else [])
     return {
         "integrity": store.integrity_check(db),
-        "foreign_keys": q("PRAGMA foreign_key_check").fetchall(),
-        "over_cap": q(
-            "SELECT j.item_id, COUNT(DISTINCT j.rater_id) AS n FROM judgments j "
+        "foreign_keys": foreign_keys,
+        "over_cap": [tuple(r) for r in q(
+            "SELECT j.item_id, COUNT(DISTINCT j.rater_id) FROM judgments j "
             "JOIN items i ON i.id = j.item_id WHERE i.project_id = ? AND j.kind = 'human' "
-            "GROUP BY j.item_id HAVING n > ?", [project_id, raters_per_item]).fetchall(),
-        "repeat_rater": q(
-            "SELECT j.item_id, j.rater_id, COUNT(*) AS n FROM judgments j "
+            "GROUP BY j.item_id HAVING COUNT(DISTINCT j.rater_id) > ?",
+            [project_id, raters_per_item]).fetchall()],
+        "repeat_rater": [tuple(r) for r in q(
+            "SELECT j.item_id, j.rater_id, COUNT(*) FROM judgments j "
             "JOIN items i ON i.id = j.item_id WHERE i.project_id = ? "
-            "GROUP BY j.item_id, j.rater_id HAVING n > 1", [project_id]).fetchall(),
-        "n_human": q(
-            "SELECT i.id, i.n_human, (SELECT COUNT(*) FROM judgments j WHERE j.item_id = i.id "
-            "AND j.kind = 'human') AS n FROM items i WHERE i.project_id = ? AND i.n_human != n",
-            [project_id]).fetchall(),
-        "not_done": q(
+            "GROUP BY j.item_id, j.rater_id HAVING COUNT(*) > 1", [project_id]).fetchall()],
+        "n_human": [tuple(r) for r in q(
+            "SELECT id, n_human, n FROM (SELECT i.id, i.n_human, (SELECT COUNT(*) FROM "
+            "judgments j WHERE j.item_id = i.id AND j.kind = 'human') AS n FROM items i "
+            "WHERE i.project_id = ?) counted WHERE n_human != n ORDER BY id",
+            [project_id]).fetchall()],
+        "not_done": [tuple(r) for r in q(
             "SELECT j.id, a.status FROM judgments j JOIN items i ON i.id = j.item_id "
             "LEFT JOIN assignments a ON a.item_id = j.item_id AND a.rater_id = j.rater_id "
-            "WHERE i.project_id = ? AND j.kind = 'human' AND a.status IS NOT 'done'",
-            [project_id]).fetchall(),
+            "WHERE i.project_id = ? AND j.kind = 'human' AND a.status IS DISTINCT FROM 'done'",
+            [project_id]).fetchall()],
         "partial": partial,
     }
 
@@ -280,7 +284,7 @@ SOUND = {"integrity": "ok", "foreign_keys": [], "over_cap": [], "repeat_rater": 
 
 
 def stored_submissions(db, project_id: int) -> set[tuple[int, str]]:
-    return {(r, s) for r, s in db.conn.execute(
+    return {(r, s) for r, s in db.execute(
         "SELECT j.rater_id, j.submission_id FROM judgments j JOIN items i ON i.id = j.item_id "
         "WHERE i.project_id = ?", [project_id])}
 
