@@ -26,7 +26,7 @@ os.environ["PREFSTORE_AUTOSTART_WORKER"] = "0"
 
 BACKENDS = ("sqlite", "postgres")
 PG_URL_ENV = "PREFSTORE_TEST_PG_URL"
-TEMPLATE = "prefstore_template"
+TEMPLATE = f"prefstore_template_{os.getpid()}"
 _databases = itertools.count()
 
 

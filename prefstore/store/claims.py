@@ -12,13 +12,22 @@ from prefstore.store.projects import get_project
 
 # The statements that differ: PostgreSQL locks rows explicitly where SQLite's
 # BEGIN IMMEDIATE already holds the whole database.
-_LOCK_RATER = {
-    "sqlite": "SELECT active, kind FROM raters WHERE id = ?",
-    "postgres": "SELECT active, kind FROM raters WHERE id = ? FOR UPDATE",
+# The rater (locked on PostgreSQL, where SQLite's BEGIN IMMEDIATE already holds
+# the database) and their open claim in this project, in one round trip.
+_RATER_AND_OPEN_CLAIM = {
+    "sqlite": (
+        "SELECT r.active, (SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id "
+        "WHERE a.rater_id = r.id AND i.project_id = :p AND a.status = 'claimed' "
+        "AND a.expires_at > :now ORDER BY a.id LIMIT 1) FROM raters r WHERE r.id = :r"),
+    "postgres": (
+        "SELECT r.active, (SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id "
+        "WHERE a.rater_id = r.id AND i.project_id = :p AND a.status = 'claimed' "
+        "AND a.expires_at > :now ORDER BY a.id LIMIT 1) FROM raters r WHERE r.id = :r "
+        "FOR UPDATE OF r"),
 }
 _CANDIDATES = {
     "sqlite": (
-        "SELECT i.id FROM items i "
+        "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id) FROM items i "
         "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
         "AND i.n_human < :cap "
         "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
@@ -30,7 +39,7 @@ _CANDIDATES = {
     # SKIP LOCKED: a claimant never waits for another; the item it skips is the
     # one being claimed right now. A few at once, since the recheck may refuse one.
     "postgres": (
-        "SELECT i.id FROM items i "
+        "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id) FROM items i "
         "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
         "AND i.n_human < :cap "
         "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
@@ -66,22 +75,17 @@ def claim_next(db, project_id: int, rater_id: int, *, now: dt.datetime | None = 
     rng = rng or random.Random()
     cap = settings.raters_per_item
     with write(db):
-        rater = db.execute(_LOCK_RATER[db.dialect], [rater_id]).fetchone()
+        rater = db.execute(_RATER_AND_OPEN_CLAIM[db.dialect],
+                           {"p": project_id, "now": now_s, "r": rater_id}).fetchone()
         if rater is None:
             raise NotFound(f"rater {rater_id!r} does not exist")
         if not rater[0]:
             raise AccessDenied("this rater is deactivated")
-        open_claim = db.execute(
-            "SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id "
-            "WHERE a.rater_id = ? AND i.project_id = ? AND a.status = 'claimed' "
-            "AND a.expires_at > ? ORDER BY a.id LIMIT 1",
-            [rater_id, project_id, now_s],
-        ).fetchone()
-        if open_claim:
-            return get_assignment(db, open_claim[0])
+        if rater[1] is not None:
+            return get_assignment(db, rater[1])
         params = {"p": project_id, "r": rater_id, "now": now_s, "cap": cap}
 
-        def candidate(gold: int) -> int | None:
+        def candidate(gold: int) -> tuple[int, int] | None:
             # One queue rank at a time (routed to humans, then not routed yet):
             # with equality on the rank, items_queue yields rows already in
             # (n_human, priority DESC, id) order and LIMIT stops at the first
@@ -91,28 +95,27 @@ def claim_next(db, project_id: int, rater_id: int, *, now: dt.datetime | None = 
                 if db.dialect == "sqlite":
                     row = db.execute(_CANDIDATES["sqlite"], query).fetchone()
                     if row:
-                        return row[0]
+                        return row
                     continue
                 # Candidates that filled up meanwhile drop out of the next
                 # query's snapshot, so this loop ends.
                 while rows := db.execute(_CANDIDATES["postgres"], query).fetchall():
-                    for (item_id,) in rows:
+                    for row in rows:
                         if db.execute(_STILL_OPEN,
-                                      {"now": now_s, "item": item_id}).fetchone()[0] < cap:
-                            return item_id
+                                      {"now": now_s, "item": row[0]}).fetchone()[0] < cap:
+                            return row
             return None
 
-        item_id = None
+        found = None
         if settings.gold_rate > 0 and _gold_due(db, project_id, rater_id, settings.gold_rate):
-            item_id = candidate(1)
-        if item_id is None:
-            item_id = candidate(0)
-        if item_id is None and settings.gold_rate > 0:
-            item_id = candidate(1)
-        if item_id is None:
+            found = candidate(1)
+        if found is None:
+            found = candidate(0)
+        if found is None and settings.gold_rate > 0:
+            found = candidate(1)
+        if found is None:
             return None
-        n_responses = db.execute("SELECT COUNT(*) FROM responses WHERE item_id = ?",
-                                 [item_id]).fetchone()[0]
+        item_id, n_responses = found
         order = list(range(n_responses))
         rng.shuffle(order)
         # An expired claim of this same rater is reused, so the pair stays unique.
@@ -124,7 +127,9 @@ def claim_next(db, project_id: int, rater_id: int, *, now: dt.datetime | None = 
             "updated_at = excluded.updated_at RETURNING id",
             [item_id, rater_id, now_s, expires, dumps(order), now_s],
         ).fetchone()[0]
-    return get_assignment(db, assignment_id)
+    return {"id": assignment_id, "item_id": item_id, "rater_id": rater_id,
+            "claimed_at": now_s, "expires_at": expires, "status": "claimed", "reason": None,
+            "display_order": order, "updated_at": now_s, "item": get_item(db, item_id)}
 
 
 def _gold_due(db, project_id: int, rater_id: int, rate: float) -> bool:

@@ -99,33 +99,35 @@ def submit_judgment(
         raise InvalidInput(f"submission_id must be a non-empty string, got {submission_id!r}")
     existing_sql = "SELECT id FROM judgments WHERE rater_id = ? AND submission_id = ?"
     with write(db):
-        existing = db.execute(existing_sql, [rater_id, submission_id]).fetchone()
-        if existing:
-            return existing[0], False
-        rater = db.execute("SELECT kind, active FROM raters WHERE id = ?", [rater_id]).fetchone()
-        if rater is None:
+        # Everything the checks need, in one round trip.
+        existing, rater_kind, n_responses, claimed_at, claim_item, claim_order = db.execute(
+            "SELECT (SELECT id FROM judgments WHERE rater_id = :r AND submission_id = :s), "
+            "(SELECT kind FROM raters WHERE id = :r), "
+            "(SELECT COUNT(*) FROM responses WHERE item_id = :i), "
+            "a.claimed_at, a.item_id, a.display_order "
+            "FROM (SELECT 1 AS one) one LEFT JOIN assignments a ON a.id = :a AND a.rater_id = :r",
+            {"r": rater_id, "s": submission_id, "i": item_id, "a": assignment_id}).fetchone()
+        if existing is not None:
+            return existing, False
+        if rater_kind is None:
             raise NotFound(f"rater {rater_id!r} does not exist")
-        n_responses = db.execute("SELECT COUNT(*) FROM responses WHERE item_id = ?",
-                                 [item_id]).fetchone()[0]
         if n_responses == 0:
             raise NotFound(f"item {item_id!r} does not exist")
         label = normalize_judgment(n_responses, outcome=outcome, choice=choice, ranking=ranking,
                                    strength=strength)
         now = dt.datetime.now(dt.UTC)
         if assignment_id is not None:
-            row = db.execute("SELECT claimed_at, item_id, display_order FROM assignments "
-                             "WHERE id = ? AND rater_id = ?", [assignment_id, rater_id]).fetchone()
-            if row is None or row[1] != item_id:
+            if claim_item != item_id:
                 raise InvalidInput(f"assignment {assignment_id!r} is not this rater's claim "
                                    f"on item {item_id!r}")
             if time_ms is None:
-                time_ms = max(1, int((now - parse_iso(row[0])).total_seconds() * 1000))
+                time_ms = max(1, int((now - parse_iso(claimed_at)).total_seconds() * 1000))
             if display_order is None:
-                display_order = loads(row[2])
+                display_order = loads(claim_order)
         if display_order is not None and sorted(display_order) != list(range(n_responses)):
             raise InvalidInput(f"display_order must be a permutation of 0..{n_responses - 1}, "
                                f"got {display_order!r}")
-        kind = kind or rater[0]
+        kind = kind or rater_kind
         inserted = db.execute(
             _INSERT,
             [item_id, rater_id, kind, dumps(display_order), label["outcome"], label["choice"],
