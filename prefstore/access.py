@@ -30,8 +30,6 @@ from prefstore.errors import AccessDenied, InvalidInput
 
 ADMIN_TOKEN_ENV = "PREFSTORE_ADMIN_TOKEN"
 ADMIN_TOKEN_SECRET = "admin_token"
-ADMIN_RATER_NAME = "admin"
-MAX_NAME_CHARS = 60
 
 # The message rater_for_token uses, so every refusal reads the same.
 DENIED_MESSAGE = "this link is not valid; ask your project admin for a new one"
@@ -97,8 +95,7 @@ def resolve(db, token: str | None, *, admin_token: str | None) -> Identity:
     """
     if token:
         if admin_token and _same_secret(token, admin_token):
-            return Identity(role="admin", mode="admin_token",
-                            rater=store.get_or_create_rater(db, ADMIN_RATER_NAME))
+            return Identity(role="admin", mode="admin_token", rater=store.admin_rater(db))
         rater = store.rater_for_token(db, token)
         return Identity(role=rater["role"], mode="token", rater=rater)
     if admin_token:
@@ -114,11 +111,7 @@ def local_rater(db, identity: Identity, name: str) -> Identity:
     """
     if identity.mode != "local":
         raise AccessDenied("choosing a name is only possible in local mode")
-    clean = " ".join(str(name or "").split())
-    if not clean:
-        raise InvalidInput("name must not be empty")
-    if len(clean) > MAX_NAME_CHARS:
-        raise InvalidInput(f"name must be at most {MAX_NAME_CHARS} characters, got {len(clean)}")
+    clean = store.normalize_name(name or "", what="name")
     rater = store.get_or_create_rater(db, clean)
     if rater["token_hash"] is not None:
         raise InvalidInput(f"name {clean!r} belongs to a rater with a personal link; "

@@ -1,7 +1,7 @@
 import pytest
 
 from prefstore import access, store
-from prefstore.errors import AccessDenied, InvalidInput
+from prefstore.errors import AccessDenied, Conflict, InvalidInput
 
 DENIED = "this link is not valid; ask your project admin for a new one"
 
@@ -18,7 +18,7 @@ def test_admin_token_makes_an_admin_who_rates_as_admin(db):
     found = access.resolve(db, "top-secret", admin_token="top-secret")
     assert (found.role, found.mode, found.name, found.is_admin) == (
         "admin", "admin_token", "admin", True)
-    assert store.get_rater(db, "admin")["role"] == "rater"  # a plain row to rate under
+    assert store.get_rater(db, "admin")["role"] == "rater"  # a plain row to rate under, no token
     assert access.resolve(db, "top-secret", admin_token="top-secret").rater["id"] == \
         found.rater["id"]
 
@@ -74,10 +74,58 @@ def test_local_names_are_checked(db):
     store.create_rater(db, "ann")
     with pytest.raises(InvalidInput, match="name must not be empty"):
         access.local_rater(db, local, "   ")
-    with pytest.raises(InvalidInput, match="at most 60 characters, got 61"):
-        access.local_rater(db, local, "x" * 61)
+    with pytest.raises(InvalidInput, match="at most 100 characters, got 101"):
+        access.local_rater(db, local, "x" * 101)
     with pytest.raises(InvalidInput, match="belongs to a rater with a personal link"):
         access.local_rater(db, local, "ann")
     admin = access.resolve(db, "t", admin_token="t")
     with pytest.raises(AccessDenied):
         access.local_rater(db, admin, "bob")
+
+
+def test_an_llm_rater_called_admin_cannot_lock_the_admin_out(db):
+    """Regression: importing an LLM judge named "admin" before the admin's first visit
+    refused the admin token on every page."""
+    with pytest.raises(InvalidInput, match="'Admin' is reserved for the admin"):
+        store.get_or_create_rater(db, "Admin", "llm")
+    found = access.resolve(db, "t", admin_token="t")
+    assert (found.is_admin, found.name) == (True, "admin")
+    with pytest.raises(Conflict, match="reserved for the admin"):
+        store.create_rater(db, "ADMIN")
+
+
+def test_human_and_llm_raters_never_share_a_name(db):
+    store.create_rater(db, "bob")
+    with pytest.raises(InvalidInput, match="'bob' is a human rater; a llm rater needs another"):
+        store.get_or_create_rater(db, "Bob", "llm")
+    store.get_or_create_rater(db, "gpt-4", "llm")
+    with pytest.raises(InvalidInput, match="'gpt-4' is an LLM judge; a human rater needs"):
+        store.get_or_create_rater(db, "GPT-4")
+
+
+@pytest.mark.parametrize(("given", "stored"), [
+    ("  Ada\t\nLovelace ", "Ada Lovelace"),
+    ("alice\u200b", "alice"),                      # zero-width space
+    ("e\u0301ve", "\u00e9ve"),                     # NFC
+    ("bob\u202eevil", "bobevil"),                  # right-to-left override
+])
+def test_names_are_normalized(db, given, stored):
+    rater, _ = store.create_rater(db, given)
+    assert rater["name"] == stored
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("alic\u0435", "mixes Cyrillic and Latin letters"),   # Cyrillic е
+    ("x" * 101, "at most 100 characters, got 101"),
+    ("\u200b\u200b", "must not be empty"),
+])
+def test_bad_names_are_refused(db, name, message):
+    with pytest.raises(InvalidInput, match=message):
+        store.create_rater(db, name)
+
+
+def test_names_clash_case_insensitively(db):
+    store.create_rater(db, "Alice")
+    with pytest.raises(Conflict, match="rater 'alice' already exists \\(as 'Alice'\\)"):
+        store.create_rater(db, "alice")
+    assert store.get_rater(db, "ALICE")["name"] == "Alice"

@@ -351,3 +351,51 @@ def test_judge_setting_is_validated_when_saved(db):
         store.create_project(db, "j", "pairwise", {"judge": {"model": "m", "batch_size": 0}})
     project = store.create_project(db, "j", "pairwise", {"judge": {"model": "m"}})
     assert project["settings"].judge == {"model": "m"}
+
+
+@pytest.mark.sqlite_only("builds a database of an older schema with sqlite-utils")
+def test_an_older_database_is_migrated_keeping_access_and_names(tmp_path):
+    import sqlite3
+
+    from sqlite_utils import Database
+
+    from prefstore.store import schema
+
+    path = tmp_path / "old.db"
+    old = Database(sqlite3.connect(path, isolation_level=None))
+    schema._sqlite_migrations.apply(old, stop_before="m003_raters_and_projects")
+    old.execute("INSERT INTO projects (id, name, kind, settings, pseudonym_salt, created_at) "
+                "VALUES (1, 'p', 'pairwise', '{}', 's', 't'), (2, 'q', 'pairwise', '{}', 's', 't')")
+    old.execute("INSERT INTO items (id, project_id, external_id, created_at) "
+                "VALUES (1, 1, 'a', 't'), (2, 2, 'b', 't')")
+    old.execute("INSERT INTO raters (id, name, kind, created_at) VALUES "
+                "(1, 'Alice', 'human', 't'), (2, 'alice', 'human', 't'), (3, 'bob', 'human', 't')")
+    old.execute("INSERT INTO judgments (item_id, rater_id, kind, outcome, choice, metadata, "
+                "submission_id, created_at) VALUES (1, 1, 'human', 'choice', 0, '{}', 's1', 't')")
+    old.execute("INSERT INTO assignments (item_id, rater_id, claimed_at, expires_at, status) "
+                "VALUES (2, 3, 't', 't', 'skipped')")
+    old.conn.close()
+
+    db = store.connect(path)
+    assert [r[0] for r in db.execute("SELECT name FROM _sqlite_migrations ORDER BY id")] == [
+        m.name for m in schema.MIGRATIONS]
+    assert store.rater_project_ids(db, 1) == [1]   # judged in p
+    assert store.rater_project_ids(db, 3) == [2]   # skipped an item of q
+    assert store.rater_project_ids(db, 2) == []
+    keys = dict(db.execute("SELECT name, name_key FROM raters").fetchall())
+    assert keys == {"Alice": "alice", "alice": "alice#2", "bob": "bob"}
+
+
+def test_assigning_raters_to_projects(db):
+    p = store.create_project(db, "p")
+    q = store.create_project(db, "q")
+    rater, _ = store.create_rater(db, "ann")
+    assert store.assign_rater(db, rater["id"], p["id"], actor="admin") is True
+    assert store.assign_rater(db, rater["id"], p["id"], actor="admin") is False
+    store.assign_rater(db, rater["id"], q["id"], actor="admin")
+    assert store.rater_project_ids(db, rater["id"]) == [p["id"], q["id"]]
+    assert store.project_rater_ids(db, q["id"]) == [rater["id"]]
+    assert store.unassign_rater(db, rater["id"], q["id"], actor="admin") is True
+    assert store.rater_project_ids(db, rater["id"]) == [p["id"]]
+    assert [e["action"] for e in store.audit_log(db, q["id"])][:2] == [
+        "unassign_rater", "assign_rater"]

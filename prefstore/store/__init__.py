@@ -100,16 +100,24 @@ from prefstore.store.projects import (
     update_project_settings,
 )
 from prefstore.store.raters import (
+    ADMIN_NAME,
     RATER_KINDS,
     ROLES,
+    admin_rater,
+    assign_rater,
     create_rater,
     get_or_create_rater,
     get_rater,
     hash_token,
     list_raters,
+    name_key,
+    normalize_name,
+    project_rater_ids,
     rater_for_token,
+    rater_project_ids,
     rotate_token,
     set_rater_active,
+    unassign_rater,
 )
 from prefstore.store.reports import (
     last_fit_time,

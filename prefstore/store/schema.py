@@ -13,7 +13,10 @@ the append-only rule on judgments is a trigger in both, written twice.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlite_utils import Migrations
 
@@ -27,9 +30,29 @@ PG_MIGRATION_LOCK = 0x70726566
 
 @dataclass(frozen=True)
 class Migration:
+    """One schema step: DDL per dialect, then an optional Python step for both (data fixes)."""
+
     name: str
     sqlite: str
     postgres: str
+    python: Callable[[Any], None] | None = None
+
+
+def _rater_name_keys(db) -> None:
+    """Fill ``raters.name_key``; a legacy clash (Alice / alice) keeps the later name apart."""
+    from prefstore.store.raters import name_key
+
+    seen: set[str] = set()
+    for rater_id, name in db.execute("SELECT id, name FROM raters ORDER BY id").fetchall():
+        try:
+            key = name_key(name, check=False)
+        except Exception:  # noqa: BLE001 - a legacy name that no longer validates
+            key = name
+        if key in seen:
+            key = f"{key}#{rater_id}"
+        seen.add(key)
+        db.execute("UPDATE raters SET name_key = ? WHERE id = ?", [key, rater_id])
+    db.execute("CREATE UNIQUE INDEX raters_by_name_key ON raters (name_key)")
 
 
 MIGRATIONS: list[Migration] = [
@@ -360,15 +383,75 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX reports_latest ON reports (project_id, name, kind, id);
         """,
     ),
+    Migration(
+        "m003_raters_and_projects",
+        # Raters belong to projects; names clash case-insensitively (name_key).
+        # Existing raters keep the projects they already have judgments or claims in.
+        sqlite="""
+        CREATE TABLE rater_projects (
+            rater_id INTEGER NOT NULL REFERENCES raters(id),
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (rater_id, project_id)
+        );
+        CREATE INDEX rater_projects_project ON rater_projects (project_id, rater_id);
+        INSERT INTO rater_projects (rater_id, project_id, created_at)
+            SELECT DISTINCT j.rater_id, i.project_id, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+            FROM judgments j JOIN items i ON i.id = j.item_id
+            UNION SELECT DISTINCT a.rater_id, i.project_id, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+            FROM assignments a JOIN items i ON i.id = a.item_id;
+        ALTER TABLE raters ADD COLUMN name_key TEXT;
+        """,
+        postgres="""
+        CREATE TABLE rater_projects (
+            rater_id BIGINT NOT NULL REFERENCES raters(id),
+            project_id BIGINT NOT NULL REFERENCES projects(id),
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (rater_id, project_id)
+        );
+        CREATE INDEX rater_projects_project ON rater_projects (project_id, rater_id);
+        INSERT INTO rater_projects (rater_id, project_id, created_at)
+            SELECT DISTINCT j.rater_id, i.project_id, to_char(now() AT TIME ZONE 'UTC',
+                'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+            FROM judgments j JOIN items i ON i.id = j.item_id
+            UNION SELECT DISTINCT a.rater_id, i.project_id, to_char(now() AT TIME ZONE 'UTC',
+                'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+            FROM assignments a JOIN items i ON i.id = a.item_id;
+        ALTER TABLE raters ADD COLUMN name_key TEXT COLLATE "C";
+        """,
+        python=_rater_name_keys,
+    ),
 ]
 
 # Big JSON results (fits, reports) stay TEXT on PostgreSQL too: they are written
 # and read whole, never queried inside, and jsonb would reorder their keys.
 
+def _statements(script: str) -> list[str]:
+    """Split a script into complete statements (a trigger body's ``;`` stays inside)."""
+    out, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    if current.strip():
+        out.append(current.strip())
+    return out
+
+
+def _apply_sqlite(db, migration: Migration) -> None:
+    # Statement by statement: executescript() would COMMIT the migration's
+    # transaction first, and a failed migration must leave nothing behind.
+    for statement in _statements(migration.sqlite):
+        db.execute(statement)
+    if migration.python is not None:
+        migration.python(db)
+
+
 _sqlite_migrations = Migrations(MIGRATION_SET)
 for _migration in MIGRATIONS:
     _sqlite_migrations(name=_migration.name)(
-        lambda db, sql=_migration.sqlite: db.executescript(sql))
+        lambda db, migration=_migration: _apply_sqlite(db, migration))
 
 KNOWN = [m.name for m in MIGRATIONS]
 
@@ -427,5 +510,7 @@ def migrate(db) -> None:
         for migration in MIGRATIONS:
             if migration.name not in done:
                 db._conn.execute(migration.postgres)
+                if migration.python is not None:
+                    migration.python(db)
                 db.execute("INSERT INTO prefstore_migrations (name, applied_at) "
                            "VALUES (?, now()::text)", [migration.name])
