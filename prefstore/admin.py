@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
@@ -35,24 +35,33 @@ LOCAL_ACTOR = "local admin"
 # Rater links
 
 
-def base_url(context_url: str | None, env: Mapping[str, str]) -> str:
-    """Return the app's base URL, ending in "/": the browser's, else $PREFSTORE_BASE_URL.
+def base_url(context_url: str | None, env: Mapping[str, str], base_path: str = "") -> str:
+    """Return the app's root URL, ending in "/": $PREFSTORE_BASE_URL, else the browser's origin.
 
-    Query and fragment are dropped: the admin's own URL may carry the admin
-    token, which must never end up in a rater's link.
+    Never a page's own path (``…/admin/``): a link must open the app's entry
+    point, which routes the rater to the Rate page. ``base_path`` is Streamlit's
+    ``server.baseUrlPath``. Query and fragment are dropped: the admin's own URL
+    may carry the admin token, which must never end up in a rater's link.
     """
-    for candidate in (context_url, env.get(BASE_URL_ENV)):
-        if candidate and candidate.strip():
-            parts = urlsplit(candidate.strip())
-            if parts.scheme in ("http", "https") and parts.netloc:
-                path = parts.path if parts.path.endswith("/") else parts.path + "/"
-                return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    configured = (env.get(BASE_URL_ENV) or "").strip()
+    if configured:
+        parts = urlsplit(configured)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            path = parts.path if parts.path.endswith("/") else parts.path + "/"
+            return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    if context_url and context_url.strip():
+        parts = urlsplit(context_url.strip())
+        if parts.scheme in ("http", "https") and parts.netloc:
+            root = "/" + "/".join(filter(None, (base_path or "").split("/")))
+            return urlunsplit((parts.scheme, parts.netloc,
+                               root if root.endswith("/") else root + "/", "", ""))
     return DEFAULT_BASE_URL
 
 
-def rater_link(base: str, token: str) -> str:
-    """Return the personal link ``<base>?token=<token>``."""
-    return f"{base}?token={quote(token, safe='')}"
+def rater_link(base: str, token: str, project: str | None = None) -> str:
+    """Return the personal link ``<base>?token=<token>[&project=<name>]``."""
+    query = {"token": token} | ({"project": project} if project is not None else {})
+    return f"{base}?{urlencode(query, quote_via=quote, safe='')}"
 
 
 def actor_name(identity: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -239,20 +240,52 @@ def cmd_copy_db(args: argparse.Namespace) -> int:
 
 @command("add-rater")
 def cmd_add_rater(args: argparse.Namespace) -> int:
+    from prefstore import admin
+
     db = _open(args)
+    projects = [store.get_project(db, name) for name in args.project or []]
     rater, token = store.create_rater(db, args.name, role=args.role, actor="cli")
-    print(f"created {rater['role']} {rater['name']!r}; this token is shown once:")
-    print(token)
+    for project in projects:
+        store.assign_rater(db, rater["id"], project["id"], actor="cli")
+    base = admin.base_url(None, {admin.BASE_URL_ENV: args.base_url or ""} if args.base_url
+                          else os.environ)
+    print(f"created {rater['role']} {rater['name']!r}; this link is shown once:")
+    for project in projects or [None]:
+        print(admin.rater_link(base, token, project["name"] if project else None))
+    return 0
+
+
+@command("assign")
+def cmd_assign(args: argparse.Namespace) -> int:
+    db = _open(args)
+    rater = store.get_rater(db, args.name)
+    for name in args.project:
+        project = store.get_project(db, name)
+        if args.remove:
+            changed = store.unassign_rater(db, rater["id"], project["id"], actor="cli")
+            print(f"{rater['name']!r} " + ("can no longer rate" if changed else
+                                           "was not assigned to") + f" {project['name']!r}")
+        else:
+            changed = store.assign_rater(db, rater["id"], project["id"], actor="cli")
+            print(f"{rater['name']!r} " + ("can now rate" if changed else "could already rate")
+                  + f" {project['name']!r}")
     return 0
 
 
 @command("rotate-token")
 def cmd_rotate_token(args: argparse.Namespace) -> int:
+    from prefstore import admin
+
     db = _open(args)
     rater = store.get_rater(db, args.name)
     token = store.rotate_token(db, rater["id"], actor="cli")
-    print(f"new token for {rater['name']!r}; the old link no longer works. Shown once:")
-    print(token)
+    base = admin.base_url(None, {admin.BASE_URL_ENV: args.base_url or ""} if args.base_url
+                          else os.environ)
+    print(f"new link for {rater['name']!r}; the old one no longer works. Shown once:")
+    names = [store.get_project(db, pid)["name"] for pid in store.rater_project_ids(db,
+                                                                                   rater["id"])]
+    for name in names or [None]:
+        print(admin.rater_link(base, token, name))
     return 0
 
 
@@ -373,12 +406,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", help="an empty or new database: a SQLite path or a postgresql:// URL")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
-    p = add("add-rater", "create a rater (or admin) and print their token once")
-    p.add_argument("name")
-    p.add_argument("--role", choices=store.ROLES, default="rater")
+    p = add("add-rater", "create a rater (or admin) and print their link once")
+    p.add_argument("name", help="the rater's name (unique, case-insensitively)")
+    p.add_argument("--role", choices=store.ROLES, default="rater",
+                   help="rater (the Rate page) or admin (every page); default: rater")
+    p.add_argument("--project", action="append", metavar="P",
+                   help="a project the rater may rate (repeat for several); the link opens it")
+    p.add_argument("--base-url", default=None,
+                   help="the app's address for the link (default: $PREFSTORE_BASE_URL, else "
+                        "http://localhost:8501)")
+
+    p = add("assign", "let a rater rate in projects (or, with --remove, no longer)")
+    p.add_argument("name", help="the rater's name")
+    p.add_argument("--project", action="append", metavar="P", required=True,
+                   help="a project (repeat for several)")
+    p.add_argument("--remove", action="store_true",
+                   help="take the projects away instead (their judgments stay)")
 
     p = add("rotate-token", "give a rater a new link token; the old one stops working")
-    p.add_argument("name")
+    p.add_argument("name", help="the rater's name")
+    p.add_argument("--base-url", default=None,
+                   help="the app's address for the link (default: $PREFSTORE_BASE_URL, else "
+                        "http://localhost:8501)")
 
     p = add("set-active", "deactivate (off) or reactivate (on) a rater")
     p.add_argument("name")

@@ -21,23 +21,25 @@ def seed(db, name="p", n_items=2):
     return project
 
 
-@pytest.mark.parametrize(("context_url", "env", "expected"), [
-    ("https://prefs.example.org/", {}, "https://prefs.example.org/"),
-    ("https://prefs.example.org/base", {}, "https://prefs.example.org/base/"),
-    # never carry the admin's own query (it may hold the admin token) into a link
-    ("http://host:8501/?token=admin-secret#x", {}, "http://host:8501/"),
-    (None, {"PREFSTORE_BASE_URL": "https://team.example.org/prefs"},
+@pytest.mark.parametrize(("context_url", "env", "base_path", "expected"), [
+    ("https://prefs.example.org/", {}, "", "https://prefs.example.org/"),
+    # Regression: a link made on the Admin page pointed at /admin/ ("Page not found").
+    ("https://prefs.example.org/admin/", {}, "", "https://prefs.example.org/"),
+    ("http://host:8501/dashboard?token=admin-secret#x", {}, "", "http://host:8501/"),
+    ("https://h/prefs/admin", {}, "prefs", "https://h/prefs/"),
+    ("https://h/admin", {"PREFSTORE_BASE_URL": "https://team.example.org/prefs"}, "",
      "https://team.example.org/prefs/"),
-    ("", {"PREFSTORE_BASE_URL": "  "}, "http://localhost:8501/"),
-    ("not a url", {}, "http://localhost:8501/"),
+    ("", {"PREFSTORE_BASE_URL": "  "}, "", "http://localhost:8501/"),
+    ("not a url", {}, "", "http://localhost:8501/"),
 ])
-def test_base_url(context_url, env, expected):
-    assert admin.base_url(context_url, env) == expected
+def test_base_url_is_the_apps_root(context_url, env, base_path, expected):
+    assert admin.base_url(context_url, env, base_path) == expected
 
 
-def test_rater_link_quotes_the_token():
+def test_rater_link_quotes_the_token_and_names_the_project():
     assert admin.rater_link("http://h/", "a-b_c") == "http://h/?token=a-b_c"
-    assert admin.rater_link("http://h/", "a+b/c") == "http://h/?token=a%2Bb%2Fc"
+    assert admin.rater_link("http://h/", "a+b/c", "p & q") == (
+        "http://h/?token=a%2Bb%2Fc&project=p%20%26%20q")
 
 
 def test_check_upload_size():

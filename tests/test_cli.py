@@ -2,6 +2,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -88,15 +89,64 @@ def test_backup_command(tmp_path):
     assert conn.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 30
 
 
+def link_token(link: str) -> str:
+    return parse_qs(urlsplit(link).query)["token"][0]
+
+
+def test_add_rater_prints_links_that_name_their_projects(tmp_path, capsys, monkeypatch):
+    """Regression: links were built from the admin page's own address and named no project."""
+    from prefstore import store
+
+    db_path = str(tmp_path / "x.db")
+    db = store.connect(db_path)
+    for name in ("p one", "q"):
+        store.create_project(db, name)
+    monkeypatch.delenv("PREFSTORE_BASE_URL", raising=False)
+    assert main(["add-rater", "ann", "--project", "p one", "--project", "q",
+                 "--db", db_path]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    token = link_token(lines[-1])
+    assert lines == ["created rater 'ann'; this link is shown once:",
+                     f"http://localhost:8501/?token={token}&project=p%20one",
+                     f"http://localhost:8501/?token={token}&project=q"]
+    ann = store.get_rater(db, "ann")
+    assert store.rater_project_ids(db, ann["id"]) == [1, 2]
+    monkeypatch.setenv("PREFSTORE_BASE_URL", "https://prefs.example.org/team")
+    assert main(["add-rater", "bob", "--project", "q", "--db", db_path]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith(
+        "https://prefs.example.org/team/?token=")
+    assert main(["add-rater", "cy", "--base-url", "http://10.0.0.5:8501", "--db", db_path]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("http://10.0.0.5:8501/?token=")
+    # A project that does not exist: nothing is created.
+    assert main(["add-rater", "dee", "--project", "nope", "--db", db_path]) == 2
+    assert capsys.readouterr().err == "error: project 'nope' does not exist\n"
+    assert [r["name"] for r in store.list_raters(db)] == ["ann", "bob", "cy"]
+
+
+def test_assign_and_remove(tmp_path, capsys):
+    from prefstore import store
+
+    db_path = str(tmp_path / "x.db")
+    db = store.connect(db_path)
+    store.create_project(db, "p")
+    store.create_rater(db, "ann")
+    assert main(["assign", "ann", "--project", "p", "--db", db_path]) == 0
+    assert main(["assign", "ann", "--project", "p", "--db", db_path]) == 0
+    assert main(["assign", "ann", "--project", "p", "--remove", "--db", db_path]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "'ann' can now rate 'p'", "'ann' could already rate 'p'", "'ann' can no longer rate 'p'"]
+    assert store.rater_project_ids(db, 1) == []
+
+
 def test_rotate_token_and_set_active(tmp_path, capsys):
     from prefstore import store
     from prefstore.errors import AccessDenied
 
     db_path = str(tmp_path / "x.db")
     assert main(["add-rater", "ann", "--db", db_path]) == 0
-    old = capsys.readouterr().out.strip().splitlines()[-1]
+    old = link_token(capsys.readouterr().out.strip().splitlines()[-1])
     assert main(["rotate-token", "ann", "--db", db_path]) == 0
-    new = capsys.readouterr().out.strip().splitlines()[-1]
+    new = link_token(capsys.readouterr().out.strip().splitlines()[-1])
     db = store.connect(db_path)
     assert new != old and store.rater_for_token(db, new)["name"] == "ann"
     with pytest.raises(AccessDenied):

@@ -4,6 +4,7 @@ tokens exist only as hashes, and every refused token reads the same."""
 import ast
 import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -169,7 +170,8 @@ def test_tokens_exist_only_as_hashes(tmp_path, capsys):
                                 submission_id="s", choice=0, assignment_id=claim["id"])
     tokens.append(store.rotate_token(db, store.get_rater(db, "ann0")["id"]))
     assert main(["add-rater", "cli-admin", "--role", "admin", "--db", str(path)]) == 0
-    tokens.append(capsys.readouterr().out.splitlines()[-1])
+    link = capsys.readouterr().out.splitlines()[-1]
+    tokens.append(parse_qs(urlsplit(link).query)["token"][0])
     assert Path(f"{path}-wal").stat().st_size > 0
     hashes = [store.hash_token(t) for t in tokens[1:]]
 

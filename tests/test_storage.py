@@ -109,11 +109,46 @@ def test_claim_resumes_open_claim_and_never_repeats(db):
         claim = store.claim_next(db, project["id"], rater["id"])
     assert served == [1, 2, 3]
     assert store.rater_progress(db, project["id"], rater["id"]) == {
-        "done": 3,
-        "skipped": 0,
-        "available": 3,
-        "remaining": 0,
-    }
+        "done": 3, "skipped": 0, "k": 3, "n": 3, "remaining": 0}
+
+
+def test_progress_total_moves_only_when_items_are_added_or_filled_by_others(db):
+    """Regression: "1 of 20", "2 of 21" ... "12 of 31" in a 20-item project."""
+    project = make_project(db, n_items=20, raters_per_item=2)
+    ann, bob, cy = (store.create_rater(db, n)[0] for n in ("ann", "bob", "cy"))
+
+    def progress(rater):
+        p = store.rater_progress(db, project["id"], rater["id"])
+        return p["k"], p["n"]
+
+    def rate(rater, n, skip=False):
+        for _ in range(n):
+            claim = store.claim_next(db, project["id"], rater["id"])
+            if skip:
+                store.release_assignment(db, claim["id"], rater["id"], status="skipped")
+            else:
+                store.submit_judgment(db, item_id=claim["item_id"], rater_id=rater["id"],
+                                      submission_id=f"{rater['name']}{claim['item_id']}",
+                                      choice=0, assignment_id=claim["id"])
+
+    assert progress(ann) == (0, 20)
+    for k in range(1, 13):
+        rate(ann, 1)
+        assert progress(ann) == (k, 20)        # the total stays put while ann rates
+    rate(ann, 2, skip=True)
+    assert progress(ann) == (14, 20)           # skips count as done
+    # bob and cy fill the last 6 items (the ones ann never saw): ann can no longer get them.
+    rate(bob, 20)
+    assert progress(bob) == (20, 20)
+    # cy takes items 13..18 (one judgment each so far, lowest ids first) and fills them:
+    # ann skipped 13 and 14 (still hers), but 15..18 were open to her and now are not.
+    rate(cy, 6)
+    assert progress(ann) == (14, 16)
+    store.insert_items(db, project["id"], [{"external_id": "new", "prompt": "p",
+                                            "responses": [{"text": "a"}, {"text": "b"}]}])
+    assert progress(ann) == (14, 17)
+    rate(ann, 3)
+    assert progress(ann) == (17, 17) and store.claim_next(db, project["id"], ann["id"]) is None
 
 
 def test_claims_expire(db):

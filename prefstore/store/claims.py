@@ -7,7 +7,7 @@ import random
 
 from prefstore.errors import AccessDenied, InvalidInput, NotFound
 from prefstore.store.connection import dumps, loads, now_iso, write
-from prefstore.store.items import get_item, open_item_count
+from prefstore.store.items import get_item
 from prefstore.store.projects import get_project
 
 # The statements that differ: PostgreSQL locks rows explicitly where SQLite's
@@ -171,31 +171,29 @@ def release_assignment(db, assignment_id: int, rater_id: int, *, status: str,
                 raise NotFound(f"assignment {assignment_id!r} does not belong to this rater")
 
 
-def rater_progress(db, project_id: int, rater_id: int, *, open_all: int | None = None) -> dict:
-    """Return this rater's done / skipped counts and the items still open to them.
+def rater_progress(db, project_id: int, rater_id: int) -> dict:
+    """Return the rater's progress in a project: ``k`` of ``n`` done.
 
-    ``open_all`` may pass in a recent :func:`open_item_count`, the one part
-    whose cost grows with the project (the rate page caches it briefly).
+    ``k`` counts the items they judged and the items they skipped or flagged.
+    ``n`` is every item they can ever be served here: those, plus the items
+    still open to them (routed to humans, below their quota, not yet theirs).
+    ``n`` does not move when they submit; it shrinks only when other raters
+    fill an item's quota, and grows when items are added.
+
+    Returns ``{"done", "skipped", "k", "n", "remaining"}``, read in one statement.
     """
     cap = get_project(db, project_id)["settings"].raters_per_item
-    done = db.execute(
-        "SELECT COUNT(DISTINCT j.item_id) FROM judgments j JOIN items i ON i.id = j.item_id "
-        "WHERE j.rater_id = ? AND i.project_id = ?", [rater_id, project_id]).fetchone()[0]
-    skipped = db.execute(
-        "SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
-        "WHERE a.rater_id = ? AND i.project_id = ? AND a.status IN ('skipped', 'flagged')",
-        [rater_id, project_id]).fetchone()[0]
-    # Open items minus those this rater already finished: the first count reads
-    # only the items_queue index, the second only this rater's own rows, instead
-    # of probing two indexes for every item of the project.
-    if open_all is None:
-        open_all = open_item_count(db, project_id, cap)
-    finished = db.execute(
-        "SELECT COUNT(*) FROM items i WHERE i.id IN ("
-        "  SELECT x.item_id FROM assignments x WHERE x.rater_id = :r AND x.status != 'claimed' "
-        "  UNION SELECT j.item_id FROM judgments j WHERE j.rater_id = :r) "
-        "AND i.project_id = :p AND i.queue_rank < 2 AND i.n_human < :cap",
-        {"r": rater_id, "p": project_id, "cap": cap}).fetchone()[0]
-    open_items = max(open_all - finished, 0)
-    return {"done": done, "skipped": skipped, "available": done + open_items,
-            "remaining": open_items}
+    done, skipped, remaining = db.execute(
+        "SELECT "
+        "(SELECT COUNT(DISTINCT j.item_id) FROM judgments j JOIN items i ON i.id = j.item_id "
+        " WHERE j.rater_id = :r AND i.project_id = :p), "
+        "(SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
+        " WHERE a.rater_id = :r AND i.project_id = :p AND a.status IN ('skipped', 'flagged')), "
+        "(SELECT COUNT(*) FROM items i WHERE i.project_id = :p AND i.queue_rank < 2 "
+        " AND i.n_human < :cap "
+        " AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
+        " AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.rater_id = :r "
+        "   AND a.item_id = i.id AND a.status IN ('skipped', 'flagged')))",
+        {"r": rater_id, "p": project_id, "cap": cap}).fetchone()
+    return {"done": done, "skipped": skipped, "k": done + skipped,
+            "n": done + skipped + remaining, "remaining": remaining}
