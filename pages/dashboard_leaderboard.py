@@ -14,7 +14,9 @@ db, project, counts = dc.open_page("Leaderboard")
 dc.require_judgments(counts["judgments"]["total"])
 
 judged = counts["judgments"]
-hybrid_offered = judged["human"] > 0 and judged["llm"] > 0
+# PPI++ works item by item on two-response items: a slate project has none.
+pairwise = project["kind"] == "pairwise"
+hybrid_offered = pairwise and judged["human"] > 0 and judged["llm"] > 0
 sources = list(leaderboard.KINDS) + ([dc.HYBRID] if hybrid_offered else [])
 models = dict(fitting.model_choices())
 left, right = st.columns(2)
@@ -24,7 +26,10 @@ hybrid = kind == dc.HYBRID
 model = left.selectbox("Model", list(models), format_func=models.get, key=Keys.MODEL,
                        disabled=hybrid, help="A hybrid leaderboard is Bradley-Terry." if hybrid
                        else None)
-if not hybrid_offered:
+if not pairwise:
+    st.caption("Hybrid (human-corrected) leaderboards compare two responses per item; this "
+               "is a slate project.")
+elif not hybrid_offered:
     missing = "LLM" if judged["human"] else "human"
     st.caption(f"Hybrid (human-corrected) leaderboards need both human and LLM judgments; "
                f"this project has no {missing} judgments yet.")

@@ -93,6 +93,23 @@ def test_no_hybrid_without_llm_judgments(app_db):
             "project has no LLM judgments yet.") in [c.value for c in at.caption]
 
 
+def test_no_hybrid_for_a_slate_project(app_db):
+    project = store.create_project(app_db, "slates", "slate", {"gold_rate": 0.0})
+    [item] = store.insert_items(app_db, project["id"], [{
+        "external_id": "s", "prompt": "p", "responses": [
+            {"text": t, "system": t} for t in ("one", "two words", "three more words")]}])
+    human, _ = store.create_rater(app_db, "ann")
+    judge = store.get_or_create_rater(app_db, "judge-x", "llm")
+    for n, rater in enumerate((human, judge)):
+        store.submit_judgment(app_db, item_id=item, rater_id=rater["id"], submission_id=str(n),
+                              kind=rater["kind"], outcome="choice", choice=n)
+    at = app_test(LEADERBOARD).run()
+    assert not at.exception
+    assert at.segmented_control(key=Keys.JUDGMENT_KIND).options == ["Human", "LLM", "All"]
+    assert ("Hybrid (human-corrected) leaderboards compare two responses per item; this is a "
+            "slate project.") in [c.value for c in at.caption]
+
+
 def test_judges_style_section(app_db, project):
     at = app_test(JUDGES).run()
     assert not at.exception
