@@ -1123,7 +1123,11 @@ def edit_stats(judgments: pd.DataFrame, responses: pd.DataFrame) -> dict:
 
 def project_agreement(db, project: str | int, *, kind: str = "human", seed: int = 0,
                       n_boot: int = 1000, min_shared: int = MIN_SHARED) -> dict:
-    """Read a project's frames from the store and return :func:`agreement_report`."""
+    """Read a project's frames from the store and return :func:`agreement_report`.
+
+    The report also carries the judges' style bias (:func:`with_style_bias`), fitted
+    only when the project has LLM judgments.
+    """
     from prefstore import store
 
     proj = store.get_project(db, project)
@@ -1140,7 +1144,10 @@ def project_agreement(db, project: str | int, *, kind: str = "human", seed: int 
 
 def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("human", "all"),
                       seed: int = 0, n_boot: int = 1000) -> dict[str, int]:
-    """Compute and store the agreement report per kind; return the report ids."""
+    """Compute and store the agreement report per kind; return the report ids.
+
+    Each report carries the judges' style bias (:func:`with_style_bias`), computed once.
+    """
     import time
 
     from prefstore import store
@@ -1150,11 +1157,11 @@ def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("huma
     responses = store.responses_frame(db, proj["id"], with_text=False)
     items = store.items_frame(db, proj["id"])
     start = time.perf_counter()
-    bias = project_style_bias(db, proj["id"], judgments)
+    bias = project_style_bias(db, proj["id"], judgments)  # the same for every kind
     bias_seconds = time.perf_counter() - start
     ids = {}
     for kind in kinds:
-        start = time.perf_counter() - bias_seconds
+        start = time.perf_counter()
         report = agreement_report(judgments, responses, items, kind=kind, seed=seed,
                                   n_boot=n_boot)
         report = with_style_bias(report, bias)
@@ -1163,7 +1170,7 @@ def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("huma
         ids[kind] = store.save_report(
             db, proj["id"], name="agreement", kind=kind, result={"project": proj["name"],
                                                                  **report},
-            n_judgments=len(judgments), seconds=time.perf_counter() - start)
+            n_judgments=len(judgments), seconds=time.perf_counter() - start + bias_seconds)
     return ids
 
 
