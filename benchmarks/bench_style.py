@@ -11,9 +11,11 @@ the style model with a length effect. Both fits start from the same PairwiseData
 (built once, outside the timing) and compute point estimates only (``bt_pairwise``
 against ``style_pairwise(ci=None)``); a second line times both with Hessian 95%
 intervals. Runs alternate between the two fits and the medians of the same number
-of runs are compared, so load from other processes hits both alike. BLAS is pinned
-to one thread (both fits solve small dense systems, where extra BLAS threads only
-add contention on a shared machine).
+of runs are compared, so load from other processes hits both alike; medians of
+wall time and of process CPU time are both printed (CPU time is steadier on a
+shared machine). BLAS is pinned to one thread (both fits solve small dense systems,
+where extra BLAS threads only add contention on a shared machine). The last block
+says where the style fit's time goes, stage by stage (CPU time of one more run).
 """
 
 from __future__ import annotations
@@ -62,14 +64,57 @@ def style_arena(n_items: int, m: int, tie_rate: float, seed: int):
 
 
 def interleaved(fns: dict, repeat: int) -> dict:
-    times = {k: [] for k in fns}
+    """Alternate the functions ``repeat`` times: {name: (median wall s, median CPU s, result)}."""
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
     out = {}
     for _ in range(repeat):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             out[name] = fn()
-            times[name].append(time.perf_counter() - start)
-    return {k: (statistics.median(v), out[k]) for k, v in times.items()}
+            cpu[name].append(time.process_time() - start_cpu)
+            wall[name].append(time.perf_counter() - start)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k]), out[k]) for k in fns}
+
+
+def stage_profile(data, x) -> list[tuple[str, int, float]]:
+    """CPU seconds of each stage of one ``style_pairwise(ci=None)``: (stage, calls, seconds)."""
+    from prefstore.models import style
+
+    stages = {
+        "setup (directed rows, scales, counts)": (style, "_directed_rows"),
+        "Bradley-Terry start (per pair)": (style, "newton_minimize"),
+        "first pass at gamma = 0 (per-pair sums, full Hessian)": (style._DirectedFit, "first"),
+        "objective passes (gather, exp, log)": (style._DirectedFit, "point"),
+        "gradient passes (scatter, X^T p)": (style._DirectedFit, "gradient"),
+        "Hessian rebuilds (cross and covariate blocks)": (style._DirectedFit, "hessian"),
+    }
+    spent = {k: [0, 0.0] for k in stages}
+    saved = []
+    for label, (owner, name) in stages.items():
+        original = getattr(owner, name)
+        saved.append((owner, name, original))
+
+        def timed(*args, _fn=original, _label=label, **kwargs):
+            start = time.process_time()
+            try:
+                return _fn(*args, **kwargs)
+            finally:
+                spent[_label][0] += 1
+                spent[_label][1] += time.process_time() - start
+
+        setattr(owner, name, timed)
+    try:
+        start = time.process_time()
+        style_pairwise(data, x, ci=None)
+        total = time.process_time() - start
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+    rows = [(k, calls, s) for k, (calls, s) in spent.items()]
+    rows.append(("other (solves, checks)", 0, total - sum(s for _, _, s in rows)))
+    rows.append(("total", 0, total))
+    return rows
 
 
 def main() -> None:
@@ -96,12 +141,13 @@ def main() -> None:
         },
         args.repeat,
     )
-    t_bt, plain = res["bt"]
-    t_style, fit = res["style"]
+    t_bt, c_bt, plain = res["bt"]
+    t_style, c_style, fit = res["style"]
     ratio = t_style / t_bt
-    print(f"  bt_pairwise:                  {t_bt:.3f} s")
+    print(f"  bt_pairwise:                  {t_bt:.3f} s wall, {c_bt:.3f} s CPU")
     print(
-        f"  style_pairwise(ci=None):      {t_style:.3f} s  -> ratio {ratio:.2f}x "
+        f"  style_pairwise(ci=None):      {t_style:.3f} s wall, {c_style:.3f} s CPU  -> ratio "
+        f"{ratio:.2f}x wall, {c_style / c_bt:.2f}x CPU "
         f"(goal <= 2x: {'met' if ratio <= 2 else 'NOT met'})"
     )
     res = interleaved(
@@ -113,7 +159,8 @@ def main() -> None:
     )
     print(
         f"  with Hessian 95% intervals:   BT {res['bt'][0]:.3f} s, style {res['style'][0]:.3f} s"
-        f" -> ratio {res['style'][0] / res['bt'][0]:.2f}x"
+        f" -> ratio {res['style'][0] / res['bt'][0]:.2f}x wall, "
+        f"{res['style'][1] / res['bt'][1]:.2f}x CPU"
     )
     truth = theta - theta.mean()
     names = ("length", "headers", "lists", "bold")
@@ -128,6 +175,10 @@ def main() -> None:
         f"  Kendall tau with the true abilities: style {kendalltau(fit.scores, truth)[0]:.4f}, "
         f"plain BT {kendalltau(plain, truth)[0]:.4f}"
     )
+    print("  where the style fit's CPU time goes (one more run):")
+    for stage, calls, seconds in stage_profile(data, x):
+        what = f" ({calls} call{'s' * (calls != 1)})" if calls else ""
+        print(f"    {stage + what:62s} {1000 * seconds:7.1f} ms")
 
 
 if __name__ == "__main__":

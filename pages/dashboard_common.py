@@ -16,12 +16,15 @@ import pandas as pd
 import streamlit as st
 
 from pages import common
-from prefstore import agreement, edits, fitting, leaderboard, routing, store
+from prefstore import agreement, charts, edits, fitting, leaderboard, routing, store
 from prefstore.errors import PrefstoreError
+from prefstore.store.judgments import llm_judge_names
 
 TTL_S = 30
 NO_JUDGMENTS = "No judgments yet — share rater links from Admin."
 KIND_LABELS = {"human": "Human", "llm": "LLM", "all": "All"}
+HYBRID = "hybrid"
+SOURCE_LABELS = {**KIND_LABELS, HYBRID: "Hybrid (human-corrected)"}
 
 
 class Keys(common.Keys):
@@ -41,6 +44,8 @@ class Keys(common.Keys):
     DECISION = "dash_decision"
     REFIT = "dash_refit"
     ROUTE = "dash_route"
+    STYLE_CONTROL = "dash_style_control"
+    HYBRID_JUDGE = "dash_hybrid_judge"
 
 
 def db_path() -> str:
@@ -97,6 +102,17 @@ def _latest_fit(path: str, project_id: int, model: str, kind: str, n: int) -> di
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
+def _latest_fit_named(path: str, project_id: int, model: str, kind: str, n: int) -> dict | None:
+    return store.latest_fit(common.get_db(), project_id, model=model, level="system", kind=kind)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def llm_judges(path: str, project_id: int, n: int) -> list[str]:
+    """Names of the project's LLM raters (cached by judgment count)."""
+    return llm_judge_names(common.get_db(), project_id)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def routing_decisions(path: str, project_id: int, n: int) -> pd.DataFrame:
     return store.routing_frame(common.get_db(), project_id)
 
@@ -107,7 +123,8 @@ def edit_examples(path: str, judgment_ids: tuple[int, ...]) -> list[dict]:
 
 
 def clear_caches() -> None:
-    for loader in (counts, _latest_report, _latest_fit, routing_decisions, edit_examples):
+    for loader in (counts, _latest_report, _latest_fit, routing_decisions, edit_examples,
+                   _latest_fit_named, llm_judges):
         loader.clear()
 
 
@@ -127,24 +144,29 @@ def _compute_once(what: str, compute: Callable[[], object]) -> bool:
 
 
 def report(db, project: dict, name: str, kind: str, n: int, compute: Callable[[], object],
-           *, what: str, stale_before: str | None = None) -> dict | None:
+           *, what: str, stale_before: str | None = None,
+           needs_key: str | None = None) -> dict | None:
     """Return the latest stored report ``name``/``kind``; compute and store it if missing.
 
     ``stale_before``: an ISO time; a report older than it is recomputed once
-    (e.g. routing decisions newer than their calibration report).
+    (e.g. routing decisions newer than their calibration report). ``needs_key``:
+    a report whose result lacks this key (stored by an older version) is
+    recomputed once.
     """
     row = _latest_report(db_path(), project["id"], name, kind, n)
-    if row is None or (stale_before is not None and row["created_at"] < stale_before):
+    if row is None or (stale_before is not None and row["created_at"] < stale_before) or (
+            needs_key is not None and needs_key not in row["result"]):
         if not _compute_once(what, compute):
             return row
         row = store.latest_report(db, project["id"], name=name, kind=kind)
     return row
 
 
-def agreement_report(db, project: dict, kind: str, counts: dict) -> dict | None:
+def agreement_report(db, project: dict, kind: str, counts: dict,
+                     needs_key: str | None = None) -> dict | None:
     return report(db, project, "agreement", kind, counts["judgments"]["total"],
                   lambda: agreement.refresh_agreement(db, project["id"]),
-                  what="agreement report")
+                  what="agreement report", needs_key=needs_key)
 
 
 def fit(db, project: dict, model: str, kind: str, n: int) -> dict | None:
@@ -156,6 +178,31 @@ def fit(db, project: dict, model: str, kind: str, n: int) -> dict | None:
             return None
         row = store.latest_fit(db, project["id"], model=model, level="system", kind=kind)
     return row
+
+
+def stored_fit(db, project: dict, model: str, kind: str, n: int,
+               compute: Callable[[], object], what: str) -> dict | None:
+    """Return the latest stored system-level fit ``model``/``kind``; compute it once if missing."""
+    row = _latest_fit_named(db_path(), project["id"], model, kind, n)
+    if row is None:
+        if not _compute_once(what, compute):
+            return None
+        row = store.latest_fit(db, project["id"], model=model, level="system", kind=kind)
+    return row
+
+
+def style_fit(db, project: dict, kind: str, n: int) -> dict | None:
+    """The latest style-controlled Bradley-Terry fit on ``kind`` judgments (fitted if missing)."""
+    return stored_fit(db, project, fitting.STYLE_MODEL, kind, n,
+                      lambda: fitting.fit_style_project(db, project["id"], kind=kind),
+                      "style-controlled fit")
+
+
+def hybrid_fit(db, project: dict, judge: str, n: int) -> dict | None:
+    """The latest hybrid fit with LLM judge ``judge`` (fitted if missing)."""
+    return stored_fit(db, project, fitting.hybrid_model_name(judge), "all", n,
+                      lambda: fitting.fit_hybrid_project(db, project["id"], judge=judge),
+                      "hybrid fit")
 
 
 def win_rates(db, project: dict, kind: str, counts: dict) -> dict | None:
@@ -215,6 +262,31 @@ def freshness(row: dict | None, n_now: int, what: str, run: Callable[[], object]
                 return
         clear_caches()
         st.rerun()
+
+
+def style_bias_figure(rows: list[dict], title: str = "Style coefficients with 95% CI"):
+    """Grouped bars of a judge's and the human raters' style coefficients, with error bars.
+
+    ``rows`` are :func:`prefstore.agreement.judge_style_rows`; the legend names no
+    one, so no stored text reaches Plotly's HTML-capable labels.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    features = [charts.label(r["feature"]) for r in rows]
+    for key, name in (("judge", "this judge"), ("humans", "your raters (same items)")):
+        values = [r[key] for r in rows]
+        fig.add_trace(go.Bar(
+            x=features, y=[float("nan") if v is None else v for v in values], name=name,
+            error_y={"type": "data", "symmetric": False,
+                     "array": [float("nan") if r[f"{key}_ci_high"] is None or r[key] is None
+                               else r[f"{key}_ci_high"] - r[key] for r in rows],
+                     "arrayminus": [float("nan") if r[f"{key}_ci_low"] is None or r[key] is None
+                                    else r[key] - r[f"{key}_ci_low"] for r in rows]},
+            hovertemplate=f"{name} · %{{x}}: %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(barmode="group", title=charts.label(title), margin=charts.MARGIN,
+                      yaxis={"title": "log-odds per SD of the feature difference"})
+    return fig
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

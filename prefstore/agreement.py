@@ -1123,22 +1123,31 @@ def edit_stats(judgments: pd.DataFrame, responses: pd.DataFrame) -> dict:
 
 def project_agreement(db, project: str | int, *, kind: str = "human", seed: int = 0,
                       n_boot: int = 1000, min_shared: int = MIN_SHARED) -> dict:
-    """Read a project's frames from the store and return :func:`agreement_report`."""
+    """Read a project's frames from the store and return :func:`agreement_report`.
+
+    The report also carries the judges' style bias (:func:`with_style_bias`), fitted
+    only when the project has LLM judgments.
+    """
     from prefstore import store
 
     proj = store.get_project(db, project)
+    judgments = store.judgments_frame(db, proj["id"])
     report = agreement_report(
-        store.judgments_frame(db, proj["id"]),
+        judgments,
         store.responses_frame(db, proj["id"], with_text=False),
         store.items_frame(db, proj["id"]),
         kind=kind, seed=seed, n_boot=n_boot, min_shared=min_shared,
     )
-    return {"project": proj["name"], **report}
+    return {"project": proj["name"], **with_style_bias(report, project_style_bias(
+        db, proj["id"], judgments))}
 
 
 def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("human", "all"),
                       seed: int = 0, n_boot: int = 1000) -> dict[str, int]:
-    """Compute and store the agreement report per kind; return the report ids."""
+    """Compute and store the agreement report per kind; return the report ids.
+
+    Each report carries the judges' style bias (:func:`with_style_bias`), computed once.
+    """
     import time
 
     from prefstore import store
@@ -1147,17 +1156,21 @@ def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("huma
     judgments = store.judgments_frame(db, proj["id"])
     responses = store.responses_frame(db, proj["id"], with_text=False)
     items = store.items_frame(db, proj["id"])
+    start = time.perf_counter()
+    bias = project_style_bias(db, proj["id"], judgments)  # the same for every kind
+    bias_seconds = time.perf_counter() - start
     ids = {}
     for kind in kinds:
         start = time.perf_counter()
         report = agreement_report(judgments, responses, items, kind=kind, seed=seed,
                                   n_boot=n_boot)
+        report = with_style_bias(report, bias)
         report["over_time"] = agreement_over_time(judgments, kind=kind if kind != "all"
                                                   else "human")
         ids[kind] = store.save_report(
             db, proj["id"], name="agreement", kind=kind, result={"project": proj["name"],
                                                                  **report},
-            n_judgments=len(judgments), seconds=time.perf_counter() - start)
+            n_judgments=len(judgments), seconds=time.perf_counter() - start + bias_seconds)
     return ids
 
 
@@ -1207,3 +1220,102 @@ def rater_outliers(
                  "too_fast": "too fast"}
         out.append({**row, **flags, "flags": ", ".join(names[k] for k, v in flags.items() if v)})
     return out
+
+
+# --------------------------------------------------------------------------
+# Judge style bias (the Judges dashboard, ``prefstore agreement --json``)
+# --------------------------------------------------------------------------
+
+#: Per-judge keys :func:`with_style_bias` adds, from
+#: :func:`prefstore.models.judge_style.judge_style_bias`'s entry of that judge.
+JUDGE_STYLE_KEYS = {
+    "style_coefficients": "style_coefficients",
+    "style_ci95": "style_ci95",
+    "humans_style_coefficients": "humans_style_coefficients",
+    "humans_style_ci95": "humans_style_ci95",
+    "z": "style_z",
+    "differs": "style_differs",
+    "summary": "style_summary",
+    "n_items": "style_n_items",
+}
+
+
+def project_style_bias(db, project: str | int, judgments: pd.DataFrame | None = None) -> dict:
+    """Return each LLM judge's style coefficients beside the human raters' for a project.
+
+    Runs :func:`prefstore.models.judge_style.judge_style_bias` at the system level
+    on the store's frames (the response texts are read only when the project has LLM
+    judgments, so a human-only project costs one query). Never raises a
+    :class:`PrefstoreError`: a bias that cannot be computed (no human judgment,
+    responses without a system, ...) comes back as ``{"error": message}``.
+
+    Returns
+    -------
+    dict
+        ``{}`` without LLM judgments; else ``judge_style_bias``'s result or
+        ``{"error": str}``.
+    """
+    from prefstore import store
+    from prefstore.errors import PrefstoreError
+    from prefstore.models.judge_style import judge_style_bias
+
+    proj = store.get_project(db, project)
+    if judgments is None:
+        if not store.has_llm_judgments(db, proj["id"]):
+            return {}
+        judgments = store.judgments_frame(db, proj["id"], columns="model")
+    if not (judgments["kind"] == "llm").any():
+        return {}
+    try:
+        return judge_style_bias(judgments, store.responses_frame(db, proj["id"]))
+    except PrefstoreError as exc:
+        return {"error": str(exc)}
+
+
+def with_style_bias(report: dict, bias: dict) -> dict:
+    """Return ``report`` with :func:`project_style_bias`'s figures merged in.
+
+    Top level: ``humans_style_coefficients`` and ``humans_style_ci95`` (the human
+    raters over all their items), ``style_features`` (definitions) and
+    ``style_bias_error`` (None unless the bias could not be computed); all None when
+    the project has no LLM judgments. Each entry of ``report["judges"]`` gains the
+    keys of :data:`JUDGE_STYLE_KEYS` (None where missing).
+    """
+    out = dict(report)
+    out["humans_style_coefficients"] = bias.get("humans_style_coefficients")
+    out["humans_style_ci95"] = bias.get("humans_style_ci95")
+    out["style_features"] = bias.get("style_features")
+    out["style_bias_error"] = bias.get("error")
+    by_judge = {entry["judge"]: entry for entry in bias.get("judges", [])}
+    judges = []
+    for judge in report.get("judges", []):
+        entry = by_judge.get(str(judge["rater"]), {})
+        judges.append({**judge, **{ours: entry.get(theirs)
+                                   for theirs, ours in JUDGE_STYLE_KEYS.items()}})
+    out["judges"] = judges
+    return out
+
+
+def judge_style_rows(judge: Mapping) -> list[dict]:
+    """Return one row per style feature of a judge entry of :func:`with_style_bias`.
+
+    Keys: ``feature``, ``judge`` and ``humans`` (coefficients, the humans' refitted on
+    the items they share with the judge, on the same scale) with their 95%
+    intervals (``*_ci_low``, ``*_ci_high``), ``z`` and ``differs`` ("yes" when
+    ``|z| > 1.96``, "no", or "" when not computed).
+    """
+    coef = judge.get("style_coefficients") or {}
+    rows = []
+    for name in coef:
+        j_ci = (judge.get("style_ci95") or {}).get(name) or (None, None)
+        h_ci = (judge.get("humans_style_ci95") or {}).get(name) or (None, None)
+        differs = (judge.get("style_differs") or {}).get(name)
+        rows.append({
+            "feature": name,
+            "judge": coef[name], "judge_ci_low": j_ci[0], "judge_ci_high": j_ci[1],
+            "humans": (judge.get("humans_style_coefficients") or {}).get(name),
+            "humans_ci_low": h_ci[0], "humans_ci_high": h_ci[1],
+            "z": (judge.get("style_z") or {}).get(name),
+            "differs": "" if differs is None else ("yes" if differs else "no"),
+        })
+    return rows

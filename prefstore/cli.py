@@ -168,7 +168,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     db = _open(args)
     result = fitting.fit_project(db, args.project, model=args.model, level=args.level,
                                  kind=args.kind, k=args.k, alpha=args.alpha, ci=args.ci,
-                                 n_boot=args.n_boot, seed=args.seed)
+                                 n_boot=args.n_boot, seed=args.seed,
+                                 style_control=args.style_control,
+                                 style_features=args.style_features,
+                                 style_alpha=args.style_alpha, hybrid_judge=args.hybrid_judge,
+                                 ppi_lambda=args.ppi_lambda)
     if args.json:
         _print_json(result)
     else:
@@ -176,11 +180,82 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(f"{result['model']} at {result['level']} level: {result['n_comparisons']} "
               f"comparisons, log-likelihood {result['log_likelihood']:.3f}, "
               f"{result['seconds']:.3f} s")
+        if "lambda" in result:
+            print(f"  lambda {result['lambda']:.3f}: {result['n_human_items']} human-labelled "
+                  f"items, {result['n_llm_items']} judged by the LLM")
         for name, score in ranked:
             lo, hi = result["ci95"][name]
             interval = "" if lo is None else f"  [{lo:+.3f}, {hi:+.3f}]"
             print(f"  {name:30s} {score:+.3f}{interval}")
+        for name, coef in (result.get("style_coefficients") or {}).items():
+            lo, hi = result["style_ci95"][name] or (None, None)
+            shown = "left out" if coef is None else f"{coef:+.3f}"
+            interval = "" if lo is None else f"  [{lo:+.3f}, {hi:+.3f}]"
+            print(f"  style {name:24s} {shown}{interval}")
     return 0
+
+
+@command("evaluate-hybrid")
+def cmd_evaluate_hybrid(args: argparse.Namespace) -> int:
+    from prefstore import fitting
+
+    db = _open(args)
+    result = fitting.evaluate_hybrid_project(db, args.project, judge=args.judge,
+                                             fractions=args.fractions, reps=args.reps,
+                                             seed=args.seed)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{result['n_items']} items, {result['n_systems']} systems, judge "
+              f"{result['judge']!r}, {result['reps']} draws per fraction")
+        for row in result["results"]:
+            for fit in ("human_only", "llm_only", "hybrid"):
+                r = row[fit]
+                print(f"  {row['fraction']:g} {fit:10s} coverage {r['coverage']:.3f}, "
+                      f"mean CI width {r['mean_ci_width']:.3f}, Kendall tau "
+                      f"{r['kendall_tau']:.3f}")
+    return 0
+
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Report a command's usage errors on one line with exit 2, as the library's errors."""
+
+    def error(message: str):
+        parser.exit(EXIT_BAD_INPUT, f"error: {message}\n")
+
+    parser.error = error
+    return parser
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(0.0 < v < 1.0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated numbers strictly between 0 and 1, got {text!r}")
+    return values
+
+
+def _reps(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be a whole number in [0, 2^32), got {text!r}")
+    return value
 
 
 @command("worker")
@@ -366,6 +441,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ci", choices=("hessian", "bootstrap"), default="hessian")
     p.add_argument("--n-boot", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style-control", action="store_true",
+                   help="bt at system level: scores controlled for response style "
+                        "(length, markdown), plus the style coefficients")
+    p.add_argument("--style-features", default=None,
+                   help="comma-separated subset of length,headers,lists,bold (default: all)")
+    p.add_argument("--style-alpha", type=float, default=None,
+                   help="L2 prior on the style coefficients (default: FastChat's 0.25)")
+    p.add_argument("--hybrid-judge", default=None,
+                   help="bt at system level: human scores made more precise by this LLM "
+                        "judge (prediction-powered inference, PPI++)")
+    p.add_argument("--ppi-lambda", default="auto",
+                   help="auto (power-tuned, default) or a number in [0, 1]; 0 is human-only")
+    p.add_argument("--json", action="store_true")
+
+    p = _one_line_errors(add("evaluate-hybrid",
+                             "simulate human budgets: human-only, LLM-only and hybrid fits"))
+    p.add_argument("--project", required=True)
+    p.add_argument("--judge", required=True, help="the LLM rater whose labels are the judge")
+    p.add_argument("--fractions", type=_fractions, default="0.1,0.25,0.5",
+                   help="shares of the items labelled by humans, each in (0, 1)")
+    p.add_argument("--reps", type=_reps, default=200, help="draws per fraction (>= 1)")
+    p.add_argument("--seed", type=_seed, default=0, help="in [0, 2^32)")
     p.add_argument("--json", action="store_true")
 
     p = add("worker", "run the background worker (refits, LLM labels, routing)")

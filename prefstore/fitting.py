@@ -3,25 +3,47 @@
 This is the one place where the store's frames meet the pure models: it
 reads the frames, lets :mod:`prefstore.models.adapter` map them to integer
 indices, calls the registered model and saves the JSON result.
+
+Two Bradley-Terry variants are stored beside the registered models:
+
+- ``"bt+style"`` (one per kind): scores controlled for style (Li et al. 2024,
+  :mod:`prefstore.models.style`), with the style coefficients;
+- ``"bt+hybrid:<judge>"`` (kind ``"all"``): human judgments made more precise by an
+  LLM judge's by prediction-powered inference (PPI++, :mod:`prefstore.models.hybrid`).
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 from prefstore import store
 from prefstore.errors import InvalidInput, NotConverged
 from prefstore.models import MODELS, get_model
-from prefstore.models.adapter import pairwise_from_frames, rankings_from_frames
+from prefstore.models.adapter import (
+    hybrid_items_from_frames,
+    pairwise_from_frames,
+    pairwise_style_from_frames,
+    rankings_from_frames,
+)
+from prefstore.models.hybrid import HYBRID_ALPHA, evaluate_hybrid, hybrid_pairwise
+from prefstore.models.style import FASTCHAT_BETA, STYLE_FEATURES, style_pairwise
 
 LEVELS = ("system", "response")
 KINDS = ("all", "human", "llm")
+#: Stored model name of the style-controlled Bradley-Terry fit.
+STYLE_MODEL = "bt+style"
+#: Stored model names of hybrid fits start with this, then ":" and the judge's name.
+HYBRID_MODEL = "bt+hybrid"
 
 
 def fit_project(db, project: str | int, *, model: str = "bt", level: str = "system",
                 kind: str = "all", k: int | None = None, alpha: float | None = None,
                 ci: str | None = "hessian", n_boot: int = 200, seed: int = 0,
-                save: bool = True) -> dict:
+                save: bool = True, style_control: bool = False,
+                style_features: str | list[str] | tuple[str, ...] | None = None,
+                style_alpha: float | None = None, hybrid_judge: str | None = None,
+                ppi_lambda: float | str = "auto") -> dict:
     """Fit ``model`` on a project's judgments and return the JSON-able result.
 
     The result holds at least ``model, level, scores, ci95, log_likelihood,
@@ -30,13 +52,30 @@ def fit_project(db, project: str | int, *, model: str = "bt", level: str = "syst
     ``alpha`` is the L2 prior; None keeps the model's default (0 for BT and
     PL, a small positive prior for the mixture).
 
+    ``style_control`` (Bradley-Terry at system level only) fits
+    :func:`fit_style_project` instead; ``hybrid_judge`` (the same) fits
+    :func:`fit_hybrid_project` with that LLM judge and ``ppi_lambda``.
+
     Raises
     ------
     InvalidInput
-        For an unknown model, level or kind, or a project with no usable judgments.
+        For an unknown model, level or kind, a style or hybrid fit asked of another
+        model or level, or a project with no usable judgments.
     NotConverged
         When the comparison graph is disconnected and no prior is set.
     """
+    if not style_control and (style_features is not None or style_alpha is not None):
+        raise InvalidInput("--style-features and --style-alpha need --style-control")
+    if hybrid_judge is None and ppi_lambda != "auto":
+        raise InvalidInput("--ppi-lambda needs --hybrid-judge")
+    if style_control or hybrid_judge is not None:
+        _check_variant(model, level, kind, style_control, hybrid_judge)
+        if style_control:
+            return fit_style_project(db, project, kind=kind, features=style_features,
+                                     alpha=alpha, style_alpha=style_alpha, ci=ci,
+                                     n_boot=n_boot, seed=seed, save=save)
+        return fit_hybrid_project(db, project, judge=hybrid_judge, lam=ppi_lambda, alpha=alpha,
+                                  save=save)
     spec = get_model(model)
     if level not in LEVELS:
         raise InvalidInput(f"--level must be one of {', '.join(LEVELS)}, got {level!r}")
@@ -101,3 +140,206 @@ def refit_all(db, project: str | int, *, progress=None) -> dict:
 def model_choices() -> list[tuple[str, str]]:
     """(name, label) of every registered model, for selectboxes."""
     return [(m.name, m.label) for m in MODELS]
+
+
+# --------------------------------------------------------------------------
+# Style control and hybrid leaderboards
+
+
+def _check_variant(model: str, level: str, kind: str, style_control: bool,
+                   hybrid_judge: str | None) -> None:
+    if style_control and hybrid_judge is not None:
+        raise InvalidInput("--style-control and --hybrid-judge are separate fits: give one")
+    flag = "--style-control" if style_control else "--hybrid-judge"
+    if model != "bt" or level != "system":
+        raise InvalidInput(f"{flag} works with --model bt at --level system only, got "
+                           f"--model {model} --level {level}")
+    if hybrid_judge is not None and kind != "all":
+        raise InvalidInput(f"--hybrid-judge uses the human judgments and the judge's: leave "
+                           f"--kind at all, got {kind!r}")
+
+
+def parse_style_features(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Return the style features named by ``value`` (comma-separated or a list; None: all).
+
+    Raises
+    ------
+    InvalidInput
+        On an unknown or repeated feature, or none.
+    """
+    if value is None:
+        return STYLE_FEATURES
+    names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value)]
+    unknown = [v for v in names if v not in STYLE_FEATURES]
+    if unknown or not names or len(set(names)) != len(names):
+        raise InvalidInput(f"--style-features must be distinct names from "
+                           f"{', '.join(STYLE_FEATURES)}, got {value!r}")
+    return tuple(names)
+
+
+def _check_non_negative(flag: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InvalidInput(f"{flag} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def fit_style_project(db, project: str | int, *, kind: str = "all",
+                      features: str | list[str] | tuple[str, ...] | None = None,
+                      alpha: float | None = None, style_alpha: float | None = None,
+                      ci: str | None = "hessian", n_boot: int = 200, seed: int = 0,
+                      save: bool = True) -> dict:
+    """Fit style-controlled Bradley-Terry scores of a project's systems (Li et al. 2024).
+
+    The features are counted on the response texts being compared, which for a
+    multi-turn item are the final assistant turn (earlier turns are the item's
+    ``messages``, its context). The objective is ``-log L + alpha |theta|^2 +
+    style_alpha |gamma|^2`` with ``alpha`` 0 and ``style_alpha``
+    :data:`prefstore.models.style.FASTCHAT_BETA` by default.
+
+    Returns
+    -------
+    dict
+        :meth:`prefstore.models.style.StyleFitResult.to_dict` (``scores`` and
+        ``ci95`` are the style-controlled ones, plus ``style_coefficients``,
+        ``style_ci95`` and ``style_features``, the definitions used) with ``model``
+        :data:`STYLE_MODEL`, ``level``, ``kind``, ``project``, ``seconds`` and, when
+        saved, ``fit_id``.
+
+    Raises
+    ------
+    InvalidInput
+        On a bad option or a project without judgments of ``kind``.
+    NotConverged
+        As :func:`prefstore.models.style.style_pairwise`.
+    """
+    if kind not in KINDS:
+        raise InvalidInput(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    features = parse_style_features(features)
+    alpha = _check_non_negative("--alpha", alpha)
+    style_alpha = _check_non_negative("--style-alpha", style_alpha)
+    proj = store.get_project(db, project)
+    start = time.perf_counter()
+    judgments = store.judgments_frame(db, proj["id"], kind=kind, columns="model")
+    if judgments.empty:
+        which = "" if kind == "all" else f"{kind} "
+        raise InvalidInput(f"project {proj['name']!r} has no {which}judgments to fit")
+    responses = store.responses_frame(db, proj["id"], with_text=True)
+    data, covariates = pairwise_style_from_frames(judgments, responses, level="system",
+                                                  kind=kind, features=features)
+    beta = FASTCHAT_BETA if style_alpha is None else style_alpha
+    result = style_pairwise(data, covariates, alpha=alpha or 0.0, beta=beta,
+                            feature_names=list(features), ci=ci, n_boot=n_boot, seed=seed)
+    seconds = time.perf_counter() - start
+    out = result.to_dict()
+    out.update({"model": STYLE_MODEL, "level": "system", "kind": kind, "seconds": seconds,
+                "project": proj["name"]})
+    if save:
+        params = {"alpha": alpha, "style_alpha": style_alpha, "style_features": list(features),
+                  "ci": ci, "n_boot": n_boot, "seed": seed}
+        out["fit_id"] = store.save_fit(
+            db, proj["id"], model=STYLE_MODEL, level="system", kind=kind, params=params,
+            result=out, n_judgments=len(judgments), seconds=seconds)
+    return out
+
+
+def hybrid_model_name(judge: str) -> str:
+    """Return the stored model name of a hybrid fit with LLM judge ``judge``."""
+    return f"{HYBRID_MODEL}:{judge}"
+
+
+def _hybrid_items(db, proj: dict, judge: str, flag: str):
+    judgments = store.judgments_frame(db, proj["id"], columns="model")
+    judges = sorted(judgments.loc[judgments["kind"] == "llm", "rater"].astype(str).unique())
+    if not judges:
+        raise InvalidInput(f"project {proj['name']!r} has no LLM judgments: a hybrid "
+                           f"leaderboard needs an LLM judge")
+    if judge not in judges:
+        raise InvalidInput(f"{flag}: project {proj['name']!r} has no LLM judge called "
+                           f"{judge!r}; its judges: {', '.join(map(repr, judges))}")
+    responses = store.responses_frame(db, proj["id"], with_text=False)
+    return hybrid_items_from_frames(judgments, responses, judge), len(judgments)
+
+
+def _check_lambda(value: float | str) -> float | str:
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "auto":
+            return text
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise InvalidInput(f"--ppi-lambda must be auto or a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def fit_hybrid_project(db, project: str | int, *, judge: str, lam: float | str = "auto",
+                       alpha: float | None = None, save: bool = True) -> dict:
+    """Fit a hybrid (human-corrected) Bradley-Terry leaderboard with LLM judge ``judge``.
+
+    Bradley-Terry as an M-estimator with prediction-powered inference (PPI++,
+    Angelopoulos, Duchi & Zrnic 2023): the judge's labels on every two-response
+    item sharpen the estimate, its bias is measured and removed on the items humans
+    also labelled, so the scores target the human ranking. ``lam = 0`` is the
+    human-only fit; ``alpha`` defaults to
+    :data:`prefstore.models.hybrid.HYBRID_ALPHA`.
+
+    Returns
+    -------
+    dict
+        ``scores``, ``ci95`` (PPI++ sandwich), ``lambda``, ``n_human_items``,
+        ``n_llm_items`` and the rest of :meth:`FitResult.to_dict`, with ``model``
+        (:func:`hybrid_model_name`), ``judge``, ``level``, ``kind`` ("all"),
+        ``project``, ``seconds`` and, when saved, ``fit_id``.
+
+    Raises
+    ------
+    InvalidInput
+        On a bad option, a judge that is not one of the project's LLM raters (the
+        message lists them), or fewer than 2 human-labelled items.
+    """
+    lam = _check_lambda(lam)
+    alpha = _check_non_negative("--alpha", alpha)
+    proj = store.get_project(db, project)
+    start = time.perf_counter()
+    items, n_judgments = _hybrid_items(db, proj, str(judge), "--hybrid-judge")
+    result = hybrid_pairwise(items, lam=lam, alpha=HYBRID_ALPHA if alpha is None else alpha)
+    seconds = time.perf_counter() - start
+    out = result.to_dict()
+    model = hybrid_model_name(judge)
+    out.update({"model": model, "judge": str(judge), "level": "system", "kind": "all",
+                "seconds": seconds, "project": proj["name"]})
+    if save:
+        params = {"judge": str(judge), "lambda": lam, "alpha": alpha}
+        out["fit_id"] = store.save_fit(db, proj["id"], model=model, level="system", kind="all",
+                                       params=params, result=out, n_judgments=n_judgments,
+                                       seconds=seconds)
+    return out
+
+
+def evaluate_hybrid_project(db, project: str | int, *, judge: str,
+                            fractions: tuple[float, ...] | list[float] = (0.1, 0.25, 0.5),
+                            reps: int = 200, seed: int = 0) -> dict:
+    """Simulate human labelling budgets on a project: human-only, LLM-only and hybrid.
+
+    Runs :func:`prefstore.models.hybrid.evaluate_hybrid` on the project's
+    two-response items that humans labelled, scored against the all-human fit.
+
+    Returns
+    -------
+    dict
+        ``{"project", "judge", "fractions", "results": [{"fraction", "n_human_items",
+        "human_only", "llm_only", "hybrid"}], "n_items", "n_systems", "reps"}``, each
+        fit with ``coverage``, ``mean_ci_width`` and ``kendall_tau``.
+    """
+    proj = store.get_project(db, project)
+    items, _ = _hybrid_items(db, proj, str(judge), "--judge")
+    labelled = int((items.n_human > 0).sum())
+    if labelled < 2:
+        raise InvalidInput(f"project {proj['name']!r} has {labelled} human-labelled "
+                           f"two-response item(s): the simulation needs at least 2")
+    out = evaluate_hybrid(items, fractions=fractions, reps=reps, seed=seed)
+    return {"project": proj["name"], "judge": str(judge), **out}

@@ -69,6 +69,48 @@ def leaderboard_rows(result: dict) -> list[dict]:
     return rows
 
 
+def rank_change(before: int | None, after: int) -> str:
+    """Describe a move in rank as plain text: "▲2" up two places, "▼1" down one, "=" none.
+
+    ``before`` None (not ranked before) gives "".
+    """
+    if before is None:
+        return ""
+    if before == after:
+        return "="
+    return f"▲{before - after}" if after < before else f"▼{after - before}"
+
+
+def style_comparison(plain: dict, styled: dict) -> tuple[list[dict], list[dict]]:
+    """Return both leaderboards side by side: plain rows, then style-controlled rows.
+
+    ``plain`` and ``styled`` are stored fit results (a Bradley-Terry fit and its
+    style-controlled counterpart); each style row gains ``change``, the
+    :func:`rank_change` from the plain ranking.
+    """
+    plain_rows = leaderboard_rows(plain)
+    before = {row["name"]: row["rank"] for row in plain_rows}
+    style_rows = [{**row, "change": rank_change(before.get(row["name"]), row["rank"])}
+                  for row in leaderboard_rows(styled)]
+    return plain_rows, style_rows
+
+
+def style_coefficient_rows(result: dict) -> list[dict]:
+    """Return a style fit's coefficients: feature, coefficient, 95% CI and what is counted.
+
+    A feature left out of the fit (it never varied) has None for its figures.
+    """
+    coef = result.get("style_coefficients") or {}
+    ci = result.get("style_ci95") or {}
+    definitions = result.get("style_features") or {}
+    rows = []
+    for name, value in coef.items():
+        low, high = ci.get(name) or (None, None)
+        rows.append({"feature": name, "coefficient": value, "ci_low": low, "ci_high": high,
+                     "counts": definitions.get(name)})
+    return rows
+
+
 def type_rows(result: dict) -> list[dict]:
     """Return a mixture fit's types: ``{"type", "weight", "rows"}`` with each type's leaderboard.
 

@@ -68,6 +68,7 @@ from prefstore.models.base import (
     FitResult,
     PairwiseData,
     check_dense_ci,
+    check_identifiable,
     laplacian,
     newton_minimize,
     percentile_ci,
@@ -657,6 +658,355 @@ def _check_collinear(h: np.ndarray, n: int, feature_names: list[str]) -> None:
         )
 
 
+# --- the single fit over directed pairs ---------------------------------------------
+#
+# A single fit (no bootstrap) of a dense problem takes a leaner path than the design
+# above. Rows stay in the caller's winner-first order and are indexed by their
+# directed pair ``winner * n + loser`` (no aggregation, no orientation, no sort);
+# covariates stay on their raw scale, the standardisation being folded into the
+# penalty (``gamma = g * scale``, so ``beta |gamma|^2 = beta sum scale^2 g^2``); and
+# most Newton passes do not rebuild the whole Hessian:
+#
+# - the start is plain Bradley-Terry at gamma = 0, where every comparison of a pair
+#   has the same probability, so the first full Hessian needs per-pair sums only
+#   (no exp or log per comparison);
+# - on the next pass the score block of the Hessian (per-pair sums of p(1 - p)) is
+#   kept and only the cross and covariate blocks are rebuilt: on arena-like data
+#   the score block barely moves while the cross block steers the step;
+# - a pass whose Newton decrement (with the Hessian at hand) already meets ``tol``
+#   is the last one; any later pass rebuilds the whole Hessian (plain Newton).
+#
+# Every step is checked with the exact objective and gradient (Armijo, as
+# newton_minimize) and the stopping rule is the design path's, so both reach the same
+# optimum: to 1e-8 when both run to tol = 1e-13 (tested). At the default tol the
+# returned step uses the previous pass's Hessian, so the two estimates land about
+# 1e-7 apart, far inside a standard error; the log-likelihood agrees to 1e-9.
+# The bootstrap keeps the design (its refits reweight comparisons) but starts from,
+# and reports, this path's point estimate.
+
+
+def _dense_ok(n: int, m: int, nf: int) -> bool:
+    """Whether the directed-pair path fits: dense Hessian and an n x n code space."""
+    return n + nf <= DENSE_MAX and n * n <= max(8 * m, 1 << 22)
+
+
+@dataclass
+class _DirectedRows:
+    """Fitted comparisons winner first, indexed by directed pair (see above)."""
+
+    n: int
+    code: np.ndarray  # (m,) winner * n + loser
+    xt: np.ndarray  # (f, m) raw covariates of the kept features, feature-major
+    c: np.ndarray | None  # (m,) weights; None when all are 1
+    pa: np.ndarray  # (q,) winner of each present directed pair
+    pb: np.ndarray  # (q,) loser
+    cell: np.ndarray  # (q,) index of each present pair in the n x n code space
+    nw: np.ndarray  # (q,) summed weight per directed pair
+    lin: np.ndarray  # (n,) d/dtheta of the tie term: half the tie weight, winner minus loser
+    xc: np.ndarray  # (f,) sum of c x
+    xtie: np.ndarray  # (f,) sum of c x over ties
+    s: np.ndarray  # (f,) scale of each kept covariate
+    scale: np.ndarray  # (f_all,) divisor of every input covariate (NaN: left out)
+    kept: np.ndarray  # (f_all,) bool
+
+
+def _directed_rows(
+    data: PairwiseData, covariates: np.ndarray, ties: str, standardize: bool,
+    scale: np.ndarray | None,
+) -> _DirectedRows:
+    n, m = data.n_items, len(data)
+    x = np.asarray(covariates, dtype=float)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] != m:
+        raise InvalidInput(
+            f'"covariates" must have shape ({m}, f), one row per judgment, got {x.shape}'
+        )
+    if n < 2 or m == 0:
+        raise InvalidInput(
+            f'"data" must compare at least 2 items, got {n} items and {m} judgments'
+        )
+    w, tie = data.weights, data.ties
+    if ties == "drop":
+        w = np.where(tie, 0.0, w)
+    rows = None if bool(np.all(w > 0)) else np.flatnonzero(w > 0)
+    if rows is not None and rows.shape[0] == 0:
+        raise InvalidInput('"data" has no judgment with positive weight to fit')
+    winners, losers = data.winners, data.losers
+    if rows is not None:
+        if not np.all(np.isfinite(x)):
+            raise InvalidInput('"covariates" must be finite')
+        winners, losers, tie, w, x = winners[rows], losers[rows], tie[rows], w[rows], x[rows]
+    code = winners * n
+    code += losers
+    c = None if bool(np.all(w == 1.0)) else w
+    xt_all = np.ascontiguousarray(x.T)
+    f_all = xt_all.shape[0]
+    ss = np.array([xt_all[j] @ (xt_all[j] if c is None else xt_all[j] * c) for j in range(f_all)])
+    if not np.all(np.isfinite(ss)) and not np.all(np.isfinite(x)):  # sums first: cheaper
+        raise InvalidInput('"covariates" must be finite')
+    total = float(w.shape[0] if c is None else c.sum())
+    if scale is not None:
+        scale = np.asarray(scale, dtype=float).reshape(-1)
+        if scale.shape != (f_all,):
+            raise InvalidInput(f'"scale" must have {f_all} entries, got {scale.shape[0]}')
+        scale = np.where(np.isfinite(scale) & (scale > 0), scale, np.nan)
+    elif standardize:
+        scale = np.where(ss > 0, np.sqrt(ss / total), np.nan)
+    else:
+        scale = np.where(ss > 0, 1.0, np.nan)
+    kept = np.isfinite(scale)
+    xt = xt_all if kept.all() else xt_all[kept]
+    nw_all = np.bincount(code, c, minlength=n * n)
+    cell = np.flatnonzero(nw_all)
+    has_tie = bool(tie.any())
+    if has_tie:
+        tw = tie.astype(float) if c is None else np.where(tie, c, 0.0)
+        tie_all = np.bincount(code, tw, minlength=n * n)[cell]
+        xtie = xt @ tw
+    else:
+        tie_all = np.zeros(cell.shape[0])
+        xtie = np.zeros(xt.shape[0])
+    pa, pb = np.divmod(cell, n)
+    lin = 0.5 * (np.bincount(pa, tie_all, minlength=n) - np.bincount(pb, tie_all, minlength=n))
+    return _DirectedRows(
+        n=n, code=code, xt=xt, c=c, pa=pa, pb=pb, cell=cell, nw=nw_all[cell], lin=lin,
+        xc=xt.sum(axis=1) if c is None else xt @ c, xtie=xtie, s=scale[kept], scale=scale,
+        kept=kept,
+    )
+
+
+class _DirectedFit:
+    """Objective, gradient and Hessian blocks over directed pairs, with reused buffers.
+
+    Parameters are ``[theta, g]`` with ``g`` the coefficients of the raw covariates.
+    For the loss of a comparison ``softplus(mu)`` with ``mu = theta_loser -
+    theta_winner - x . g`` (a tie adds ``-mu / 2``): ``p = 1 / (1 + exp(mu))`` is the
+    probability that the winner wins, ``q = 1 - p`` the derivative, ``p q`` the
+    curvature.
+    """
+
+    def __init__(self, rows: _DirectedRows, alpha: float, beta: float):
+        self.r = rows
+        self.alpha, self.beta = alpha, beta
+        self.pen = 2.0 * beta * rows.s * rows.s  # curvature of the penalty on g
+        m = rows.code.shape[0]
+        self.mu, self.s1, self.p, self.tmp = (np.empty(m) for _ in range(4))
+        self.f = math.nan
+
+    # per-pair pieces --------------------------------------------------------------
+    def _scatter(self, per_row: np.ndarray) -> np.ndarray:
+        r = self.r
+        return np.bincount(r.code, per_row, minlength=r.n * r.n)[r.cell]
+
+    def _item_diff(self, per_pair: np.ndarray) -> np.ndarray:
+        """``sum over pairs of value (e_winner - e_loser)``."""
+        n = self.r.n
+        return np.bincount(self.r.pa, per_pair, minlength=n) - np.bincount(
+            self.r.pb, per_pair, minlength=n)
+
+    def _theta_block(self, vp: np.ndarray) -> np.ndarray:
+        r = self.r
+        h = laplacian(r.n, r.pa, r.pb, vp, dense=True)
+        h[np.diag_indices(r.n)] += 2.0 * self.alpha
+        return h
+
+    def bt(self, theta: np.ndarray, order: int = 2):
+        """Plain Bradley-Terry (gamma = 0) over the pairs: ``fgh`` for newton_minimize."""
+        r = self.r
+        e = np.exp(theta[r.pb] - theta[r.pa])
+        s1 = e + 1.0
+        f = float(r.nw @ np.log(s1) + theta @ r.lin + self.alpha * theta @ theta)
+        if order == 0:
+            return f
+        p = 1.0 / s1
+        g = self._item_diff(r.nw * p - r.nw) + r.lin + 2.0 * self.alpha * theta
+        if order == 1:
+            return f, g
+        return f, g, self._theta_block(r.nw * p * (1.0 - p))
+
+    # passes over the comparisons ----------------------------------------------------
+    def first(self, theta: np.ndarray):
+        """Objective, gradient and full Hessian at ``[theta, 0]`` from per-pair sums."""
+        r = self.r
+        n, nf = r.n, r.xt.shape[0]
+        f, gt, ht = self.bt(theta)
+        e = np.exp(theta[r.pb] - theta[r.pa])
+        pp = 1.0 / (e + 1.0)
+        vp = pp * (1.0 - pp)
+        x_pair = np.empty((nf, r.cell.shape[0]))  # sum of c x per directed pair
+        for j in range(nf):
+            x_pair[j] = self._scatter(r.xt[j] if r.c is None else r.xt[j] * r.c)
+        g = np.empty(n + nf)
+        g[:n] = gt
+        g[n:] = x_pair @ pp - r.xc + 0.5 * r.xtie
+        h = np.empty((n + nf, n + nf))
+        h[:n, :n] = ht
+        for j in range(nf):
+            h[:n, n + j] = self._item_diff(vp * x_pair[j])
+        h[n:, :n] = h[:n, n:].T
+        # The covariate block needs a weight per comparison: p q of its pair.
+        v_all = np.zeros(n * n)
+        v_all[r.cell] = vp
+        w = np.take(v_all, r.code, out=self.tmp)
+        if r.c is not None:
+            w *= r.c
+        h[n:, n:] = (r.xt * w) @ r.xt.T
+        h[n + np.arange(nf), n + np.arange(nf)] += self.pen
+        self.f = f
+        return f, g, h
+
+    def point(self, x: np.ndarray) -> float:
+        """Objective at ``x``; keeps p for :meth:`gradient` and :meth:`hessian`."""
+        r = self.r
+        n = r.n
+        theta, g = x[:n], x[n:]
+        diff = (theta[None, :] - theta[:, None]).ravel()  # [a, b]: theta_b - theta_a
+        mu = np.take(diff, r.code, out=self.mu)
+        if g.shape[0]:
+            mu -= np.dot(g, r.xt, out=self.tmp)
+        with np.errstate(over="ignore"):
+            np.exp(mu, out=self.s1)
+        self.s1 += 1.0
+        np.reciprocal(self.s1, out=self.p)
+        logs = np.log(self.s1, out=self.tmp)
+        loss = float(logs.sum() if r.c is None else r.c @ logs)
+        if not math.isfinite(loss):  # exp overflowed: the stable form
+            np.logaddexp(0.0, mu, out=self.tmp)
+            loss = float(self.tmp.sum() if r.c is None else r.c @ self.tmp)
+        self.f = (loss + theta @ r.lin + 0.5 * g @ r.xtie + self.alpha * theta @ theta
+                  + 0.5 * g @ (self.pen * g))
+        return self.f
+
+    def gradient(self, x: np.ndarray) -> np.ndarray:
+        r = self.r
+        n = r.n
+        cp = self.p if r.c is None else np.multiply(self.p, r.c, out=self.tmp)
+        g = np.empty(x.shape[0])
+        g[:n] = self._item_diff(self._scatter(cp) - r.nw) + r.lin + 2.0 * self.alpha * x[:n]
+        g[n:] = r.xt @ cp - r.xc + 0.5 * r.xtie + self.pen * x[n:]
+        return g
+
+    def hessian(self, h: np.ndarray | None = None, theta_block: bool = True) -> np.ndarray:
+        """Hessian at the last :meth:`point`; ``theta_block=False`` keeps ``h``'s score block."""
+        r = self.r
+        n, nf = r.n, r.xt.shape[0]
+        v = np.multiply(self.p, self.p, out=self.tmp)
+        np.subtract(self.p, v, out=v)
+        if r.c is not None:
+            v *= r.c
+        h = np.empty((n + nf, n + nf)) if h is None else h.copy()
+        if theta_block:
+            h[:n, :n] = self._theta_block(self._scatter(v))
+        vx = r.xt * v
+        for j in range(nf):
+            h[:n, n + j] = self._item_diff(self._scatter(vx[j]))
+        h[n:, :n] = h[:n, n:].T
+        h[n:, n:] = vx @ r.xt.T
+        h[n + np.arange(nf), n + np.arange(nf)] += self.pen
+        return h
+
+
+def _solve_step(h: np.ndarray, g: np.ndarray, n: int, gauge: bool) -> np.ndarray:
+    if gauge:  # the scores' common shift: solve H + J/n on the score block
+        h = h.copy()
+        h[:n, :n] += 1.0 / n
+    try:
+        return -np.linalg.solve(h, g)
+    except np.linalg.LinAlgError:
+        return -np.linalg.lstsq(h, g, rcond=None)[0]
+
+
+def _fit_directed(
+    rows: _DirectedRows,
+    alpha: float,
+    beta: float,
+    names: list[str],
+    initial_params: np.ndarray | None,
+    tol: float,
+    feature_names: list[str],
+    want_hessian: bool,
+    max_iter: int = 200,
+) -> _Solution:
+    """Minimise the style objective over directed pairs (see the section comment)."""
+    n, nf = rows.n, rows.xt.shape[0]
+    fit = _DirectedFit(rows, alpha, beta)
+    gauge = alpha == 0
+    what = "style-controlled fit"
+    if initial_params is not None:
+        x0 = np.asarray(initial_params, dtype=float)
+        if x0.shape != (n + nf,):
+            raise InvalidInput(f'"initial_params" must have {n + nf} entries, got {x0.shape}')
+        x = x0.copy()
+        x[n:] /= rows.s
+        f = fit.point(x)
+        g = fit.gradient(x)
+        h = fit.hessian()
+    else:
+        # With alpha = 0, the same existence check as bt_pairwise: an item that never
+        # lost diverges whatever the covariates (every one of its terms grows with it).
+        won = rows.nw > 0
+        check_identifiable(n, rows.pa[won], rows.pb[won], names, alpha)
+        theta, _, _ = newton_minimize(
+            fit.bt, np.zeros(n), np.ones(n, bool) if gauge else None, tol=1e-6,
+            what="Bradley-Terry start")
+        x = np.concatenate([theta, np.zeros(nf)])
+        f, g, h = fit.first(theta)
+    if beta == 0 and nf:
+        # The information does not depend on where it is taken: check it first.
+        _check_collinear(_to_gamma(h, rows.s, n), n, feature_names)
+    passes = 0
+    for it in range(1, max_iter + 1):
+        if not np.isfinite(f):
+            raise NotConverged(f"{what}: the objective is not finite ({f}) at iteration {it}")
+        step = _solve_step(h, g, n, gauge)
+        dec = -float(g @ step)
+        if 0.5 * dec <= tol * (1.0 + abs(f)):
+            break
+        if passes:  # not converged with the Hessian at hand: rebuild it here
+            h = fit.hessian(h, theta_block=passes > 1)
+            step = _solve_step(h, g, n, gauge)
+            dec = -float(g @ step)
+        if not np.isfinite(dec) or dec < 0:
+            step, dec = -g, float(g @ g)
+        t = 1.0
+        while True:
+            x_new = x + t * step
+            f_new = fit.point(x_new)
+            passes += 1
+            if np.isfinite(f_new) and f_new <= f - 1e-4 * t * dec:
+                break
+            t *= 0.5
+            if t < 1e-12:
+                raise NotConverged(f"{what}: line search failed at iteration {it}")
+        if t < 1.0:
+            passes = max(passes, 2)  # off the quadratic regime: full Newton from here
+        x, f = x_new, f_new
+        g = fit.gradient(x)
+    else:
+        raise NotConverged(
+            f"{what}: no convergence after {max_iter} Newton iterations "
+            f"(gradient norm {np.abs(g).max():.3g})")
+    # The estimate is one step past the last point evaluated; its objective is that
+    # step's quadratic model (see _newton).
+    obj = f + g @ step + 0.5 * step @ (h @ step)
+    est = x + step
+    theta, gsc = est[:n], est[n:]
+    loglik = -(obj - alpha * theta @ theta - 0.5 * gsc @ (fit.pen * gsc))
+    if want_hessian and passes:
+        h = fit.hessian()  # the full information at the last point evaluated
+    out = est.copy()
+    out[:n] -= theta.mean()
+    out[n:] *= rows.s
+    return _Solution(out, float(loglik), _to_gamma(h, rows.s, n))
+
+
+def _to_gamma(h: np.ndarray, s: np.ndarray, n: int) -> np.ndarray:
+    """A Hessian over ``[theta, g]`` as one over ``[theta, gamma = g s]``."""
+    d = np.concatenate([np.ones(n), 1.0 / s])
+    return h * d[:, None] * d[None, :]
+
+
 @dataclass
 class StyleFitResult(FitResult):
     """A :class:`FitResult` with the style coefficients.
@@ -742,9 +1092,12 @@ def style_cov(
     :func:`prefstore.models.base.centred_cov`); ``gamma`` is not centred. A
     ``hessian`` already computed (at or next to ``params``) saves a pass.
     """
-    n, nf = design.n_items, design.n_features
-    check_dense_ci(n + nf)
     h = style_hessian(params, design, alpha, beta) if hessian is None else hessian
+    return _cov_from_hessian(h, design.n_items, design.n_features)
+
+
+def _cov_from_hessian(h: Any, n: int, nf: int) -> np.ndarray:
+    check_dense_ci(n + nf)
     h = h.toarray() if issparse(h) else np.array(h)
     g = np.zeros((n + nf, n + nf))
     g[:n, :n] = 1.0 / n
@@ -814,9 +1167,10 @@ def style_pairwise(
         Warm start ``[theta, gamma]`` over the kept covariates.
     tol : float
         Newton-decrement tolerance, relative to the objective. The estimate returned
-        is one Newton step past the point that met it, so (quadratic convergence)
-        its own decrement is of the order of the square: 1e-9 leaves errors far
-        below 1e-10 standard errors, and spares one pass over the comparisons.
+        is one Newton step past the point that met it (on a dense problem with the
+        Hessian of the pass before, see the section comment of ``_fit_directed``),
+        which spares one pass over the comparisons and leaves errors far below a
+        standard error.
 
     Returns
     -------
@@ -838,35 +1192,52 @@ def style_pairwise(
         raise InvalidInput(f'"ci" must be None, "hessian" or "bootstrap", got {ci!r}')
     if ci == "bootstrap" and n_boot < 2:
         raise InvalidInput(f'"n_boot" must be at least 2, got {n_boot}')
-    design = style_design(
-        data,
-        covariates,
-        ties=ties,
-        standardize=standardize,
-        scale=scale,
-        # A single fit makes about three passes, so merging pays when most rows
-        # repeat; the bootstrap makes hundreds.
-        dedup=DEDUP_SHARE_BOOTSTRAP if ci == "bootstrap" else DEDUP_SHARE_FIT,
-    )
-    names = _feature_names(feature_names, design.kept.shape[0])
+    if not isinstance(data, PairwiseData):
+        raise InvalidInput(f'"data" must be PairwiseData, got {type(data).__name__}')
+    if ties not in TIE_POLICIES:
+        raise InvalidInput(f'"ties" must be one of {TIE_POLICIES}, got {ties!r}')
+    shape = np.shape(covariates)
+    n_cov = shape[1] if len(shape) == 2 else 1
+    # The point estimate takes the directed-pair path whenever the problem is dense,
+    # whatever the intervals; the bootstrap refits need the design.
+    rows = design = None
+    if _dense_ok(data.n_items, len(data), n_cov):
+        rows = _directed_rows(data, covariates, ties, standardize, scale)
+        kept, cov_scale = rows.kept, rows.scale
+    if rows is None or ci == "bootstrap":
+        design = style_design(
+            data,
+            covariates,
+            ties=ties,
+            standardize=standardize,
+            scale=scale if rows is None else rows.scale,
+            # A single fit makes about three passes, so merging pays when most rows
+            # repeat; the bootstrap makes hundreds.
+            dedup=DEDUP_SHARE_BOOTSTRAP if ci == "bootstrap" else DEDUP_SHARE_FIT,
+        )
+        kept, cov_scale = design.kept, design.scale
+    names = _feature_names(feature_names, kept.shape[0])
     notes = [
         f"{names[j]}: left out, its covariate is zero over all fitted comparisons "
         f"(the feature does not vary between the compared responses)"
-        for j in np.flatnonzero(~design.kept)
+        for j in np.flatnonzero(~kept)
     ]
-    kept_names = [nm for nm, k in zip(names, design.kept) if k]
-    sol = _fit_design(design, alpha, beta, ties, data.names, initial_params, tol)
+    kept_names = [nm for nm, k in zip(names, kept) if k]
+    n, nf = data.n_items, int(kept.sum())
+    if rows is not None:  # checks identifiability itself when beta = 0
+        sol = _fit_directed(rows, alpha, beta, data.names, initial_params, tol, kept_names,
+                            want_hessian=ci == "hessian")
+    else:
+        sol = _fit_design(design, alpha, beta, ties, data.names, initial_params, tol)
+        if beta == 0 and nf and n + nf <= DENSE_MAX:
+            _check_collinear(np.asarray(sol.hessian), n, kept_names)
     x = sol.x
-    # The Hessian of the last Newton iterate (one tiny step from the estimate) serves
-    # the identifiability check and the intervals: no further pass over the data.
-    hess = sol.hessian
-    n, nf = design.n_items, design.n_features
-    if beta == 0 and nf and n + nf <= DENSE_MAX:
-        _check_collinear(np.asarray(hess), n, kept_names)
     ci95 = np.full((n, 2), np.nan)
     gci = np.full((nf, 2), np.nan)
     if ci == "hessian":
-        cov = style_cov(x, design, alpha, beta, hessian=hess)
+        # The Hessian of the last Newton iterate (one tiny step from the estimate):
+        # no further pass over the data.
+        cov = _cov_from_hessian(sol.hessian, n, nf)
         sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
         z = 1.959963984540054
         lohi = np.column_stack([x - z * sd, x + z * sd])
@@ -880,11 +1251,11 @@ def style_pairwise(
             samples[b] = _newton(boot, max(alpha, 1e-8), beta, x, 1e-9, "bootstrap refit").x
         lohi = percentile_ci(samples)
         ci95, gci = lohi[:n], lohi[n:]
-    f_all = design.kept.shape[0]
+    f_all = kept.shape[0]
     coef = np.full(f_all, np.nan)
-    coef[design.kept] = x[n:]
+    coef[kept] = x[n:]
     coef_ci = np.full((f_all, 2), np.nan)
-    coef_ci[design.kept] = gci
+    coef_ci[kept] = gci
     return StyleFitResult(
         model="style",
         scores=x[:n],
@@ -905,7 +1276,7 @@ def style_pairwise(
         feature_names=names,
         style_coefficients=coef,
         style_ci95=coef_ci,
-        style_scale=design.scale.copy(),
+        style_scale=cov_scale.copy(),
         notes=notes,
     )
 

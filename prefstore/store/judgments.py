@@ -501,3 +501,15 @@ _BY_IDS = {
 def judgments_by_id(db, judgment_ids: list[int]) -> list[dict]:
     """Return judgments by id with the rater's name and the item's external id, in id order."""
     return list(db.query(_BY_IDS[db.dialect], [id_list(db, judgment_ids)]))
+
+
+def llm_judge_names(db, project_id: int) -> list[str]:
+    """Return the names of the raters with LLM judgments in a project, sorted.
+
+    One index probe per LLM rater (``judgments_rater_item``), never a scan of the
+    project's judgments.
+    """
+    return [row[0] for row in db.execute(
+        "SELECT r.name FROM raters r WHERE r.kind = 'llm' AND EXISTS (SELECT 1 FROM judgments j "
+        "JOIN items i ON i.id = j.item_id WHERE j.rater_id = r.id AND i.project_id = ? "
+        "AND j.kind = 'llm') ORDER BY r.name", [project_id]).fetchall()]

@@ -3,8 +3,9 @@
 A project whose prompt, responses, systems, metadata, rater names, rationales
 and edits all carry script, image, javascript-link and markdown-embedded HTML
 payloads is opened on the rate page (as a rater) and on every dashboard page
-(as the admin). No dialog may open, and the DOM may hold no element or link
-built from a payload.
+(as the admin), including the style-controlled and hybrid leaderboards and the
+judges' style comparison. No dialog may open, and the DOM may hold no element or
+link built from a payload.
 """
 
 from __future__ import annotations
@@ -126,6 +127,20 @@ def test_payloads_stay_text_everywhere(tmp_path, streamlit_server, browser_page)
         if page.locator(".js-plotly-plot").count():
             page.locator(".js-plotly-plot .main-svg").first.wait_for(state="attached")
         assert_inert(page, path)
+    # Style control and the hybrid leaderboard show the same names and texts.
+    open_page(page, f"{url}/leaderboard?token={ADMIN_TOKEN}&project=xss", "Leaderboard")
+    page.get_by_text("Control for style").click()
+    page.get_by_role("heading", name="Controlled for style").wait_for(state="visible")
+    wait_app_idle(page)
+    assert_inert(page, "leaderboard, style control")
+    page.get_by_text("Hybrid (human-corrected)", exact=True).click()
+    page.get_by_text("Judge: ", exact=False).first.wait_for(state="visible")
+    wait_app_idle(page)
+    assert_inert(page, "leaderboard, hybrid")
+    assert page.get_by_text(f"Judge: {MD_HTML}", exact=True).count() == 1
+    open_page(page, f"{url}/judges?token={ADMIN_TOKEN}&project=xss", "Judges")
+    page.get_by_role("heading", name="Style: what this judge rewards").wait_for(state="visible")
+    assert_inert(page, "judges, style")
     # The edit diffs and the judge's name are on screen as text.
     open_page(page, f"{url}/edits?token={ADMIN_TOKEN}&project=xss", "Edits")
     assert page.locator("[data-testid='stCode']").first.inner_text().count(SCRIPT) >= 1
@@ -155,5 +170,15 @@ def test_screenshots_on_pandalm(pandalm_db_path, tmp_path, streamlit_server, bro
         assert_inert(page, path_)
         page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
         assert (SCREENSHOTS / name).stat().st_size > 20_000
+    # Style control side by side, and the judge's style preferences beside the raters'.
+    page.get_by_text("Control for style").click()
+    page.get_by_role("heading", name="Style coefficients").wait_for(state="visible")
+    wait_app_idle(page)
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-leaderboard-style.png"), full_page=True)
+    open_page(page, f"{url}/judges?token={ADMIN_TOKEN}", "Judges")
+    page.get_by_role("heading", name="Style: what this judge rewards").wait_for(state="visible")
+    page.locator(".js-plotly-plot .main-svg").last.wait_for(state="attached")
+    assert_inert(page, "judges")
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-judges-style.png"), full_page=True)
     assert dialogs == [] and errors == []
     assert_no_payload_requests(requests)

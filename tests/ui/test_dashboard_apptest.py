@@ -120,7 +120,7 @@ def test_judges_gpt35_accuracy(pandalm):
     at = page("judges")
     assert not at.exception
     assert metrics(at)["Accuracy vs human majority"] == "0.7156"
-    assert list(at.dataframe[0].value["rater"]) == ["gpt-3.5-turbo"]
+    assert list(at.dataframe[-1].value["rater"]) == ["gpt-3.5-turbo"]  # "All judges"
 
 
 def test_edits_empty_state_on_pandalm(pandalm):
