@@ -22,12 +22,6 @@ JUDGE_FORM_FIELDS = ("model", "backend", "allow_tie", "rationale", "batch_size",
                      "device", "dtype", "base_url", "api_key_env", "concurrency",
                      "requests_per_minute", "timeout_s", "max_retries", "temperature",
                      "max_tokens", "logprobs", "samples")
-#: Of those, the ones only the local backends use, and the ones only the server backend uses:
-#: the form shows the set of the chosen backend.
-JUDGE_LOCAL_FIELDS = ("rationale", "batch_size", "max_length", "device", "dtype")
-JUDGE_SERVER_FIELDS = ("base_url", "api_key_env", "concurrency", "requests_per_minute",
-                       "timeout_s", "max_retries", "temperature", "max_tokens", "logprobs",
-                       "samples")
 # Text fields where a blank form field means "not set".
 _JUDGE_TEXT_FIELDS = ("base_url", "api_key_env")
 # Number fields the form edits as floats (Streamlit wants one type per number input).

@@ -38,7 +38,7 @@ SUMMARY_KEYS = ["labelled", "failed", "cached", "seconds", "tokens"]
 @pytest.fixture(scope="module", autouse=True)
 def _launch_early(request):
     # Start the server first: it imports for ~20 s while the scripted tests run.
-    if serving_available():
+    if serving_available() and not request.config.getoption("keyword"):
         request.getfixturevalue("served_processes")
 
 
@@ -193,6 +193,38 @@ def test_a_failed_item_keeps_its_raw_answer_until_a_parseable_retry(db, db_path,
     assert len(store.list_judgments(db, project_id=project["id"])) == 3
     # The systems' names never reach the server.
     assert not any("secret-" in content for content in asked)
+
+
+def test_a_server_that_stops_answering_ends_the_run_and_the_rest_resumes(db, db_path, tmp_path,
+                                                                        capsys, monkeypatch):
+    from prefstore.judges import server as server_module
+
+    monkeypatch.setattr(server_module, "INITIAL_RETRY_DELAY", 0.01)
+    project = seed(db, n=4)
+    down = {"from": 4}  # requests 0-3 (items 0 and 1) are answered, then the server is gone
+
+    def respond(body, n):
+        if n >= down["from"]:
+            raise ConnectionAbortedError("the server went away")  # closes the connection
+        return Reply(fixture("logprobs_answer_a.json"))
+
+    with ScriptedServer(respond) as server:
+        path = write_config(tmp_path, {"backend": "openai", "base_url": server.base_url,
+                                       "model": "scripted-judge", "concurrency": 1,
+                                       "max_retries": 1})
+        code, summary, err = annotate(capsys, db_path, "--project", "p", "--judge-config", path)
+        assert (code, summary) == (2, None)
+        assert [line for line in err.splitlines() if line.startswith("error:")] == [
+            f"error: the judge server at {server.base_url} stopped answering (Server "
+            "disconnected without sending a response.); the items not yet judged can be "
+            "resumed"]
+        assert [s["status"] for s in store.judge_states(db, project["id"])] == [
+            "done", "done", "pending", "pending"]
+        down["from"] = 10**9
+        code, summary, _ = annotate(capsys, db_path, "--project", "p", "--judge-config", path)
+    assert (code, summary["labelled"], summary["failed"]) == (0, 2, 0)
+    assert {s["status"] for s in store.judge_states(db, project["id"])} == {"done"}
+    assert len(store.list_judgments(db, project_id=project["id"])) == 4
 
 
 # ---------------------------------------------------------------- a real server
