@@ -118,42 +118,45 @@ def project_form(db, project: dict | None, actor: str) -> None:
     st.rerun()
 
 
+JUDGE_BACKEND_LABELS = {
+    "generative": "Generative (reads the A/B answer tokens)",
+    "reward": "Reward model (scores each response)",
+    "openai": "Server (an OpenAI-compatible API: vLLM, TGI, OpenAI, ...)",
+}
+LOGPROBS_LABELS = {"auto": "Auto (when the server returns them, else the text)",
+                   True: "On (the server must return them)", False: "Off (parse the text)"}
+
+
 def automation_fields(values: dict, start: dict, key) -> None:
     """The worker's settings: the LLM judge, routing and refits (stored in settings)."""
-    from prefstore.judges.base import BACKENDS, DEVICES, DTYPES
+    from prefstore.judges.base import ALL_BACKENDS, SERVER_BACKENDS
+    from prefstore.settings import JUDGE_FORM_FIELDS
 
     with st.expander("LLM judge, routing and refits"):
-        st.caption("The background worker labels every item with this judge (a Hugging Face "
-                   "model id or a local path; needs `pip install 'prefstore[llm]'`), routes "
-                   "items to humans or the judge under the human budget, and refits the "
-                   "models. Leave the model empty for no judge.")
+        st.caption("The background worker labels every item with this judge: a local model (a "
+                   "Hugging Face id or a path; `pip install 'prefstore[llm]'`) or one served "
+                   "over the OpenAI-compatible API (`pip install 'prefstore[serve]'`). It also "
+                   "routes items to humans or the judge under the human budget, and refits "
+                   "the models. Leave the model empty for no judge.")
         left, right = st.columns(2)
         with left:
             values["judge_model"] = st.text_input("Judge model", value=start["judge_model"],
                                                   key=key(Keys.PF_JUDGE_MODEL))
             values["judge_backend"] = st.selectbox(
-                "Judge backend", BACKENDS, index=BACKENDS.index(start["judge_backend"]),
-                format_func={"generative": "Generative (reads the A/B answer tokens)",
-                             "reward": "Reward model (scores each response)"}.get,
-                key=key(Keys.PF_JUDGE_BACKEND))
-            values["judge_batch_size"] = st.number_input(
-                "Batch size", min_value=1, step=1, value=start["judge_batch_size"],
-                key=key(Keys.PF_JUDGE_BATCH))
-            values["judge_max_length"] = st.number_input(
-                "Max length (tokens; longer prompts are truncated and recorded)", min_value=16,
-                step=64, value=start["judge_max_length"], key=key(Keys.PF_JUDGE_MAX_LENGTH))
-            values["judge_device"] = st.selectbox(
-                "Device", DEVICES, index=DEVICES.index(start["judge_device"]),
-                key=key(Keys.PF_JUDGE_DEVICE))
-            values["judge_dtype"] = st.selectbox(
-                "Dtype", DTYPES, index=DTYPES.index(start["judge_dtype"]),
-                key=key(Keys.PF_JUDGE_DTYPE))
+                "Judge backend", ALL_BACKENDS, index=ALL_BACKENDS.index(start["judge_backend"]),
+                format_func=JUDGE_BACKEND_LABELS.get, key=key(Keys.PF_JUDGE_BACKEND))
             values["judge_allow_tie"] = st.toggle("The judge may answer tie",
                                                   value=start["judge_allow_tie"],
                                                   key=key(Keys.PF_JUDGE_TIE))
-            values["judge_rationale"] = st.toggle("The judge writes a short rationale",
-                                                  value=start["judge_rationale"],
-                                                  key=key(Keys.PF_JUDGE_RATIONALE))
+            if values["judge_backend"] in SERVER_BACKENDS:
+                server_judge_fields(values, start, key)
+            else:
+                local_judge_fields(values, start, key)
+            # Settings the form does not show (slate_mode, seed, ...) keep their values.
+            for name in start:
+                if (name.startswith("judge_")
+                        and name.removeprefix("judge_") not in JUDGE_FORM_FIELDS):
+                    values[name] = start[name]
         with right:
             values["calibration_fraction"] = st.number_input(
                 "Calibration share of the human budget (items both label)", min_value=0.0,
@@ -171,6 +174,87 @@ def automation_fields(values: dict, start: dict, key) -> None:
             values["claim_ttl_seconds"] = st.number_input(
                 "A served item returns to the pool after (seconds)", min_value=10, step=60,
                 value=start["claim_ttl_seconds"], key=key(Keys.PF_CLAIM_TTL))
+
+
+def local_judge_fields(values: dict, start: dict, key) -> None:
+    """The settings of a judge run here with transformers (generative or reward)."""
+    from prefstore.judges.base import DEVICES, DTYPES
+
+    values["judge_batch_size"] = st.number_input(
+        "Batch size", min_value=1, step=1, value=start["judge_batch_size"],
+        key=key(Keys.PF_JUDGE_BATCH))
+    values["judge_max_length"] = st.number_input(
+        "Max length (tokens; longer prompts are truncated and recorded)", min_value=16,
+        step=64, value=start["judge_max_length"], key=key(Keys.PF_JUDGE_MAX_LENGTH))
+    values["judge_device"] = st.selectbox(
+        "Device", DEVICES, index=DEVICES.index(start["judge_device"]),
+        key=key(Keys.PF_JUDGE_DEVICE))
+    values["judge_dtype"] = st.selectbox(
+        "Dtype", DTYPES, index=DTYPES.index(start["judge_dtype"]), key=key(Keys.PF_JUDGE_DTYPE))
+    values["judge_rationale"] = st.toggle("The judge writes a short rationale",
+                                          value=start["judge_rationale"],
+                                          key=key(Keys.PF_JUDGE_RATIONALE))
+
+
+def server_judge_fields(values: dict, start: dict, key) -> None:
+    """The settings of a judge behind an OpenAI-compatible server, and a connection test."""
+    from prefstore.judges.base import LOGPROBS_MODES, MAX_CONCURRENCY, MAX_SAMPLES
+
+    values["judge_base_url"] = st.text_input(
+        "Server URL (the API root, usually ending in /v1)", value=start["judge_base_url"],
+        placeholder="http://gpu-box:8000/v1", key=key(Keys.PF_JUDGE_BASE_URL))
+    values["judge_api_key_env"] = st.text_input(
+        "API key: the name of the environment variable that holds it (never the key)",
+        value=start["judge_api_key_env"], placeholder="none: the server needs no key",
+        key=key(Keys.PF_JUDGE_API_KEY_ENV))
+    values["judge_concurrency"] = st.number_input(
+        "Requests in flight at once", min_value=1, max_value=MAX_CONCURRENCY, step=1,
+        value=start["judge_concurrency"], key=key(Keys.PF_JUDGE_CONCURRENCY))
+    values["judge_requests_per_minute"] = st.number_input(
+        "Requests per minute", min_value=0.1, step=10.0, value=start["judge_requests_per_minute"],
+        placeholder="no limit", key=key(Keys.PF_JUDGE_RPM))
+    values["judge_timeout_s"] = st.number_input(
+        "Timeout per request (seconds)", min_value=0.1, step=10.0, value=start["judge_timeout_s"],
+        key=key(Keys.PF_JUDGE_TIMEOUT))
+    values["judge_max_retries"] = st.number_input(
+        "Retries after 429, 5xx, timeouts and lost connections", min_value=0, max_value=100,
+        step=1, value=start["judge_max_retries"], key=key(Keys.PF_JUDGE_RETRIES))
+    values["judge_temperature"] = st.number_input(
+        "Temperature", min_value=0.0, max_value=2.0, step=0.1, value=start["judge_temperature"],
+        key=key(Keys.PF_JUDGE_TEMPERATURE))
+    values["judge_max_tokens"] = st.number_input(
+        "Max tokens per answer", min_value=1, step=1, value=start["judge_max_tokens"],
+        key=key(Keys.PF_JUDGE_MAX_TOKENS))
+    values["judge_logprobs"] = st.selectbox(
+        "Answer probabilities (logprobs)", LOGPROBS_MODES,
+        index=LOGPROBS_MODES.index(start["judge_logprobs"]), format_func=LOGPROBS_LABELS.get,
+        key=key(Keys.PF_JUDGE_LOGPROBS))
+    values["judge_samples"] = st.number_input(
+        "Answers per display order when reading text (needs temperature > 0)", min_value=1,
+        max_value=MAX_SAMPLES, step=1, value=start["judge_samples"],
+        key=key(Keys.PF_JUDGE_SAMPLES))
+    if st.button("Test connection", key=key(Keys.PF_JUDGE_TEST)):
+        show_connection(values)
+
+
+def show_connection(values: dict) -> None:
+    """Check the judge server the form describes: its models and latency, or what to fix."""
+    from prefstore.errors import PrefstoreError
+    from prefstore.judges import check_connection
+    from prefstore.settings import judge_from_form
+
+    try:
+        judge = judge_from_form(values)
+        if judge is None:
+            raise InvalidInput("give the judge model first")
+        with st.spinner("Asking the server for its models…"):
+            info = check_connection(judge)
+    except PrefstoreError as exc:
+        st.error(f"Connection failed: {exc}.", icon=":material/error:")
+        return
+    st.success(f"Connected: {info['base_url']} serves {info['model']} "
+               f"({info['latency_ms']:.0f} ms).", icon=":material/check:")
+    st.caption("Served models: " + ", ".join(info["served"]))
 
 
 def audit_section(db, project_names: dict[int, str]) -> None:
@@ -315,6 +399,7 @@ def progress_section(db, project: dict) -> None:
             col.metric(f"To {route}", n)
     else:
         st.caption("No routing decisions yet: every item goes to humans.")
+    judge_usage_section(db, project)
     st.subheader("Worker")
     workers = store.live_workers(db)
     if workers:
@@ -337,6 +422,23 @@ def progress_section(db, project: dict) -> None:
         st.dataframe(jobs, hide_index=True)
     else:
         st.caption("No jobs yet.")
+
+
+def judge_usage_section(db, project: dict) -> None:
+    """Each LLM judge's progress and what its server requests cost."""
+    from prefstore.judges.base import config_rater_name
+
+    st.subheader("Judge usage")
+    judge = project["settings"].judge
+    usage = store.judge_usage(db, project["id"], [config_rater_name(judge)] if judge else [])
+    if not usage:
+        st.caption("No LLM judge yet: configure one in the project's settings.")
+        return
+    st.dataframe([{"judge": name, "labelled": u["labelled"], "failed": u["failed"],
+                   "pending": u["pending"], "calls": u["calls"],
+                   "prompt tokens": u["tokens"]["prompt"],
+                   "completion tokens": u["tokens"]["completion"]}
+                  for name, u in usage.items()], hide_index=True)
 
 
 def export_section(db, project: dict) -> None:

@@ -15,7 +15,6 @@ from prefstore.errors import AccessDenied, Conflict, InvalidInput
 APP_DIR = Path(__file__).resolve().parent.parent
 
 _local = threading.local()
-OPEN_COUNT_TTL_S = 30
 
 
 class Keys:
@@ -54,6 +53,8 @@ class Keys:
     BEST = "best"
     DRAG = "drag"
     SORT = "sort"
+    KEEP = "keep_order"
+    SHOW_REST = "show_rest"
     RANK = "rank"
     SKIP_REASON = "skip_reason"
     SKIP = "skip"
@@ -112,6 +113,17 @@ class Keys:
     PF_JUDGE_DTYPE = "pf_judge_dtype"
     PF_JUDGE_TIE = "pf_judge_tie"
     PF_JUDGE_RATIONALE = "pf_judge_rationale"
+    PF_JUDGE_BASE_URL = "pf_judge_base_url"
+    PF_JUDGE_API_KEY_ENV = "pf_judge_api_key_env"
+    PF_JUDGE_CONCURRENCY = "pf_judge_concurrency"
+    PF_JUDGE_RPM = "pf_judge_rpm"
+    PF_JUDGE_TIMEOUT = "pf_judge_timeout"
+    PF_JUDGE_RETRIES = "pf_judge_retries"
+    PF_JUDGE_TEMPERATURE = "pf_judge_temperature"
+    PF_JUDGE_MAX_TOKENS = "pf_judge_max_tokens"
+    PF_JUDGE_LOGPROBS = "pf_judge_logprobs"
+    PF_JUDGE_SAMPLES = "pf_judge_samples"
+    PF_JUDGE_TEST = "pf_judge_test"
     PF_CALIBRATION = "pf_calibration"
     PF_ACTIVE = "pf_active"
     PF_REFIT_N = "pf_refit_n"
@@ -279,16 +291,6 @@ def local_mode_banner(found: access.Identity) -> None:
         st.info("Local mode: no admin token is configured, so whoever opens this app can rate "
                 "and see every page. Set `PREFSTORE_ADMIN_TOKEN` to require personal links.",
                 icon=":material/home:")
-
-
-@st.cache_data(ttl=OPEN_COUNT_TTL_S, show_spinner=False)
-def open_item_count(db_path: str, project_id: int, raters_per_item: int) -> int:
-    """Return the project's open-item count, recounted at most every OPEN_COUNT_TTL_S.
-
-    Counting costs ~16 ms per 100k items on every rerun otherwise; the count
-    only feeds the progress bar's denominator, which may lag a few seconds.
-    """
-    return store.open_item_count(get_db(), project_id, raters_per_item)
 
 
 def flash(message: str) -> None:

@@ -5,6 +5,10 @@ graded scale the scale is the choice and S submits it (Enter would also
 activate whichever scale button has the focus); on a slate 1..K pick the
 best, and S submits a full ranking. Streamlit ignores these keys while the
 cursor is in a text field, so typing a rationale never submits.
+
+Untrusted text stays inert: item text is markdown with its images turned
+into plain links (:func:`prefstore.text.inert_markdown`), and names never go
+through markdown at all.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from streamlit_sortables import sort_items
 from pages import common
 from pages.common import Keys
 from prefstore import access, assignment, store
+from prefstore import text as inert
 from prefstore.errors import AccessDenied, InvalidInput
 
 SUBMIT_SHORTCUT = "S"
@@ -26,29 +31,36 @@ def rating_rater(db, identity) -> dict:
         return identity.rater
     st.title("Rate")
     st.write("Type your name to start rating. Your judgments are stored under it.")
-    name = st.text_input("Your name", key=Keys.LOCAL_NAME_INPUT, max_chars=60)
+    name = st.text_input("Your name", key=Keys.LOCAL_NAME_INPUT,
+                         max_chars=store.raters.MAX_NAME_CHARS)
     if st.button("Start rating", key=Keys.LOCAL_NAME_GO, type="primary"):
         try:
             found = access.local_rater(db, identity, name)
         except (InvalidInput, AccessDenied) as exc:
-            st.error(str(exc))
+            st.error(f"Not started: {inert.escape_markdown(exc)}")
         else:
             st.session_state[Keys.LOCAL_NAME] = found.name
             st.rerun()
     st.stop()
 
 
-def show_item(item: dict) -> None:
-    # st.markdown escapes HTML (no unsafe_allow_html anywhere), so item text
-    # cannot inject markup; code fences render as code blocks.
+def show_text(text: str | None, key: str) -> None:
+    """Show untrusted markdown, inert; a long text shows its first screen and a control."""
+    first, rest = inert.split_long(text or "")
+    st.markdown(inert.inert_markdown(first))
+    if rest and st.toggle(f"Show the rest ({len(rest):,} more characters)", key=key):
+        st.text(rest)  # plain text: nothing in it is interpreted
+
+
+def show_item(item: dict, aid: int) -> None:
     if item["messages"]:
-        for turn in item["messages"]:
+        for k, turn in enumerate(item["messages"]):
             avatar = ":material/settings:" if turn["role"] == "system" else None
             with st.chat_message(turn["role"], avatar=avatar):
-                st.markdown(turn["content"])
+                show_text(turn["content"], Keys.item(Keys.SHOW_REST, aid, "m", k))
     else:
         with st.chat_message("user"):
-            st.markdown(item["prompt"] or "")
+            show_text(item["prompt"], Keys.item(Keys.SHOW_REST, aid, "prompt"))
 
 
 def show_responses(claim: dict) -> list[str]:
@@ -63,11 +75,11 @@ def show_responses(claim: dict) -> list[str]:
             with col:
                 st.markdown(f"**Response {assignment.position_label(k, position)}**")
                 with st.container(border=True):
-                    st.markdown(shown[position])
+                    show_text(shown[position], Keys.item(Keys.SHOW_REST, claim["id"], position))
     return shown
 
 
-def answer_fields(settings: dict, aid: int) -> dict:
+def answer_fields(settings, aid: int) -> dict:
     """Aspect scores, rationale and reason tags, keyed to the served item."""
     fields: dict = {"aspects": {}, "reason_tags": []}
     if settings.aspects:
@@ -75,7 +87,8 @@ def answer_fields(settings: dict, aid: int) -> dict:
         cols = st.columns(len(settings.aspects))
         for col, aspect in zip(cols, settings.aspects):
             fields["aspects"][aspect] = col.segmented_control(
-                aspect, assignment.LIKERT, key=Keys.item(Keys.ASPECT, aid, aspect))
+                inert.escape_markdown(aspect), assignment.LIKERT,
+                key=Keys.item(Keys.ASPECT, aid, aspect))
     minimum = settings.rationale_min_chars
     label = "Why?" + (" (required" if settings.rationale_required else " (optional")
     label += f", at least {minimum} characters)" if minimum else ")"
@@ -84,11 +97,11 @@ def answer_fields(settings: dict, aid: int) -> dict:
         cols = st.columns(len(settings.reason_tags))
         fields["reason_tags"] = [
             tag for i, (col, tag) in enumerate(zip(cols, settings.reason_tags))
-            if col.checkbox(tag, key=Keys.item(Keys.TAG, aid, i))]
+            if col.checkbox(inert.escape_markdown(tag), key=Keys.item(Keys.TAG, aid, i))]
     return fields
 
 
-def edit_box(settings: dict, aid: int, shown: list[str], position: int | None = None
+def edit_box(settings, aid: int, shown: list[str], position: int | None = None
              ) -> tuple[int | None, str | None]:
     """Offer to improve a response; return (displayed position edited, text) or (None, None).
 
@@ -114,7 +127,7 @@ def edit_box(settings: dict, aid: int, shown: list[str], position: int | None = 
     return position, text
 
 
-def save(db, claim: dict, rater: dict, settings: dict, label: dict, fields: dict,
+def save(db, claim: dict, rater: dict, settings, label: dict, fields: dict,
          edit: tuple[int | None, str | None], message_slot, metadata: dict | None = None) -> None:
     """Store the judgment and move on, or say inline what is missing and store nothing."""
     try:
@@ -123,13 +136,13 @@ def save(db, claim: dict, rater: dict, settings: dict, label: dict, fields: dict
                           aspects=fields["aspects"], rationale=fields["rationale"],
                           reason_tags=fields["reason_tags"], edited=edited, metadata=metadata)
     except InvalidInput as exc:
-        message_slot.error(f"Not saved: {exc}.", icon=":material/error:")
+        message_slot.error(f"Not saved: {inert.escape_markdown(exc)}.", icon=":material/error:")
         return
     common.flash(f"Saved: {assignment.describe_label(label, claim['display_order'])}")
     st.rerun()
 
 
-def pairwise(db, claim: dict, rater: dict, settings: dict) -> None:
+def pairwise(db, claim: dict, rater: dict, settings) -> None:
     aid, order = claim["id"], claim["display_order"]
     shown = show_responses(claim)
     scale = None
@@ -179,24 +192,47 @@ def pairwise(db, claim: dict, rater: dict, settings: dict) -> None:
     save(db, claim, rater, settings, label, fields, edit, message_slot)
 
 
-def slate(db, claim: dict, rater: dict, settings: dict) -> None:
+def full_ranking(order: list[int], shown: list[str], aid: int) -> tuple[dict | None, str | None]:
+    """Ask for a full ranking; return ``(label, how)`` or ``(None, why not yet)``.
+
+    A ranking is something the rater did: a drag that changed the order, a rank
+    for every response, or an explicit "keep this order". The order as shown,
+    untouched, is not a ranking (``ranking_input`` records which it was).
+    """
+    k = len(order)
+    st.markdown("**Rank the responses, best first**")
+    # The drag-and-drop list is a custom component that AppTest cannot drive;
+    # the rank selectors do the same job and are the path the tests use.
+    if st.toggle("Drag to rank", value=True, key=Keys.item(Keys.DRAG, aid)):
+        items = [f"Response {p + 1}: {' '.join(shown[p].split())[:60]}" for p in range(k)]
+        result = sort_items(items, direction="vertical", key=Keys.item(Keys.SORT, aid))
+        positions = [items.index(x) for x in result]
+        moved = positions != list(range(k))
+        keep = st.checkbox("Keep this order: it is my ranking", key=Keys.item(Keys.KEEP, aid),
+                           disabled=moved)
+        if not moved and not keep:
+            return None, ("drag the responses into your order first, or tick \"Keep this "
+                          "order\" if the order shown is your ranking")
+        ranking = assignment.ranking_from_positions(order, positions)
+        return {"outcome": "choice", "ranking": ranking}, "drag" if moved else "kept"
+    cols = st.columns(k)
+    ranks = [col.selectbox(f"Rank of Response {p + 1}", list(range(1, k + 1)), index=None,
+                           key=Keys.item(Keys.RANK, aid, p))
+             for p, col in enumerate(cols)]
+    try:
+        return {"outcome": "choice",
+                "ranking": assignment.ranking_from_ranks(order, ranks)}, "select"
+    except InvalidInput as exc:
+        return None, str(exc)
+
+
+def slate(db, claim: dict, rater: dict, settings) -> None:
     aid, order = claim["id"], claim["display_order"]
     k = len(order)
     shown = show_responses(claim)
-    ranks = positions = None
+    ranked = None
     if settings.ranking_mode == "full":
-        st.markdown("**Rank the responses, best first**")
-        # The drag-and-drop list is a custom component that AppTest cannot drive;
-        # the rank selectors do the same job and are the path the tests use.
-        if st.toggle("Drag to rank", value=True, key=Keys.item(Keys.DRAG, aid)):
-            items = [f"Response {p + 1}: {shown[p][:60]}" for p in range(k)]
-            result = sort_items(items, direction="vertical", key=Keys.item(Keys.SORT, aid))
-            positions = [items.index(x) for x in result]
-        else:
-            cols = st.columns(k)
-            ranks = [col.selectbox(f"Rank of Response {p + 1}", list(range(1, k + 1)),
-                                   index=None, key=Keys.item(Keys.RANK, aid, p))
-                     for p, col in enumerate(cols)]
+        ranked = full_ranking(order, shown, aid)
     fields = answer_fields(settings, aid)
     edit = edit_box(settings, aid, shown)
     message_slot = st.container()
@@ -206,15 +242,13 @@ def slate(db, claim: dict, rater: dict, settings: dict) -> None:
                                 type="primary", shortcut=SUBMIT_SHORTCUT, width="stretch")
         all_bad = cols[1].button("All bad", key=Keys.item(Keys.BOTH_BAD, aid), width="stretch")
         if submit:
-            try:
-                ranking = (assignment.ranking_from_positions(order, positions)
-                           if positions is not None else assignment.ranking_from_ranks(order, ranks))
-            except InvalidInput as exc:
-                message_slot.error(f"Not saved: {exc}.", icon=":material/error:")
+            label, how = ranked
+            if label is None:
+                message_slot.error(f"Not saved: {inert.escape_markdown(how)}.",
+                                   icon=":material/error:")
                 return
-            save(db, claim, rater, settings, {"outcome": "choice", "ranking": ranking}, fields,
-                 edit, message_slot,
-                 metadata={"ranking_input": "drag" if positions is not None else "select"})
+            save(db, claim, rater, settings, label, fields, edit, message_slot,
+                 metadata={"ranking_input": how})
     else:
         cols = st.columns(k + 1)
         best = [col.button(f"{p + 1} is best", key=Keys.item(Keys.BEST, aid, p),
@@ -249,38 +283,62 @@ def skip_or_flag(db, claim: dict, rater: dict) -> None:
                 st.rerun()
 
 
+def finished(project: dict, progress: dict) -> None:
+    """Say why nothing is served, in words that agree with the bar."""
+    k, n = progress["k"], progress["n"]
+    if n == 0:
+        st.info("Nothing left to rate here: every item has all the judgments it needs.",
+                icon=":material/task_alt:")
+    elif k >= n:
+        st.success(f"All done, thank you! You judged {progress['done']} "
+                   f"item{'s' * (progress['done'] != 1)} and skipped or flagged "
+                   f"{progress['skipped']}.", icon=":material/celebration:")
+    else:
+        st.info(f"Nothing to rate right now: the other {n - k} item{'s' * (n - k != 1)} "
+                "open to you are being rated by others. Come back in a few minutes.",
+                icon=":material/hourglass_top:")
+
+
 db = common.get_db()
-rater = rating_rater(db, common.gate(db))
+identity = common.gate(db)
+rater = rating_rater(db, identity)
 common.show_flash()
-projects = store.list_projects(db)
+projects = access.visible_projects(db, identity)
 if not projects:
-    st.info("No projects yet: an admin imports items first.")
+    st.title("Rate")
+    st.info("No projects for you yet: ask your project admin to add you to one."
+            if identity.mode == "token" and not identity.is_admin
+            else "No projects yet: an admin imports items first.")
     st.stop()
 project = common.pick_project(projects, Keys.PROJECT)
 settings = project["settings"]
 try:
-    claim = assignment.next_item(db, project["id"], rater["id"])
+    claim = assignment.next_item(db, project["id"], rater["id"],
+                                 assigned_only=identity.mode == "token" and not identity.is_admin)
 except AccessDenied as exc:
-    st.error(f"Access denied: {exc}.", icon=":material/lock:")
+    st.error(f"Access denied: {inert.escape_markdown(exc)}.", icon=":material/lock:")
     st.stop()
-progress = store.rater_progress(db, project["id"], rater["id"], open_all=common.open_item_count(
-    store.default_db(), project["id"], settings.raters_per_item))
+progress = store.rater_progress(db, project["id"], rater["id"])
 
-st.title(project["name"])
-done, available = progress["done"], progress["available"]
-st.progress(done / available if available else 1.0,
-            text=f"{rater['name']}: {done} of {available} done")
+st.title(inert.escape_markdown(project["name"]))
+st.caption(f"Rating as {inert.escape_markdown(rater['name'])}")
+st.progress(progress["k"] / progress["n"] if progress["n"] else 1.0,
+            text=f"{progress['k']} of {progress['n']} done")
 if claim is None:
-    st.success(f"All done, thank you! You judged {done} item{'s' * (done != 1)} in "
-               f"{project['name']} and skipped or flagged {progress['skipped']}.",
-               icon=":material/celebration:")
+    finished(project, progress)
     st.stop()
 if settings.guidelines:
     with st.expander("Guidelines"):
-        st.markdown(settings.guidelines)
-show_item(claim["item"])
-if project["kind"] == "pairwise":
-    pairwise(db, claim, rater, settings)
-else:
-    slate(db, claim, rater, settings)
-skip_or_flag(db, claim, rater)
+        st.markdown(inert.inert_markdown(settings.guidelines))
+try:
+    show_item(claim["item"], claim["id"])
+    if project["kind"] == "pairwise":
+        pairwise(db, claim, rater, settings)
+    else:
+        slate(db, claim, rater, settings)
+    skip_or_flag(db, claim, rater)
+except Exception as exc:  # noqa: BLE001 - any failure to show one item must not block the rater
+    assignment.flag_unshowable(db, claim, rater["id"], exc)
+    common.flash("That item could not be shown, so it was flagged for the admin; here is the "
+                 "next one")
+    st.rerun()

@@ -126,3 +126,13 @@ def require_admin(identity: Identity | None) -> Identity:
     if identity is None or not identity.is_admin:
         raise AccessDenied("this page is for project admins")
     return identity
+
+
+def visible_projects(db, identity: Identity) -> list[dict]:
+    """Return the projects this person may rate in: all for admins and in local mode,
+    the assigned ones for a rater's link."""
+    projects = store.list_projects(db)
+    if identity.is_admin or identity.mode == "local" or identity.rater is None:
+        return projects
+    assigned = set(store.rater_project_ids(db, identity.rater["id"]))
+    return [p for p in projects if p["id"] in assigned]

@@ -16,10 +16,12 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from prefstore import store
-from prefstore.errors import InvalidInput
+from prefstore.errors import AccessDenied, InvalidInput
 from prefstore.settings import ProjectSettings
 
 FLAG_REASONS = ("harmful", "broken", "unclear")
+#: The flag reason recorded when an item cannot be shown (the rater moves on).
+RENDER_ERROR = store.claims.UNREADABLE
 
 # The graded pairwise scale, in display order: (position of the winner, strength).
 # Position 0 is "Response A", 1 is "Response B"; strength 1..3, 0 for a tie.
@@ -36,13 +38,17 @@ STRENGTH_LABELS = tuple(label for label, _, _ in STRENGTH_SCALE)
 LIKERT = (1, 2, 3, 4, 5)
 
 
-def next_item(db, project_id: int, rater_id: int, *,
+def next_item(db, project_id: int, rater_id: int, *, assigned_only: bool = False,
               now: dt.datetime | None = None, rng: random.Random | None = None) -> dict | None:
     """Claim the rater's next item (or resume their open claim); None when nothing is left.
 
     The claim carries ``display_order`` (response indices in the order shown)
-    and ``item`` with its responses. Gold items look like any other item.
+    and ``item`` with its responses. Gold items look like any other item. With
+    ``assigned_only`` (a rater's link) a project the rater is not assigned to
+    raises AccessDenied.
     """
+    if assigned_only and project_id not in store.rater_project_ids(db, rater_id):
+        raise AccessDenied("you are not assigned to this project; ask your project admin")
     return store.claim_next(db, project_id, rater_id, now=now, rng=rng)
 
 
@@ -242,6 +248,12 @@ def flag(db, claim: dict, rater_id: int, reason: str) -> None:
         raise InvalidInput(f"flag reason must be one of {', '.join(FLAG_REASONS)}, "
                            f"got {reason!r}")
     store.release_assignment(db, claim["id"], rater_id, status="flagged", reason=reason)
+
+
+def flag_unshowable(db, claim: dict, rater_id: int, error: BaseException) -> None:
+    """Flag an item the page failed to show, naming the error, so the rater moves on."""
+    store.release_assignment(db, claim["id"], rater_id, status="flagged",
+                             reason=f"{RENDER_ERROR}: {type(error).__name__}")
 
 
 # --------------------------------------------------------------------------

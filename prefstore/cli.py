@@ -94,12 +94,86 @@ def cmd_stats(args: argparse.Namespace) -> int:
     stats = store.project_stats(db, project["id"])
     stats = {"project": project["name"], "kind": project["kind"], **stats}
     if args.json:
+        stats["judge"] = store.judge_usage(db, project["id"], _configured_judge(project))
         _print_json(stats)
     else:
         print(f"{project['name']} ({project['kind']}): {stats['items']} items, "
               f"{stats['responses']} responses, judgments human {stats['judgments']['human']} "
               f"/ llm {stats['judgments']['llm']}, raters human {stats['raters']['human']} "
               f"/ llm {stats['raters']['llm']}")
+    return 0
+
+
+def _configured_judge(project: dict) -> list[str]:
+    """Return the rater name of the project's judge setting (none when it has none)."""
+    from prefstore.judges.base import config_rater_name
+
+    judge = project["settings"].judge
+    return [config_rater_name(judge)] if judge else []
+
+
+def _read_judge_config(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except OSError as exc:
+        raise InvalidInput(f"--judge-config {path}: cannot read it ({exc.strerror})") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"--judge-config {path}: line {exc.lineno}: not valid JSON "
+                           f"({exc.msg})") from exc
+    if not isinstance(config, dict):
+        raise InvalidInput(f"--judge-config {path}: must hold a JSON object (the judge "
+                           f"settings), got {type(config).__name__}")
+    return config
+
+
+@command("annotate")
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from prefstore import judges
+    from prefstore.worker import annotate_project
+
+    if args.save and not args.judge_config:
+        raise InvalidInput("--save stores the judge of --judge-config FILE.json; give both")
+    if args.limit is not None and args.limit < 1:
+        raise InvalidInput(f"--limit must be at least 1, got {args.limit}")
+    db = _open(args)
+    project = store.get_project(db, args.project)
+    config = _read_judge_config(args.judge_config) if args.judge_config else None
+    if config is not None:
+        project["settings"].replace(judge=config)  # every check of a stored judge setting
+    config = config or project["settings"].judge
+    if config and config.get("backend") == "openai":
+        # Before any work: names the setting to fix (base_url, model or api_key_env).
+        judges.check_connection(config)
+    if args.save:
+        project = store.update_project_settings(db, project["id"], {"judge": config},
+                                                 actor="cli")
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=f"annotate {project['name']}", unit="item",
+                       file=sys.stderr, disable=None)
+        bar.total = max(bar.total, done)
+        bar.update(done - bar.n)
+
+    try:
+        result = annotate_project(db, project, config, limit=args.limit,
+                                  retry_failed=args.retry_failed, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = {key: result[key] for key in ("labelled", "failed", "cached", "seconds", "tokens")}
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"judge {result['judge']}: labelled {summary['labelled']}, failed "
+              f"{summary['failed']} ({summary['cached']} from the cache) in "
+              f"{summary['seconds']:.1f} s; tokens {summary['tokens']['prompt']} prompt, "
+              f"{summary['tokens']['completion']} completion")
     return 0
 
 
@@ -402,6 +476,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("stats", "print a project's counts")
     p.add_argument("--project", required=True)
+    p.add_argument("--json", action="store_true")
+
+    p = add("annotate", "run the project's LLM judge now, in the foreground")
+    p.add_argument("--project", required=True)
+    p.add_argument("--judge-config", metavar="FILE.json",
+                   help="judge settings to run instead of the project's (a JSON object)")
+    p.add_argument("--save", action="store_true",
+                   help="also store --judge-config as the project's judge setting")
+    p.add_argument("--limit", type=int, default=None, help="judge at most this many items")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="ask again about the items whose answer failed")
     p.add_argument("--json", action="store_true")
 
     p = add("agreement", "rater agreement, bias and judge-vs-human metrics")

@@ -18,8 +18,14 @@ from prefstore.errors import InvalidInput
 RANKING_MODES = ("best", "full")
 BUDGET_MODES = ("none", "fraction", "count")
 #: The judge fields the Admin form shows (``judge_<field>``); a blank model means no judge.
-JUDGE_FORM_FIELDS = ("model", "backend", "batch_size", "max_length", "device", "dtype",
-                     "allow_tie", "rationale")
+JUDGE_FORM_FIELDS = ("model", "backend", "allow_tie", "rationale", "batch_size", "max_length",
+                     "device", "dtype", "base_url", "api_key_env", "concurrency",
+                     "requests_per_minute", "timeout_s", "max_retries", "temperature",
+                     "max_tokens", "logprobs", "samples")
+# Text fields where a blank form field means "not set".
+_JUDGE_TEXT_FIELDS = ("base_url", "api_key_env")
+# Number fields the form edits as floats (Streamlit wants one type per number input).
+_JUDGE_FLOAT_FIELDS = ("requests_per_minute", "timeout_s", "temperature")
 
 
 def _is_int(value: Any) -> bool:
@@ -190,8 +196,15 @@ class ProjectSettings:
             values[key] = float(values[key])
         values["budget_mode"], values["budget"] = mode, amount
         judge = {**judge_defaults(), "model": "", **(self.judge or {})}
-        for name in JUDGE_FORM_FIELDS:
-            values[f"judge_{name}"] = judge.get(name)
+        # Every judge field, also those the form does not show, so the page can pass
+        # them through and a save keeps them.
+        for name in judge_fields():
+            value = judge.get(name)
+            if name in _JUDGE_TEXT_FIELDS and value is None:
+                value = ""
+            elif name in _JUDGE_FLOAT_FIELDS and value is not None:
+                value = float(value)
+            values[f"judge_{name}"] = value
         return values
 
     @classmethod
@@ -240,6 +253,13 @@ def judge_defaults() -> dict[str, Any]:
             if f.default is not dataclasses.MISSING}
 
 
+def judge_fields() -> tuple[str, ...]:
+    """Every field of a judge setting, ``model`` first."""
+    from prefstore.judges.base import JudgeConfig
+
+    return tuple(f.name for f in dataclasses.fields(JudgeConfig))
+
+
 def human_budget(mode: str, amount: float | None) -> float | int | None:
     """Return the stored human budget for a form's mode and amount.
 
@@ -268,15 +288,18 @@ def judge_from_form(values: Mapping[str, Any]) -> dict | None:
     """Return the judge setting from a form's ``judge_*`` fields; None without a model.
 
     Only fields that differ from the judge's defaults are stored, so a later
-    change of a default reaches projects that never set it.
+    change of a default reaches projects that never set it; a field the form
+    left out gets its default. A blank ``base_url`` or ``api_key_env`` is unset.
     """
     model = str(values.get("judge_model") or "").strip()
     if not model:
         return None
     defaults = judge_defaults()
     judge: dict[str, Any] = {"model": model}
-    for name in JUDGE_FORM_FIELDS[1:]:
+    for name in judge_fields()[1:]:
         value = values.get(f"judge_{name}", defaults.get(name))
+        if name in _JUDGE_TEXT_FIELDS and isinstance(value, str):
+            value = value.strip() or None
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if value != defaults.get(name):

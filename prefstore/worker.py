@@ -8,7 +8,8 @@ carry a submission id per (judge, item), so a redone annotation adds no
 duplicate.
 
 Job types: ``refit`` (the project's models), ``annotate`` (the project's LLM
-judge on items it has not labelled), ``route`` (routing decisions).
+judge on items it has not labelled, through :func:`annotate_project`, which
+``prefstore annotate`` runs too), ``route`` (routing decisions).
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ WORKER_LIVE_S = 30.0
 WATCHDOG_S = 1.0
 ORPHAN_GRACE_S = 5.0
 ANNOTATE_BATCH = 32
+# A server judge takes items in batches of this many per request slot, so its
+# concurrency stays busy between batches.
+SERVER_BATCH_PER_SLOT = 8
+# After a failed annotate job, the scheduler waits this long before queueing another.
+ANNOTATE_RETRY_S = 300.0
+PROGRESS_EVERY_S = 2.0
 
 
 class LeaseLost(PrefstoreError):
@@ -94,44 +101,177 @@ def run_route(ctx: JobContext) -> dict:
     return summary
 
 
-def run_annotate(ctx: JobContext) -> dict:
-    """Label the project's items with its configured LLM judge, in batches."""
-    from prefstore import judges
+def judge_input(item: dict) -> dict:
+    """Return what a judge sees of a stored item: the prompt or messages, and response texts.
 
-    project = store.get_project(ctx.db, ctx.job["project_id"])
-    config = ctx.job["payload"].get("judge") or project["settings"].judge
+    Never the system names.
+    """
+    shown = {"responses": [r["text"] for r in item["responses"]]}
+    if item.get("messages") is not None:
+        shown["messages"] = item["messages"]
+    else:
+        shown["prompt"] = item["prompt"]
+    return shown
+
+
+def annotate_project(
+    db,
+    project: dict | str | int,
+    config: dict | None = None,
+    *,
+    limit: int | None = None,
+    retry_failed: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    before_write: Callable[[], None] | None = None,
+) -> dict:
+    """Label a project's items with an LLM judge, storing each outcome as soon as it is done.
+
+    The one annotation path of ``prefstore annotate`` and the worker's annotate
+    job. Items the judge has labelled, or failed on (unless ``retry_failed``),
+    are skipped, so a run that was killed resumes where it stopped and adds no
+    duplicate. A verdict is stored as a judgment and its item marked done in one
+    transaction; an answer that does not parse marks the item failed with its raw
+    text. A server judge keeps its responses in the database (``judge_cache``), so
+    a rerun sends no request that was answered before.
+
+    Parameters
+    ----------
+    project : the project (a row, a name or an id).
+    config : the judge configuration (default: the project's ``judge`` setting).
+    limit : judge at most this many items.
+    retry_failed : ask again about the items whose answer failed.
+    progress : ``progress(done, total)`` in items, first with ``done=0``.
+    should_stop : polled between outcomes; once true, the run ends after the
+        requests in flight, with ``"stopped": True``.
+    before_write : called before each outcome is written; raise to stop writing.
+
+    Returns
+    -------
+    ``{"judge", "labelled", "failed", "cached", "requests", "seconds", "tokens":
+    {"prompt", "completion"}, "written", "truncated", "stopped"}``: ``cached``
+    counts the items answered from the cache alone, ``written`` the judgments
+    created, ``requests`` and ``tokens`` what this run sent to a server.
+
+    Raises
+    ------
+    InvalidInput
+        when the project has no judge and none is given, or the configuration is bad.
+    JudgeServerError, ServerUnavailable, ModelLoadError, MissingDependency
+        from the judge; the outcomes stored before stay stored.
+    """
+    from prefstore import judges
+    from prefstore.judges.annotate import add_outcome, new_stats
+    from prefstore.judges.base import SERVER_BACKENDS, JudgeConfig, rater_name
+
+    if not isinstance(project, dict):
+        project = store.get_project(db, project)
+    config = config or project["settings"].judge
     if not config:
         raise InvalidInput(f"project {project['name']!r} has no judge configured "
                            "(settings.judge)")
-    judge = judges.load_judge(config)
-    rater = store.get_or_create_rater(ctx.db, judge.name, "llm")
-    written = truncated = 0
-    while True:
-        batch = store.items_missing_judgment(ctx.db, project["id"], rater["id"],
-                                               limit=ANNOTATE_BATCH)
-        if not batch:
-            break
-        # The judge sees the prompt and response texts only, never system names.
-        inputs = [{"prompt": item["prompt"], "messages": item["messages"],
-                   "responses": [r["text"] for r in item["responses"]]} for item in batch]
-        inputs = [{k: v for k, v in i.items() if v is not None} for i in inputs]
-        results = judge.judge_items(inputs)
-        ctx.progress(f"labelled {written + len(batch)} items")
-        for item, result in zip(batch, results):
-            judgment = result.to_judgment()
-            truncated += bool(result.truncated)
-            _, created = store.submit_judgment(
-                ctx.db, item_id=item["id"], rater_id=rater["id"], kind="llm",
-                submission_id=f"judge:{item['id']}", outcome=judgment["outcome"],
-                choice=judgment["choice"], ranking=judgment["ranking"],
-                display_order=judgment["display_order"], rationale=judgment["rationale"],
-                metadata=judgment["metadata"])
-            written += created
-        if ctx.stopping:
-            return {"judge": judge.name, "written": written, "truncated": truncated,
-                    "complete": False}
-    _enqueue_route_if_judged(ctx.db, project["id"])
-    return {"judge": judge.name, "written": written, "truncated": truncated, "complete": True}
+    config = JudgeConfig.from_dict(config) if isinstance(config, dict) else config
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise InvalidInput(f"limit must be a positive integer, got {limit!r}")
+    started = time.perf_counter()
+    totals = {**new_stats(), "judge": rater_name(config.model), "written": 0, "truncated": 0}
+    total = store.count_judge_todo(db, project["id"], totals["judge"],
+                                   retry_failed=retry_failed)
+    total = total if limit is None else min(total, limit)
+    if progress is not None:
+        progress(0, total)
+    if total == 0:
+        return totals
+    cache = store.JudgeCache(db) if config.backend in SERVER_BACKENDS else None
+    judge = judges.load_judge(config, cache=cache)
+    stopped = False
+    try:
+        rater = store.get_or_create_rater(db, judge.name, "llm")
+        totals["judge"] = judge.name
+        batch = ANNOTATE_BATCH
+        if config.backend in SERVER_BACKENDS:
+            batch = max(batch, SERVER_BATCH_PER_SLOT * config.concurrency)
+        done = taken = after = 0
+        while limit is None or taken < limit:
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            size = batch if limit is None else min(batch, limit - taken)
+            items = store.judge_todo(db, project["id"], rater["id"], after=after, limit=size,
+                                     retry_failed=retry_failed)
+            if not items:
+                break
+            after, taken = items[-1]["id"], taken + len(items)
+            store.mark_judge_pending(db, project["id"], rater["id"], [i["id"] for i in items])
+
+            def store_outcome(outcome, items=items):
+                nonlocal done
+                if before_write is not None:
+                    before_write()
+                item = items[outcome.index]
+                if outcome.ok:
+                    _, created = store.save_judge_verdict(
+                        db, project_id=project["id"], rater_id=rater["id"], item_id=item["id"],
+                        judgment=outcome.result.to_judgment(), attempts=outcome.requests,
+                        usage=outcome.usage)
+                    totals["written"] += created
+                    totals["truncated"] += bool(outcome.result.truncated)
+                else:
+                    failure = outcome.failure
+                    store.save_judge_failure(
+                        db, project_id=project["id"], rater_id=rater["id"], item_id=item["id"],
+                        kind=failure.kind, reason=failure.reason, raw=failure.raw,
+                        attempts=outcome.requests, usage=outcome.usage)
+                add_outcome(totals, outcome)
+                done += 1
+                if progress is not None:
+                    progress(done, max(total, done))
+
+            report = judges.annotate_items(judge, [judge_input(i) for i in items],
+                                           on_outcome=store_outcome, should_stop=should_stop)
+            if report.stats["stopped"]:
+                stopped = True
+                break
+    finally:
+        totals["seconds"] = round(time.perf_counter() - started, 3)
+        close = getattr(judge, "close", None)
+        if close is not None:
+            close()
+    totals["stopped"] = stopped
+    return totals
+
+
+def run_annotate(ctx: JobContext) -> dict:
+    """Label the project's items with its LLM judge (``annotate_project``), lease-safe.
+
+    Progress is reported at most every PROGRESS_EVERY_S; once the lease is lost no
+    outcome is written, and on shutdown the run ends after the requests in flight
+    and the job goes back to the queue.
+    """
+    worker = ctx._worker
+    last_report = 0.0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last_report
+        now = time.monotonic()
+        if done in (0, total) or now - last_report >= PROGRESS_EVERY_S:
+            last_report = now
+            ctx.progress(f"judged {done} of {total} items")
+
+    def lease_held() -> None:
+        if worker.lease_lost.is_set():
+            raise LeaseLost(f"job {ctx.job['id']} was taken over by another worker")
+
+    payload = ctx.job["payload"]
+    result = annotate_project(
+        ctx.db, ctx.job["project_id"], payload.get("judge"),
+        retry_failed=bool(payload.get("retry_failed")), progress=progress,
+        should_stop=lambda: ctx.stopping or worker.lease_lost.is_set(),
+        before_write=lease_held)
+    result["complete"] = not result.pop("stopped")
+    if result["complete"]:
+        _enqueue_route_if_judged(ctx.db, ctx.job["project_id"])
+    return result
 
 
 JOB_HANDLERS: dict[str, Callable[[JobContext], dict]] = {
@@ -160,13 +300,26 @@ def schedule_due_jobs(db, now: dt.datetime | None = None) -> list[int]:
         if due and (job := store.enqueue_job(db, "refit", project_id=project["id"])):
             queued.append(job)
         if settings.judge:
-            from prefstore.judges.base import JudgeConfig, rater_name
+            from prefstore.judges.base import config_rater_name
 
-            name = rater_name(JudgeConfig.from_dict(settings.judge).model)
-            if store.count_items_missing_judgment(db, project["id"], name) and (
-                    job := store.enqueue_job(db, "annotate", project_id=project["id"])):
+            name = config_rater_name(settings.judge)
+            if (store.has_judge_todo(db, project["id"], name)
+                    and not _annotate_failed_recently(db, project["id"], now)
+                    and (job := store.enqueue_job(db, "annotate", project_id=project["id"]))):
                 queued.append(job)
     return queued
+
+
+def _annotate_failed_recently(db, project_id: int, now: dt.datetime) -> bool:
+    """Whether the project's last annotate job failed less than ANNOTATE_RETRY_S ago.
+
+    A judge server that is down fails each job at once; without this pause the
+    scheduler would queue (and fail) another one on every poll.
+    """
+    last = store.last_annotate_job(db, project_id)
+    if last is None or last["status"] != "failed" or not last["finished_at"]:
+        return False
+    return (now - store.parse_iso(last["finished_at"])).total_seconds() < ANNOTATE_RETRY_S
 
 
 class Worker:

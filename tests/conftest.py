@@ -131,6 +131,41 @@ def db(db_path):
 
 
 # --------------------------------------------------------------------------
+# A real judge server: `transformers serve` on the tiny local models
+
+
+@pytest.fixture(scope="session")
+def served_processes(tmp_path_factory):
+    """Start ``transformers serve`` and its standby (both import for ~20 s meanwhile).
+
+    Session-wide, so every module that judges against a real server shares one.
+    """
+    from tests.judge_server import Served, TransformersServer, free_port, serving_available
+
+    if not serving_available():
+        pytest.skip("transformers serve needs torch, transformers, fastapi and uvicorn "
+                    "(pip install 'transformers[serving]')")
+    root = tmp_path_factory.mktemp("transformers-serve")
+    port = free_port()
+    primary = TransformersServer(root / "models", port, root / "primary.log", build=True)
+    standby = TransformersServer(root / "models", port, root / "standby.log", standby=True)
+    try:
+        primary.start()
+        standby.start()
+        yield Served(primary, standby)
+    finally:
+        primary.stop()
+        standby.stop()
+
+
+@pytest.fixture(scope="session")
+def served(served_processes):
+    """The running ``transformers serve`` (a ``tests.judge_server.Served``), ready."""
+    served_processes.current.wait_ready()
+    return served_processes
+
+
+# --------------------------------------------------------------------------
 # Real data sets (../shared/data, or $PREFSTORE_TEST_DATA)
 
 

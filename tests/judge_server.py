@@ -281,6 +281,40 @@ class TransformersServer:
             return ""
 
 
+def serving_available() -> bool:
+    """Whether ``transformers serve`` can run here (torch, transformers, fastapi, uvicorn)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("torch", "transformers", "fastapi",
+                                                     "uvicorn"))
+
+
+class Served:
+    """The running ``transformers serve``, plus a standby to restart it on the same port.
+
+    The session fixtures ``served_processes`` and ``served`` (tests/conftest.py)
+    hand one out to every test module.
+    """
+
+    def __init__(self, primary, standby):
+        self.current, self.standby = primary, standby
+
+    @property
+    def base_url(self):
+        return self.current.base_url
+
+    def model(self, name):
+        return self.current.model_path(name)
+
+    def kill(self):
+        self.current.stop(signal.SIGKILL)
+
+    def restart(self):
+        self.current, self.standby = self.standby, None
+        self.current.go()
+        self.current.wait_ready()
+
+
 # ---------------------------------------------------------------- scripted server
 
 

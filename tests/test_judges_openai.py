@@ -7,12 +7,10 @@ the tiny local models (``tests/judge_server.py``), driven by the real ``openai``
 client: end to end, parse failures, the cache, concurrency and a restart.
 """
 
-import importlib.util
 import json
 import logging
 import math
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -46,9 +44,9 @@ from tests.judge_server import (
     RANDOM_MODEL,
     Reply,
     ScriptedServer,
-    TransformersServer,
     fixture,
     free_port,
+    serving_available,
 )
 
 # The fixtures' logprobs are logs of round numbers to 8 decimals.
@@ -524,6 +522,31 @@ def test_a_server_refusing_logprobs_is_asked_again_without_them():
     assert all(o.ok and o.result.answer_mode == "text" for o in outcomes)
 
 
+TGI_TOP_N_TOKENS = {"error": "Input validation error: `top_n_tokens` must be >= 0 and <= 5. "
+                               "Given: 20", "error_type": "validation"}
+
+
+def test_tgi_capping_top_logprobs_is_asked_again_without_them():
+    """Regression: TGI's 422 for top_logprobs > --max-top-n-tokens failed every item."""
+    def respond(body, n):
+        if body.get("logprobs"):
+            return Reply(TGI_TOP_N_TOKENS, status=422)
+        return text_reply("A")
+
+    with ScriptedServer(respond) as server:
+        outcome = next(judge_for(server, concurrency=1).iter_outcomes([ITEM]))
+    assert outcome.ok and outcome.result.answer_mode == "text"
+    assert [("logprobs" in b) for b in server.bodies()] == [True, False, False]
+
+
+def test_tgi_error_bodies_keep_their_message():
+    with ScriptedServer(always(Reply(TGI_TOP_N_TOKENS, status=422))) as server:
+        outcome = next(judge_for(server, logprobs=True).iter_outcomes([ITEM]))
+    assert outcome.failure.kind == "http_error"
+    assert outcome.failure.raw == TGI_TOP_N_TOKENS["error"]
+    assert outcome.failure.reason.startswith("HTTP 422: Input validation error: `top_n_tokens`")
+
+
 # ---------------------------------------------------------------- HTTP errors and retries
 
 
@@ -664,63 +687,11 @@ def test_should_stop_ends_the_run_after_the_requests_in_flight():
 # ---------------------------------------------------------------- a real server
 
 
-def _serving_available():
-    return all(importlib.util.find_spec(m) for m in ("torch", "transformers", "fastapi",
-                                                     "uvicorn"))
-
-
-class Served:
-    """The running ``transformers serve``, plus a standby to restart it on the same port."""
-
-    def __init__(self, primary, standby):
-        self.current, self.standby = primary, standby
-
-    @property
-    def base_url(self):
-        return self.current.base_url
-
-    def model(self, name):
-        return self.current.model_path(name)
-
-    def kill(self):
-        self.current.stop(signal.SIGKILL)
-
-    def restart(self):
-        self.current, self.standby = self.standby, None
-        self.current.go()
-        self.current.wait_ready()
-
-
-@pytest.fixture(scope="session")
-def served_processes(tmp_path_factory):
-    """Start ``transformers serve`` and its standby (both import for ~20 s meanwhile)."""
-    if not _serving_available():
-        pytest.skip("transformers serve needs torch, transformers, fastapi and uvicorn "
-                    "(pip install 'transformers[serving]')")
-    root = tmp_path_factory.mktemp("transformers-serve")
-    port = free_port()
-    primary = TransformersServer(root / "models", port, root / "primary.log", build=True)
-    standby = TransformersServer(root / "models", port, root / "standby.log", standby=True)
-    try:
-        primary.start()
-        standby.start()
-        yield Served(primary, standby)
-    finally:
-        primary.stop()
-        standby.stop()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _launch_early(request):
     # Start the servers before the scripted tests, so their imports overlap them.
-    if _serving_available() and not request.config.getoption("keyword"):
+    if serving_available() and not request.config.getoption("keyword"):
         request.getfixturevalue("served_processes")
-
-
-@pytest.fixture(scope="session")
-def served(served_processes):
-    served_processes.current.wait_ready()
-    return served_processes
 
 
 def real_judge(served, name, http_client=None, **settings):

@@ -16,6 +16,15 @@ from prefstore.settings import ProjectSettings, human_budget
     {"human_budget": 1},
     {"human_budget": 1.0},
     {"judge": {"model": "/models/j", "backend": "reward", "batch_size": 4}},
+    {"judge": {"model": "meta-llama/Llama-3.1-70B-Instruct", "backend": "openai",
+               "base_url": "http://gpu-box:8000/v1", "api_key_env": "PREFSTORE_JUDGE_API_KEY",
+               "concurrency": 8, "requests_per_minute": 600, "timeout_s": 60, "max_retries": 3,
+               "temperature": 0.7, "max_tokens": 8, "logprobs": False, "samples": 3,
+               "allow_tie": True}},
+    {"judge": {"model": "m", "backend": "openai", "base_url": "https://api.openai.com/v1",
+               "logprobs": True, "requests_per_minute": 0.5, "timeout_s": 2.5}},
+    # Fields the form does not show survive a save.
+    {"judge": {"model": "m", "slate_mode": "listwise", "listwise_shuffles": 5, "seed": 7}},
 ])
 def test_form_round_trip(values):
     settings = ProjectSettings.from_dict(values)
@@ -90,3 +99,19 @@ def test_form_changes_names_the_bad_setting():
         ProjectSettings.form_changes({"reason_tags": "safer\n safer "})
     assert ProjectSettings.form_changes({"aspects": " a \n\n b\n", "raters_per_item": 2.0}) == {
         "aspects": ["a", "b"], "raters_per_item": 2}
+
+
+def test_judge_form_values_are_widget_ready_and_blank_means_unset():
+    values = ProjectSettings().form_values()
+    assert (values["judge_model"], values["judge_base_url"], values["judge_api_key_env"]) == (
+        "", "", "")
+    assert (values["judge_timeout_s"], values["judge_temperature"],
+            values["judge_requests_per_minute"]) == (120.0, 0.0, None)
+    stored = ProjectSettings.from_dict({"judge": {
+        "model": "m", "backend": "openai", "base_url": "http://h/v1", "timeout_s": 30}})
+    assert type(stored.form_values()["judge_timeout_s"]) is float
+    form = {**ProjectSettings().form_values(), "judge_model": " m ", "judge_backend": "openai",
+            "judge_base_url": " http://h/v1 ", "judge_api_key_env": "  ",
+            "judge_concurrency": 4, "judge_timeout_s": 30.0}
+    assert ProjectSettings.form_changes(form)["judge"] == {
+        "model": "m", "backend": "openai", "base_url": "http://h/v1", "timeout_s": 30}

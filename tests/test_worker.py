@@ -239,3 +239,152 @@ def test_a_worker_started_by_hand_outlives_its_shell(db, db_path, tmp_path):
     finally:
         os.kill(worker_pid, signal.SIGTERM)
         wait_for(lambda: not pid_alive(worker_pid), timeout=15, step=0.1)
+
+
+# ---------------------------------------------------------------- annotate jobs with a server judge
+
+
+def judge_project(db, base_url, n=6, **judge):
+    """A project whose judge is behind ``base_url``, with ``n`` pairwise items."""
+    project = store.create_project(db, "p", settings={"judge": {
+        "backend": "openai", "base_url": base_url, "model": "scripted-judge", **judge}})
+    store.insert_items(db, project["id"], [
+        {"external_id": f"q{i}", "prompt": f"Question {i}?",
+         "responses": [{"text": f"yes {i}", "system": "a"}, {"text": f"no {i}", "system": "b"}]}
+        for i in range(n)])
+    return store.get_project(db, "p")
+
+
+def scripted_answers(event_at=None, event=None):
+    """Answer "A" with logprobs; set ``event`` when request number ``event_at`` arrives."""
+    from tests.judge_server import Reply, fixture
+
+    def respond(body, n):
+        if n == event_at:
+            event.set()
+        return Reply(fixture("logprobs_answer_a.json"))
+
+    return respond
+
+
+def judged_items(db, project_id):
+    rows = db.execute("SELECT COUNT(*), COUNT(DISTINCT item_id) FROM judgments j "
+                      "JOIN items i ON i.id = j.item_id WHERE i.project_id = ?",
+                      [project_id]).fetchone()
+    assert rows[0] == rows[1], "an item was judged twice"
+    return rows[0]
+
+
+@pytest.mark.llm
+def test_annotate_job_with_a_server_judge_stores_what_the_cli_does(db, db_path, served):
+    from tests.judge_server import ANSWERING_MODEL
+
+    config = {"backend": "openai", "base_url": served.base_url,
+              "model": served.model(ANSWERING_MODEL), "concurrency": 2}
+    project = store.create_project(db, "p", settings={"judge": config})
+    store.insert_items(db, project["id"], [
+        {"external_id": f"q{i}", "prompt": f"Explain topic {i}.",
+         "responses": [{"text": f"Topic {i} is ...", "system": "a"},
+                       {"text": "I don't know.", "system": "b"}]} for i in range(6)])
+    [job] = worker.schedule_due_jobs(db)
+    worker.Worker(db_path, poll_s=0.1, schedule=False).run(once=True)
+    done = store.get_job(db, job)
+    assert (done["type"], done["status"]) == ("annotate", "done")
+    result = done["result"]
+    assert (result["judge"], result["labelled"], result["failed"], result["cached"],
+            result["written"], result["complete"]) == (ANSWERING_MODEL, 6, 0, 0, 6, True)
+    items = [i["id"] for i in store.iter_items(db, project["id"])]
+    rows = sorted((j["item_id"], j["submission_id"], j["outcome"], j["choice"],
+                   j["metadata"]["probs"], j["metadata"]["answer_mode"])
+                  for j in store.list_judgments(db, project_id=project["id"]))
+    assert rows == [(i, f"judge:{i}", "choice", 0, [0.5, 0.5], "text") for i in items]
+    usage = store.judge_usage(db, project["id"])[ANSWERING_MODEL]
+    assert (usage["calls"], usage["labelled"], usage["pending"]) == (12, 6, 0)
+    assert usage["tokens"] == result["tokens"]
+    assert ("route", "done") in [(j["type"], j["status"]) for j in store.recent_jobs(db)]
+    # Nothing pending: the scheduler queues no second annotation.
+    assert "annotate" not in [store.get_job(db, j)["type"]
+                              for j in worker.schedule_due_jobs(db)]
+
+
+def test_annotate_job_stops_on_shutdown_and_another_run_finishes(db, db_path):
+    from tests.judge_server import ScriptedServer
+
+    first = worker.Worker(db_path, poll_s=0.1, schedule=False)
+    # Request 4 is item 2's first display order: shut down while it is in flight.
+    with ScriptedServer(scripted_answers(4, first.stop_event)) as server:
+        project = judge_project(db, server.base_url, concurrency=1)
+        job = store.enqueue_job(db, "annotate", project_id=project["id"])
+        first.run(once=True)
+        stopped = store.get_job(db, job)
+        assert (stopped["status"], stopped["attempts"]) == ("queued", 1)
+        assert judged_items(db, project["id"]) in (2, 3)
+        states = [s["status"] for s in store.judge_states(db, project["id"])]
+        assert states[:2] == ["done", "done"] and set(states[3:]) == {"pending"}
+
+        worker.Worker(db_path, poll_s=0.1, schedule=False).run(once=True)
+        requests = len(server.requests)
+    finished = store.get_job(db, job)
+    assert (finished["status"], finished["attempts"]) == ("done", 2)
+    assert judged_items(db, project["id"]) == 6
+    # Every answer was paid for once: the one in flight came from the database.
+    assert requests == 12
+    assert {s["status"] for s in store.judge_states(db, project["id"])} == {"done"}
+
+
+def test_annotate_job_writes_nothing_once_its_lease_is_lost(db, db_path, monkeypatch):
+    from tests.judge_server import ScriptedServer
+
+    lost = worker.Worker(db_path, poll_s=0.1, schedule=False)
+    writes = []
+    save = store.save_judge_verdict
+
+    def recorded(*args, **kwargs):
+        writes.append(lost.lease_lost.is_set())
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(store, "save_judge_verdict", recorded)
+    # Request 4 is item 2's first display order: the lease is lost while it is in flight.
+    with ScriptedServer(scripted_answers(4, lost.lease_lost)) as server:
+        project = judge_project(db, server.base_url, concurrency=1)
+        job = store.enqueue_job(db, "annotate", project_id=project["id"])
+        lost.run_job(db, store.claim_job(db, lost.id))
+        assert len(server.requests) <= 6
+    # Item 0 was stored; item 1 too unless the lease went while it was being stored.
+    assert writes in ([False], [False, False])
+    assert judged_items(db, project["id"]) == len(writes)
+    running = store.get_job(db, job)
+    assert (running["status"], running["lease_owner"]) == ("running", lost.id)
+
+
+def test_schedule_queues_annotation_only_for_pending_items(db):
+    project = store.create_project(db, "p", settings={"judge": {"model": "org/judge"}})
+    ids = store.insert_items(db, project["id"], [
+        {"external_id": f"q{i}", "prompt": "q", "responses": [{"text": "a"}, {"text": "b"}]}
+        for i in range(2)])
+    judge = store.get_or_create_rater(db, "org/judge", "llm")
+    for item_id in ids:
+        store.save_judge_failure(db, project_id=project["id"], rater_id=judge["id"],
+                                 item_id=item_id, kind="unparseable", reason="no label",
+                                 raw="hmm", attempts=2)
+    assert worker.schedule_due_jobs(db) == []
+    store.insert_items(db, project["id"], [
+        {"external_id": "new", "prompt": "q", "responses": [{"text": "a"}, {"text": "b"}]}])
+    [job] = worker.schedule_due_jobs(db)
+    assert store.get_job(db, job)["type"] == "annotate"
+
+
+def test_a_failed_annotate_job_is_not_queued_again_at_once(db):
+    import datetime as dt
+
+    project = store.create_project(db, "p", settings={"judge": {"model": "org/judge"}})
+    store.insert_items(db, project["id"], [
+        {"external_id": "q", "prompt": "q", "responses": [{"text": "a"}, {"text": "b"}]}])
+    [job] = worker.schedule_due_jobs(db)
+    store.claim_job(db, "w")
+    store.finish_job(db, job, "w", error="ServerUnavailable: the judge server stopped answering")
+    now = dt.datetime.now(dt.UTC)
+    assert worker.schedule_due_jobs(db, now=now) == []
+    later = now + dt.timedelta(seconds=worker.ANNOTATE_RETRY_S + 1)
+    [again] = worker.schedule_due_jobs(db, now=later)
+    assert store.get_job(db, again)["type"] == "annotate"

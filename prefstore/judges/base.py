@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 
 from prefstore.errors import InvalidInput, MissingDependency, PrefstoreError
 
-# Local backends. pages/admin.py builds its backend selectbox from this tuple with a
-# label per entry, so the server backend joins it once that form has its fields.
+# Local backends (pages/admin.py offers ALL_BACKENDS).
 BACKENDS = ("generative", "reward")
 # Backends that call a server (JUDGE_BACKENDS has them all).
 SERVER_BACKENDS = ("openai",)
@@ -297,6 +296,13 @@ def rater_name(model: str) -> str:
     if path.exists():
         return path.resolve().name
     return model.strip().rstrip("/")
+
+
+def config_rater_name(config: JudgeConfig | dict) -> str:
+    """Return the rater name a judge configuration's labels are stored under."""
+    if isinstance(config, dict):
+        config = JudgeConfig.from_dict(config)
+    return rater_name(config.model)
 
 
 # ---------------------------------------------------------------- items

@@ -6,9 +6,10 @@ The server's address is left out on purpose: the same model behind another URL
 gives the same answers. Values are response dicts in the chat-completions format.
 
 ``ResponseCache`` is the interface; ``MemoryCache`` keeps responses for the life
-of a judge. A database-backed cache only needs the same two methods. The judge
-calls ``get`` and ``put`` from the thread that drives it, never from its request
-threads, so a cache may hold a connection that is bound to one thread.
+of a judge, and ``prefstore.store.JudgeCache`` in the database, for every run and
+process (``prefstore annotate`` and the worker use it). The judge calls ``get``
+and ``put`` from the thread that drives it, never from its request threads, so a
+cache may hold a connection that is bound to one thread.
 """
 
 import hashlib

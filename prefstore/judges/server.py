@@ -36,6 +36,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefstore.errors import InvalidInput, MissingDependency, PrefstoreError
+from prefstore.judges.aggregate import (
+    aggregate_listwise,
+    aggregate_pair,
+    aggregate_pairs_slate,
+    listwise_orders,
+)
 from prefstore.judges.answers import (
     answer_text,
     has_logprobs,
@@ -56,12 +62,6 @@ from prefstore.judges.base import (
     validate_items,
 )
 from prefstore.judges.cache import MemoryCache, ResponseCache, cache_key
-from prefstore.judges.generative import (
-    _aggregate_listwise,
-    _aggregate_pair,
-    _aggregate_pairs_slate,
-    listwise_orders,
-)
 from prefstore.judges.outcome import (
     HTTP_ERROR,
     NO_ANSWER_TOKEN,
@@ -233,12 +233,25 @@ def _error_message(error) -> str:
     body = error.body
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return _one_line(body["message"], 500)
+    # TGI answers {"error": "<message>", "error_type": ...}; the client hands over the string.
+    if isinstance(body, str) and body.strip():
+        return _one_line(body, 500)
     return _one_line(re.sub(r"^Error code: \d+ - ", "", str(error.message)), 500)
 
 
 def _one_line(text, limit=200) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _refuses_logprobs(message: str) -> bool:
+    """Whether an HTTP 400/422 message is about the logprobs parameters.
+
+    TGI calls ``top_logprobs`` ``top_n_tokens`` and caps it (``--max-top-n-tokens``,
+    5 by default) below the 20 asked for.
+    """
+    low = message.lower()
+    return "logprobs" in low or "top_n_tokens" in low
 
 
 def retry_after_seconds(headers) -> float | None:
@@ -614,7 +627,7 @@ class ServerJudge:
             except openai.APIStatusError as e:
                 status, error_text = e.status_code, _error_message(e)
                 if (status in (400, 422) and body.get("logprobs")
-                        and self.config.logprobs == "auto" and "logprobs" in error_text.lower()):
+                        and self.config.logprobs == "auto" and _refuses_logprobs(error_text)):
                     self._logprobs_rejected = True
                     raise _LogprobsRejected from None
                 kind, detail = HTTP_ERROR, f"HTTP {status}: {_one_line(error_text, 120)}"
@@ -660,11 +673,11 @@ class ServerJudge:
         k = len(item["responses"])
         allow_tie = self.config.allow_tie
         if k == 2:
-            result = _aggregate_pair(scored, allow_tie)
+            result = aggregate_pair(scored, allow_tie)
         elif self.config.slate_mode == "pairs":
-            result = _aggregate_pairs_slate(scored, k, allow_tie)
+            result = aggregate_pairs_slate(scored, k, allow_tie)
         else:
-            result = _aggregate_listwise(scored, k)
+            result = aggregate_listwise(scored, k)
         modes = {a.mode for a in answers}
         result.answer_mode = modes.pop() if len(modes) == 1 else "mixed"
         result.usage = {**usage, "requests": requests, "cached": cached}

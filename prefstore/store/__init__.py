@@ -11,7 +11,8 @@ Modules: :mod:`~prefstore.store.connection` (opening, transactions, backup),
 :mod:`~prefstore.store.schema` (migrations for both backends),
 :mod:`~prefstore.store.projects`, :mod:`~prefstore.store.raters`,
 :mod:`~prefstore.store.items`, :mod:`~prefstore.store.claims`,
-:mod:`~prefstore.store.judgments`, :mod:`~prefstore.store.jobs`,
+:mod:`~prefstore.store.judgments`, :mod:`~prefstore.store.judging` (the LLM
+judges' per-item state and response cache), :mod:`~prefstore.store.jobs`,
 :mod:`~prefstore.store.reports`, :mod:`~prefstore.store.routing` and
 :mod:`~prefstore.store.synthetic` (benchmark data). Their functions are
 re-exported here, so callers write ``store.claim_next(db, ...)``.
@@ -67,6 +68,20 @@ from prefstore.store.jobs import (
     release_job,
     worker_heartbeat,
 )
+from prefstore.store.judging import (
+    RAW_MAX_CHARS,
+    JudgeCache,
+    count_judge_todo,
+    has_judge_todo,
+    judge_states,
+    judge_submission_id,
+    judge_todo,
+    judge_usage,
+    last_annotate_job,
+    mark_judge_pending,
+    save_judge_failure,
+    save_judge_verdict,
+)
 from prefstore.store.judgments import (
     OUTCOMES,
     count_judgment_rows,
@@ -83,6 +98,7 @@ from prefstore.store.judgments import (
     judgments_frame,
     judgments_since,
     list_judgments,
+    llm_judge_names,
     normalize_judgment,
     project_rater_summary,
     project_stats,
@@ -130,5 +146,5 @@ from prefstore.store.routing import ROUTES, routing_counts, routing_frame, save_
 from prefstore.store.synthetic import seed_synthetic
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in (
-    "claims", "connection", "items", "jobs", "judgments", "projects", "raters", "reports",
-    "routing", "schema", "synthetic")]
+    "claims", "connection", "items", "jobs", "judging", "judgments", "projects", "raters",
+    "reports", "routing", "schema", "synthetic")]

@@ -56,9 +56,37 @@ _STILL_OPEN = (
     "AND a.status = 'claimed' AND a.expires_at > :now) FROM items i WHERE i.id = :item")
 
 
+#: The flag reason of an item whose stored data cannot be read (the rater moves on).
+UNREADABLE = "could not be shown"
+MAX_UNREADABLE_PER_CLAIM = 20
+
+
 def claim_next(db, project_id: int, rater_id: int, *, now: dt.datetime | None = None,
                rng: random.Random | None = None) -> dict | None:
     """Claim the next item for a rater and return the assignment with its item.
+
+    An item whose stored data cannot be read is flagged (reason ``"could not be
+    shown: ..."``, for the admin's review) and the next one is claimed instead,
+    so one bad item never blocks a rater.
+    """
+    for _ in range(MAX_UNREADABLE_PER_CLAIM):
+        claim = _claim(db, project_id, rater_id, now=now, rng=rng)
+        if claim is None:
+            return None
+        try:
+            claim["item"] = get_item(db, claim["item_id"])
+        except (ValueError, RecursionError) as exc:  # corrupt JSON, or nested too deep
+            release_assignment(db, claim["id"], rater_id, status="flagged",
+                               reason=f"{UNREADABLE}: {type(exc).__name__}")
+            continue
+        return claim
+    raise InvalidInput(f"more than {MAX_UNREADABLE_PER_CLAIM} items in a row could not be "
+                       "read; run `prefstore check`")
+
+
+def _claim(db, project_id: int, rater_id: int, *, now: dt.datetime | None,
+           rng: random.Random | None) -> dict | None:
+    """Claim the next item (without loading it): the assignment row.
 
     Two raters can never both take an item's last slot: SQLite serializes
     claims with ``BEGIN IMMEDIATE``; PostgreSQL locks the candidate item row
@@ -82,7 +110,10 @@ def claim_next(db, project_id: int, rater_id: int, *, now: dt.datetime | None = 
         if not rater[0]:
             raise AccessDenied("this rater is deactivated")
         if rater[1] is not None:
-            return get_assignment(db, rater[1])
+            found = db.query("SELECT * FROM assignments WHERE id = ?", [rater[1]])
+            claim = next(iter(found))
+            claim["display_order"] = loads(claim["display_order"])
+            return claim
         params = {"p": project_id, "r": rater_id, "now": now_s, "cap": cap}
 
         def candidate(gold: int) -> tuple[int, int] | None:
@@ -129,7 +160,7 @@ def claim_next(db, project_id: int, rater_id: int, *, now: dt.datetime | None = 
         ).fetchone()[0]
     return {"id": assignment_id, "item_id": item_id, "rater_id": rater_id,
             "claimed_at": now_s, "expires_at": expires, "status": "claimed", "reason": None,
-            "display_order": order, "updated_at": now_s, "item": get_item(db, item_id)}
+            "display_order": order, "updated_at": now_s}
 
 
 def _gold_due(db, project_id: int, rater_id: int, rate: float) -> bool:

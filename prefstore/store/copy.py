@@ -15,8 +15,9 @@ from prefstore.errors import Conflict
 from prefstore.store.connection import describe, write
 
 #: Every table, parents before children (foreign keys), as the copy fills them.
-TABLES = ("projects", "raters", "items", "responses", "assignments", "judgments", "fits",
-          "reports", "jobs", "workers", "routing", "audit_log")
+TABLES = ("projects", "raters", "rater_projects", "items", "responses", "assignments",
+          "judgments", "fits", "reports", "jobs", "workers", "routing", "audit_log",
+          "judge_state", "judge_cache")
 BATCH = 5000
 _JSON = ("display_order", "ranking", "aspects", "reason_tags", "metadata")
 
@@ -25,7 +26,7 @@ def _rows(db, table: str) -> tuple[list[str], Iterator[tuple]]:
     if db.dialect == "sqlite":
         t = db[table]
         columns = t.columns_dict
-        order = "id" if "id" in columns else None
+        order = "id" if "id" in columns else ", ".join(t.pks)
         return list(columns), (tuple(r.values()) for r in t.rows_where(order_by=order))
     from psycopg import sql
 
@@ -51,8 +52,12 @@ def _insert(db, table: str, columns: list[str], rows: list[tuple]) -> None:
             copy.write_row(row)
 
 
+# Tables keyed otherwise than by an identity ``id``.
+_NO_IDENTITY = ("workers", "rater_projects", "judge_cache")
+
+
 def _reset_identity(db, table: str) -> None:
-    if db.dialect != "postgres" or table == "workers":
+    if db.dialect != "postgres" or table in _NO_IDENTITY:
         return
     from psycopg import sql
 

@@ -1,0 +1,90 @@
+"""Untrusted text made inert for the browser: markdown without fetches, names without markdown.
+
+Item text comes from model outputs and import files, names from whoever typed
+them: a rater's browser must not fetch anything because of them. Streamlit
+escapes HTML already (no ``unsafe_allow_html`` anywhere); what remains are
+markdown images, which a browser fetches from any address. These helpers are
+pure string functions, used by the pages.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Characters shown before a long text is cut, with a control to show the rest.
+PREVIEW_CHARS = 20_000
+
+# Everything CommonMark lets a backslash escape, plus Streamlit's own markup:
+# ":" (emoji and icon shortcodes), "$" (math) and "~" (strikethrough).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=\"'])")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def escape_markdown(text: object) -> str:
+    """Return ``text`` so that markdown shows it literally: no link, image, emphasis or icon."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    # A newline would start a new block (a heading, a list); names are one line.
+    return " ".join(escaped.split())
+
+
+def _neutralize_images(line: str) -> str:
+    """Escape ``![`` outside inline code spans, so an image becomes a plain link."""
+    out, i, n = [], 0, len(line)
+    while i < n:
+        if line[i] == "`":
+            run = len(line[i:]) - len(line[i:].lstrip("`"))
+            end = line.find("`" * run, i + run)
+            if end != -1:  # a complete code span: copied as it is
+                out.append(line[i:end + run])
+                i = end + run
+                continue
+            out.append(line[i:i + run])
+            i += run
+            continue
+        if line.startswith("![", i) and (i == 0 or line[i - 1] != "\\"):
+            out.append("\\![")
+            i += 2
+            continue
+        out.append(line[i])
+        i += 1
+    return "".join(out)
+
+
+def inert_markdown(text: str | None) -> str:
+    """Return markdown that renders as written but never makes the browser fetch anything.
+
+    Images (``![alt](url)``, ``![alt][ref]``) become links to their address,
+    shown as text: clicking one is the rater's choice, loading one is not. Code
+    blocks and code spans are left exactly as they are.
+    """
+    if not text:
+        return ""
+    lines = text.split("\n")
+    fence: str | None = None
+    for k, line in enumerate(lines):
+        match = _FENCE.match(line)
+        if fence is not None:
+            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
+                fence = None
+            continue
+        if match:
+            fence = match.group(1)
+            continue
+        if line.startswith(("    ", "\t")):  # an indented code block
+            continue
+        lines[k] = _neutralize_images(line)
+    return "\n".join(lines)
+
+
+def split_long(text: str | None, limit: int = PREVIEW_CHARS) -> tuple[str, str]:
+    """Split ``text`` into a first screen of about ``limit`` characters and the rest.
+
+    The cut falls on a line break near the limit when there is one, so a code
+    block or a paragraph is not cut mid-line.
+    """
+    text = text or ""
+    if len(text) <= limit:
+        return text, ""
+    cut = text.rfind("\n", limit // 2, limit)
+    cut = cut if cut != -1 else limit
+    return text[:cut], text[cut:]
