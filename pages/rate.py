@@ -136,7 +136,8 @@ def save(db, claim: dict, rater: dict, settings, label: dict, fields: dict,
                           aspects=fields["aspects"], rationale=fields["rationale"],
                           reason_tags=fields["reason_tags"], edited=edited, metadata=metadata)
     except InvalidInput as exc:
-        message_slot.error(f"Not saved: {inert.escape_markdown(exc)}.", icon=":material/error:")
+        message_slot.error(f"Not saved: {inert.inert_markdown(str(exc))}.",
+                           icon=":material/error:")
         return
     common.flash(f"Saved: {assignment.describe_label(label, claim['display_order'])}")
     st.rerun()
@@ -244,7 +245,7 @@ def slate(db, claim: dict, rater: dict, settings) -> None:
         if submit:
             label, how = ranked
             if label is None:
-                message_slot.error(f"Not saved: {inert.escape_markdown(how)}.",
+                message_slot.error(f"Not saved: {inert.inert_markdown(how)}.",
                                    icon=":material/error:")
                 return
             save(db, claim, rater, settings, label, fields, edit, message_slot,
@@ -316,7 +317,7 @@ try:
     claim = assignment.next_item(db, project["id"], rater["id"],
                                  assigned_only=identity.mode == "token" and not identity.is_admin)
 except AccessDenied as exc:
-    st.error(f"Access denied: {inert.escape_markdown(exc)}.", icon=":material/lock:")
+    st.error(f"Access denied: {inert.inert_markdown(str(exc))}.", icon=":material/lock:")
     st.stop()
 progress = store.rater_progress(db, project["id"], rater["id"])
 

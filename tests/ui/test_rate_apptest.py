@@ -6,6 +6,7 @@ import pytest
 
 from pages.common import Keys
 from prefstore import assignment, store
+from prefstore.errors import AccessDenied
 from tests.ui.conftest import REPO, app_test
 
 K = Keys.item
@@ -23,7 +24,10 @@ def make_project(db, name="p", kind="pairwise", n_items=3, n_responses=2, gold=N
 
 
 def rater_with_token(db, name="ann", role="rater"):
+    """A rater with a link, assigned to every project that exists so far."""
     rater, token = store.create_rater(db, name, role=role)
+    for project in store.list_projects(db):
+        store.assign_rater(db, rater["id"], project["id"])
     return rater, token
 
 
@@ -301,7 +305,7 @@ def test_all_done_message(app_db):
     at = app_test(token=token).run()
     at.button(key=K(Keys.TIE, served(app_db, project, rater)["id"])).click().run()
     assert [s.value for s in at.success] == [
-        "All done, thank you! You judged 1 item in p and skipped or flagged 0."]
+        "All done, thank you! You judged 1 item and skipped or flagged 0."]
 
 
 PAGES = ["pages/rate.py", "pages/dashboard.py"] + (
@@ -326,3 +330,120 @@ def test_dashboard_empty_state(app_db):
     at.switch_page("pages/dashboard.py").run()
     assert [i.value for i in at.info][-1] == "No judgments yet — share rater links from Admin."
 
+
+
+# --------------------------------------------------------------------------
+# A team's everyday path (issue: links, progress, rankings, one bad item)
+
+
+def progress_text(at) -> str:
+    return at.get("progress")[0].text
+
+
+def test_a_rater_sees_only_the_projects_assigned_to_them(app_db):
+    make_project(app_db, "first")
+    second = make_project(app_db, "second")
+    rater, token = store.create_rater(app_db, "ann")
+    at = app_test(token=token).run()
+    assert [i.value for i in at.info] == [
+        "No projects for you yet: ask your project admin to add you to one."]
+    store.assign_rater(app_db, rater["id"], second["id"])
+    at = app_test(token=token)
+    at.query_params["project"] = "first"  # a link to a project that is not theirs
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == "second"
+    assert [s.key for s in at.selectbox if s.key == Keys.PROJECT] == []  # one project: no picker
+    assert served(app_db, second, rater) is not None
+    with pytest.raises(AccessDenied, match="not assigned to this project"):
+        assignment.next_item(app_db, 1, rater["id"], assigned_only=True)
+
+
+def test_a_link_naming_the_project_opens_it(app_db):
+    make_project(app_db, "first")
+    second = make_project(app_db, "second")
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token)
+    at.query_params["project"] = "second"
+    at.run()
+    assert not at.exception and at.title[0].value == "second"
+    assert at.selectbox(key=Keys.PROJECT).value == "second"
+    assert served(app_db, second, rater)["item"]["prompt"] == "prompt 0"
+
+
+def test_progress_counts_k_of_n_and_n_does_not_grow(app_db):
+    """Regression: "1 of 20", "2 of 21" ... in a 20-item project."""
+    project = make_project(app_db, n_items=4, strength_scale=False, edits_allowed=False)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    seen = [progress_text(at)]
+    for _ in range(3):
+        claim = served(app_db, project, rater)
+        at.button(key=K(Keys.CHOOSE_A, claim["id"])).click().run()
+        seen.append(progress_text(at))
+    claim = served(app_db, project, rater)
+    at.button(key=K(Keys.SKIP, claim["id"])).click().run()
+    seen.append(progress_text(at))
+    assert seen == ["0 of 4 done", "1 of 4 done", "2 of 4 done", "3 of 4 done", "4 of 4 done"]
+    assert at.get("progress")[0].value == 100
+    assert [s.value for s in at.success] == [
+        "All done, thank you! You judged 3 items and skipped or flagged 1."]
+    assert [c.value for c in at.caption][:1] == ["Rating as ann"]
+
+
+def test_a_complete_project_says_nothing_is_left(app_db):
+    project = make_project(app_db, n_items=1, raters_per_item=1)
+    bob, _ = rater_with_token(app_db, "bob")
+    claim = served(app_db, project, bob)
+    store.submit_judgment(app_db, item_id=claim["item_id"], rater_id=bob["id"],
+                          submission_id="b", choice=0, assignment_id=claim["id"])
+    _, token = rater_with_token(app_db, "ann")
+    at = app_test(token=token).run()
+    assert progress_text(at) == "0 of 0 done"
+    assert [i.value for i in at.info] == [
+        "Nothing left to rate here: every item has all the judgments it needs."]
+
+
+def test_an_untouched_ranking_is_not_a_ranking(app_db):
+    """Regression: pressing S on a full-ranking slate stored the display order as "drag"."""
+    project = make_project(app_db, "s", "slate", n_items=2, n_responses=3, ranking_mode="full")
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    claim = served(app_db, project, rater)
+    aid, order = claim["id"], claim["display_order"]
+    at.button(key=K(Keys.SUBMIT, aid)).click().run()
+    assert errors(at) == [
+        'Not saved: drag the responses into your order first, or tick "Keep this order" if '
+        "the order shown is your ranking."]
+    assert store.count_judgments(app_db) == 0
+    at.checkbox(key=K(Keys.KEEP, aid)).check()
+    at.button(key=K(Keys.SUBMIT, aid)).click().run()
+    assert not at.exception and errors(at) == []
+    assert stored(app_db, rater, keys=("ranking", "metadata")) == [
+        {"ranking": order, "metadata": {"ranking_input": "kept"}}]
+    assert project["id"] == claim["item"]["project_id"]
+
+
+def test_an_item_the_page_cannot_show_is_flagged_and_the_next_one_served(app_db, monkeypatch):
+    project = make_project(app_db, n_items=2)
+    rater, token = rater_with_token(app_db)
+    from prefstore import text as inert
+
+    real = inert.inert_markdown
+
+    def fragile(text):
+        if text == "prompt 0":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(text)
+
+    monkeypatch.setattr(inert, "inert_markdown", fragile)
+    at = app_test(token=token).run()
+    assert not at.exception
+    assert [t.value for t in at.toast] == [
+        "That item could not be shown, so it was flagged for the admin; here is the next one"]
+    rows = list(app_db.query("SELECT i.external_id, a.status, a.reason FROM assignments a "
+                             "JOIN items i ON i.id = a.item_id ORDER BY a.id"))
+    assert rows == [{"external_id": "q0", "status": "flagged",
+                     "reason": "could not be shown: RecursionError"},
+                    {"external_id": "q1", "status": "claimed", "reason": None}]
+    assert served(app_db, project, rater)["item"]["external_id"] == "q1"

@@ -1,0 +1,79 @@
+"""prefstore.text: untrusted markdown that fetches nothing, and names that are never markdown."""
+
+import pytest
+from markdown_it import MarkdownIt
+
+from prefstore import text
+
+MD = MarkdownIt("commonmark")
+
+
+def image_sources(markdown: str) -> list[str]:
+    """Every address a CommonMark renderer would load an image from."""
+    found = []
+    for token in MD.parse(markdown):
+        for child in token.children or []:
+            if child.type == "image":
+                found.append(child.attrs["src"])
+    return found
+
+
+HOSTILE = [
+    "![x](http://evil.example/beacon.png)",
+    "look ![a](http://evil.example/a) and ![b](<http://evil.example/b c>)",
+    "ref style ![pixel][p]\n\n[p]: http://evil.example/pixel",
+    "nested [![badge](http://evil.example/b)](http://x)",
+    "collapsed ![p][]\n\n[p]: http://evil.example/c",
+    "shortcut ![p]\n\n[p]: http://evil.example/d",
+    "- list ![x](http://evil.example/e)\n> quote ![y](http://evil.example/f)",
+    "# heading ![x](http://evil.example/g)",
+    "escaped already \\![x](http://evil.example/h) and ![y](http://evil.example/i)",
+]
+
+
+@pytest.mark.parametrize("source", HOSTILE)
+def test_no_image_survives(source):
+    assert image_sources(source)  # the probe works: these are images in plain markdown
+    assert image_sources(text.inert_markdown(source)) == []
+
+
+def test_the_address_stays_visible_as_a_link():
+    out = text.inert_markdown("see ![chart](http://host/c.png)")
+    assert out == "see \\![chart](http://host/c.png)"
+    html = MD.render(out)
+    assert '<a href="http://host/c.png">chart</a>' in html and "<img" not in html
+
+
+def test_code_is_left_exactly_as_it_is():
+    source = ("```md\n![x](http://a/b)\n```\n\ninline `![y](http://c)` and ~~~\n"
+              "    ![indented](http://d)\n")
+    out = text.inert_markdown(source)
+    assert "```md\n![x](http://a/b)\n```" in out
+    assert "`![y](http://c)`" in out
+    assert "    ![indented](http://d)" in out
+
+
+@pytest.mark.parametrize("name", [
+    "![x](http://evil.example/p)", "**bold** _it_ `code` [link](http://x)", "# Heading",
+    ":material/home: :smile:", "$x^2$", "<img src=x>", "- item\n1. item", "a\\b", "~~s~~",
+])
+def test_escaped_names_render_as_their_own_text(name):
+    html = MD.render(text.escape_markdown(name))
+    assert "<img" not in html and "<a " not in html and "<strong>" not in html
+    assert "<em>" not in html and "<code>" not in html and "<h1>" not in html
+    assert "<li>" not in html
+
+
+def test_escape_keeps_plain_names_readable():
+    assert text.escape_markdown("Ada Lovelace") == "Ada Lovelace"
+    assert text.escape_markdown("gpt-4.1") == "gpt\\-4\\.1"
+
+
+def test_split_long_cuts_at_a_line_near_the_limit():
+    body = "\n".join(f"line {k:05d}" for k in range(5000))
+    first, rest = text.split_long(body, limit=1000)
+    assert first + rest == body
+    assert len(first) <= 1000 and first.endswith(("0", "1", "2", "3", "4", "5", "6", "7", "8",
+                                                  "9"))
+    assert rest.startswith("\nline ")
+    assert text.split_long("short") == ("short", "")
