@@ -39,7 +39,7 @@ def test_import_and_stats_json(tmp_path, capsys, shared_data):
     )
     captured = capsys.readouterr()
     assert "imported 974 judgments" in captured.out
-    assert "skipped 25 invalid judgment(s)" in captured.err
+    assert "skipped 25 invalid judgments:" in captured.err
     assert main(["stats", "--project", "pl", "--db", db, "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert (stats["items"], stats["responses"], stats["judgments"], stats["raters"]) == (

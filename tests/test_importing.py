@@ -68,22 +68,41 @@ def test_pandalm_garbage_without_flag_fails_and_writes_nothing(tmp_path, db, db_
 
 def test_pandalm_raw_true_values_fail_with_line_and_field(tmp_path, db, db_path, shared_data):
     rows = pandalm.item_rows(convert=False)
-    first_bad = next(i + 1 for i, r in enumerate(rows) if r["id"] in RAW_TRUE_ITEMS)
-    bad_field = next(
-        f"responses[{k}]"
-        for k, resp in enumerate(rows[first_bad - 1]["responses"])
-        if resp["text"] is True
-    )
+    bad = [(i + 1, k) for i, r in enumerate(rows) if r["id"] in RAW_TRUE_ITEMS
+           for k, resp in enumerate(r["responses"]) if resp["text"] is True]
+    assert len(bad) == 6
     path = pandalm.write_jsonl(tmp_path / "raw.jsonl", rows)
-    with pytest.raises(InvalidInput) as err:
+    with pytest.raises(importing.ImportFailed) as err:
         importing.import_items(db, path, "raw")
-    assert str(err.value) == f"line {first_bad}: {bad_field}.text must be a string, got boolean"
+    # Every bad line is listed, not only the first.
+    assert err.value.errors == [
+        f"line {n}: responses[{k}].text must be a string, got boolean" for n, k in bad]
+    assert str(err.value) == err.value.errors[0] + " (and 5 more error(s))"
     assert table_counts(db_path)["items"] == 0
-    # The helper's explicit conversion makes the same rows importable.
-    converted = pandalm.write_jsonl(tmp_path / "ok.jsonl", pandalm.item_rows(convert=True))
-    assert importing.import_items(db, converted, "raw")["items"] == 999
+    # --coerce-text takes them as text, and says where.
+    report = importing.import_items(db, path, "raw", coerce_text=True)
+    assert report["items"] == 999
+    assert report["coerced"] == [f"line {n}" for n, _ in bad]
     item = store.get_item(db, store.item_ids_by_external(db, 1)["157"][0])
     assert "true" in [r["text"] for r in item["responses"]]
+
+
+def test_coerce_text_through_the_cli(tmp_path, capsys, shared_data):
+    from prefstore.cli import main
+
+    rows = pandalm.item_rows(convert=False)
+    lines = [i + 1 for i, r in enumerate(rows) if r["id"] in RAW_TRUE_ITEMS]
+    path = pandalm.write_jsonl(tmp_path / "raw.jsonl", rows)
+    db = str(tmp_path / "c.db")
+    assert main(["import", str(path), "--project", "raw", "--db", db]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [e.split(":")[1] for e in err] == [f" line {n}" for n in lines]
+    assert main(["import", str(path), "--project", "raw", "--db", db, "--coerce-text"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ("coerced 6 non-text responses to text: lines "
+                   + ", ".join(map(str, lines)) + "\n")
+    assert out == ("imported 999 items (1,998 responses) and 2,997 judgments into pairwise "
+                   "project 'raw' (new)\n")
 
 
 def test_plain_string_true_response_names_the_field(tmp_path, db):
