@@ -240,9 +240,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from prefstore import importing
 
+    data, file_name = importing.read_source(args.file)  # an unreadable file creates no database
     db = _open(args)
     report = importing.import_items(
-        db, args.file, args.project, kind=args.kind, fmt=args.format,
+        db, data, args.project, kind=args.kind, fmt=args.format, name=file_name,
         skip_invalid_judgments=args.skip_invalid_judgments, skip_existing=args.skip_existing,
         coerce_text=args.coerce_text)
     _report_skipped(report["skipped"])
@@ -266,9 +267,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_import_judgments(args: argparse.Namespace) -> int:
     from prefstore import importing
 
+    data, file_name = importing.read_source(args.file)
     db = _open(args)
     report = importing.import_judgments(
-        db, args.file, args.project, fmt=args.format,
+        db, data, args.project, fmt=args.format, name=file_name,
         skip_invalid_judgments=args.skip_invalid_judgments)
     _report_skipped(report["skipped"])
     print(f"imported {plural(report['judgments'], 'judgment')} into {args.project!r}; "
@@ -587,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `prefstore COMMAND --help` for a command's options and an example.")
     parser.add_argument("--version", action="version", version=f"prefstore {_version()}",
                         help="print prefstore's version and exit")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of the commands below")
 
     def add(name_: str, help_text: str, example: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name_, help=help_text, description=help_text[0].upper()
@@ -802,6 +805,16 @@ def _os_error(exc: OSError) -> str:
     return what if not str(exc) else str(exc)
 
 
+def _driver_error(exc: BaseException) -> BaseException | None:
+    """The database driver's error behind ``exc``, if any (pandas wraps sqlite3's, say)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, store.driver_errors()):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
 def _damage(args: argparse.Namespace) -> str | None:
     """After an unexpected error: if the SQLite database is damaged, say so; else None."""
     target = _target(args)
@@ -853,11 +866,12 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(exc))
     except KeyboardInterrupt:
         return 130
-    except OSError as exc:
-        return _error(_os_error(exc))
     except Exception as exc:
-        if isinstance(exc, store.driver_errors()):
-            return _error(str(store.translate_error(exc, _target(args))))
+        driver = _driver_error(exc)
+        if driver is not None:
+            return _error(str(store.translate_error(driver, _target(args))))
+        if isinstance(exc, OSError):
+            return _error(_os_error(exc))
         damage = _damage(args)
         if damage is None:
             raise  # a bug: show the traceback

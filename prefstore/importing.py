@@ -222,6 +222,11 @@ def _shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def read_source(source: str | os.PathLike | bytes) -> tuple[bytes, str]:
+    """Return a file's bytes and name (``"upload"`` for bytes), or raise InvalidInput naming it."""
+    return _read_bytes(source)
+
+
 def _read_bytes(source: str | os.PathLike | bytes) -> tuple[bytes, str]:
     if isinstance(source, bytes):
         return source, "upload"
@@ -873,8 +878,7 @@ def _write_judgments(db, project_id: int, judgments: list[dict], item_ids: dict[
                 raise InvalidInput(
                     f"{where}: rater {_shown(name)} already has a judgment on item "
                     f"{_shown(judgment['item'])} in the project (judgment "
-                    f"{by_item[item_id]['id']}, {by_item[item_id]['created_at']}); a rater "
-                    "judges an item once")
+                    f"{by_item[item_id]['id']}); a rater judges an item once")
         except InvalidInput as exc:
             errors.add(str(exc))
             continue
