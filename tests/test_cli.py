@@ -2,6 +2,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -309,7 +310,8 @@ def test_export_into_a_closed_pipe_ends_quietly(tmp_path):
     db.close()
     export = subprocess.Popen(
         [sys.executable, "-m", "prefstore.cli", "export", "-", "--project", "p", "--format",
-         "pairs", "--db", str(db_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+         "pairs", "--db", str(db_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[1])
     head = subprocess.run(["head", "-n", "1"], stdin=export.stdout, capture_output=True,
                           timeout=120)
     export.stdout.close()
