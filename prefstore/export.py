@@ -1,4 +1,4 @@
-"""Streaming JSONL exports of a project's judgments as training data.
+"""Streaming exports of a project's judgments as training data: JSONL, Parquet or CSV.
 
 Formats (one JSON object per line):
 

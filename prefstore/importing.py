@@ -955,9 +955,10 @@ def import_items(db, source: str | os.PathLike | bytes, project: str, *,
         item_ids.update({item["external_id"]: i for item, i in zip(new, ids)})
         judgments = [{**j, "item": by_index[j["item_index"]]} for j in parsed.judgments]
         n_judgments = _write_judgments(db, proj["id"], judgments, item_ids, max_errors)
-        store.log_action(db, proj["id"], actor, "import_items",
-                         {"items": len(ids), "judgments": n_judgments,
-                          "skipped": len(parsed.skipped), "existing": len(skipped_items)})
+        details = {"items": len(ids), "judgments": n_judgments, "skipped": len(parsed.skipped)}
+        if skipped_items:
+            details["existing"] = len(skipped_items)
+        store.log_action(db, proj["id"], actor, "import_items", details)
     return {"project": project, "created_project": created_project,
             "kind": proj["kind"], "items": len(ids),
             "responses": sum(len(i["responses"]) for i in new),
