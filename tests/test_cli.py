@@ -312,10 +312,15 @@ def test_export_into_a_closed_pipe_ends_quietly(tmp_path):
         [sys.executable, "-m", "prefstore.cli", "export", "-", "--project", "p", "--format",
          "pairs", "--db", str(db_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         cwd=Path(__file__).resolve().parents[1])
-    head = subprocess.run(["head", "-n", "1"], stdin=export.stdout, capture_output=True,
-                          timeout=120)
-    export.stdout.close()
-    err = export.stderr.read()
-    assert export.wait(timeout=120) == 0
+    try:
+        head = subprocess.run(["head", "-n", "1"], stdin=export.stdout, capture_output=True,
+                              timeout=120)
+        export.stdout.close()
+        err = export.stderr.read()
+        assert export.wait(timeout=120) == 0
+    finally:
+        if export.poll() is None:  # no process outlives the test
+            export.kill()
+            export.wait()
     assert err == b""
     assert json.loads(head.stdout)["chosen"] in ("a" * 500, "b" * 500)

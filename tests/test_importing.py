@@ -429,9 +429,15 @@ def test_concurrent_imports_into_one_new_project_all_succeed(tmp_path):
         procs.append(subprocess.Popen([sys.executable, "-c", script, str(db_path), str(path),
                                        str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True, cwd=Path(__file__).resolve().parents[1]))
-    time.sleep(0.5)
-    go.touch()
-    results = [p.communicate(timeout=120) for p in procs]
+    try:
+        time.sleep(0.5)
+        go.touch()
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:  # no process outlives the test
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     assert [p.returncode for p in procs] == [0, 0, 0, 0], [err for _, err in results]
     assert sorted(out for out, _ in results) == ["22 False\n"] * 3 + ["22 True\n"]
     db = store.connect(db_path)
