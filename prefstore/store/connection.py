@@ -110,6 +110,29 @@ class SqliteDatabase(Database):
 
 def _check_sqlite_file(path: Path) -> None:
     """Refuse, with one line naming the file, what SQLite would fail on later and less clearly."""
+    def read_header(path: Path, where: str) -> tuple[bytes, int, int]:
+        """Return a database file's first 100 bytes, its size, and the size its header gives.
+
+        The header is read before the size: a checkpoint grows the file before it
+        rewrites the header, so a growing database is never taken for a truncated one.
+        """
+        try:
+            with open(path, "rb") as handle:
+                header = handle.read(100)
+            size = path.stat().st_size
+        except OSError as exc:
+            raise UnusableDatabase(f"{where} cannot be read ({exc.strerror}); check its "
+                                   "permissions") from exc
+        expected = 0
+        if len(header) == 100 and header.startswith(SQLITE_HEADER):
+            page_size = int.from_bytes(header[16:18], "big")
+            page_size = 65536 if page_size == 1 else page_size
+            pages = int.from_bytes(header[28:32], "big")
+            # The page count in the header is valid when its version number matches.
+            if header[92:96] == header[24:28]:
+                expected = pages * page_size
+        return header, size, expected
+
     where = f"database {path}"
     if path.is_dir():
         raise UnusableDatabase(f"{where} is a directory; give the path of a database file")
@@ -117,7 +140,7 @@ def _check_sqlite_file(path: Path) -> None:
     if not parent.is_dir():
         raise InvalidInput(f"--db {path}: directory {parent} does not exist")
     if path.exists():
-        header, size, expected = _sqlite_file_size(path, where)
+        header, size, expected = read_header(path, where)
         if header and not header.startswith(SQLITE_HEADER):
             raise UnusableDatabase(f"{where} is not a SQLite database; give a prefstore "
                                    "database, or a new file name to create one")
@@ -126,7 +149,7 @@ def _check_sqlite_file(path: Path) -> None:
                                    "it from a backup")
         if size < expected:
             # Read again: another process's checkpoint may have been halfway through.
-            header, size, expected = _sqlite_file_size(path, where)
+            header, size, expected = read_header(path, where)
             if size < expected:
                 raise UnusableDatabase(
                     f"{where} is damaged (truncated: {size:,} bytes where its header says "
@@ -137,30 +160,6 @@ def _check_sqlite_file(path: Path) -> None:
     if not os.access(parent, os.W_OK):
         raise UnusableDatabase(f"{where}: directory {parent} is not writable; prefstore "
                                "keeps its write-ahead log beside the database")
-
-
-def _sqlite_file_size(path: Path, where: str) -> tuple[bytes, int, int]:
-    """Return a database file's first 100 bytes, its size, and the size its header gives.
-
-    The header is read before the size: a checkpoint grows the file before it
-    rewrites the header, so a growing database is never taken for a truncated one.
-    """
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(100)
-        size = path.stat().st_size
-    except OSError as exc:
-        raise UnusableDatabase(f"{where} cannot be read ({exc.strerror}); check its "
-                               "permissions") from exc
-    expected = 0
-    if len(header) == 100 and header.startswith(SQLITE_HEADER):
-        page_size = int.from_bytes(header[16:18], "big")
-        page_size = 65536 if page_size == 1 else page_size
-        pages = int.from_bytes(header[28:32], "big")
-        # The page count in the header is valid when its version number matches.
-        if header[92:96] == header[24:28]:
-            expected = pages * page_size
-    return header, size, expected
 
 
 def _open_sqlite(target: str) -> SqliteDatabase:
