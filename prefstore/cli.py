@@ -525,12 +525,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     target = _target(args)
     if not store.is_postgres(target) and target != ":memory:" and not Path(target).exists():
         raise InvalidInput(f"database {target} does not exist")
-    db = store.connect(target, migrate=False)
-    problems = store.integrity_check(db)
+    try:
+        db = store.connect(target, migrate=False)
+        problems = store.integrity_check(db)
+    except store.UnusableDatabase as exc:
+        raise store.UnusableDatabase(str(exc).replace(", and see `prefstore check`", "")
+                                     ) from exc
+    except store.driver_errors() as exc:  # too damaged for the check itself to finish
+        problems = str(exc)
     if problems != "ok":
         shown = "; ".join(problems.split("; ")[:5])
         raise store.UnusableDatabase(f"database {store.describe(target)} is damaged: {shown}; "
-                                     "restore it from a backup (`prefstore backup` makes one)")
+                                     "restore it from a backup")
     print("ok")
     return 0
 

@@ -554,7 +554,7 @@ for command_ in (["stats", "--project", "p"], ["export", "-", "--project", "p", 
                                                 "judgments"],
                  ["export", "-", "--project", "p", "--format", "pairs"],
                  ["agreement", "--project", "p", "--n-boot", "5"], ["projects"],
-                 ["raters", "--project", "p"], ["check"]):
+                 ["raters", "--project", "p"]):
     def damaged(env, command_=command_):
         path = env.damaged_db()
         return Case([*command_, "--db", str(path)], f"error: database {path} is damaged "
@@ -562,6 +562,34 @@ for command_ in (["stats", "--project", "p"], ["export", "-", "--project", "p", 
                     "`prefstore check`", db=path)
 
     CASES[f"db-random-bytes-{command_[0]}-{command_[-1]}"] = damaged
+
+
+# Damage in data pages only: the database opens and `stats` works, but what reads the
+# damaged rows must fail with the same one line, and `check` must find it.
+for command_ in (["export", "-", "--project", "p", "--format", "judgments"],
+                 ["export", "-", "--project", "p", "--format", "pairs"],
+                 ["agreement", "--project", "p", "--n-boot", "5"]):
+    def data_damaged(env, command_=command_):
+        path = env.damaged_db(data_pages_only=True)
+        return Case([*command_, "--db", str(path)], f"error: database {path} is damaged (database "
+                    "disk image is malformed); restore it from a backup, and see "
+                    "`prefstore check`", db=path)
+
+    CASES[f"db-data-pages-damaged-{command_[0]}-{command_[-1]}"] = data_damaged
+
+
+@case("check-on-a-damaged-database")
+def _(env):
+    path = env.damaged_db()
+    return Case(["check", "--db", str(path)], f"error: database {path} is damaged: database "
+                "disk image is malformed; restore it from a backup", db=path)
+
+
+@case("check-finds-damaged-data-pages")
+def _(env):
+    path = env.damaged_db(data_pages_only=True)
+    return Case(["check", "--db", str(path)], f"error: database {path} is damaged: database "
+                "disk image is malformed; restore it from a backup", db=path)
 
 
 @case("check-newer-schema")
@@ -667,14 +695,16 @@ def env(tmp_path, template):
             shutil.copy(template[1], path)
         return path
 
-    def damaged_db() -> Path:
+    def damaged_db(data_pages_only: bool = False) -> Path:
         # Random bytes over 5 whole pages (not page 1, the header): what a failing
-        # disk or a stray write leaves behind.
+        # disk or a stray write leaves behind. In the back half of the file they
+        # hit rows only, and the database still opens.
         path = tmp_path / "damaged.db"
         shutil.copy(template[1], path)
-        rng = random.Random(5)
+        rng = random.Random(2 if data_pages_only else 5)
+        n = path.stat().st_size // 4096
         with open(path, "r+b") as f:
-            for page in rng.sample(range(1, path.stat().st_size // 4096), 5):
+            for page in rng.sample(range(n // 2 if data_pages_only else 1, n), 5):
                 f.seek(page * 4096)
                 f.write(rng.randbytes(4096))
         return path
@@ -746,3 +776,10 @@ def test_admin_upload_never_raises_on_garbage(template, tmp_path):
         for name in ("f.jsonl", "f.json", "f.csv"):
             check = admin.check_upload(db, project, data, name)
             assert check.ok or check.errors
+
+
+def test_damaged_data_pages_still_open(env, capsys):
+    """The case that once slipped through: stats works, and only the damaged rows fail."""
+    path = env.damaged_db(data_pages_only=True)
+    assert main(["stats", "--project", "p", "--db", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("p (pairwise): 300 items")
