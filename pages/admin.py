@@ -288,8 +288,8 @@ def import_section(db, project: dict, actor: str) -> None:
         st.caption("First rows of the file")
         st.dataframe(check.preview, hide_index=True)
     if not check.ok:
-        more = (f" The first {len(check.errors)} errors are listed."
-                if len(check.errors) >= admin.IMPORT_ERRORS_LISTED else "")
+        more = (f" The first {len(check.errors)} of {check.total_errors} errors are listed."
+                if check.total_errors > len(check.errors) else "")
         st.error("The file is not valid, so nothing was imported. Fix these lines and upload "
                  f"it again.{more}", icon=":material/error:")
         show_errors(check.errors)

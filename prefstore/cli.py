@@ -1,21 +1,37 @@
 """The ``prefstore`` command line: parse, call the library, translate errors.
 
-Exit codes: 0 on success, 2 with a one-line message on bad input or any
-other PrefstoreError.
+Exit codes: 0 on success; 2 with a one-line message (``error: ...``) on bad
+input, any other PrefstoreError, a database that cannot be used, or a file
+that cannot be read or written; 130 on Ctrl-C. An import that finds several
+bad lines lists them, one line each (up to 20). A closed pipe on stdout
+(``prefstore export - ... | head``) ends quietly with 0, as Unix tools do.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from prefstore import store
 from prefstore.errors import InvalidInput, PrefstoreError
+from prefstore.importing import ImportFailed, check_record, loads_strict, text_problem
 
 EXIT_BAD_INPUT = 2
+#: The one word text output uses for a missing value.
+MISSING = "n/a"
+SEED_MAX = 2**32 - 1
+MAX_N_BOOT = 1_000_000
+#: Worker times in seconds: above a week a lease is a mistake (and overflows dates).
+MAX_SECONDS = 7 * 24 * 3600
+MODEL_NAMES = ("bt", "davidson", "pl", "mixture")
+EXPORT_FORMATS = ("pairs", "edits", "slates", "judgments", "kto")
+OUTPUT_FORMATS = ("jsonl", "parquet", "csv")
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Command] = {}
@@ -29,8 +45,180 @@ def command(name: str) -> Callable[[Command], Command]:
     return register
 
 
+# --------------------------------------------------------------------------
+# Output helpers
+
+
+def _finite(value: Any) -> Any:
+    """Return ``value`` with NaN and infinities as None, so JSON output stays strict."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    print(json.dumps(_finite(value), indent=2, ensure_ascii=False, allow_nan=False, default=str))
+
+
+def num(value: Any, *, sign: bool = False) -> str:
+    """Format a number for text output: 4 significant digits, integers exact, "n/a" if missing."""
+    if value is None or isinstance(value, bool):
+        return MISSING if value is None else str(value).lower()
+    if isinstance(value, int):
+        return f"{value:+,}" if sign else f"{value:,}"
+    value = float(value)
+    if not math.isfinite(value):
+        return MISSING
+    rounded = float(f"{value:.4g}")
+    if abs(rounded) >= 10_000:  # 123456.7 -> 123,500, not 1.235e+05
+        return f"{rounded:+,.0f}" if sign else f"{rounded:,.0f}"
+    return f"{value:+.4g}" if sign else f"{value:.4g}"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 item``, ``2 items``, ``1,998 responses``."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+def _lines(wheres: list[str]) -> str:
+    """``lines 3, 9, 12`` for places that are all lines, else the places as given."""
+    if wheres and all(w.startswith("line ") for w in wheres):
+        shown = ", ".join(w[5:] for w in wheres[:20])
+        return ("line " if len(wheres) == 1 else "lines ") + shown + (
+            f", … and {len(wheres) - 20} more" if len(wheres) > 20 else "")
+    return ", ".join(wheres[:20]) + (f", … and {len(wheres) - 20} more"
+                                     if len(wheres) > 20 else "")
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+# --------------------------------------------------------------------------
+# Argument types: refuse bad values while parsing, with one clear line
+
+
+def _type(fn: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Turn a checker raising ValueError into an argparse type with its message."""
+    def check(value: str) -> Any:
+        try:
+            return fn(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    check.__name__ = fn.__name__
+    return check
+
+
+def _argv_text(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        # Bytes that are not UTF-8 reach Python as lone surrogates (surrogateescape).
+        raise ValueError(f"must be valid UTF-8 text, got {value!r}")
+    return value
+
+
+@_type
+def text(value: str) -> str:
+    """Any text argument: valid UTF-8 (names, values)."""
+    return _argv_text(value)
+
+
+@_type
+def name(value: str) -> str:
+    """A project, rater or judge name: valid UTF-8, not blank."""
+    _argv_text(value)
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+@_type
+def path(value: str) -> str:
+    """A database or backup path: SQLite takes file names as UTF-8 text."""
+    _argv_text(value)
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def int_in(lo: int, hi: int, what: str = "an integer") -> Callable[[str], int]:
+    @_type
+    def integer(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"must be {what} from {lo} to {hi}, got {value!r}") from None
+        if not lo <= number <= hi:
+            raise ValueError(f"must be {what} from {lo} to {hi}, got {value}")
+        return number
+
+    return integer
+
+
+def float_in(lo: float, hi: float, *, open_low: bool = False, what: str = "a number"
+             ) -> Callable[[str], float]:
+    low = f"above {lo:g}" if open_low else f"from {lo:g}"
+
+    @_type
+    def number(value: str) -> float:
+        try:
+            x = float(value)
+        except ValueError:
+            raise ValueError(f"must be {what} {low} to {hi:g}, got {value!r}") from None
+        if not math.isfinite(x) or x < lo or (open_low and x == lo) or x > hi:
+            raise ValueError(f"must be {what} {low} to {hi:g}, got {value}")
+        return x
+
+    return number
+
+
+seed = int_in(0, SEED_MAX, "an integer seed")
+positive_seconds = float_in(0, MAX_SECONDS, open_low=True, what="a number of seconds")
+
+
+@_type
+def budgets(value: str) -> tuple[float | int, ...]:
+    """``0.1,0.25,50``: fractions of the items in [0, 1], or whole counts of items."""
+    out: list[float | int] = []
+    for part in value.split(","):
+        try:
+            x = float(part)
+        except ValueError:
+            raise ValueError(f"must be comma-separated numbers, got {part.strip()!r} in "
+                             f"{value!r}") from None
+        if not math.isfinite(x) or x < 0 or (x > 1 and not x.is_integer()):
+            raise ValueError(f"each budget must be a fraction in [0, 1] or a whole count of "
+                             f"items, got {part.strip()}")
+        out.append(x if x <= 1 else int(x))
+    return tuple(out)
+
+
+@_type
+def key_value(value: str) -> tuple[str, Any]:
+    """``key=value``: the value as JSON when it parses, else as a string."""
+    _argv_text(value)
+    key, sep, raw = value.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"must look like key=value, got {value!r}")
+    try:
+        parsed = loads_strict(raw)
+        check_record(parsed, key)  # NaN stays the text "NaN", which validation then names
+    except (ValueError, RecursionError, InvalidInput):
+        parsed = raw
+    return key.strip(), parsed
+
+
+# --------------------------------------------------------------------------
+# Commands
+
+
+def _target(args: argparse.Namespace) -> str:
+    return str(getattr(args, "db", None) or store.default_db())
 
 
 def _open(args: argparse.Namespace):
@@ -52,14 +240,26 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from prefstore import importing
 
+    data, file_name = importing.read_source(args.file)  # an unreadable file creates no database
     db = _open(args)
     report = importing.import_items(
-        db, args.file, args.project, kind=args.kind, fmt=args.format,
-        skip_invalid_judgments=args.skip_invalid_judgments)
+        db, data, args.project, kind=args.kind, fmt=args.format, name=file_name,
+        skip_invalid_judgments=args.skip_invalid_judgments, skip_existing=args.skip_existing,
+        coerce_text=args.coerce_text)
     _report_skipped(report["skipped"])
-    print(f"imported {report['items']} items ({report['responses']} responses) and "
-          f"{report['judgments']} judgments into {report['kind']} project "
-          f"{args.project!r}" + (" (new)" if report["created_project"] else ""))
+    if report["coerced"]:
+        _note(f"coerced {plural(len(report['coerced']), 'non-text response')} to text: "
+              f"{_lines(report['coerced'])}")
+    extra = []
+    if report["existing"]:
+        extra.append(f"skipped {plural(report['existing'], 'item')} already in the project")
+    if report["duplicates"]:
+        extra.append(f"{plural(report['duplicates'], 'judgment')} already present")
+    print(f"imported {plural(report['items'], 'item')} "
+          f"({plural(report['responses'], 'response')}) and "
+          f"{plural(report['judgments'], 'judgment')} into {report['kind']} project "
+          f"{args.project!r}" + (" (new)" if report["created_project"] else "")
+          + "".join(f"; {e}" for e in extra))
     return 0
 
 
@@ -67,24 +267,25 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_import_judgments(args: argparse.Namespace) -> int:
     from prefstore import importing
 
+    data, file_name = importing.read_source(args.file)
     db = _open(args)
     report = importing.import_judgments(
-        db, args.file, args.project, fmt=args.format,
+        db, data, args.project, fmt=args.format, name=file_name,
         skip_invalid_judgments=args.skip_invalid_judgments)
     _report_skipped(report["skipped"])
-    print(f"imported {report['judgments']} judgments into {args.project!r}; "
-          f"{report['duplicates']} already present, {len(report['skipped'])} skipped")
+    print(f"imported {plural(report['judgments'], 'judgment')} into {args.project!r}; "
+          f"{report['duplicates']:,} already present, {len(report['skipped']):,} skipped")
     return 0
 
 
 def _report_skipped(skipped: list[dict]) -> None:
     if not skipped:
         return
-    print(f"skipped {len(skipped)} invalid judgment(s):", file=sys.stderr)
+    _note(f"skipped {plural(len(skipped), 'invalid judgment')}:")
     for entry in skipped[:20]:
-        print(f"  {entry['reason']}", file=sys.stderr)
+        _note(f"  {entry['reason']}")
     if len(skipped) > 20:
-        print(f"  ... and {len(skipped) - 20} more", file=sys.stderr)
+        _note(f"  … and {len(skipped) - 20:,} more")
 
 
 @command("stats")
@@ -97,10 +298,88 @@ def cmd_stats(args: argparse.Namespace) -> int:
         stats["judge"] = store.judge_usage(db, project["id"], _configured_judge(project))
         _print_json(stats)
     else:
-        print(f"{project['name']} ({project['kind']}): {stats['items']} items, "
-              f"{stats['responses']} responses, judgments human {stats['judgments']['human']} "
-              f"/ llm {stats['judgments']['llm']}, raters human {stats['raters']['human']} "
-              f"/ llm {stats['raters']['llm']}")
+        j, r = stats["judgments"], stats["raters"]
+        print(f"{project['name']} ({project['kind']}): {plural(stats['items'], 'item')}, "
+              f"{plural(stats['responses'], 'response')}; judgments: {j['human']:,} human, "
+              f"{j['llm']:,} llm; raters: {r['human']:,} human, {r['llm']:,} llm")
+    return 0
+
+
+@command("projects")
+def cmd_projects(args: argparse.Namespace) -> int:
+    db = _open(args)
+    rows = []
+    for project in store.list_projects(db):
+        stats = store.project_stats(db, project["id"])
+        rows.append({"name": project["name"], "kind": project["kind"],
+                     "created_at": project["created_at"], "items": stats["items"],
+                     "judgments": stats["judgments"]})
+    if args.json:
+        _print_json(rows)
+    elif not rows:
+        print("no projects yet; create one with `prefstore import FILE --project NAME`")
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            j = r["judgments"]
+            print(f"{r['name']:{width}}  {r['kind']:8}  {plural(r['items'], 'item')}, "
+                  f"{plural(j['human'] + j['llm'], 'judgment')} ({j['human']:,} human, "
+                  f"{j['llm']:,} llm)")
+    return 0
+
+
+@command("raters")
+def cmd_raters(args: argparse.Namespace) -> int:
+    db = _open(args)
+    counts = None
+    if args.project:
+        project = store.get_project(db, args.project)
+        counts = {r["id"]: r["judgments"] for r in store.project_rater_summary(db, project["id"])}
+    rows = []
+    for r in store.list_raters(db):
+        row = {"name": r["name"], "kind": r["kind"], "role": r["role"],
+               "active": bool(r["active"]), "created_at": r["created_at"]}
+        if counts is not None:
+            row["judgments"] = counts.get(r["id"], 0)
+        rows.append(row)
+    if args.json:
+        _print_json(rows)
+    elif not rows:
+        print("no raters yet; add one with `prefstore add-rater NAME`")
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            line = (f"{r['name']:{width}}  {r['kind']:5}  {r['role']:6}  "
+                    f"{'active' if r['active'] else 'inactive':8}")
+            if counts is not None:
+                line += f"  {plural(r['judgments'], 'judgment')} in {args.project!r}"
+            print(line.rstrip())
+    return 0
+
+
+@command("settings")
+def cmd_settings(args: argparse.Namespace) -> int:
+    db = _open(args)
+    project = store.get_project(db, args.project)
+    changes = dict(args.set or [])
+    if changes:
+        before = project["settings"]
+        project = store.update_project_settings(db, project["id"], changes, actor="cli")
+        diff = before.changes(project["settings"])
+        if not args.json:
+            for key, change in diff.items():
+                print(f"changed {key}: {json.dumps(change['old'], ensure_ascii=False)} → "
+                      f"{json.dumps(change['new'], ensure_ascii=False)}")
+            if not diff:
+                print("no change: the settings already had these values")
+            return 0
+    values = project["settings"].to_dict()
+    if args.json:
+        _print_json(values)
+    else:
+        width = max(map(len, values))
+        for key, value in values.items():
+            print(f"{key:{width}}  {json.dumps(value, ensure_ascii=False)}")
     return 0
 
 
@@ -188,12 +467,15 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         _print_json(report)
     else:
         alpha = report["krippendorff_alpha"]["nominal"]
-        print(f"{report['project']}: Krippendorff alpha (nominal) "
-              f"{'n/a' if alpha is None else f'{alpha:.3f}'}, percent agreement "
-              f"{report['percent_agreement']}")
+        lo, hi = (report.get("krippendorff_alpha_ci95") or {}).get("nominal") or (None, None)
+        interval = "" if lo is None or hi is None else f" [{num(lo)}, {num(hi)}]"
+        print(f"{report['project']}: Krippendorff alpha (nominal) {num(alpha)}{interval}, "
+              f"percent agreement {num(report['percent_agreement'])}, "
+              f"{plural(report.get('n_judgments', 0), 'judgment')} on "
+              f"{plural(report.get('n_items', 0), 'item')}")
         for judge in report["judges"]:
             print(f"judge {judge['rater']}: accuracy vs human majority "
-                  f"{judge['accuracy_vs_human_majority']}")
+                  f"{num(judge['accuracy_vs_human_majority'])}")
     return 0
 
 
@@ -207,8 +489,9 @@ def cmd_route(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(summary)
     else:
-        print(f"routed {summary['items']} items: {summary['human']} human, "
-              f"{summary['both']} both, {summary['llm']} llm (judge: {summary['judge']})")
+        print(f"routed {plural(summary['items'], 'item')}: {summary['human']:,} human, "
+              f"{summary['both']:,} both, {summary['llm']:,} llm "
+              f"(judge: {summary['judge'] or MISSING})")
     return 0
 
 
@@ -216,22 +499,21 @@ def cmd_route(args: argparse.Namespace) -> int:
 def cmd_evaluate_routing(args: argparse.Namespace) -> int:
     from prefstore import routing
 
-    try:
-        budgets = tuple(float(b) for b in args.budgets.split(","))
-    except ValueError as exc:
-        raise InvalidInput(f"--budgets must be comma-separated numbers, got {args.budgets!r}"
-                           ) from exc
     db = _open(args)
-    result = routing.evaluate_routing(db, args.project, judge=args.judge, budgets=budgets,
+    result = routing.evaluate_routing(db, args.project, judge=args.judge, budgets=args.budgets,
                                       seed=args.seed, folds=args.folds,
                                       use_embeddings=args.embeddings)
     if args.json:
         _print_json(result)
     else:
-        print(f"llm only: {result['llm_only_accuracy']:.4f} on {result['n_items']} items")
+        print(f"accuracy of the final labels against the human majority, on "
+              f"{plural(result['n_items'], 'item')} ({result['folds']}-fold cross-fitted "
+              f"router, seed {result['seed']}):")
+        print(f"  llm only: {num(result['llm_only_accuracy'])}")
         for b, r, x in zip(result["budgets"], result["router_accuracy"],
                            result["random_accuracy"]):
-            print(f"budget {b:g}: router {r:.4f}, random {x:.4f}")
+            what = f"{b:g} of the items" if isinstance(b, float) else plural(b, "item")
+            print(f"  human budget {what}: router {num(r)}, random {num(x)}")
     return 0
 
 
@@ -251,21 +533,25 @@ def cmd_fit(args: argparse.Namespace) -> int:
         _print_json(result)
     else:
         ranked = sorted(result["scores"].items(), key=lambda kv: -kv[1])
-        print(f"{result['model']} at {result['level']} level: {result['n_comparisons']} "
-              f"comparisons, log-likelihood {result['log_likelihood']:.3f}, "
-              f"{result['seconds']:.3f} s")
+        print(f"{result['model']} at {result['level']} level: "
+              f"{plural(result['n_comparisons'], 'comparison')}, log-likelihood "
+              f"{num(result['log_likelihood'])}, {num(result['seconds'])} s")
         if "lambda" in result:
-            print(f"  lambda {result['lambda']:.3f}: {result['n_human_items']} human-labelled "
-                  f"items, {result['n_llm_items']} judged by the LLM")
-        for name, score in ranked:
-            lo, hi = result["ci95"][name]
-            interval = "" if lo is None else f"  [{lo:+.3f}, {hi:+.3f}]"
-            print(f"  {name:30s} {score:+.3f}{interval}")
-        for name, coef in (result.get("style_coefficients") or {}).items():
-            lo, hi = result["style_ci95"][name] or (None, None)
-            shown = "left out" if coef is None else f"{coef:+.3f}"
-            interval = "" if lo is None else f"  [{lo:+.3f}, {hi:+.3f}]"
-            print(f"  style {name:24s} {shown}{interval}")
+            print(f"  lambda {num(result['lambda'])}: "
+                  f"{plural(result['n_human_items'], 'human-labelled item')}, "
+                  f"{plural(result['n_llm_items'], 'item')} judged by the LLM")
+        width = max([30, *(len(str(n)) for n, _ in ranked)])
+        for name_, score in ranked:
+            lo, hi = result["ci95"][name_]
+            interval = (f"  [{num(lo, sign=True)}, {num(hi, sign=True)}]"
+                        if lo is not None else "")
+            print(f"  {name_:{width}} {num(score, sign=True)}{interval}")
+        for feature, coef in (result.get("style_coefficients") or {}).items():
+            lo, hi = result["style_ci95"][feature] or (None, None)
+            shown = "left out" if coef is None else num(coef, sign=True)
+            interval = (f"  [{num(lo, sign=True)}, {num(hi, sign=True)}]"
+                        if lo is not None else "")
+            print(f"  style {feature:{width - 6}} {shown}{interval}")
     return 0
 
 
@@ -291,59 +577,43 @@ def cmd_evaluate_hybrid(args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Report a command's usage errors on one line with exit 2, as the library's errors."""
-
-    def error(message: str):
-        parser.exit(EXIT_BAD_INPUT, f"error: {message}\n")
-
-    parser.error = error
-    return parser
-
-
-def _fractions(text: str) -> tuple[float, ...]:
+@_type
+def _fractions(value: str) -> tuple[float, ...]:
+    """``0.1,0.25``: shares of the items labelled by humans, each strictly in (0, 1)."""
     try:
-        values = tuple(float(v) for v in text.split(","))
+        values = tuple(float(v) for v in value.split(","))
     except ValueError:
         values = ()
     if not values or not all(0.0 < v < 1.0 for v in values):
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated numbers strictly between 0 and 1, got {text!r}")
+        raise ValueError(f"must be comma-separated numbers strictly between 0 and 1, "
+                         f"got {value!r}")
     return values
 
 
-def _reps(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be a whole number in [0, 2^32), got {text!r}")
-    return value
+_reps = int_in(1, 100_000, "a number of draws")
 
 
 @command("worker")
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
-    from prefstore.worker import Worker
+    from prefstore.worker import HEARTBEAT_S, Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    worker = Worker(args.db, lease_s=args.lease, poll_s=args.poll, parent_pid=args.parent_pid)
+    # A heartbeat well inside the lease, however short the lease is.
+    worker = Worker(args.db, lease_s=args.lease, poll_s=args.poll,
+                    heartbeat_s=min(HEARTBEAT_S, args.lease / 3), parent_pid=args.parent_pid)
     worker.install_signal_handlers()
     processed = worker.run(once=args.once)
-    print(f"worker {worker.id} stopped after {processed} job(s)")
+    print(f"worker {worker.id} stopped after {plural(processed, 'job')}")
     return 0
+
+
+def _output_format(args: argparse.Namespace) -> str:
+    if args.output_format:
+        return args.output_format
+    suffix = Path(args.out).suffix.lower() if args.out != "-" else ""
+    return {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}.get(suffix, "jsonl")
 
 
 @command("export")
@@ -351,19 +621,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     from prefstore import export
 
     db = _open(args)
+    if args.out != "-" and store.canonical(args.out) == store.canonical(_target(args)):
+        raise InvalidInput(f"output {args.out} is the database itself; give another file name")
     summary = export.export(
         db, args.project, args.out, format=args.format, aggregate=args.aggregate,
         kind=args.kind, min_agreement=args.min_agreement, conversational=args.conversational,
         real_rater_names=args.real_rater_names, slate_pairs=args.slate_pairs,
-        include_original_pair=args.include_original_pair, progress=True)
-    print(export.format_summary(summary), file=sys.stderr)
+        include_original_pair=args.include_original_pair, output_format=_output_format(args),
+        progress=True)
+    sys.stdout.flush()  # a closed pipe shows here, before the summary
+    _note(export.format_summary(summary))
     return 0
 
 
 @command("backup")
 def cmd_backup(args: argparse.Namespace) -> int:
     db = _open(args)
-    store.backup(db, args.out)
+    try:
+        store.backup(db, args.out)
+    except store.driver_errors() as exc:
+        # The failure is the copy's (a full disk, say): name the backup, not the database.
+        raise store.translate_error(exc, f"backup {args.out}") from exc
     print(f"backed up to {args.out}")
     return 0
 
@@ -384,6 +662,27 @@ def cmd_copy_db(args: argparse.Namespace) -> int:
               f"{store.describe(args.dst)}: " + ", ".join(
                   f"{t} {n:,}" for t, n in summary["tables"].items() if n)
               + f"; judgments verified (sha256 {summary['judgments_checksum'][:16]}…)")
+    return 0
+
+
+@command("check")
+def cmd_check(args: argparse.Namespace) -> int:
+    target = _target(args)
+    if not store.is_postgres(target) and target != ":memory:" and not Path(target).exists():
+        raise InvalidInput(f"database {target} does not exist")
+    try:
+        db = store.connect(target, migrate=False)
+        problems = store.integrity_check(db)
+    except store.UnusableDatabase as exc:
+        raise store.UnusableDatabase(str(exc).replace(", and see `prefstore check`", "")
+                                     ) from exc
+    except store.driver_errors() as exc:  # too damaged for the check itself to finish
+        problems = str(exc)
+    if problems != "ok":
+        shown = "; ".join(problems.split("; ")[:5])
+        raise store.UnusableDatabase(f"database {store.describe(target)} is damaged: {shown}; "
+                                     "restore it from a backup")
+    print("ok")
     return 0
 
 
@@ -447,126 +746,239 @@ def cmd_set_active(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="prefstore", description="Collect human preference data on LLM outputs.")
-    sub = parser.add_subparsers(dest="command", required=True)
+# --------------------------------------------------------------------------
+# The parser
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("--db", default=None,
-                       help="database path (default: $PREFSTORE_DB or prefstore.db)")
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (and exit 2), like the commands' errors."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("prefstore")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="prefstore", description="Collect human preference data on LLM outputs.",
+        epilog="Run `prefstore COMMAND --help` for a command's options and an example.")
+    parser.add_argument("--version", action="version", version=f"prefstore {_version()}",
+                        help="print prefstore's version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of the commands below")
+
+    def add(name_: str, help_text: str, example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name_, help=help_text, description=help_text[0].upper()
+                           + help_text[1:] + ".", epilog="example:\n  " + example,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--db", type=path, default=None,
+                       help="database: a SQLite path or a postgresql:// URL (default: "
+                            "$PREFSTORE_DB, else prefstore.db)")
         return p
 
-    p = add("init", "create the database (and optionally the demo project)")
+    def project(p: argparse.ArgumentParser, required: bool = True, what: str = "project"
+                ) -> None:
+        p.add_argument("--project", type=name, required=required, help=f"the {what}'s name")
+
+    def as_json(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true",
+                       help="print JSON (full precision, null for missing values)")
+
+    def seed_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--seed", type=seed, default=0,
+                       help=f"random seed, 0 to {SEED_MAX} (default: 0)")
+
+    kinds = "human, llm or all"
+
+    p = add("init", "create the database (and optionally the demo project)",
+            "prefstore init --demo --db prefstore.db")
     p.add_argument("--demo", action="store_true", help="also load the demo project")
 
-    p = add("import", "import items (JSONL, JSON or CSV) into a project")
-    p.add_argument("file")
-    p.add_argument("--project", required=True)
-    p.add_argument("--kind", choices=store.TASK_KINDS)
-    p.add_argument("--format", choices=("jsonl", "json", "csv"))
-    p.add_argument("--skip-invalid-judgments", action="store_true")
+    p = add("import", "import items (JSONL, JSON or CSV) into a project",
+            "prefstore import items.jsonl --project chat --skip-existing")
+    p.add_argument("file", help="the item file: .jsonl, .json or .csv (see the README)")
+    project(p, what="project (created when it does not exist)")
+    p.add_argument("--kind", choices=store.TASK_KINDS,
+                   help="task kind of a new project: pairwise or slate (default: pairwise "
+                        "when every item has 2 responses)")
+    p.add_argument("--format", choices=("jsonl", "json", "csv"),
+                   help="file format: jsonl, json or csv (default: from the file name)")
+    p.add_argument("--skip-invalid-judgments", action="store_true",
+                   help="leave out judgments whose label is invalid and list them, instead "
+                        "of failing")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="skip items whose id is already in the project, so a grown file can "
+                        "be imported again")
+    p.add_argument("--coerce-text", action="store_true",
+                   help="take responses that are JSON true/false/numbers as their text "
+                        "(\"true\") instead of failing")
 
-    p = add("import-judgments", "import judgments for existing items")
-    p.add_argument("file")
-    p.add_argument("--project", required=True)
-    p.add_argument("--format", choices=("jsonl", "json", "csv"))
-    p.add_argument("--skip-invalid-judgments", action="store_true")
+    p = add("import-judgments", "import judgments for existing items",
+            "prefstore import-judgments gpt4-labels.jsonl --project chat")
+    p.add_argument("file", help="the judgment file: one {\"item\", \"rater\", \"choice\"} "
+                                "per line")
+    project(p)
+    p.add_argument("--format", choices=("jsonl", "json", "csv"),
+                   help="file format: jsonl, json or csv (default: from the file name)")
+    p.add_argument("--skip-invalid-judgments", action="store_true",
+                   help="leave out judgments whose label is invalid and list them, instead "
+                        "of failing")
 
-    p = add("stats", "print a project's counts")
-    p.add_argument("--project", required=True)
-    p.add_argument("--json", action="store_true")
+    p = add("stats", "print a project's counts", "prefstore stats --project chat --json")
+    project(p)
+    as_json(p)
 
-    p = add("annotate", "run the project's LLM judge now, in the foreground")
-    p.add_argument("--project", required=True)
-    p.add_argument("--judge-config", metavar="FILE.json",
+    p = add("annotate", "run the project's LLM judge now, in the foreground",
+            "prefstore annotate --project chat --judge-config judge.json --save --json")
+    project(p)
+    p.add_argument("--judge-config", type=path, metavar="FILE.json",
                    help="judge settings to run instead of the project's (a JSON object)")
     p.add_argument("--save", action="store_true",
                    help="also store --judge-config as the project's judge setting")
-    p.add_argument("--limit", type=int, default=None, help="judge at most this many items")
+    p.add_argument("--limit", type=int_in(1, 10**9), default=None,
+                   help="judge at most this many items")
     p.add_argument("--retry-failed", action="store_true",
                    help="ask again about the items whose answer failed")
-    p.add_argument("--json", action="store_true")
+    as_json(p)
 
-    p = add("agreement", "rater agreement, bias and judge-vs-human metrics")
-    p.add_argument("--project", required=True)
-    p.add_argument("--kind", choices=("human", "llm", "all"), default="human")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the CIs")
-    p.add_argument("--json", action="store_true")
+    p = add("projects", "list the projects with their item and judgment counts",
+            "prefstore projects --json")
+    as_json(p)
 
-    p = add("route", "refresh the human / llm / both routing decisions of a project")
-    p.add_argument("--project", required=True)
-    p.add_argument("--judge", help="llm rater whose labels are the judge (default: most active)")
+    p = add("raters", "list the raters (never their tokens), with their judgments in a project",
+            "prefstore raters --project chat")
+    project(p, required=False, what="project whose judgments are counted (optional)")
+    as_json(p)
+
+    p = add("settings", "show or change a project's settings",
+            "prefstore settings --project chat --set raters_per_item=5 "
+            "--set 'reason_tags=[\"wrong\", \"unsafe\"]'")
+    project(p)
+    p.add_argument("--set", type=key_value, action="append", metavar="KEY=VALUE",
+                   help="change a setting; VALUE is read as JSON when it parses (5, true, "
+                        "[\"a\"], null), else as text; repeat for several")
+    as_json(p)
+
+    p = add("agreement", "rater agreement, bias and judge-vs-human metrics",
+            "prefstore agreement --project chat --kind human --n-boot 200")
+    project(p)
+    p.add_argument("--kind", choices=("human", "llm", "all"), default="human",
+                   help=f"whose judgments: {kinds} (default: human)")
+    seed_option(p)
+    p.add_argument("--n-boot", type=int_in(1, MAX_N_BOOT), default=1000,
+                   help="bootstrap replicates for the CIs (default: 1000)")
+    as_json(p)
+
+    p = add("route", "refresh the human / llm / both routing decisions of a project",
+            "prefstore route --project chat --judge gpt-4 --active")
+    project(p)
+    p.add_argument("--judge", type=name,
+                   help="llm rater whose labels are the judge (default: most active)")
     p.add_argument("--active", action="store_true",
                    help="order human items by expected information for the leaderboard")
     p.add_argument("--embeddings", action="store_true",
                    help="add sentence-embedding similarity (needs the llm extra)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
+    seed_option(p)
+    as_json(p)
 
-    p = add("evaluate-routing", "simulate the router against random routing")
-    p.add_argument("--project", required=True)
-    p.add_argument("--judge", required=True)
-    p.add_argument("--budgets", default="0.1,0.25,0.5")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--embeddings", action="store_true")
-    p.add_argument("--json", action="store_true")
+    p = add("evaluate-routing",
+            "simulate the router against random routing (accuracy vs the human majority)",
+            "prefstore evaluate-routing --project chat --judge gpt-4 --budgets 0.1,0.25,0.5")
+    project(p)
+    p.add_argument("--judge", type=name, required=True,
+                   help="llm rater whose labels are the judge")
+    p.add_argument("--budgets", type=budgets, default=(0.1, 0.25, 0.5),
+                   help="comma-separated human budgets: fractions of the items in [0, 1] or "
+                        "whole counts (default: 0.1,0.25,0.5)")
+    seed_option(p)
+    p.add_argument("--folds", type=int_in(2, 100), default=5,
+                   help="cross-fitting folds, 2 to 100 (default: 5)")
+    p.add_argument("--embeddings", action="store_true",
+                   help="add sentence-embedding similarity (needs the llm extra)")
+    as_json(p)
 
-    p = add("fit", "fit a preference model to a project's judgments")
-    p.add_argument("--project", required=True)
-    p.add_argument("--model", default="bt", help="bt, davidson, pl or mixture")
-    p.add_argument("--level", choices=("system", "response"), default="system")
-    p.add_argument("--kind", choices=("human", "llm", "all"), default="all")
-    p.add_argument("--k", type=int, default=None, help="mixture types (default: by BIC)")
-    p.add_argument("--alpha", type=float, default=None,
-                   help="L2 prior strength (default: the model's own)")
-    p.add_argument("--ci", choices=("hessian", "bootstrap"), default="hessian")
-    p.add_argument("--n-boot", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    p = add("fit", "fit a preference model to a project's judgments",
+            "prefstore fit --project chat --model davidson --level system --ci bootstrap")
+    project(p)
+    p.add_argument("--model", choices=MODEL_NAMES, default="bt",
+                   help="bt (Bradley-Terry), davidson (with ties), pl (Plackett-Luce) or "
+                        "mixture (rater types) (default: bt)")
+    p.add_argument("--level", choices=("system", "response"), default="system",
+                   help="score systems or single responses: system or response "
+                        "(default: system)")
+    p.add_argument("--kind", choices=("human", "llm", "all"), default="all",
+                   help=f"whose judgments: {kinds} (default: all)")
+    p.add_argument("--k", type=int_in(1, 50), default=None,
+                   help="mixture types, 1 to 50 (default: chosen by BIC)")
+    p.add_argument("--alpha", type=float_in(0, 1e6), default=None,
+                   help="L2 prior strength, 0 or more (default: the model's own)")
+    p.add_argument("--ci", choices=("hessian", "bootstrap"), default="hessian",
+                   help="95%% intervals: hessian or bootstrap (default: hessian)")
+    p.add_argument("--n-boot", type=int_in(1, MAX_N_BOOT), default=200,
+                   help="bootstrap replicates with --ci bootstrap (default: 200)")
+    seed_option(p)
     p.add_argument("--style-control", action="store_true",
                    help="bt at system level: scores controlled for response style "
                         "(length, markdown), plus the style coefficients")
     p.add_argument("--style-features", default=None,
                    help="comma-separated subset of length,headers,lists,bold (default: all)")
-    p.add_argument("--style-alpha", type=float, default=None,
+    p.add_argument("--style-alpha", type=float_in(0, 1e6), default=None,
                    help="L2 prior on the style coefficients (default: FastChat's 0.25)")
-    p.add_argument("--hybrid-judge", default=None,
+    p.add_argument("--hybrid-judge", type=name, default=None,
                    help="bt at system level: human scores made more precise by this LLM "
                         "judge (prediction-powered inference, PPI++)")
     p.add_argument("--ppi-lambda", default="auto",
                    help="auto (power-tuned, default) or a number in [0, 1]; 0 is human-only")
-    p.add_argument("--json", action="store_true")
+    as_json(p)
 
-    p = _one_line_errors(add("evaluate-hybrid",
-                             "simulate human budgets: human-only, LLM-only and hybrid fits"))
-    p.add_argument("--project", required=True)
-    p.add_argument("--judge", required=True, help="the LLM rater whose labels are the judge")
+    p = add("evaluate-hybrid", "simulate human budgets: human-only, LLM-only and hybrid fits",
+            "prefstore evaluate-hybrid --project chat --judge gpt-4 --fractions 0.1,0.25 "
+            "--reps 200")
+    project(p)
+    p.add_argument("--judge", type=name, required=True,
+                   help="the LLM rater whose labels are the judge")
     p.add_argument("--fractions", type=_fractions, default="0.1,0.25,0.5",
-                   help="shares of the items labelled by humans, each in (0, 1)")
-    p.add_argument("--reps", type=_reps, default=200, help="draws per fraction (>= 1)")
-    p.add_argument("--seed", type=_seed, default=0, help="in [0, 2^32)")
-    p.add_argument("--json", action="store_true")
+                   help="shares of the items labelled by humans, each in (0, 1) "
+                        "(default: 0.1,0.25,0.5)")
+    p.add_argument("--reps", type=_reps, default=200, help="draws per fraction, 1 or more "
+                                                          "(default: 200)")
+    seed_option(p)
+    as_json(p)
 
-    p = add("worker", "run the background worker (refits, LLM labels, routing)")
+    p = add("worker", "run the background worker (refits, LLM labels, routing)",
+            "prefstore worker --once")
     p.add_argument("--once", action="store_true", help="exit when the queue is empty")
-    p.add_argument("--lease", type=float, default=60.0, help="job lease in seconds")
-    p.add_argument("--poll", type=float, default=2.0, help="seconds between queue polls")
-    p.add_argument("--parent-pid", type=int, default=None,
+    p.add_argument("--lease", type=positive_seconds, default=60.0,
+                   help=f"job lease in seconds, above 0 up to {MAX_SECONDS} (default: 60)")
+    p.add_argument("--poll", type=positive_seconds, default=2.0,
+                   help=f"seconds between queue polls, above 0 up to {MAX_SECONDS} "
+                        "(default: 2)")
+    p.add_argument("--parent-pid", type=int_in(1, 2**31 - 1), default=None,
                    help="exit when the process with this id ends (the app starts its worker so)")
 
-    # No argparse choices: the library's one-line InvalidInput names the bad value.
-    p = add("export", "write a project's judgments as JSONL training data")
-    p.add_argument("out", help="output .jsonl path, or - for stdout")
-    p.add_argument("--project", required=True)
-    p.add_argument("--format", required=True, help="pairs, edits, slates, judgments or kto")
+    # No argparse choices for --format etc.: the library's one-line InvalidInput names them.
+    p = add("export", "write a project's judgments as training data (JSONL, Parquet or CSV)",
+            "prefstore export pairs.jsonl --project chat --format pairs --aggregate majority")
+    p.add_argument("out", help="output file (.jsonl, .parquet or .csv), or - for stdout")
+    project(p)
+    p.add_argument("--format", required=True, metavar="FORMAT",
+                   help=f"rows to write: {', '.join(EXPORT_FORMATS)}")
+    p.add_argument("--output-format", choices=OUTPUT_FORMATS,
+                   help="file format: jsonl, parquet or csv (default: from the file's suffix, "
+                        "else jsonl); csv writes nested values as JSON text")
     p.add_argument("--aggregate", default="none",
                    help="none (a row per judgment), majority or model (default: none)")
-    p.add_argument("--kind", default="all", help="human, llm or all (default: all)")
-    p.add_argument("--min-agreement", type=float, default=None,
-                   help="drop aggregated rows whose agreement is below this")
+    p.add_argument("--kind", default="all", help=f"whose judgments: {kinds} (default: all)")
+    p.add_argument("--min-agreement", type=float_in(0, 1), default=None,
+                   help="drop aggregated rows whose agreement is below this, 0 to 1")
     p.add_argument("--conversational", action="store_true",
                    help="prompts and completions as chat messages")
     p.add_argument("--real-rater-names", action="store_true",
@@ -577,57 +989,142 @@ def build_parser() -> argparse.ArgumentParser:
                    help="edits: also the original chosen response over the others")
 
     p = add("backup", "copy the live database (SQLite's online backup API; pg_dump on "
-                      "PostgreSQL)")
-    p.add_argument("out")
+                      "PostgreSQL)", "prefstore backup backups/prefstore-2026-01-31.db")
+    p.add_argument("out", type=path, help="the new backup file (must not exist)")
 
-    p = sub.add_parser("copy-db", help="copy a whole database between backends (SQLite ⇄ "
-                                       "PostgreSQL), verified by counts and checksums",
-                       epilog="example: prefstore copy-db prefstore.db "
-                              "postgresql://user@host:5432/prefstore")
-    p.add_argument("src", help="the database to copy: a SQLite path or a postgresql:// URL")
-    p.add_argument("dst", help="an empty or new database: a SQLite path or a postgresql:// URL")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p = add("copy-db", "copy a whole database between backends (SQLite and PostgreSQL), "
+                       "verified by counts and a checksum of the judgments",
+            "prefstore copy-db prefstore.db postgresql://user@host:5432/prefstore")
+    p.add_argument("src", type=path, help="the database to copy: a SQLite path or a "
+                                          "postgresql:// URL")
+    p.add_argument("dst", type=path, help="a new or empty database: a SQLite path or a "
+                                          "postgresql:// URL")
+    as_json(p)
 
-    p = add("add-rater", "create a rater (or admin) and print their link once")
-    p.add_argument("name", help="the rater's name (unique, case-insensitively)")
+    add("check", "check a database: integrity and schema version; prints ok or what is wrong",
+        "prefstore check --db prefstore.db")
+
+    p = add("add-rater", "create a rater (or admin) and print their link once",
+            "prefstore add-rater alice --project chat --base-url https://prefs.example.org")
+    p.add_argument("name", type=name, help="the rater's name (unique, case-insensitively)")
     p.add_argument("--role", choices=store.ROLES, default="rater",
-                   help="rater (the Rate page) or admin (every page); default: rater")
-    p.add_argument("--project", action="append", metavar="P",
+                   help="rater (the Rate page) or admin (every page) (default: rater)")
+    p.add_argument("--project", type=name, action="append", metavar="P",
                    help="a project the rater may rate (repeat for several); the link opens it")
-    p.add_argument("--base-url", default=None,
+    p.add_argument("--base-url", type=text, default=None,
                    help="the app's address for the link (default: $PREFSTORE_BASE_URL, else "
                         "http://localhost:8501)")
 
-    p = add("assign", "let a rater rate in projects (or, with --remove, no longer)")
-    p.add_argument("name", help="the rater's name")
-    p.add_argument("--project", action="append", metavar="P", required=True,
+    p = add("assign", "let a rater rate in projects (or, with --remove, no longer)",
+            "prefstore assign alice --project chat --project code")
+    p.add_argument("name", type=name, help="the rater's name")
+    p.add_argument("--project", type=name, action="append", metavar="P", required=True,
                    help="a project (repeat for several)")
     p.add_argument("--remove", action="store_true",
                    help="take the projects away instead (their judgments stay)")
 
-    p = add("rotate-token", "give a rater a new link token; the old one stops working")
-    p.add_argument("name", help="the rater's name")
-    p.add_argument("--base-url", default=None,
+    p = add("rotate-token", "give a rater a new link token; the old one stops working",
+            "prefstore rotate-token alice")
+    p.add_argument("name", type=name, help="the rater's name")
+    p.add_argument("--base-url", type=text, default=None,
                    help="the app's address for the link (default: $PREFSTORE_BASE_URL, else "
                         "http://localhost:8501)")
 
-    p = add("set-active", "deactivate (off) or reactivate (on) a rater")
-    p.add_argument("name")
-    p.add_argument("state", choices=("on", "off"))
+    p = add("set-active", "deactivate (off) or reactivate (on) a rater",
+            "prefstore set-active alice off")
+    p.add_argument("name", type=name, help="the rater's name")
+    p.add_argument("state", choices=("on", "off"), help="on (active) or off (deactivated)")
 
     return parser
+
+
+# --------------------------------------------------------------------------
+# The edge: every expected failure becomes one line and exit 2
+
+
+def _error(message: str) -> int:
+    print("error: " + " ".join(message.split("\n")), file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _os_error(exc: OSError) -> str:
+    what = exc.strerror or type(exc).__name__
+    if exc.filename is not None:
+        return f"{exc.filename}: {what}"
+    return what if not str(exc) else str(exc)
+
+
+def _driver_error(exc: BaseException) -> BaseException | None:
+    """The database driver's error behind ``exc``, if any (pandas wraps sqlite3's, say)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, store.driver_errors()):
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def _damage(args: argparse.Namespace) -> str | None:
+    """After an unexpected error: if the SQLite database is damaged, say so; else None."""
+    target = _target(args)
+    if store.is_postgres(target) or target == ":memory:" or not Path(target).is_file():
+        return None
+    try:
+        db = store.connect(target, migrate=False)
+        problems = store.integrity_check(db)
+    except PrefstoreError as exc:
+        return str(exc)
+    except store.driver_errors() as exc:
+        return str(store.translate_error(exc, target))
+    if problems == "ok":
+        return None
+    shown = "; ".join(problems.split("; ")[:3])
+    return (f"database {target} is damaged ({shown}); restore it from a backup, and see "
+            "`prefstore check`")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush cannot fail on the pipe."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
-    except PrefstoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as Unix tools do.
+        _silence_stdout()
+        return 0
+    except ImportFailed as exc:
+        for message in exc.errors:
+            _error(message)
+        if exc.total > len(exc.errors):
+            _error(f"… and {exc.total - len(exc.errors):,} more; nothing was written")
         return EXIT_BAD_INPUT
+    except PrefstoreError as exc:
+        return _error(str(exc))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        driver = _driver_error(exc)
+        if driver is not None:
+            return _error(str(store.translate_error(driver, _target(args))))
+        if isinstance(exc, OSError):
+            return _error(_os_error(exc))
+        damage = _damage(args)
+        if damage is None:
+            raise  # a bug: show the traceback
+        return _error(damage)
 
 
 if __name__ == "__main__":

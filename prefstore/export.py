@@ -1,4 +1,4 @@
-"""Streaming JSONL exports of a project's judgments as training data.
+"""Streaming exports of a project's judgments as training data: JSONL, Parquet or CSV.
 
 Formats (one JSON object per line):
 
@@ -359,13 +359,21 @@ class _Writer:
             if log_odds == 0:
                 self.skip("tie")
                 continue
-            margin = 1.0 / (1.0 + math.exp(-log_odds))
+            margin = _sigmoid(log_odds)
             row = self.pair(prompt, chosen, rejected,
                             {**meta, "agreement": agreement, "margin": margin,
                              "log_odds": log_odds, "fit_id": self.fit["id"]})
             row["margin"] = margin
             rows.append(row)
         return rows
+
+
+def _sigmoid(x: float) -> float:
+    # Written two ways so that exp never overflows: a fit can give log-odds of -800.
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
 
 
 def _chunks(iterable: Iterable, n: int) -> Iterator[list]:
@@ -458,8 +466,8 @@ def _stream(db, project_id: int, writer: _Writer, batch: int, progress: bool
 
 
 def dumps(row: dict) -> str:
-    """Return one JSONL line (without the newline): compact, UTF-8 kept as is."""
-    return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+    """Return one JSONL line (without the newline): compact, UTF-8 kept as is, strict JSON."""
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def iter_jsonl(db, project: str | int, **options: Any) -> Iterator[str]:
@@ -471,17 +479,24 @@ def export(db, project: str | int, out: str | os.PathLike | TextIO, *, format: s
            aggregate: str = "none", kind: str = "all", min_agreement: float | None = None,
            conversational: bool = False, real_rater_names: bool = False,
            slate_pairs: str = "best", include_original_pair: bool = False,
-           progress: bool = False, batch: int = BATCH) -> dict:
-    """Write ``project``'s judgments to ``out`` as JSONL in ``format``; return the summary.
+           output_format: str = "jsonl", progress: bool = False, batch: int = BATCH) -> dict:
+    """Write ``project``'s judgments to ``out`` in ``format``; return the summary.
 
     Parameters
     ----------
-    out : path, ``"-"`` or text file
+    out : path, ``"-"`` or file
         A path is written through a temporary file renamed into place at the
         end, so a failed export leaves no partial file. ``"-"`` is stdout.
     format, aggregate, kind, min_agreement, conversational, real_rater_names,
     slate_pairs, include_original_pair
         See the module docstring.
+    output_format : "jsonl", "parquet" or "csv"
+        JSONL streams line by line (strict JSON: no NaN). Parquet and CSV have
+        one column per top-level field, written in batches of
+        :data:`TABLE_BATCH` rows (Parquet row groups): chat messages, lists and
+        numbers keep their types in Parquet, objects such as ``metadata`` are
+        JSON text; CSV writes every nested value as JSON text. Parquet needs a
+        path or a binary file.
     progress : bool
         Show a tqdm bar on stderr (hidden when stderr is not a terminal).
 
@@ -493,10 +508,30 @@ def export(db, project: str | int, out: str | os.PathLike | TextIO, *, format: s
     Raises
     ------
     InvalidInput, NotFound
-        As :func:`iter_rows`, before anything is written.
+        As :func:`iter_rows`, and for an output path that cannot be written
+        (a directory, a missing or read-only directory), before anything is written.
+    OSError
+        When writing fails midway (a full disk); ``filename`` is ``out``.
     """
+    if output_format not in OUTPUT_FORMATS:
+        raise InvalidInput(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, got "
+                           f"{output_format!r}")
+    if output_format == "parquet" and str(out) == "-":
+        raise InvalidInput("parquet output needs a file: give a path ending in .parquet, not -")
+    _check_output(out)
     summary: dict = {}
     proj = store.get_project(db, project)
+    if output_format != "jsonl":
+        rows = iter_rows(db, project, format=format, aggregate=aggregate, kind=kind,
+                         min_agreement=min_agreement, conversational=conversational,
+                         real_rater_names=real_rater_names, slate_pairs=slate_pairs,
+                         include_original_pair=include_original_pair, progress=progress,
+                         summary=summary, batch=batch)
+        columns = _columns(format, aggregate)
+        write = _write_parquet if output_format == "parquet" else _write_csv
+        _write_file(out, lambda f: write(f, rows, columns, conversational),
+                    binary=output_format == "parquet")
+        return summary
     if format == "pairs" and aggregate == "none" and proj["kind"] == "pairwise":
         check_options(format=format, aggregate=aggregate, kind=kind,
                       min_agreement=min_agreement, conversational=conversational,
@@ -513,6 +548,23 @@ def export(db, project: str | int, out: str | os.PathLike | TextIO, *, format: s
     return _write_to(out, (encode(row) + "\n" for row in rows), summary)
 
 
+def _check_output(out: str | os.PathLike | TextIO) -> None:
+    """Refuse an output path that cannot be written, naming it, before any row is read."""
+    if hasattr(out, "write") or str(out) == "-":
+        return
+    path = Path(out)
+    if path.is_dir():
+        raise InvalidInput(f"output {str(path)!r} is a directory; give a file name, such as "
+                           f"{str(path / 'export.jsonl')!r}")
+    if not path.parent.is_dir():
+        raise InvalidInput(f"output {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise InvalidInput(f"output {str(path)!r}: directory {str(path.parent)!r} is not "
+                           "writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InvalidInput(f"output {str(path)!r} is read-only")
+
+
 def _write_to(out: str | os.PathLike | TextIO, lines: Iterator[str], summary: dict) -> dict:
     if hasattr(out, "write"):
         out.writelines(lines)
@@ -521,18 +573,120 @@ def _write_to(out: str | os.PathLike | TextIO, lines: Iterator[str], summary: di
         sys.stdout.writelines(lines)
         sys.stdout.flush()
         return summary
+    _write_file(out, lambda f: f.writelines(lines), binary=False)
+    return summary
+
+
+def _write_file(out: str | os.PathLike | TextIO, write: Any, *, binary: bool) -> None:
+    """Run ``write(file)`` on ``out``: stdout, an open file, or a path written all or nothing."""
+    if hasattr(out, "write"):
+        write(out)
+        return
+    if str(out) == "-":
+        write(sys.stdout)
+        sys.stdout.flush()
+        return
     path = Path(out)
-    if not path.parent.is_dir():
-        raise InvalidInput(f"output {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    _check_output(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(lines)
+        if binary:
+            with open(tmp, "wb") as f:
+                write(f)
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+                write(f)
         os.replace(tmp, path)
+    except OSError as exc:
+        # Name the output, not the temporary file (a full disk, say).
+        raise OSError(exc.errno, f"{exc.strerror or exc}; nothing was written", str(path)
+                      ) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    return summary
+
+
+# --------------------------------------------------------------------------
+# Parquet and CSV
+
+#: Rows per Parquet row group and per CSV write.
+TABLE_BATCH = 10_000
+OUTPUT_FORMATS = ("jsonl", "parquet", "csv")
+#: The columns of each format, for an export with no rows (judgments: unknown until read).
+_FORMAT_COLUMNS = {"pairs": ("prompt", "chosen", "rejected", "metadata"),
+                   "edits": ("prompt", "chosen", "rejected", "metadata"),
+                   "slates": ("prompt", "responses", "ranking", "best", "metadata"),
+                   "kto": ("prompt", "completion", "label", "metadata")}
+_INT_COLUMNS = {"id", "item_id", "rater_id", "choice", "best", "strength", "time_ms"}
+_TEXT_COLUMNS = {"kind", "outcome", "rationale", "edited", "submission_id", "created_at",
+                 "item", "rater"}
+
+
+def _columns(format: str, aggregate: str) -> tuple[str, ...] | None:
+    columns = _FORMAT_COLUMNS.get(format)
+    if columns and format == "pairs" and aggregate == "model":
+        columns += ("margin",)
+    return columns
+
+
+def _arrow_types(columns: Iterable[str], conversational: bool) -> tuple[Any, set[str]]:
+    """Return the Arrow schema of ``columns`` and the columns written as JSON text."""
+    import pyarrow as pa
+
+    message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    completion = message if conversational else pa.string()
+    known = {"prompt": message if conversational else pa.string(), "chosen": completion,
+             "rejected": completion, "completion": completion,
+             "responses": pa.list_(completion), "ranking": pa.list_(pa.int64()),
+             "display_order": pa.list_(pa.int64()), "reason_tags": pa.list_(pa.string()),
+             "margin": pa.float64(), "label": pa.bool_(),
+             **dict.fromkeys(_INT_COLUMNS, pa.int64()),
+             **dict.fromkeys(_TEXT_COLUMNS, pa.string())}
+    json_text = {c for c in columns if c not in known}  # metadata, aspects, ...
+    return pa.schema([(c, known.get(c, pa.string())) for c in columns]), json_text
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def _write_parquet(f: Any, rows: Iterator[dict], columns: tuple[str, ...] | None,
+                   conversational: bool) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for chunk in _chunks(rows, TABLE_BATCH):
+            if writer is None:
+                schema, json_text = _arrow_types(list(chunk[0]), conversational)
+                writer = pq.ParquetWriter(f, schema)
+            cells = [{c: _json_text(row.get(c)) if c in json_text else row.get(c)
+                      for c in schema.names} for row in chunk]
+            writer.write_table(pa.Table.from_pylist(cells, schema=schema))
+        if writer is None:  # no rows: an empty table with the format's columns
+            schema, _ = _arrow_types(columns or (), conversational)
+            pq.write_table(schema.empty_table(), f)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _write_csv(f: Any, rows: Iterator[dict], columns: tuple[str, ...] | None,
+               conversational: bool) -> None:
+    import pandas as pd
+
+    header: list[str] | None = None
+    for chunk in _chunks(rows, TABLE_BATCH):
+        first = header is None
+        header = header or list(chunk[0])
+        cells = [[_json_text(v) if isinstance(v, (dict, list)) else v
+                  for v in (row.get(c) for c in header)] for row in chunk]
+        # dtype object: an integer column with gaps stays 2, not 2.0.
+        pd.DataFrame(cells, columns=header, dtype=object).to_csv(
+            f, header=first, index=False, lineterminator="\n")
+    if header is None and columns:
+        pd.DataFrame(columns=list(columns)).to_csv(f, index=False, lineterminator="\n")
 
 
 def _fast_pair_lines(db, proj: dict, summary: dict, *, kind: str,
@@ -612,8 +766,9 @@ def _line_encoder() -> Any:
     def fail(value: Any) -> Any:
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
+    # allow_nan False: RFC 8259 has no NaN or Infinity, and trainers' parsers refuse them.
     iterencode = make(None, fail, json_encoder.encode_basestring, None, ":", ",", False, False,
-                      True)
+                      False)
     join = "".join
     return lambda row: join(iterencode(row, 0))
 

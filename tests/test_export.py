@@ -74,8 +74,16 @@ def _alias(project, name):
     return "rater-" + digest[:10]
 
 
+def strict_loads(text):
+    """json.loads as RFC 8259 has it: NaN, Infinity and -Infinity are errors."""
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def _read(path):
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [strict_loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def _run(db, tmp_path, project, fmt="pairs", **options):
@@ -540,3 +548,108 @@ def test_fast_pairs_path_matches_general_path(db, tmp_path, project, options):
         db, "p", format="pairs", summary=reference, **options))
     assert out.read_text(encoding="utf-8") == text
     assert summary == reference
+
+
+# --------------------------------------------------------------------------
+# Strict JSON, Parquet and CSV
+
+
+def test_strict_loads_refuses_nan():
+    with pytest.raises(ValueError, match="not JSON: NaN"):
+        strict_loads('{"x": NaN}')
+
+
+@pytest.mark.parametrize(("fmt", "options"), [
+    ("pairs", {}), ("pairs", {"conversational": True}), ("edits", {}), ("kto", {}),
+    ("judgments", {"real_rater_names": True}), ("pairs", {"aggregate": "majority", "kind": "human"})])
+def test_every_format_is_strict_json(db, tmp_path, project, fmt, options):
+    out, summary = _run(db, tmp_path, "p", fmt, **options)
+    assert len(_read(out)) == summary["written"] > 0
+
+
+def test_non_finite_numbers_are_never_written(db, tmp_path, project):
+    # A row holding NaN (from a future bug, say) fails the export instead of writing "NaN".
+    with pytest.raises(ValueError, match="Out of range float"):
+        export._line_encoder()({"margin": math.nan})
+    with pytest.raises(ValueError):
+        export.dumps({"margin": math.inf})
+
+
+def test_margin_of_extreme_log_odds_does_not_overflow():
+    assert export._sigmoid(-800.0) == 0.0
+    assert export._sigmoid(800.0) == 1.0
+    assert export._sigmoid(1.0) == pytest.approx(SIGMOID_1, rel=1e-15)
+
+
+def _frame_rows(frame):
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in frame.to_dict("records")]
+
+
+@pytest.mark.parametrize(("fmt", "options"), [
+    ("pairs", {}), ("pairs", {"conversational": True}), ("slates", {"conversational": True}),
+    ("kto", {}), ("edits", {}), ("judgments", {"real_rater_names": True}),
+    ("pairs", {"aggregate": "majority", "kind": "human"})])
+def test_parquet_round_trip(db, tmp_path, project, slate_project, fmt, options):
+    name = "s" if fmt == "slates" else "p"
+    jsonl, _ = _run(db, tmp_path, name, fmt, **options)
+    want = _read(jsonl)
+    out = tmp_path / "out.parquet"
+    summary = export.export(db, name, out, format=fmt, output_format="parquet", batch=2,
+                            **options)
+    assert summary["written"] == len(want)
+    got = _frame_rows(pd.read_parquet(out))
+
+    def plain(value):  # Arrow lists come back as numpy arrays
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    objects = {"metadata", "aspects"}
+    assert [{k: (json.loads(v) if k in objects and v is not None else plain(v))
+             for k, v in row.items()} for row in got] == want
+
+
+@pytest.mark.parametrize(("fmt", "options"), [
+    ("pairs", {}), ("pairs", {"conversational": True}), ("kto", {}),
+    ("judgments", {"real_rater_names": True})])
+def test_csv_round_trip(db, tmp_path, project, fmt, options):
+    jsonl, _ = _run(db, tmp_path, "p", fmt, **options)
+    want = _read(jsonl)
+    out = tmp_path / "out.csv"
+    export.export(db, "p", out, format=fmt, output_format="csv", **options)
+    got = _frame_rows(pd.read_csv(out, dtype=str, keep_default_na=False, na_values=[""]))
+
+    def cell(value):  # what a CSV cell holds: nested values as JSON text
+        if value is None:
+            return None
+        if isinstance(value, (dict, list)):
+            return json.dumps(value, ensure_ascii=False)
+        return str(value)
+
+    assert got == [{k: cell(v) for k, v in row.items()} for row in want]
+
+
+def test_empty_exports_have_the_format_columns(db, tmp_path):
+    importing.import_items(db, b'{"id": "a", "prompt": "q", "responses": ["x", "y"]}\n', "e")
+    export.export(db, "e", tmp_path / "e.parquet", format="pairs", output_format="parquet")
+    assert list(pd.read_parquet(tmp_path / "e.parquet").columns) == [
+        "prompt", "chosen", "rejected", "metadata"]
+    export.export(db, "e", tmp_path / "e.csv", format="kto", output_format="csv")
+    assert (tmp_path / "e.csv").read_text() == "prompt,completion,label,metadata\n"
+
+
+def test_cli_output_format_follows_the_suffix(db_path, db, tmp_path, project, capsys):
+    for name in ("x.parquet", "x.csv", "x.jsonl", "x.txt"):
+        assert main(["export", str(tmp_path / name), "--project", "p", "--format", "pairs",
+                     "--db", str(db_path)]) == 0
+    assert len(pd.read_parquet(tmp_path / "x.parquet")) == 8
+    assert len(pd.read_csv(tmp_path / "x.csv")) == 8
+    assert len(_read(tmp_path / "x.jsonl")) == len(_read(tmp_path / "x.txt")) == 8
+    assert main(["export", str(tmp_path / "y.dat"), "--project", "p", "--format", "pairs",
+                 "--output-format", "csv", "--db", str(db_path)]) == 0
+    assert len(pd.read_csv(tmp_path / "y.dat")) == 8

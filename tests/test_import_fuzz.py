@@ -48,6 +48,14 @@ def seeded_db(path=":memory:"):
     return db
 
 
+def strict_loads(text):
+    """json.loads refusing NaN and Infinity, which RFC 8259 does not have."""
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def jsonl(rows, ascii_only=False):
     return "".join(json.dumps(r, ensure_ascii=ascii_only) + "\n" for r in rows).encode()
 
@@ -101,7 +109,8 @@ def bad_item_lines(draw):
     item = good_item(7)
     kind = draw(st.sampled_from([
         "truncated", "garbage", "wrong_type", "missing", "utf8", "nul", "raw_control",
-        "duplicate", "choice", "ranking", "gold", "judgment_field", "not_object"]))
+        "duplicate", "choice", "ranking", "gold", "judgment_field", "not_object", "surrogate",
+        "non_finite"]))
     if kind == "truncated":
         line = json.dumps(item).encode()
         return line[:draw(st.integers(1, len(line) - 1))], "invalid JSON"
@@ -151,6 +160,41 @@ def bad_item_lines(draw):
         else:
             item[field] = "x" + text
         return json.dumps(item).encode(), "contains a NUL character"
+    if kind == "surrogate":
+        # JSON can spell a lone surrogate (\ud800), which no UTF-8 text can hold.
+        char = draw(st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"]))
+        field = draw(st.sampled_from(["prompt", "response", "system", "category", "rater",
+                                      "rationale", "reason_tag", "id", "metadata_key",
+                                      "metadata_value", "message"]))
+        text = draw(st.text(max_size=3)) + char
+        if field == "response":
+            item["responses"][1]["text"] = text
+        elif field == "system":
+            item["responses"][0]["system"] = "s" + text
+        elif field in ("rater", "rationale"):
+            item["judgments"] = [{"rater": "ann", "choice": 0, field: "x" + text}]
+        elif field == "reason_tag":
+            item["judgments"] = [{"rater": "ann", "choice": 0, "reason_tags": [text]}]
+        elif field == "metadata_key":
+            item["metadata"] = {text: 1}
+        elif field == "metadata_value":
+            item["metadata"] = {"k": [1, {"deep": text}]}
+        elif field == "message":
+            del item["prompt"]
+            item["messages"] = [{"role": "user", "content": text}]
+        else:
+            item[field] = "x" + text
+        return json.dumps(item).encode(), "contains a lone surrogate"
+    if kind == "non_finite":
+        token = draw(st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-1e400"]))
+        where = draw(st.sampled_from(["metadata", "aspects", "strength"]))
+        if where == "metadata":
+            line = json.dumps({**item, "metadata": {"m": "@"}})
+        else:
+            judgment = {"rater": "ann", "choice": 0, where: {"a": "@"} if where == "aspects"
+                        else "@"}
+            line = json.dumps({**item, "judgments": [judgment]})
+        return line.replace('"@"', token).encode(), "JSON numbers must be finite"
     if kind == "raw_control":
         # A raw (unescaped) control character is not valid JSON; escaped, it is data.
         char = draw(st.sampled_from(["\x00", "\x01", "\x1b", "\t", "\r"]))
@@ -175,7 +219,9 @@ def bad_item_lines(draw):
         ("display_order", [0, 0]), ("display_order", [1]), ("aspects", {"x": "good"}),
         ("aspects", [1]), ("reason_tags", "tag"), ("reason_tags", [1]),
         ("created_at", "yesterday"), ("surprise", 1), ("rater", ""), ("rater", 5),
-        ("metadata", [1]), ("rationale", 7), ("submission_id", "")]))
+        ("metadata", [1]), ("rationale", 7), ("submission_id", ""), ("time_ms", 2**63),
+        ("time_ms", 2**64 + 5), ("display_order", [False, True]), ("display_order", [0, "1"]),
+        ("display_order", [0.0, 1])]))
     judgment = {"rater": "ann", "choice": 1, "strength": 1, key: value}
     return json.dumps({**item, "judgments": [judgment]}).encode(), "judgments[0]"
 
@@ -212,7 +258,9 @@ def bad_judgment_lines(draw):
     elif kind == "field":
         judgment.update([draw(st.sampled_from([
             ("rater", None), ("rater", "x\x00"), ("kind", "cat"), ("strength", 0),
-            ("time_ms", 1.5), ("rationale", "r" * (importing.MAX_TEXT_CHARS + 1))]))])
+            ("time_ms", 1.5), ("rationale", "r" * (importing.MAX_TEXT_CHARS + 1)),
+            ("rater", "x\ud800"), ("metadata", {"\ud800": 1}), ("time_ms", 2**63),
+            ("display_order", [True, False]), ("reason_tags", ["\x00"])]))])
     line = json.dumps(judgment).encode()
     if kind == "truncated":
         line = line[:draw(st.integers(1, len(line) - 1))]
@@ -490,7 +538,7 @@ def test_valid_files_round_trip(case, ascii_only, separate):
     # Judgments, through the "judgments" export.
     out = io.StringIO()
     export.export(db, "rt", out, format="judgments", real_rater_names=True)
-    got = [json.loads(line) for line in out.getvalue().split("\n") if line]
+    got = [strict_loads(line) for line in out.getvalue().split("\n") if line]
     keys = list(expected_judgment({"rater": "", "kind": ""}, "").keys())
     want = [expected_judgment(j, i["id"]) for i in items for j in i["judgments"]]
     assert sorted(([g[k] for k in keys] for g in got), key=repr) == sorted(
@@ -505,7 +553,7 @@ def test_valid_files_round_trip(case, ascii_only, separate):
     out = io.StringIO()
     export.export(db, "rt", out, format="slates", conversational=True, real_rater_names=True)
     by_id = {i["id"]: i for i in items}
-    for row in map(json.loads, filter(None, out.getvalue().split("\n"))):
+    for row in map(strict_loads, filter(None, out.getvalue().split("\n"))):
         item = by_id[row["metadata"]["item"]]
         assert row["prompt"] == (item.get("messages")
                                  or [{"role": "user", "content": item.get("prompt")}])
@@ -555,4 +603,23 @@ def test_seeded_random_garbage_files_never_escape_as_other_errors():
                     db, data, "p")
             except InvalidInput:
                 pass
+    assert snapshot(db) == before
+
+
+@FUZZ
+@given(bad=st.lists(bad_item_lines().filter(lambda b: b"__DUP__" not in b[0]), min_size=2,
+                    max_size=6), spacing=st.integers(0, 2))
+def test_every_bad_line_of_a_file_is_listed(bad, spacing):
+    """Regression: an import stopped at the first bad line; now it lists them all (up to 20)."""
+    db = seeded_db()
+    before = snapshot(db)
+    data, lines, n = b"", [], 0
+    for k, (line, _) in enumerate(bad):
+        good = jsonl([good_item(100 + 10 * k + i) for i in range(spacing)])
+        data += good + line + b"\n"
+        n += spacing + 1
+        lines.append(n)
+    with pytest.raises(importing.ImportFailed) as info:
+        importing.import_items(db, data, "p", fmt="jsonl")
+    assert [e.split(":")[0] for e in info.value.errors] == [f"line {n}" for n in lines]
     assert snapshot(db) == before

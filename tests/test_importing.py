@@ -1,4 +1,9 @@
 import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -69,22 +74,41 @@ def test_pandalm_garbage_without_flag_fails_and_writes_nothing(tmp_path, db, db_
 
 def test_pandalm_raw_true_values_fail_with_line_and_field(tmp_path, db, db_path, shared_data):
     rows = pandalm.item_rows(convert=False)
-    first_bad = next(i + 1 for i, r in enumerate(rows) if r["id"] in RAW_TRUE_ITEMS)
-    bad_field = next(
-        f"responses[{k}]"
-        for k, resp in enumerate(rows[first_bad - 1]["responses"])
-        if resp["text"] is True
-    )
+    bad = [(i + 1, k) for i, r in enumerate(rows) if r["id"] in RAW_TRUE_ITEMS
+           for k, resp in enumerate(r["responses"]) if resp["text"] is True]
+    assert len(bad) == 6
     path = pandalm.write_jsonl(tmp_path / "raw.jsonl", rows)
-    with pytest.raises(InvalidInput) as err:
+    with pytest.raises(importing.ImportFailed) as err:
         importing.import_items(db, path, "raw")
-    assert str(err.value) == f"line {first_bad}: {bad_field}.text must be a string, got boolean"
+    # Every bad line is listed, not only the first.
+    assert err.value.errors == [
+        f"line {n}: responses[{k}].text must be a string, got boolean" for n, k in bad]
+    assert str(err.value) == err.value.errors[0] + " (and 5 more error(s))"
     assert table_counts(db_path)["items"] == 0
-    # The helper's explicit conversion makes the same rows importable.
-    converted = pandalm.write_jsonl(tmp_path / "ok.jsonl", pandalm.item_rows(convert=True))
-    assert importing.import_items(db, converted, "raw")["items"] == 999
+    # --coerce-text takes them as text, and says where.
+    report = importing.import_items(db, path, "raw", coerce_text=True)
+    assert report["items"] == 999
+    assert report["coerced"] == [f"line {n}" for n, _ in bad]
     item = store.get_item(db, store.item_ids_by_external(db, 1)["157"][0])
     assert "true" in [r["text"] for r in item["responses"]]
+
+
+def test_coerce_text_through_the_cli(tmp_path, capsys, shared_data):
+    from prefstore.cli import main
+
+    rows = pandalm.item_rows(convert=False)
+    lines = [i + 1 for i, r in enumerate(rows) if r["id"] in RAW_TRUE_ITEMS]
+    path = pandalm.write_jsonl(tmp_path / "raw.jsonl", rows)
+    db = str(tmp_path / "c.db")
+    assert main(["import", str(path), "--project", "raw", "--db", db]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [e.split(":")[1] for e in err] == [f" line {n}" for n in lines]
+    assert main(["import", str(path), "--project", "raw", "--db", db, "--coerce-text"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ("coerced 6 non-text responses to text: lines "
+                   + ", ".join(map(str, lines)) + "\n")
+    assert out == ("imported 999 items (1,998 responses) and 2,997 judgments into pairwise "
+                   "project 'raw' (new)\n")
 
 
 def test_plain_string_true_response_names_the_field(tmp_path, db):
@@ -327,3 +351,100 @@ def test_huge_string_is_refused(tmp_path, db):
     )
     with pytest.raises(InvalidInput, match='^line 1: "prompt" is 1,000,001 characters long'):
         importing.import_items(db, path, "p")
+
+
+# --------------------------------------------------------------------------
+# One rater, one judgment per item; submission ids are never silently dropped
+
+
+def judgments_file(tmp_path, *rows, name="j.jsonl"):
+    return pandalm.write_jsonl(tmp_path / name, list(rows))
+
+
+def three_items(tmp_path, db):
+    rows = [{"id": x, "prompt": f"q {x}", "responses": ["a", "b"]} for x in ("q1", "q2", "q3")]
+    importing.import_items(db, pandalm.write_jsonl(tmp_path / "i.jsonl", rows), "p")
+
+
+def test_identical_reimport_is_a_no_op_and_a_changed_one_is_refused(tmp_path, db, db_path):
+    three_items(tmp_path, db)
+    first = {"item": "q1", "rater": "ann", "choice": 0, "submission_id": "web-7"}
+    path = judgments_file(tmp_path, first, {"item": "q2", "rater": "ann", "choice": 1})
+    assert importing.import_judgments(db, path, "p")["judgments"] == 2
+    again = importing.import_judgments(db, path, "p")
+    assert (again["judgments"], again["duplicates"]) == (0, 2)
+    before = table_counts(db_path)
+    changed = judgments_file(tmp_path, {**first, "choice": 1}, {"item": "q2", "rater": "ann",
+                                                                 "choice": 0}, name="c.jsonl")
+    with pytest.raises(importing.ImportFailed) as err:
+        importing.import_judgments(db, changed, "p")
+    assert err.value.errors == [
+        "line 1: \"submission_id\" 'web-7' of rater 'ann' is already stored for a different "
+        "judgment (judgment 1 on item 'q1'); give a new submission_id",
+        "line 2: rater 'ann' already has a judgment on item 'q2' in the project (judgment 2); "
+        "a rater judges an item once"]
+    moved = judgments_file(tmp_path, {**first, "item": "q3"}, name="m.jsonl")
+    with pytest.raises(InvalidInput, match="^line 1: \"submission_id\" 'web-7' of rater 'ann' "
+                       r"is already stored for a different judgment \(judgment 1 on item "
+                       "'q1'\\)"):
+        importing.import_judgments(db, moved, "p")
+    assert table_counts(db_path) == before
+
+
+def test_two_judgments_of_one_rater_on_one_item_name_both_lines(tmp_path, db, db_path):
+    three_items(tmp_path, db)
+    before = table_counts(db_path)
+    path = judgments_file(tmp_path, {"item": "q1", "rater": "ann", "choice": 0},
+                          {"item": "q2", "rater": "ann", "choice": 0},
+                          {"item": "q1", "rater": "ann", "choice": 0},
+                          {"item": "q3", "rater": "bob", "choice": 0, "submission_id": "s"},
+                          {"item": "q2", "rater": "bob", "choice": 0, "submission_id": "s"})
+    with pytest.raises(importing.ImportFailed) as err:
+        importing.import_judgments(db, path, "p")
+    assert err.value.errors == [
+        "line 3: rater 'ann' has a second judgment on item 'q1' (the first is on line 1); a "
+        "rater judges an item once",
+        "line 5: \"submission_id\" 's' of rater 'bob' is already used on line 4"]
+    assert table_counts(db_path) == before
+
+
+def test_concurrent_imports_into_one_new_project_all_succeed(tmp_path):
+    """Four processes import into the same new project at once; each creates or joins it."""
+    db_path = tmp_path / "c.db"
+    store.connect(db_path).close()
+    go = tmp_path / "go"
+    script = (
+        "import sys, time, pathlib\n"
+        "from prefstore import importing, store\n"
+        "db = store.connect(sys.argv[1])\n"
+        "go = pathlib.Path(sys.argv[3])\n"
+        "while not go.exists(): time.sleep(0.005)\n"
+        "report = importing.import_items(db, sys.argv[2], 'new')\n"
+        "print(report['items'], report['created_project'])\n")
+    procs = []
+    for k in range(4):
+        # Explicit ids of its own, plus two items without ids (numbered inside the lock).
+        rows = [{"id": f"p{k}-{i}", "prompt": "q", "responses": ["a", "b"],
+                 "judgments": [{"rater": f"r{k}", "choice": i % 2}]} for i in range(20)]
+        rows += [{"prompt": "no id", "responses": ["a", "b"]} for _ in range(2)]
+        path = pandalm.write_jsonl(tmp_path / f"f{k}.jsonl", rows)
+        procs.append(subprocess.Popen([sys.executable, "-c", script, str(db_path), str(path),
+                                       str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, cwd=Path(__file__).resolve().parents[1]))
+    try:
+        time.sleep(0.5)
+        go.touch()
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:  # no process outlives the test
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [err for _, err in results]
+    assert sorted(out for out, _ in results) == ["22 False\n"] * 3 + ["22 True\n"]
+    db = store.connect(db_path)
+    project = store.get_project(db, "new")
+    ids = store.existing_external_ids(db, project["id"])
+    assert len(ids) == 88
+    assert {i for i in ids if "-" not in i} == {str(n) for n in range(1, 9)}
+    assert store.project_stats(db, project["id"])["judgments"]["human"] == 80

@@ -102,7 +102,7 @@ def test_once_exits_and_sigterm_stops_cleanly(db_path, tmp_path):
     done = subprocess.run([sys.executable, "-m", "prefstore.cli", "worker", "--db",
                            str(db_path), "--once"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "stopped after 1 job(s)" in done.stdout
+    assert "stopped after 1 job\n" in done.stdout
     proc = spawn_worker(db_path, "--poll", "0.2")
     wait_for(lambda: store.live_workers(db))
     proc.send_signal(signal.SIGTERM)

@@ -110,6 +110,29 @@ class SqliteDatabase(Database):
 
 def _check_sqlite_file(path: Path) -> None:
     """Refuse, with one line naming the file, what SQLite would fail on later and less clearly."""
+    def read_header(path: Path, where: str) -> tuple[bytes, int, int]:
+        """Return a database file's first 100 bytes, its size, and the size its header gives.
+
+        The header is read before the size: a checkpoint grows the file before it
+        rewrites the header, so a growing database is never taken for a truncated one.
+        """
+        try:
+            with open(path, "rb") as handle:
+                header = handle.read(100)
+            size = path.stat().st_size
+        except OSError as exc:
+            raise UnusableDatabase(f"{where} cannot be read ({exc.strerror}); check its "
+                                   "permissions") from exc
+        expected = 0
+        if len(header) == 100 and header.startswith(SQLITE_HEADER):
+            page_size = int.from_bytes(header[16:18], "big")
+            page_size = 65536 if page_size == 1 else page_size
+            pages = int.from_bytes(header[28:32], "big")
+            # The page count in the header is valid when its version number matches.
+            if header[92:96] == header[24:28]:
+                expected = pages * page_size
+        return header, size, expected
+
     where = f"database {path}"
     if path.is_dir():
         raise UnusableDatabase(f"{where} is a directory; give the path of a database file")
@@ -117,15 +140,20 @@ def _check_sqlite_file(path: Path) -> None:
     if not parent.is_dir():
         raise InvalidInput(f"--db {path}: directory {parent} does not exist")
     if path.exists():
-        try:
-            with open(path, "rb") as handle:
-                header = handle.read(len(SQLITE_HEADER))
-        except OSError as exc:
-            raise UnusableDatabase(f"{where} cannot be read ({exc.strerror}); check its "
-                                   "permissions") from exc
-        if header and header != SQLITE_HEADER:
+        header, size, expected = read_header(path, where)
+        if header and not header.startswith(SQLITE_HEADER):
             raise UnusableDatabase(f"{where} is not a SQLite database; give a prefstore "
                                    "database, or a new file name to create one")
+        if header and len(header) < 100:
+            raise UnusableDatabase(f"{where} is damaged (truncated to {size} bytes); restore "
+                                   "it from a backup")
+        if size < expected:
+            # Read again: another process's checkpoint may have been halfway through.
+            header, size, expected = read_header(path, where)
+            if size < expected:
+                raise UnusableDatabase(
+                    f"{where} is damaged (truncated: {size:,} bytes where its header says "
+                    f"{expected:,}); restore it from a backup")
         if not os.access(path, os.W_OK):
             raise UnusableDatabase(f"{where} is read-only; make it writable, or copy it "
                                    "somewhere writable (prefstore needs to write its journal)")
@@ -140,17 +168,27 @@ def _open_sqlite(target: str) -> SqliteDatabase:
         _check_sqlite_file(Path(target))
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, and sqlite-utils
     # nests its own atomic() blocks inside as savepoints.
-    conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise translate_error(exc, target) from exc
     db = SqliteDatabase(conn, target)
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if not memory:
+            from prefstore.store import schema
+
+            # Before WAL mode, which would rewrite the header of somebody else's file.
+            schema.check(db)
             db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA foreign_keys = ON")
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.Error as exc:
         conn.close()
         raise translate_error(exc, target) from exc
+    except BaseException:
+        conn.close()
+        raise
     return db
 
 
@@ -410,21 +448,32 @@ def translate_error(exc: BaseException, target: str | os.PathLike | None = None
                     ) -> PrefstoreError:
     """Turn a database driver error into one line that names the database and what to do."""
     where = f"database {describe(target)}" if target else "the database"
+    if str(target or "").startswith("backup "):
+        where = str(target)
     text = str(exc)
     low = text.lower()
+    first = text.splitlines()[0] if text else type(exc).__name__
     if "disk is full" in low or "no space" in low:
         return UnusableDatabase(f"{where}: the disk is full; nothing was written. Free some "
                                 "space and try again")
     if "readonly" in low or "read-only" in low:
         return UnusableDatabase(f"{where} is read-only; make it writable, or copy it somewhere "
                                 "writable")
-    if "malformed" in low or "not a database" in low or "file is encrypted" in low:
-        return UnusableDatabase(f"{where} is damaged ({text}); restore it from a backup, and "
-                                "see `prefstore check`")
+    if ("malformed" in low or "not a database" in low or "file is encrypted" in low
+            or "could not decode to utf-8" in low):
+        shown = first if len(first) <= 80 else first[:79] + "…"
+        return UnusableDatabase(f"{where} is damaged ({ascii(shown)[1:-1]}); restore it from a "
+                                "backup, and see `prefstore check`")
     if "unable to open" in low:
         return UnusableDatabase(f"{where} cannot be opened ({text}); check the path and its "
                                 "permissions")
-    return UnusableDatabase(f"{where}: {text.splitlines()[0] if text else type(exc).__name__}")
+    if "locked" in low or "busy" in low:
+        return UnusableDatabase(f"{where} is locked by another process, which held it for more "
+                                f"than {BUSY_TIMEOUT_MS // 1000} s; try again")
+    if "disk i/o error" in low:
+        return UnusableDatabase(f"{where}: disk I/O error; check that the disk is present, not "
+                                "full, and healthy")
+    return UnusableDatabase(f"{where}: {first}")
 
 
 def driver_errors() -> tuple[type[BaseException], ...]:
