@@ -2,8 +2,8 @@ import json
 import sqlite3
 import subprocess
 import sys
-from urllib.parse import parse_qs, urlsplit
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
