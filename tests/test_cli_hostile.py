@@ -462,16 +462,16 @@ def _(env):
     path = env.tmp / "half.db"
     data = env.big_db().read_bytes()
     path.write_bytes(data[:len(data) // 2])
-    return Case(stats(path), f"error: database {path} is damaged (truncated: {len(data) // 2:,} "
-                f"bytes where its header says {len(data):,}); restore it from a backup", db=path)
+    return Case(stats(path), f"error: database {path} is damaged (database disk image is "
+                "malformed); restore it from a backup, and see `prefstore check`", db=path)
 
 
 @case("db-truncated-inside-the-header")
 def _(env):
     path = env.tmp / "stub.db"
     path.write_bytes(env.db.read_bytes()[:50])
-    return Case(stats(path), f"error: database {path} is damaged (truncated to 50 bytes); "
-                "restore it from a backup", db=path)
+    return Case(stats(path), f"error: database {path} is damaged (database disk image is "
+                "malformed); restore it from a backup, and see `prefstore check`", db=path)
 
 
 @case("db-foreign-sqlite")
@@ -534,7 +534,7 @@ def _(env):
 def _(env):
     prefix = drop_dac()
     env.db.chmod(0)
-    return Case(stats(env.db), f"error: database {env.db} cannot be read (Permission denied); "
+    return Case(stats(env.db), f"error: database {env.db} cannot be read (permission denied); "
                 "check its permissions", prefix=prefix)
 
 
@@ -778,8 +778,11 @@ def test_admin_upload_never_raises_on_garbage(template, tmp_path):
             assert check.ok or check.errors
 
 
-def test_damaged_data_pages_still_open(env, capsys):
-    """The case that once slipped through: stats works, and only the damaged rows fail."""
+def test_damaged_data_pages_are_named_as_damage(env, capsys):
+    """The case that once slipped through (stats passed, export and agreement crashed):
+    reading the damaged rows now ends in one line that says what happened."""
     path = env.damaged_db(data_pages_only=True)
-    assert main(["stats", "--project", "p", "--db", str(path)]) == 0
-    assert capsys.readouterr().out.startswith("p (pairwise): 300 items")
+    assert main(["stats", "--project", "p", "--db", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: database {path} is damaged (database disk image is malformed); restore it "
+        "from a backup, and see `prefstore check`\n")

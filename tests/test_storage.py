@@ -434,3 +434,24 @@ def test_assigning_raters_to_projects(db):
     assert store.rater_project_ids(db, rater["id"]) == [p["id"]]
     assert [e["action"] for e in store.audit_log(db, q["id"])][:2] == [
         "unassign_rater", "assign_rater"]
+
+
+@pytest.mark.sqlite_only("POSIX locks on a SQLite file")
+def test_opening_a_second_handle_keeps_the_first_ones_locks(db, db_path):
+    """Regression: connect() read the file's header with open()/close(), and closing any
+    descriptor of the file drops every POSIX lock the process holds on it. Another process
+    closing its connection then believed it was the last one, checkpointed and deleted the
+    WAL under our open connections: acknowledged writes were lost, the file malformed."""
+    import sys
+
+    store.create_project(db, "p")
+    assert (db_path.parent / (db_path.name + "-wal")).exists()
+    second = store.connect(db_path)  # another thread's handle, say
+    subprocess.run([sys.executable, "-c",
+                    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                    "c.execute('SELECT COUNT(*) FROM projects').fetchone(); c.close()",
+                    str(db_path)], check=True, timeout=60)
+    assert (db_path.parent / (db_path.name + "-wal")).exists()  # still ours: we are open
+    store.create_project(db, "q")
+    assert [p["name"] for p in store.list_projects(second)] == ["p", "q"]
+    second.close()
