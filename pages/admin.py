@@ -15,6 +15,7 @@ import streamlit as st
 from pages import common
 from pages.common import Keys
 from prefstore import admin, export, importing, store
+from prefstore import text as inert
 from prefstore.errors import Conflict, InvalidInput, NotFound
 from prefstore.settings import BUDGET_MODES, ProjectSettings
 
@@ -49,7 +50,7 @@ def project_form(db, project: dict | None, actor: str) -> None:
                             format_func={"pairwise": "Pairwise (A vs B)",
                                          "slate": "Slate (K responses)"}.get)
     else:
-        st.subheader(f"Settings of {project['name']}")
+        st.subheader(f"Settings of {inert.escape_markdown(project['name'])}")
         name, kind = project["name"], project["kind"]
         st.caption(f"Kind: {kind} (fixed once the project exists).")
     left, right = st.columns(2)
@@ -107,13 +108,13 @@ def project_form(db, project: dict | None, actor: str) -> None:
         if project is None:
             created = store.create_project(db, name.strip(), kind, settings, actor=actor)
             st.session_state[Keys.ADMIN_SELECT_NEXT] = created["id"]
-            common.flash(f"Created project {created['name']}")
+            common.flash(f"Created project {inert.escape_markdown(created['name'])}")
         else:
             updated = store.update_project_settings(db, project["id"], settings, actor=actor)
             changed = sorted(project["settings"].changes(updated["settings"]))
             common.flash(f"Saved: {', '.join(changed)}" if changed else "No settings changed")
     except (InvalidInput, Conflict) as exc:
-        st.error(f"Not saved: {exc}.", icon=":material/error:")
+        st.error(f"Not saved: {inert.escape_markdown(exc)}.", icon=":material/error:")
         return
     st.rerun()
 
@@ -250,7 +251,7 @@ def show_connection(values: dict) -> None:
         with st.spinner("Asking the server for its models…"):
             info = check_connection(judge)
     except PrefstoreError as exc:
-        st.error(f"Connection failed: {exc}.", icon=":material/error:")
+        st.error(f"Connection failed: {inert.escape_markdown(exc)}.", icon=":material/error:")
         return
     st.success(f"Connected: {info['base_url']} serves {info['model']} "
                f"({info['latency_ms']:.0f} ms).", icon=":material/check:")
@@ -267,7 +268,7 @@ def audit_section(db, project_names: dict[int, str]) -> None:
 
 
 def import_section(db, project: dict, actor: str) -> None:
-    st.subheader(f"Import items into {project['name']}")
+    st.subheader(f"Import items into {inert.escape_markdown(project['name'])}")
     st.caption("JSONL, JSON or CSV: one item per line with `prompt` (or `messages`) and "
                "`responses` (or `response_a` / `response_b`). Nothing is written until you "
                "confirm, and only if the whole file is valid.")
@@ -280,7 +281,7 @@ def import_section(db, project: dict, actor: str) -> None:
         # AppTest (and a misconfigured proxy) bypass the server's own limit.
         admin.check_upload_size(upload.size, st.get_option("server.maxUploadSize"))
     except InvalidInput as exc:
-        st.error(f"Not imported: {exc}.", icon=":material/error:")
+        st.error(f"Not imported: {inert.escape_markdown(exc)}.", icon=":material/error:")
         return
     data = upload.getvalue()
     check = admin.check_upload(db, project, data, upload.name)
@@ -306,7 +307,7 @@ def import_section(db, project: dict, actor: str) -> None:
             return
         st.session_state[Keys.ADMIN_UPLOAD_ROUND] = round_ + 1  # empty the uploader
         common.flash(f"Imported {report['items']} item(s) and {report['judgments']} "
-                     f"judgment(s) into {project['name']}")
+                     f"judgment(s) into {inert.escape_markdown(project['name'])}")
         st.rerun()
 
 
@@ -316,17 +317,22 @@ def show_errors(errors: list[str]) -> None:
 
 
 def show_link(name: str, link: str, what: str) -> None:
-    st.success(f"{what} for {name}. Copy it now: it is shown only once.",
+    st.success(f"{what} for {inert.escape_markdown(name)}. Copy it now: it is shown only once.",
                icon=":material/link:")
     st.code(link, language=None)
 
 
 def raters_section(db, project: dict | None, identity, actor: str) -> None:
+    projects = store.list_projects(db)
+    names = {p["id"]: p["name"] for p in projects}
     st.subheader("Add a rater")
     with st.form(Keys.ADMIN_RATER_FORM, clear_on_submit=True, border=False):
         name = st.text_input("Name", key=Keys.ADMIN_RATER_NAME, max_chars=60)
         role = st.selectbox("Role", store.ROLES, key=Keys.ADMIN_RATER_ROLE,
                             format_func={"rater": "Rater", "admin": "Admin (all pages)"}.get)
+        chosen_projects = st.multiselect(
+            "Projects they rate in", list(names), format_func=names.get,
+            default=[project["id"]] if project else [], key=Keys.ADMIN_RATER_PROJECTS)
         added = st.form_submit_button("Add rater and make a link", key=Keys.ADMIN_RATER_ADD)
     base = admin.base_url(st.context.url, os.environ)
     if added:
@@ -334,9 +340,12 @@ def raters_section(db, project: dict | None, identity, actor: str) -> None:
             rater, token = store.create_rater(db, " ".join(name.split()), role=role,
                                                 actor=actor)
         except (InvalidInput, Conflict) as exc:
-            st.error(f"Not added: {exc}.", icon=":material/error:")
+            st.error(f"Not added: {inert.escape_markdown(exc)}.", icon=":material/error:")
         else:
-            show_link(rater["name"], admin.rater_link(base, token), "Personal link")
+            for project_id in chosen_projects:
+                store.assign_rater(db, rater["id"], project_id, actor=actor)
+            first = names[chosen_projects[0]] if chosen_projects else None
+            show_link(rater["name"], admin.rater_link(base, token, first), "Personal link")
 
     raters = store.list_raters(db, kind="human")
     if not raters:
@@ -348,6 +357,19 @@ def raters_section(db, project: dict | None, identity, actor: str) -> None:
                        format_func=lambda i: by_id[i]["name"] + ("" if by_id[i]["active"]
                                                                  else " (deactivated)"))
     chosen = by_id[rid]
+    assigned = store.rater_project_ids(db, rid)
+    with st.form(Keys.ADMIN_RATER_ASSIGN_FORM, border=False):
+        # Keyed per rater: choosing another rater shows their own projects.
+        wanted = st.multiselect("Projects they rate in", list(names), format_func=names.get,
+                                default=assigned, key=f"{Keys.ADMIN_RATER_ASSIGN}:{rid}")
+        save = st.form_submit_button("Save projects", key=Keys.ADMIN_RATER_ASSIGN_SAVE)
+    if save:
+        for project_id in set(wanted) - set(assigned):
+            store.assign_rater(db, rid, project_id, actor=actor)
+        for project_id in set(assigned) - set(wanted):
+            store.unassign_rater(db, rid, project_id, actor=actor)
+        common.flash(f"Saved the projects of {inert.escape_markdown(chosen['name'])}")
+        st.rerun()
     left, right = st.columns(2)
     toggle = left.button("Deactivate" if chosen["active"] else "Reactivate",
                          key=Keys.ADMIN_RATER_ACTIVE)
@@ -359,7 +381,7 @@ def raters_section(db, project: dict | None, identity, actor: str) -> None:
         else:
             store.set_rater_active(db, rid, not chosen["active"], actor=actor)
             # Rerun so the button's label follows: a stale "Deactivate" must not reactivate.
-            common.flash(f"{chosen['name']} is " + (
+            common.flash(f"{inert.escape_markdown(chosen['name'])} is " + (
                 "deactivated: no new items, and the link no longer works" if chosen["active"]
                 else "active again"))
             st.rerun()
@@ -367,14 +389,15 @@ def raters_section(db, project: dict | None, identity, actor: str) -> None:
         try:
             token = store.rotate_token(db, rid, actor=actor)
         except NotFound as exc:
-            st.error(f"Not changed: {exc}.", icon=":material/error:")
+            st.error(f"Not changed: {inert.escape_markdown(exc)}.", icon=":material/error:")
         else:
-            show_link(chosen["name"], admin.rater_link(base, token), "New personal link")
+            first = names.get(assigned[0]) if assigned else None
+            show_link(chosen["name"], admin.rater_link(base, token, first), "New personal link")
 
     if project is None:
         st.dataframe(store.list_raters(db), hide_index=True)
         return
-    st.subheader(f"Progress in {project['name']}")
+    st.subheader(f"Progress in {inert.escape_markdown(project['name'])}")
     st.dataframe(store.project_rater_summary(db, project["id"]), hide_index=True,
                  column_config={"active": st.column_config.CheckboxColumn("active")})
 
@@ -442,7 +465,7 @@ def judge_usage_section(db, project: dict) -> None:
 
 
 def export_section(db, project: dict) -> None:
-    st.subheader(f"Export {project['name']}")
+    st.subheader(f"Export {inert.escape_markdown(project['name'])}")
     fmt = st.segmented_control("Format", export.FORMATS, default="pairs", required=True,
                                key=Keys.ADMIN_EXPORT_FORMAT)
     cols = st.columns(3)
@@ -470,7 +493,7 @@ def export_section(db, project: dict) -> None:
     try:
         export.check_options(**{k: v for k, v in options.items() if k != "real_rater_names"})
     except InvalidInput as exc:
-        st.error(f"Cannot export: {exc}.", icon=":material/error:")
+        st.error(f"Cannot export: {inert.escape_markdown(exc)}.", icon=":material/error:")
         return
     wanted = {"project_id": project["id"], **options}
     prepared = st.session_state.get(Keys.ADMIN_EXPORT)
@@ -481,7 +504,7 @@ def export_section(db, project: dict) -> None:
             with st.spinner(f"Writing the {fmt} export…"):
                 ready = admin.prepare_export(db, project["id"], **options)
         except (InvalidInput, NotFound) as exc:
-            st.error(f"Cannot export: {exc}.", icon=":material/error:")
+            st.error(f"Cannot export: {inert.escape_markdown(exc)}.", icon=":material/error:")
             return
         prepared = st.session_state[Keys.ADMIN_EXPORT] = {**ready, "options": wanted}
     if prepared and prepared["options"] != wanted:

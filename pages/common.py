@@ -10,6 +10,7 @@ import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
 
 from prefstore import access, demo, store
+from prefstore import text as inert
 from prefstore.errors import AccessDenied, Conflict, InvalidInput
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -77,6 +78,10 @@ class Keys:
     ADMIN_RATER = "admin_rater"
     ADMIN_RATER_ACTIVE = "admin_rater_active"
     ADMIN_RATER_ROTATE = "admin_rater_rotate"
+    ADMIN_RATER_PROJECTS = "admin_rater_projects"
+    ADMIN_RATER_ASSIGN_FORM = "admin_rater_assign_form"
+    ADMIN_RATER_ASSIGN = "admin_rater_assign"
+    ADMIN_RATER_ASSIGN_SAVE = "admin_rater_assign_save"
     ADMIN_REFIT = "admin_refit"
     ADMIN_ROUTE = "admin_route"
     ADMIN_EXPORT_FORMAT = "admin_export_format"
@@ -268,7 +273,7 @@ def gate(db) -> access.Identity:
     try:
         return identity(db)
     except AccessDenied as exc:
-        st.error(f"Access denied: {exc}.", icon=":material/lock:")
+        st.error(f"Access denied: {inert.escape_markdown(exc)}.", icon=":material/lock:")
         st.stop()
 
 

@@ -17,6 +17,7 @@ import streamlit as st
 
 from pages import common
 from prefstore import agreement, charts, edits, fitting, leaderboard, routing, store
+from prefstore import text as inert
 from prefstore.errors import PrefstoreError
 from prefstore.store.judgments import llm_judge_names
 
@@ -137,7 +138,7 @@ def _compute_once(what: str, compute: Callable[[], object]) -> bool:
         try:
             compute()
         except PrefstoreError as exc:
-            st.error(f"Could not compute the {what}: {exc}", icon=":material/error:")
+            st.error(f"Could not compute the {what}: {inert.escape_markdown(exc)}", icon=":material/error:")
             return False
     clear_caches()
     return True
@@ -258,7 +259,7 @@ def freshness(row: dict | None, n_now: int, what: str, run: Callable[[], object]
             try:
                 run()
             except PrefstoreError as exc:
-                st.error(f"Not recomputed: {exc}", icon=":material/error:")
+                st.error(f"Not recomputed: {inert.escape_markdown(exc)}", icon=":material/error:")
                 return
         clear_caches()
         st.rerun()

@@ -96,7 +96,7 @@ def test_an_llm_rater_called_admin_cannot_lock_the_admin_out(db):
 
 def test_human_and_llm_raters_never_share_a_name(db):
     store.create_rater(db, "bob")
-    with pytest.raises(InvalidInput, match="'bob' is a human rater; a llm rater needs another"):
+    with pytest.raises(InvalidInput, match="'bob' is a human rater; an LLM judge needs another"):
         store.get_or_create_rater(db, "Bob", "llm")
     store.get_or_create_rater(db, "gpt-4", "llm")
     with pytest.raises(InvalidInput, match="'gpt-4' is an LLM judge; a human rater needs"):

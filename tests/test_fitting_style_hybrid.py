@@ -184,17 +184,21 @@ def test_evaluate_hybrid_json(capsys, source):
     assert first["llm_only"]["coverage"] == 0.5
 
 
+HELP = " (see prefstore evaluate-hybrid --help)"
+
+
 @pytest.mark.parametrize("args,message", [
     (["--fractions", "0.5,1"],
      "argument --fractions: must be comma-separated numbers strictly between 0 and 1, "
-     "got '0.5,1'"),
+     "got '0.5,1'" + HELP),
     (["--fractions", "half"],
      "argument --fractions: must be comma-separated numbers strictly between 0 and 1, "
-     "got 'half'"),
-    (["--reps", "0"], "argument --reps: must be a whole number of at least 1, got '0'"),
+     "got 'half'" + HELP),
+    (["--reps", "0"], "argument --reps: must be a number of draws from 1 to 100000, got 0" + HELP),
     (["--seed", "4294967296"],
-     "argument --seed: must be a whole number in [0, 2^32), got '4294967296'"),
-    (["--seed", "-1"], "argument --seed: must be a whole number in [0, 2^32), got '-1'"),
+     "argument --seed: must be an integer seed from 0 to 4294967295, got 4294967296" + HELP),
+    (["--seed", "-1"],
+     "argument --seed: must be an integer seed from 0 to 4294967295, got -1" + HELP),
 ])
 def test_evaluate_hybrid_bad_options_one_line(capsys, source, args, message):
     code, out, err = cli(capsys, "evaluate-hybrid", "--project", "style", "--judge", "judge-x",
@@ -204,7 +208,7 @@ def test_evaluate_hybrid_bad_options_one_line(capsys, source, args, message):
 
 def test_evaluate_hybrid_needs_a_judge_one_line(capsys, source):
     code, _, err = cli(capsys, "evaluate-hybrid", "--project", "style", "--db", str(source))
-    assert (code, err) == (2, "error: the following arguments are required: --judge\n")
+    assert (code, err) == (2, "error: the following arguments are required: --judge" + HELP + "\n")
     code, _, err = cli(capsys, "evaluate-hybrid", "--project", "style", "--judge", "gpt-9",
                        "--db", str(source))
     assert (code, err) == (2, "error: --judge: project 'style' has no LLM judge called "
@@ -239,7 +243,7 @@ def test_evaluate_hybrid_needs_a_judge_one_line(capsys, source):
      "--style-features must be distinct names from length, headers, lists, bold, "
      "got 'length,italics'"),
     (["--style-control", "--style-alpha", "-1"],
-     "--style-alpha must be a non-negative number, got -1.0"),
+     "argument --style-alpha: must be a number from 0 to 1e+06, got -1 (see prefstore fit --help)"),
     (["--style-features", "length"], "--style-features and --style-alpha need --style-control"),
     (["--ppi-lambda", "0"], "--ppi-lambda needs --hybrid-judge"),
 ])

@@ -125,8 +125,8 @@ def get_or_create_rater(db, name: str, kind: str = "human") -> dict:
         found = _by_key(db, name)
     if found["kind"] != kind:
         what = "an LLM judge" if found["kind"] == "llm" else "a human rater"
-        raise InvalidInput(f"rater {found['name']!r} is {what}; a {kind} rater needs another "
-                           "name")
+        wanted = "an LLM judge" if kind == "llm" else "a human rater"
+        raise InvalidInput(f"rater {found['name']!r} is {what}; {wanted} needs another name")
     return found
 
 

@@ -9,6 +9,7 @@ failure.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -54,6 +55,11 @@ def app_test(script: str = APP, *, token: str | None = None):
 
 # --------------------------------------------------------------------------
 # Real browser
+
+
+def rendered(markdown: str) -> str:
+    """What a reader sees of markdown that escapes names: the backslashes dropped."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def _free_port() -> int:

@@ -12,7 +12,7 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 from pages.common import Keys
 from prefstore import assignment, store
 from prefstore.settings import ProjectSettings
-from tests.ui.conftest import REPO, app_test
+from tests.ui.conftest import REPO, app_test, rendered
 
 ADMIN_TOKEN = "admin-secret"
 DENIED_LINK = "Access denied: this link is not valid; ask your project admin for a new one."
@@ -39,7 +39,7 @@ def open_admin(monkeypatch):
 
 
 def errors(at) -> list[str]:
-    return [e.value for e in at.error]
+    return [rendered(e.value) for e in at.error]
 
 
 def counts(db) -> dict[str, int]:

@@ -29,12 +29,13 @@ def test_first_visit_of_a_fresh_server_goes_through_app_py(tmp_path, streamlit_s
     db_path = tmp_path / "fresh.db"
     db = store.connect(db_path)
     demo.ensure_demo(db)
-    _, token = store.create_rater(db, "bob")
+    bob, token = store.create_rater(db, "bob")
+    store.assign_rater(db, bob["id"], store.get_project(db, "demo")["id"])
     db.close()
     url = streamlit_server(db_path, {"PREFSTORE_ADMIN_TOKEN": ADMIN_TOKEN})
     page = browser_page
     page.goto(f"{url}/{path}?token={token}")
-    page.get_by_text("bob:", exact=False).first.wait_for(state="visible")
+    page.get_by_text("Rating as bob").first.wait_for(state="visible")
     wait_app_idle(page)
     body = page.locator("[data-testid='stMain']").inner_text()
     assert "Create a project" not in body and "Access denied" not in body
@@ -45,19 +46,20 @@ def test_rater_link_cannot_open_admin_pages_by_url(tmp_path, streamlit_server, b
     db_path = tmp_path / "access.db"
     db = store.connect(db_path)
     demo.ensure_demo(db)
-    _, token = store.create_rater(db, "alice")
+    alice, token = store.create_rater(db, "alice")
+    store.assign_rater(db, alice["id"], store.get_project(db, "demo")["id"])
     db.close()
     url = streamlit_server(db_path, {"PREFSTORE_ADMIN_TOKEN": ADMIN_TOKEN})
     page = browser_page
 
     page.goto(f"{url}/?token={token}")
     wait_app_idle(page)
-    page.get_by_text("alice:", exact=False).first.wait_for(state="visible")
+    page.get_by_text("Rating as alice").first.wait_for(state="visible")
     assert page.locator("[data-testid='stSidebarNav'] a").count() <= 1  # Rate only, if shown
     for path in ADMIN_PATHS:
         page.goto(f"{url}/{path}?token={token}")
         # Streamlit falls back to the rater's own page: wait for their progress line.
-        page.get_by_text("alice:", exact=False).first.wait_for(state="visible")
+        page.get_by_text("Rating as alice").first.wait_for(state="visible")
         wait_app_idle(page)
         body = page.locator("[data-testid='stMain']").inner_text()
         for admin_text in ("Create a project", "Krippendorff", "Win rates", "Import",

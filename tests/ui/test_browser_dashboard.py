@@ -62,6 +62,7 @@ def seed_payloads(path):
     fitting.refit_all(db, project["id"])
     routing.refresh_routing(db, project["id"])
     rater, token = store.create_rater(db, "browser-rater")
+    store.assign_rater(db, rater["id"], project["id"])
     db.close()
     return token
 

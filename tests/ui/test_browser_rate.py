@@ -24,6 +24,7 @@ def seed(path):
                       {"text": "```html\n<i id='xss-code'>code</i>\n```"}]}])
     store.save_routing(db, project["id"], [{"item_id": probe, "decision": "human"}])
     rater, token = store.create_rater(db, "browser-rater")
+    store.assign_rater(db, rater["id"], project["id"])
     db.close()
     return project, rater, token
 
@@ -39,7 +40,7 @@ def save_screenshot(page) -> None:
         toasts.nth(i).click()
     page.locator("[data-testid='stToast']").first.wait_for(state="detached")
     page.set_viewport_size({"width": 1280, "height": 1350})
-    page.get_by_text("browser-rater:").first.scroll_into_view_if_needed()
+    page.get_by_text("Rating as browser-rater").first.scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOT))
     page.set_viewport_size({"width": 1280, "height": 1000})
 
