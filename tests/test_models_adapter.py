@@ -302,3 +302,17 @@ def test_pairwise_style_on_pairs_uses_the_vectorized_rows():
     first_won = j0["outcome"] == "tie" or j0["choice"] == 0
     lw, ll = (length[ids[0]], length[ids[1]]) if first_won else (length[ids[1]], length[ids[0]])
     assert x[0, 0] == pytest.approx((lw - ll) / (lw + ll + 1))
+
+
+def test_unjudged_slates_beside_judged_pairs(judgments, responses):
+    # A slate project's win rates: only two-response judgments so far, while
+    # three-response items wait unjudged (this raised "duplicate labels").
+    pairs_only = judgments[judgments["item_id"] == 1]
+    named = responses[responses["item_id"] != 4]  # every response has a system
+    data = pairwise_from_frames(pairs_only, named)
+    assert data.names == ["A", "B"]
+    # j1 B>A (strength 3), j2 tie A-B, j6 A>B (strength 0)
+    np.testing.assert_array_equal(data.winners, [1, 0, 0])
+    np.testing.assert_array_equal(data.losers, [0, 1, 1])
+    np.testing.assert_array_equal(data.ties, [0, 1, 0])
+    np.testing.assert_array_equal(data.weights, [2.0, 1, 0.5])

@@ -282,6 +282,8 @@ def _pairwise_vectorized(judgments: pd.DataFrame, responses: pd.DataFrame, level
     item_ids = j["item_id"].to_numpy(dtype=np.int64)
     if not np.isin(item_ids, pair_items.to_numpy()).all():
         return None
+    # Unjudged items of other sizes (a slate project's) would duplicate the index below.
+    resp = resp[resp["item_id"].isin(pair_items)]
     if level == "system":
         if resp["system"].isna().any() or (resp["system"] == "").any():
             return None  # the loop names the offending item
