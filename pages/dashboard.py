@@ -53,9 +53,9 @@ if gold:
 projects = store.list_projects(db)
 if len(projects) > 1:
     st.subheader("All projects")
-    rows = []
+    rows, version = [], store.data_version(db)
     for p in projects:
-        c = dc.counts(dc.db_path(), p["id"], p["settings"].raters_per_item)
+        c = dc.counts(dc.db_path(), p["id"], p["settings"].raters_per_item, version)
         rows.append({"project": p["name"], "kind": p["kind"], "items": c["items"],
                      "human judgments": c["judgments"]["human"],
                      "LLM judgments": c["judgments"]["llm"], "coverage": c["coverage"]})

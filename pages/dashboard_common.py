@@ -2,9 +2,11 @@
 
 Every heavy view reads a stored result (a fit, or a report the worker or
 this module wrote); when none exists yet it is computed once and stored, so
-a page is never empty when data exists and a page render never reads the
-whole judgments table. Loaders are cached for TTL_S seconds, keyed by the
-database path, the project and its judgment count.
+a page is never empty when data exists. A stored result made from fewer
+judgments than the project now has is recomputed on opening while the project
+is small (RECOMPUTE_ON_OPEN judgments); above that the page says plainly how
+stale it is and offers a refit. Loaders are keyed by the database path, the
+project and store.data_version, so a new judgment shows at once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from prefstore.errors import PrefstoreError
 from prefstore.store.judgments import llm_judge_names
 
 TTL_S = 30
+# Up to this many judgments a stale result is recomputed when its page opens
+# (a second or two); above it the worker's refits and the Refit button do it.
+RECOMPUTE_ON_OPEN = 20_000
 NO_JUDGMENTS = "No judgments yet — share rater links from Admin."
 KIND_LABELS = {"human": "Human", "llm": "LLM", "all": "All"}
 HYBRID = "hybrid"
@@ -68,7 +73,8 @@ def open_page(title: str) -> tuple:
                 "--project NAME`.", icon=":material/upload:")
         st.stop()
     project = common.pick_project(projects, Keys.DASH_PROJECT)
-    return db, project, counts(db_path(), project["id"], project["settings"].raters_per_item)
+    return db, project, counts(db_path(), project["id"], project["settings"].raters_per_item,
+                               store.data_version(db))
 
 
 def require_judgments(n: int, message: str = NO_JUDGMENTS) -> None:
@@ -87,7 +93,7 @@ def n_of(counts: dict, kind: str) -> int:
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def counts(path: str, project_id: int, raters_per_item: int) -> dict:
+def counts(path: str, project_id: int, raters_per_item: int, version: tuple) -> dict:
     return store.dashboard_counts(common.get_db(), project_id, raters_per_item)
 
 
@@ -133,8 +139,29 @@ def clear_caches() -> None:
 # Stored results, computed once when missing
 
 
-def _compute_once(what: str, compute: Callable[[], object]) -> bool:
-    with st.spinner(f"No stored {what} yet: computing it once…"):
+def _is_stale(row: dict, n: int) -> bool:
+    return row["n_judgments"] != n
+
+
+def _bring_up_to_date(row: dict | None, n: int, key: tuple) -> bool:
+    """Whether to recompute ``row`` now: it is missing, or stale on a small project.
+
+    Tried once per result and judgment count in a session: a result whose own
+    count can never match (a filtered fit) must not be recomputed on every run.
+    """
+    if row is not None and (not _is_stale(row, n) or n > RECOMPUTE_ON_OPEN):
+        return False
+    tried = st.session_state.setdefault("_dash_recomputed", set())
+    if (key, n) in tried and row is not None:
+        return False
+    tried.add((key, n))
+    return True
+
+
+def _compute_once(what: str, compute: Callable[[], object], stale: bool = False) -> bool:
+    message = (f"{what[0].upper()}{what[1:]} is older than the latest judgments: updating it…"
+               if stale else f"No stored {what} yet: computing it once…")
+    with st.spinner(message):
         try:
             compute()
         except PrefstoreError as exc:
@@ -156,8 +183,9 @@ def report(db, project: dict, name: str, kind: str, n: int, compute: Callable[[]
     """
     row = _latest_report(db_path(), project["id"], name, kind, n)
     if row is None or (stale_before is not None and row["created_at"] < stale_before) or (
-            needs_key is not None and needs_key not in row["result"]):
-        if not _compute_once(what, compute):
+            needs_key is not None and needs_key not in row["result"]) or _bring_up_to_date(
+            row, n, ("report", project["id"], name, kind)):
+        if not _compute_once(what, compute, stale=row is not None):
             return row
         row = store.latest_report(db, project["id"], name=name, kind=kind)
     return row
@@ -173,21 +201,26 @@ def agreement_report(db, project: dict, kind: str, counts: dict,
 def fit(db, project: dict, model: str, kind: str, n: int) -> dict | None:
     """Return the latest stored system-level fit of ``model`` on ``kind``; fit once if missing."""
     row = _latest_fit(db_path(), project["id"], model, kind, n)
-    if row is None:
+    if row is None or _bring_up_to_date(row, n, ("fit", project["id"], model, kind)):
         if not _compute_once(f"{model} fit", lambda: fitting.fit_project(
-                db, project["id"], model=model, level="system", kind=kind)):
-            return None
+                db, project["id"], model=model, level="system", kind=kind),
+                stale=row is not None):
+            return row
         row = store.latest_fit(db, project["id"], model=model, level="system", kind=kind)
     return row
 
 
 def stored_fit(db, project: dict, model: str, kind: str, n: int,
-               compute: Callable[[], object], what: str) -> dict | None:
-    """Return the latest stored system-level fit ``model``/``kind``; compute it once if missing."""
+               compute: Callable[[], object], what: str, *, follow: bool = True) -> dict | None:
+    """Return the latest stored system-level fit ``model``/``kind``; compute it once if missing.
+
+    ``follow``: also recompute it when stale (its count is comparable with ``n``).
+    """
     row = _latest_fit_named(db_path(), project["id"], model, kind, n)
-    if row is None:
-        if not _compute_once(what, compute):
-            return None
+    if row is None or (follow and _bring_up_to_date(row, n, ("fit", project["id"], model,
+                                                            kind))):
+        if not _compute_once(what, compute, stale=row is not None):
+            return row
         row = store.latest_fit(db, project["id"], model=model, level="system", kind=kind)
     return row
 
@@ -203,7 +236,7 @@ def hybrid_fit(db, project: dict, judge: str, n: int) -> dict | None:
     """The latest hybrid fit with LLM judge ``judge`` (fitted if missing)."""
     return stored_fit(db, project, fitting.hybrid_model_name(judge), "all", n,
                       lambda: fitting.fit_hybrid_project(db, project["id"], judge=judge),
-                      "hybrid fit")
+                      "hybrid fit", follow=False)
 
 
 def win_rates(db, project: dict, kind: str, counts: dict) -> dict | None:
@@ -252,7 +285,11 @@ def freshness(row: dict | None, n_now: int, what: str, run: Callable[[], object]
               key: str, label: str = "Refit now") -> None:
     """Show the stored result's age and a button that recomputes it here and reruns."""
     left, right = st.columns([4, 1], vertical_alignment="center")
-    if row is not None:
+    if row is not None and n_now > row["n_judgments"]:
+        # Not a grey caption: numbers that leave out judgments must be noticed.
+        left.warning(stored_caption(row, n_now, what) + " Refit to include the new ones.",
+                     icon=":material/update:")
+    elif row is not None:
         left.caption(stored_caption(row, n_now, what))
     if right.button(label, key=key, icon=":material/refresh:", width="stretch"):
         with st.spinner(f"Recomputing the {what.lower()}…"):

@@ -87,6 +87,7 @@ from prefstore.store.judgments import (
     count_judgment_rows,
     count_judgments,
     dashboard_counts,
+    data_version,
     edited_judgments_frame,
     gold_judgments,
     has_llm_judgments,

@@ -477,6 +477,17 @@ def dashboard_counts(db, project_id: int, raters_per_item: int) -> dict:
             "raters": raters}
 
 
+def data_version(db) -> tuple:
+    """Return a cheap stamp that changes whenever a judgment, item or rater is added.
+
+    Rows are append-only, so the largest ids (primary-key lookups) and the rater
+    count tell a cache whether anything it shows may have changed.
+    """
+    return tuple(db.execute(
+        "SELECT (SELECT MAX(id) FROM judgments), (SELECT MAX(id) FROM items), "
+        "(SELECT COUNT(*) FROM raters), (SELECT MAX(id) FROM projects)").fetchone())
+
+
 def edited_judgments_frame(db, project_id: int) -> pd.DataFrame:
     """Return the project's judgments that carry an edit: id, item_id, rater, outcome, choice, edited."""
     frame = db.frame(

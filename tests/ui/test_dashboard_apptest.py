@@ -196,3 +196,65 @@ def test_rater_navigation_lacks_the_dashboard(app_db, monkeypatch):
     admin.switch_page(DASHBOARD["agreement"]).run()
     assert not admin.exception
     assert admin.title[0].value == "Agreement"
+
+
+def judge_all(db, project, raters, choice_of):
+    """Every rater judges every item of ``project``; choice_of(item_index, rater_index)."""
+    items = [row["id"] for row in db.query(
+        "SELECT id FROM items WHERE project_id = ? ORDER BY id", [project["id"]])]
+    for k, item in enumerate(items):
+        for r, rater in enumerate(raters):
+            store.submit_judgment(db, item_id=item, rater_id=rater["id"],
+                                  submission_id=f"{rater['name']}-{item}", outcome="choice",
+                                  choice=choice_of(k, r), display_order=[0, 1])
+
+
+def test_small_project_numbers_follow_every_judgment_without_a_refit(app_db, monkeypatch):
+    monkeypatch.setenv("PREFSTORE_ADMIN_TOKEN", ADMIN_TOKEN)
+    project = store.create_project(app_db, "fresh", "pairwise", {"raters_per_item": 2})
+    store.insert_items(app_db, project["id"], [
+        {"external_id": f"q{k}", "prompt": f"question {k}",
+         "responses": [{"text": "a", "system": ["s1", "s2"][k % 2]},
+                       {"text": "b", "system": ["s3", "s4"][k % 2]}]} for k in range(8)])
+    ann, bob = (store.create_rater(app_db, name)[0] for name in ("ann", "bob"))
+    judge_all(app_db, project, [ann], lambda k, r: 0)
+    assert metrics(page("overview"))["Human judgments"] == "8"
+    first = store.latest_report(app_db, project["id"], name="agreement", kind="human")
+    assert first["n_judgments"] == 8
+
+    # Bob agrees on 6 of the 8 items: the next opening shows it, no Refit pressed.
+    judge_all(app_db, project, [bob], lambda k, r: int(k >= 6))
+    shown = metrics(page("overview"))
+    assert shown["Human judgments"] == "16"
+    assert shown["Percent agreement"] == "0.750"
+    assert store.latest_report(app_db, project["id"], name="agreement",
+                               kind="human")["n_judgments"] == 16
+    board = page("leaderboard")
+    assert not board.exception
+    fit = store.latest_fit(app_db, project["id"], model="bt", level="system", kind="human")
+    assert (fit["n_judgments"], sorted(fit["result"]["names"])) == (16, ["s1", "s2", "s3", "s4"])
+    rates = store.latest_report(app_db, project["id"], name=leaderboard.REPORT, kind="human")
+    assert (rates["n_judgments"], sorted(rates["result"]["names"])) == (
+        16, ["s1", "s2", "s3", "s4"])
+    # Fresh results carry no staleness warning.
+    assert [w.value for w in board.warning] == []
+
+
+def test_large_project_says_plainly_how_stale_a_result_is(app_db, monkeypatch):
+    from pages import dashboard_common
+    monkeypatch.setenv("PREFSTORE_ADMIN_TOKEN", ADMIN_TOKEN)
+    project = store.create_project(app_db, "big", "pairwise", {"raters_per_item": 2})
+    store.insert_items(app_db, project["id"], [
+        {"external_id": f"q{k}", "prompt": f"question {k}",
+         "responses": [{"text": "a", "system": "s1"}, {"text": "b", "system": "s2"}]}
+        for k in range(4)])
+    ann, bob = (store.create_rater(app_db, name)[0] for name in ("ann", "bob"))
+    judge_all(app_db, project, [ann], lambda k, r: k % 2)
+    fitting.fit_project(app_db, project["id"], model="bt", level="system", kind="human")
+    judge_all(app_db, project, [bob], lambda k, r: 1)
+    monkeypatch.setattr(dashboard_common, "RECOMPUTE_ON_OPEN", 5)
+    at = page("leaderboard")
+    fit = store.latest_fit(app_db, project["id"], model="bt", level="system", kind="human")
+    assert fit["n_judgments"] == 4  # left for the worker or the button
+    assert any("from 4 judgments; 4 new since" in w.value and "Refit" in w.value
+               for w in at.warning)
