@@ -214,8 +214,8 @@ def test_small_project_numbers_follow_every_judgment_without_a_refit(app_db, mon
     project = store.create_project(app_db, "fresh", "pairwise", {"raters_per_item": 2})
     store.insert_items(app_db, project["id"], [
         {"external_id": f"q{k}", "prompt": f"question {k}",
-         "responses": [{"text": "a", "system": ["s1", "s2"][k % 2]},
-                       {"text": "b", "system": ["s3", "s4"][k % 2]}]} for k in range(8)])
+         "responses": [{"text": "a", "system": f"s{k % 4 + 1}"},  # a cycle: one component
+                       {"text": "b", "system": f"s{(k + 1) % 4 + 1}"}]} for k in range(8)])
     ann, bob = (store.create_rater(app_db, name)[0] for name in ("ann", "bob"))
     judge_all(app_db, project, [ann], lambda k, r: 0)
     assert metrics(page("overview"))["Human judgments"] == "8"
@@ -232,7 +232,7 @@ def test_small_project_numbers_follow_every_judgment_without_a_refit(app_db, mon
     board = page("leaderboard")
     assert not board.exception
     fit = store.latest_fit(app_db, project["id"], model="bt", level="system", kind="human")
-    assert (fit["n_judgments"], sorted(fit["result"]["names"])) == (16, ["s1", "s2", "s3", "s4"])
+    assert (fit["n_judgments"], sorted(fit["result"]["scores"])) == (16, ["s1", "s2", "s3", "s4"])
     rates = store.latest_report(app_db, project["id"], name=leaderboard.REPORT, kind="human")
     assert (rates["n_judgments"], sorted(rates["result"]["names"])) == (
         16, ["s1", "s2", "s3", "s4"])
