@@ -57,8 +57,8 @@ Aggregation (``pairs`` and ``kto``):
   the margin from the reward difference, so a probability margin asks for a
   larger gap on confident pairs; ``metadata.log_odds`` holds s_chosen -
   s_rejected if a logit margin suits better). ``agreement`` is the share of the
-  item's judgments whose best response is the model's chosen one. Responses
-  missing from the fit (judged after it) are skipped as ``not_in_fit``.
+  item's judgments whose best response is the model's chosen one. The fit is
+  refitted first when judgments came after it (:func:`current_response_fit`).
 
 ``min_agreement`` drops aggregated rows whose agreement is below it
 (``below_min_agreement``); it is checked after ties and both-bad.
@@ -382,6 +382,35 @@ def _chunks(iterable: Iterable, n: int) -> Iterator[list]:
         yield chunk
 
 
+def current_response_fit(db, proj: dict, kind: str, summary: dict | None = None) -> dict:
+    """Return the response-level Bradley-Terry fit that aggregate "model" ranks by.
+
+    A stored fit made from every current judgment of ``kind`` is used as it is;
+    otherwise the responses are refitted now (with the weak prior
+    ``fitting.RESPONSE_ALPHA``, since most responses are compared only once) and
+    the fit stored, so an export never ranks by a fit that misses judgments.
+    ``summary["refitted"]`` says which happened.
+    """
+    from prefstore import fitting
+
+    judged = store.dashboard_counts(db, proj["id"], 1)["judgments"]
+    n = judged["total" if kind == "all" else kind]
+    fit = store.latest_fit(db, proj["id"], model="bt", level="response", kind=kind)
+    if (fit is not None and fit["n_judgments"] == n
+            and isinstance(fit["result"].get("scores"), dict)):
+        if summary is not None:
+            summary["refitted"] = False
+        return fit
+    if n == 0:
+        which = "" if kind == "all" else f"{kind} "
+        raise NotFound(f"project {proj['name']!r} has no {which}judgments to rank responses by")
+    fitting.fit_project(db, proj["id"], model="bt", level="response", kind=kind,
+                        alpha=fitting.RESPONSE_ALPHA, ci=None)
+    if summary is not None:
+        summary["refitted"] = True
+    return store.latest_fit(db, proj["id"], model="bt", level="response", kind=kind)
+
+
 def iter_rows(db, project: str | int, *, format: str, aggregate: str = "none",
               kind: str = "all", min_agreement: float | None = None,
               conversational: bool = False, real_rater_names: bool = False,
@@ -410,16 +439,9 @@ def iter_rows(db, project: str | int, *, format: str, aggregate: str = "none",
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InvalidInput(f"batch must be a positive integer, got {batch!r}")
     proj = store.get_project(db, project)
-    fit = None
-    if aggregate == "model":
-        fit = store.latest_fit(db, proj["id"], model="bt", level="response", kind=kind)
-        if fit is None or not isinstance(fit["result"].get("scores"), dict):
-            raise NotFound(
-                f"no stored fit of model 'bt' at level 'response' for kind {kind!r} in project "
-                f"{proj['name']!r}; run `prefstore fit --project {proj['name']} --model bt "
-                f"--level response --kind {kind}` first")
     if summary is None:
         summary = {}
+    fit = current_response_fit(db, proj, kind, summary) if aggregate == "model" else None
     summary.update({"written": 0, "judgments": 0, "skipped": dict.fromkeys(SKIP_REASONS, 0)})
     writer = _Writer(proj, summary, format=format, aggregate=aggregate, kind=kind,
                      min_agreement=min_agreement, conversational=conversational,
@@ -777,4 +799,6 @@ def format_summary(summary: dict) -> str:
     """Return a one-line human summary: rows written and skips by reason."""
     skipped = ", ".join(f"{reason} {n}" for reason, n in summary["skipped"].items() if n)
     return (f"wrote {summary['written']} rows from {summary['judgments']} judgments"
-            + (f"; skipped: {skipped}" if skipped else "; nothing skipped"))
+            + (f"; skipped: {skipped}" if skipped else "; nothing skipped")
+            + ("; the responses were refitted first, on every judgment"
+               if summary.get("refitted") else ""))

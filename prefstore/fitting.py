@@ -37,6 +37,11 @@ STYLE_MODEL = "bt+style"
 HYBRID_MODEL = "bt+hybrid"
 
 
+# The L2 prior of response-level fits made for exports: most responses meet one
+# other response once, and without a prior a response that never lost runs off to infinity.
+RESPONSE_ALPHA = 1.0
+
+
 def fit_project(db, project: str | int, *, model: str = "bt", level: str = "system",
                 kind: str = "all", k: int | None = None, alpha: float | None = None,
                 ci: str | None = "hessian", n_boot: int = 200, seed: int = 0,

@@ -140,7 +140,7 @@ def test_prepare_export_writes_the_file_and_the_summary(db, tmp_path):
 
 def test_prepare_export_leaves_nothing_on_error(db, tmp_path):
     project = seed(db)
-    with pytest.raises(NotFound, match="no stored fit"):
+    with pytest.raises(NotFound, match="has no judgments to rank responses by"):
         admin.prepare_export(db, project["id"], directory=tmp_path / "exports",
                              format="pairs", aggregate="model")
     assert list((tmp_path / "exports").iterdir()) == []

@@ -6,7 +6,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from prefstore import export, importing, store
+from prefstore import export, fitting, importing, store
 from prefstore.cli import main
 from prefstore.errors import InvalidInput, NotFound
 from tests import pandalm
@@ -183,8 +183,9 @@ def test_pairs_majority_rows(db, tmp_path, project):
 
 
 def test_pairs_model_margin(db, tmp_path, project):
-    with pytest.raises(NotFound, match="no stored fit of model 'bt' at level 'response'"):
-        export.iter_rows(db, "p", format="pairs", aggregate="model", kind="human")
+    store.create_project(db, "empty", "pairwise", {})
+    with pytest.raises(NotFound, match="'empty' has no human judgments to rank responses by"):
+        export.iter_rows(db, "empty", format="pairs", aggregate="model", kind="human")
     rid = {(item["external_id"], r["idx"]): str(r["id"])
            for item in store.iter_items(db, project["id"]) for r in item["responses"]}
     scores = {rid["a", 0]: 1.0, rid["a", 1]: 0.0, rid["b", 0]: -0.5, rid["b", 1]: 0.5,
@@ -209,6 +210,27 @@ def test_pairs_model_margin(db, tmp_path, project):
         SIGMOID_1, SIGMOID_1]
     _, summary = _run(db, tmp_path, "p", kind="human", aggregate="model", min_agreement=0.5)
     assert (summary["written"], summary["skipped"]["below_min_agreement"]) == (1, 1)
+
+
+def test_model_export_refits_when_judgments_came_after_the_fit(db, tmp_path, project):
+    # No fit yet: the export fits the responses itself and says so.
+    _, summary = _run(db, tmp_path, "p", kind="human", aggregate="model")
+    first = store.latest_fit(db, project["id"], model="bt", level="response", kind="human")
+    assert (summary["refitted"], first["n_judgments"]) == (True, 12)
+    assert first["params"]["alpha"] == fitting.RESPONSE_ALPHA
+    # Up to date: used as it is.
+    _, summary = _run(db, tmp_path, "p", kind="human", aggregate="model")
+    assert summary["refitted"] is False
+    assert store.latest_fit(db, project["id"], model="bt", level="response",
+                            kind="human")["id"] == first["id"]
+    # A stale fit (made from 1 judgment, as in the report) is never used.
+    store.save_fit(db, project["id"], model="bt", level="response", kind="human", params={},
+                   result={"scores": {}}, n_judgments=1, seconds=0.1)
+    _, summary = _run(db, tmp_path, "p", kind="human", aggregate="model")
+    latest = store.latest_fit(db, project["id"], model="bt", level="response", kind="human")
+    assert (summary["refitted"], latest["n_judgments"]) == (True, 12)
+    assert summary["skipped"]["not_in_fit"] == 0
+    assert "refitted" in export.format_summary(summary)
 
 
 def test_slate_pairs_best_and_all(db, tmp_path, slate_project):
