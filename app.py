@@ -2,21 +2,17 @@
 
 import streamlit as st
 
-from pages import common
+from ui import common
 
 common.leave_pages_directory_mode()
-st.set_page_config(page_title="prefstore", page_icon=":material/balance:", layout="wide")
+# A local icon: a Material icon here makes every browser fetch it from fonts.gstatic.com.
+st.set_page_config(page_title="prefstore", page_icon=str(common.APP_DIR / "ui" / "favicon.png"),
+                   layout="wide")
 
 db = common.get_db()
 common.ensure_demo_once(db)
 common.ensure_worker_once()
 identity = common.gate(db)
-
-
-def admin_not_installed() -> None:
-    common.require_admin(db)
-    st.title("Admin")
-    st.info("Admin page not installed.")
 
 
 rate = st.Page("pages/rate.py", title="Rate", icon=":material/thumbs_up_down:",
@@ -34,15 +30,8 @@ pages = {"Rate": [rate]}
 if identity.is_admin:
     pages["Dashboard"] = [st.Page(path, title=title, icon=icon, url_path=url)
                           for path, title, icon, url in DASHBOARD_PAGES]
-    # pages/admin.py is written separately; until it exists the navigation says so
-    # plainly instead of failing on a missing file.
-    if (common.APP_DIR / "pages" / "admin.py").exists():
-        admin = st.Page("pages/admin.py", title="Admin", icon=":material/settings:",
-                        url_path="admin")
-    else:
-        admin = st.Page(admin_not_installed, title="Admin", icon=":material/settings:",
-                        url_path="admin")
-    pages["Admin"] = [admin]
+    pages["Admin"] = [st.Page("pages/admin.py", title="Admin", icon=":material/settings:",
+                              url_path="admin")]
 
 page = st.navigation(pages)
 common.local_mode_banner(identity)

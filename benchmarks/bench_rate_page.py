@@ -75,7 +75,7 @@ def time_library(path: Path, rater_name: str, n: int) -> list[float]:
 def time_page(path: Path, rater_name: str, n: int) -> list[float]:
     from streamlit.testing.v1 import AppTest
 
-    from pages.common import Keys
+    from ui.common import Keys
 
     os.environ["PREFSTORE_DB"] = str(path)
     os.environ.pop("PREFSTORE_ADMIN_TOKEN", None)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import common
-from pages.common import Keys
 from prefstore import admin, export, importing, store
 from prefstore import text as inert
 from prefstore.errors import Conflict, InvalidInput, NotFound
 from prefstore.settings import BUDGET_MODES, ProjectSettings
+from ui import common
+from ui.common import Keys
 
 NEW_PROJECT = 0  # not a project id: SQLite ids start at 1
 BUDGET_LABELS = {"none": "No limit", "fraction": "Fraction of items", "count": "Number of items"}

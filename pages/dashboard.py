@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from pages import dashboard_common as dc
 from prefstore import agreement, assignment, store
+from ui import dashboard as dc
 
 # The landing page of the dashboard keeps its title; the navigation calls it Overview.
 db, project, counts = dc.open_page("Dashboard")

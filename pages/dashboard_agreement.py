@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from pages import dashboard_common as dc
-from pages.dashboard_common import Keys
 from prefstore import agreement, charts
+from ui import dashboard as dc
+from ui.dashboard import Keys
 
 db, project, counts = dc.open_page("Agreement")
 dc.require_judgments(counts["judgments"]["total"])

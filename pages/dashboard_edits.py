@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from pages import dashboard_common as dc
-from pages.dashboard_common import Keys
 from prefstore import charts, edits
+from ui import dashboard as dc
+from ui.dashboard import Keys
 
 db, project, counts = dc.open_page("Edits")
 dc.require_judgments(counts["judgments"]["total"])

@@ -4,9 +4,9 @@ and how its style preferences (length, markdown) compare with the human raters'.
 import pandas as pd
 import streamlit as st
 
-from pages import dashboard_common as dc
-from pages.dashboard_common import Keys
 from prefstore import agreement, charts
+from ui import dashboard as dc
+from ui.dashboard import Keys
 
 db, project, counts = dc.open_page("Judges")
 dc.require_judgments(counts["judgments"]["total"])

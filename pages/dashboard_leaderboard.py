@@ -6,9 +6,9 @@ side by side) and, when there are human and LLM judgments, a hybrid leaderboard.
 
 import streamlit as st
 
-from pages import dashboard_common as dc
-from pages.dashboard_common import Keys
 from prefstore import charts, fitting, leaderboard
+from ui import dashboard as dc
+from ui.dashboard import Keys
 
 db, project, counts = dc.open_page("Leaderboard")
 dc.require_judgments(counts["judgments"]["total"])

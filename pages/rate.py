@@ -16,11 +16,11 @@ from __future__ import annotations
 import streamlit as st
 from streamlit_sortables import sort_items
 
-from pages import common
-from pages.common import Keys
 from prefstore import access, assignment, store
 from prefstore import text as inert
 from prefstore.errors import AccessDenied, InvalidInput
+from ui import common
+from ui.common import Keys
 
 SUBMIT_SHORTCUT = "S"
 

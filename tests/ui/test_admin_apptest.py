@@ -9,10 +9,10 @@ import pytest
 import streamlit as st
 from streamlit.runtime.media_file_manager import MediaFileManager
 
-from pages.common import Keys
 from prefstore import assignment, store
 from prefstore.settings import ProjectSettings
 from tests.ui.conftest import REPO, app_test, rendered
+from ui.common import Keys
 
 ADMIN_TOKEN = "admin-secret"
 DENIED_LINK = "Access denied: this link is not valid; ask your project admin for a new one."

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from pages.common import Keys
 from prefstore import store
 from tests.judge_server import Reply, ScriptedServer, fixture, free_port
 from tests.ui.conftest import app_test
 from tests.ui.test_admin_apptest import ADMIN_TOKEN, errors, last_audit, open_admin, seed_project
+from ui.common import Keys
 
 F = Keys.project_form
 LOCAL_KEYS = (Keys.PF_JUDGE_BATCH, Keys.PF_JUDGE_MAX_LENGTH, Keys.PF_JUDGE_DEVICE,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pages.dashboard_common import Keys
 from prefstore import fitting, leaderboard, routing, store
 from tests.ui.conftest import REPO, app_test
+from ui.dashboard import Keys
 
 ADMIN_TOKEN = "admin-secret-token"
 DASHBOARD = {
@@ -241,7 +241,7 @@ def test_small_project_numbers_follow_every_judgment_without_a_refit(app_db, mon
 
 
 def test_large_project_says_plainly_how_stale_a_result_is(app_db, monkeypatch):
-    from pages import dashboard_common
+    from ui import dashboard as dashboard_common
     monkeypatch.setenv("PREFSTORE_ADMIN_TOKEN", ADMIN_TOKEN)
     project = store.create_project(app_db, "big", "pairwise", {"raters_per_item": 2})
     store.insert_items(app_db, project["id"], [

@@ -11,10 +11,10 @@ import math
 
 import pytest
 
-from pages.dashboard_common import Keys
 from prefstore import fitting, store
 from tests import style_hybrid_data as synthetic
 from tests.ui.conftest import REPO, app_test
+from ui.dashboard import Keys
 
 LEADERBOARD = str(REPO / "pages/dashboard_leaderboard.py")
 JUDGES = str(REPO / "pages/dashboard_judges.py")

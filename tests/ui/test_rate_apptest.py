@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pages.common import Keys
 from prefstore import assignment, store
 from prefstore.errors import AccessDenied
 from tests.ui.conftest import REPO, app_test
+from ui.common import Keys
 
 K = Keys.item
 

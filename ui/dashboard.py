@@ -17,11 +17,11 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from pages import common
 from prefstore import agreement, charts, edits, fitting, leaderboard, routing, store
 from prefstore import text as inert
 from prefstore.errors import PrefstoreError
 from prefstore.store.judgments import llm_judge_names
+from ui import common
 
 TTL_S = 30
 # Up to this many judgments a stale result is recomputed when its page opens
@@ -336,8 +336,3 @@ def ci_text(ci: list | None, digits: int = 3) -> str | None:
     if not ci or ci[0] is None or ci[1] is None:
         return None
     return f"95% CI {ci[0]:.{digits}f} – {ci[1]:.{digits}f}"
-
-
-if __name__ == "__main__":
-    # Opened as a page by URL in Streamlit's pages-directory mode.
-    common.leave_pages_directory_mode()

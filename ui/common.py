@@ -307,8 +307,3 @@ def show_flash() -> None:
     message = st.session_state.pop(Keys.FLASH, None)
     if message:
         st.toast(message, icon=":material/check:")
-
-
-if __name__ == "__main__":
-    # Opened as a page by URL (/common) in Streamlit's pages-directory mode.
-    leave_pages_directory_mode()

@@ -1,0 +1,1 @@
+"""Shared Streamlit helpers of the app's pages (the page scripts live in pages/)."""
