@@ -322,6 +322,13 @@ def show_link(name: str, link: str, what: str) -> None:
     st.code(link, language=None)
 
 
+def landing_project(project: dict | None, chosen: list[int], names: dict) -> str | None:
+    """The project a new link opens: the one chosen above if the rater has it, else their first."""
+    if project is not None and project["id"] in chosen:
+        return project["name"]
+    return names[min(chosen)] if chosen else None
+
+
 def raters_section(db, project: dict | None, identity, actor: str) -> None:
     projects = store.list_projects(db)
     names = {p["id"]: p["name"] for p in projects}
@@ -332,7 +339,9 @@ def raters_section(db, project: dict | None, identity, actor: str) -> None:
                             format_func={"rater": "Rater", "admin": "Admin (all pages)"}.get)
         chosen_projects = st.multiselect(
             "Projects they rate in", list(names), format_func=names.get,
-            default=[project["id"]] if project else [], key=Keys.ADMIN_RATER_PROJECTS)
+            default=[project["id"]] if project else [],
+            # Keyed per project: the default follows the project chosen above.
+            key=f"{Keys.ADMIN_RATER_PROJECTS}:{project['id'] if project else 0}")
         added = st.form_submit_button("Add rater and make a link", key=Keys.ADMIN_RATER_ADD)
     base = admin.base_url(st.context.url, os.environ)
     if added:
@@ -344,8 +353,8 @@ def raters_section(db, project: dict | None, identity, actor: str) -> None:
         else:
             for project_id in chosen_projects:
                 store.assign_rater(db, rater["id"], project_id, actor=actor)
-            first = names[chosen_projects[0]] if chosen_projects else None
-            show_link(rater["name"], admin.rater_link(base, token, first), "Personal link")
+            show_link(rater["name"], admin.rater_link(
+                base, token, landing_project(project, chosen_projects, names)), "Personal link")
 
     raters = store.list_raters(db, kind="human")
     if not raters:
@@ -391,8 +400,8 @@ def raters_section(db, project: dict | None, identity, actor: str) -> None:
         except NotFound as exc:
             st.error(f"Not changed: {inert.escape_markdown(exc)}.", icon=":material/error:")
         else:
-            first = names.get(assigned[0]) if assigned else None
-            show_link(chosen["name"], admin.rater_link(base, token, first), "New personal link")
+            show_link(chosen["name"], admin.rater_link(
+                base, token, landing_project(project, assigned, names)), "New personal link")
 
     if project is None:
         st.dataframe(store.list_raters(db), hide_index=True)

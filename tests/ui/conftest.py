@@ -119,9 +119,18 @@ def streamlit_server(tmp_path):
             start_new_session=True)
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
+        by_url[url] = proc
         _wait_healthy(url, proc, time.monotonic() + SERVER_START_TIMEOUT_S)
         return url
 
+    by_url: dict[str, subprocess.Popen] = {}
+
+    def kill(url: str) -> None:
+        """SIGKILL the server process alone: what it started must notice by itself."""
+        by_url[url].kill()
+        by_url[url].wait(timeout=10)
+
+    start.kill = kill
     yield start
     for proc in procs:
         _stop(proc)
