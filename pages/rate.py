@@ -1,10 +1,11 @@
 """Rate: one served item at a time, pairwise (A vs B) or a slate of K responses.
 
-Keyboard: 1 / 2 / 3 / 4 pick A / B / Tie / Both bad; on a project with the
-graded scale the scale is the choice and S submits it (Enter would also
-activate whichever scale button has the focus); on a slate 1..K pick the
-best, and S submits a full ranking. Streamlit ignores these keys while the
-cursor is in a text field, so typing a rationale never submits.
+Keyboard: every choice has a key, shown on its control. Without the graded
+scale 1 / 2 / 3 / 4 pick A / B / Tie / Both bad. With it, 1-7 pick the steps
+from "A much better" to "B much better", 0 is Both bad and S submits. On a
+slate 1..9 and 0 pick the best response, S submits a full ranking and X is All
+bad. Streamlit ignores these keys while the cursor is in a text field, so
+typing a rationale never submits.
 
 Untrusted text stays inert: item text is markdown with its images turned
 into plain links (:func:`prefstore.text.inert_markdown`), and names never go
@@ -23,6 +24,8 @@ from ui import common
 from ui.common import Keys
 
 SUBMIT_SHORTCUT = "S"
+BOTH_BAD_ON_SCALE = "0"  # 1-7 are the scale's steps
+ALL_BAD_SHORTCUT = "X"  # a slate's digits pick responses 1-10
 
 
 def rating_rater(db, identity) -> dict:
@@ -31,9 +34,11 @@ def rating_rater(db, identity) -> dict:
         return identity.rater
     st.title("Rate")
     st.write("Type your name to start rating. Your judgments are stored under it.")
-    name = st.text_input("Your name", key=Keys.LOCAL_NAME_INPUT,
-                         max_chars=store.raters.MAX_NAME_CHARS)
-    if st.button("Start rating", key=Keys.LOCAL_NAME_GO, type="primary"):
+    with st.form(Keys.LOCAL_NAME_FORM, border=False):  # Enter in the field starts rating
+        name = st.text_input("Your name", key=Keys.LOCAL_NAME_INPUT,
+                             max_chars=store.raters.MAX_NAME_CHARS)
+        go = st.form_submit_button("Start rating", key=Keys.LOCAL_NAME_GO, type="primary")
+    if go:
         try:
             found = access.local_rater(db, identity, name)
         except (InvalidInput, AccessDenied) as exc:
@@ -79,10 +84,10 @@ def show_responses(claim: dict) -> list[str]:
     return shown
 
 
-def answer_fields(settings, aid: int) -> dict:
+def answer_fields(settings, aid: int, *, aspects: bool = True) -> dict:
     """Aspect scores, rationale and reason tags, keyed to the served item."""
     fields: dict = {"aspects": {}, "reason_tags": []}
-    if settings.aspects:
+    if settings.aspects and aspects:
         st.markdown("**Score the better response on each aspect** (1 = poor, 5 = excellent)")
         cols = st.columns(len(settings.aspects))
         for col, aspect in zip(cols, settings.aspects):
@@ -139,18 +144,34 @@ def save(db, claim: dict, rater: dict, settings, label: dict, fields: dict,
         message_slot.error(f"Not saved: {inert.inert_markdown(str(exc))}.",
                            icon=":material/error:")
         return
-    common.flash(f"Saved: {assignment.describe_label(label, claim['display_order'])}")
+    common.flash(f"Saved: {assignment.describe_saved(label, claim['display_order'])}")
     st.rerun()
+
+
+def strength_scale(aid: int) -> str | None:
+    """The 7-step scale as buttons on keys 1-7; return the step picked (None: not yet)."""
+    chosen_key = Keys.item(Keys.STRENGTH, aid)
+
+    def pick(label: str) -> None:
+        st.session_state[chosen_key] = label
+
+    st.markdown("**Which response is better?** Keys 1-7 pick a step, S submits, 0 is both "
+                "bad.")
+    chosen = st.session_state.get(chosen_key)
+    cols = st.columns(len(assignment.STRENGTH_LABELS))
+    for step, (col, label) in enumerate(zip(cols, assignment.STRENGTH_LABELS)):
+        col.button(label, key=Keys.item(Keys.STRENGTH_STEP, aid, step), shortcut=str(step + 1),
+                   type="primary" if label == chosen else "secondary", width="stretch",
+                   on_click=pick, args=(label,))
+    return chosen
 
 
 def pairwise(db, claim: dict, rater: dict, settings) -> None:
     aid, order = claim["id"], claim["display_order"]
     shown = show_responses(claim)
-    scale = None
-    if settings.strength_scale:
-        scale = st.segmented_control("Which response is better?", assignment.STRENGTH_LABELS,
-                                     key=Keys.item(Keys.STRENGTH, aid))
-    fields = answer_fields(settings, aid)
+    scale = strength_scale(aid) if settings.strength_scale else None
+    # Scoring "the better response" makes no sense on a tie.
+    fields = answer_fields(settings, aid, aspects=scale != "Tie")
     winner = None
     if scale is not None:
         label = assignment.label_for_strength(order, scale)
@@ -167,7 +188,7 @@ def pairwise(db, claim: dict, rater: dict, settings) -> None:
         submit = cols[0].button("Submit", key=Keys.item(Keys.SUBMIT, aid), type="primary",
                                 shortcut=SUBMIT_SHORTCUT, width="stretch")
         both_bad = cols[1].button("Both bad", key=Keys.item(Keys.BOTH_BAD, aid),
-                                  shortcut="4", width="stretch")
+                                  shortcut=BOTH_BAD_ON_SCALE, width="stretch")
         if submit:
             if scale is None:
                 message_slot.error("Not saved: pick how much better one response is "
@@ -234,14 +255,16 @@ def slate(db, claim: dict, rater: dict, settings) -> None:
     ranked = None
     if settings.ranking_mode == "full":
         ranked = full_ranking(order, shown, aid)
-    fields = answer_fields(settings, aid)
+    # Aspects score "the better response": a pairwise notion.
+    fields = answer_fields(settings, aid, aspects=False)
     edit = edit_box(settings, aid, shown)
     message_slot = st.container()
     if settings.ranking_mode == "full":
         cols = st.columns(2)
         submit = cols[0].button("Submit ranking", key=Keys.item(Keys.SUBMIT, aid),
                                 type="primary", shortcut=SUBMIT_SHORTCUT, width="stretch")
-        all_bad = cols[1].button("All bad", key=Keys.item(Keys.BOTH_BAD, aid), width="stretch")
+        all_bad = cols[1].button("All bad", key=Keys.item(Keys.BOTH_BAD, aid),
+                                 shortcut=ALL_BAD_SHORTCUT, width="stretch")
         if submit:
             label, how = ranked
             if label is None:
@@ -255,7 +278,8 @@ def slate(db, claim: dict, rater: dict, settings) -> None:
         best = [col.button(f"{p + 1} is best", key=Keys.item(Keys.BEST, aid, p),
                            shortcut=str((p + 1) % 10), width="stretch")
                 for p, col in enumerate(cols[:k])]
-        all_bad = cols[k].button("All bad", key=Keys.item(Keys.BOTH_BAD, aid), width="stretch")
+        all_bad = cols[k].button("All bad", key=Keys.item(Keys.BOTH_BAD, aid),
+                                 shortcut=ALL_BAD_SHORTCUT, width="stretch")
         if any(best):
             save(db, claim, rater, settings, assignment.label_for_position(order, best.index(True)),
                  fields, edit, message_slot)
@@ -275,13 +299,20 @@ def skip_or_flag(db, claim: dict, rater: dict) -> None:
             st.rerun()
         problem = right.selectbox("What is wrong with it?", assignment.FLAG_REASONS, index=None,
                                   key=Keys.item(Keys.FLAG_REASON, aid))
+        note = (right.text_input("What is wrong?", key=Keys.item(Keys.FLAG_NOTE, aid),
+                                 max_chars=assignment.MAX_FLAG_NOTE_CHARS)
+                if problem == "other" else None)
         if right.button("Flag", key=Keys.item(Keys.FLAG, aid)):
             if problem is None:
                 right.error("Choose what is wrong with the item first.")
-            else:
-                assignment.flag(db, claim, rater["id"], problem)
-                common.flash(f"Flagged as {problem}")
-                st.rerun()
+                return
+            try:
+                assignment.flag(db, claim, rater["id"], problem, note)
+            except InvalidInput as exc:
+                right.error(f"Not flagged: {inert.escape_markdown(exc)}.")
+                return
+            common.flash(f"Flagged as {problem}")
+            st.rerun()
 
 
 def finished(project: dict, progress: dict) -> None:

@@ -19,7 +19,8 @@ from prefstore import store
 from prefstore.errors import AccessDenied, InvalidInput
 from prefstore.settings import ProjectSettings
 
-FLAG_REASONS = ("harmful", "broken", "unclear")
+FLAG_REASONS = ("harmful", "broken", "unclear", "other")
+MAX_FLAG_NOTE_CHARS = 500
 #: The flag reason recorded when an item cannot be shown (the rater moves on).
 RENDER_ERROR = store.claims.UNREADABLE
 
@@ -242,12 +243,23 @@ def skip(db, claim: dict, rater_id: int, reason: str | None = None) -> None:
                                reason=(reason or "").strip() or None)
 
 
-def flag(db, claim: dict, rater_id: int, reason: str) -> None:
-    """Record that the rater flagged the item as harmful, broken or unclear."""
+def flag(db, claim: dict, rater_id: int, reason: str, note: str | None = None) -> None:
+    """Record that the rater flagged the item as harmful, broken, unclear or "other".
+
+    "other" needs a ``note`` saying what is wrong; a note is stored as
+    ``"<reason>: <note>"`` (at most MAX_FLAG_NOTE_CHARS characters).
+    """
     if reason not in FLAG_REASONS:
         raise InvalidInput(f"flag reason must be one of {', '.join(FLAG_REASONS)}, "
                            f"got {reason!r}")
-    store.release_assignment(db, claim["id"], rater_id, status="flagged", reason=reason)
+    note = " ".join((note or "").split())
+    if reason == "other" and not note:
+        raise InvalidInput('say what is wrong with the item when you choose "other"')
+    if len(note) > MAX_FLAG_NOTE_CHARS:
+        raise InvalidInput(f"the note must have at most {MAX_FLAG_NOTE_CHARS} characters, "
+                           f"it has {len(note)}")
+    store.release_assignment(db, claim["id"], rater_id, status="flagged",
+                             reason=f"{reason}: {note}" if note else reason)
 
 
 def flag_unshowable(db, claim: dict, rater_id: int, error: BaseException) -> None:
@@ -283,6 +295,20 @@ def gold_counts(db, project_id: int) -> dict[str, dict[str, int]]:
         out[row["rater"]]["n"] += 1
         out[row["rater"]]["correct"] += int(correct)
     return dict(out)
+
+
+def describe_saved(label: dict[str, Any], display_order: list[int]) -> str:
+    """Return what a toast says was saved: "B clearly better", "Ranking 2 > 3 > 1", "Tie"."""
+    k = len(display_order)
+    if label["outcome"] == "choice" and label.get("ranking"):
+        return "Ranking " + " > ".join(position_label(k, display_order.index(i))
+                                       for i in label["ranking"])
+    if label["outcome"] == "choice" and k == 2 and label.get("strength") in (1, 2, 3):
+        for text, position, strength in STRENGTH_SCALE:
+            if (position, strength) == (display_order.index(label["choice"]),
+                                        label["strength"]):
+                return text
+    return describe_label(label, display_order)
 
 
 def describe_label(label: dict[str, Any], display_order: list[int]) -> str:

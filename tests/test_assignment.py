@@ -135,3 +135,17 @@ def test_skip_and_flag(db):
              store.get_assignment(db, c["id"])["reason"]) for c in (first, second)] == [
         ("skipped", None), ("flagged", "harmful")]
     assert assignment.next_item(db, project["id"], rater["id"]) is None
+
+
+@pytest.mark.parametrize("label,order,text", [
+    ({"outcome": "choice", "choice": 1, "strength": 2}, [0, 1], "B clearly better"),
+    ({"outcome": "choice", "choice": 1, "strength": 3}, [1, 0], "A much better"),
+    ({"outcome": "choice", "choice": 0, "strength": None}, [1, 0], "Response B"),
+    ({"outcome": "tie", "strength": 0}, [0, 1], "Tie"),
+    ({"outcome": "both_bad"}, [0, 1], "Both bad"),
+    ({"outcome": "both_bad"}, [0, 1, 2], "All bad"),
+    ({"outcome": "choice", "ranking": [2, 0, 1]}, [1, 2, 0], "Ranking 2 > 3 > 1"),
+    ({"outcome": "choice", "choice": 2}, [1, 2, 0], "Response 2"),
+])
+def test_the_toast_says_what_was_saved(label, order, text):
+    assert assignment.describe_saved(label, order) == text

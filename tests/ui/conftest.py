@@ -62,6 +62,15 @@ def rendered(markdown: str) -> str:
     return re.sub(r"\\(.)", r"\1", markdown)
 
 
+def huge_hostile_text(n_chars: int = 1_100_000) -> str:
+    """About ``n_chars`` of what slows a browser most: emoji, combining marks, bidi overrides,
+    zero-width characters, and markdown (images, emphasis) on every line."""
+    line = ("Z\u0351\u0352\u0353\u0354 \U0001F469\u200D\U0001F4BB \u202Ereversed\u202C "
+            "\u200B\u200C\u200D **bold** _it_ ![x](http://203.0.113.9/p.png) "
+            "\u05e9\u05dc\u05d5\u05dd \U0001F1FA\U0001F1F3\n")
+    return (line * (n_chars // len(line) + 1))[:n_chars]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

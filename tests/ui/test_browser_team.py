@@ -28,6 +28,7 @@ from tests.ui.conftest import wait_app_idle
 pytestmark = pytest.mark.browser
 
 ADMIN = "team-admin-token"
+SCREENSHOT_ON_FAILURE = Path("/tmp/prefstore-team-failure.png")
 BEACON = "http://203.0.113.9/beacon.png"  # TEST-NET-3: never routable
 HOSTILE = (f"![pixel]({BEACON}) <img src='{BEACON}'> <script>window.__xss = 1</script> "
            "**bold** [link](javascript:alert(1))")
@@ -144,7 +145,12 @@ def add_rater(page, name: str, projects: list[str]) -> str:
         page.get_by_role("option", name=project, exact=True).click()
     page.keyboard.press("Escape")
     form.get_by_role("button", name="Add rater and make a link").click()
-    wait_text(page, f"Personal link for {name}")
+    try:
+        wait_text(page, f"Personal link for {name}")
+    except PlaywrightTimeout:
+        page.screenshot(path=str(SCREENSHOT_ON_FAILURE))
+        raise AssertionError(f"no link for {name}; the page says: "
+                             f"{main(page).inner_text()[:2000]}") from None
     link = main(page).locator("[data-testid='stCode'] code").last.inner_text().strip()
     return link
 
@@ -179,9 +185,7 @@ def rate_project(page, db, project: dict, rater: dict, n: int, rate_one) -> None
 
 def rate_pair(page, k: int) -> None:
     prompt = main(page).get_by_text(re.compile(r"Pair question \d")).first.inner_text()
-    page.get_by_role("radio", name="A clearly better" if k % 2 == 0 else "B slightly better"
-                     ).click()
-    settle(page)
+    click(page, "A clearly better" if k % 2 == 0 else "B slightly better")
     main(page).get_by_role("radio", name=str(4 - k % 2), exact=True).first.click()
     settle(page)
     type_into(page, "Why? (optional)", f"reason {k}")

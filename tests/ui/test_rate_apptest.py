@@ -6,7 +6,7 @@ import pytest
 
 from prefstore import assignment, store
 from prefstore.errors import AccessDenied
-from tests.ui.conftest import REPO, app_test
+from tests.ui.conftest import REPO, app_test, rendered
 from ui.common import Keys
 
 K = Keys.item
@@ -43,7 +43,7 @@ def stored(db, rater, keys=("item_id", "outcome", "choice", "ranking", "strength
 
 
 def errors(at) -> list[str]:
-    return [e.value for e in at.error]
+    return [rendered(e.value) for e in at.error]
 
 
 def test_pairwise_with_strength_rationale_and_edit(app_db):
@@ -55,7 +55,7 @@ def test_pairwise_with_strength_rationale_and_edit(app_db):
     assert not at.exception
     claim = served(app_db, project, rater)
     aid, order = claim["id"], claim["display_order"]
-    at.segmented_control(key=K(Keys.STRENGTH, aid)).set_value("B clearly better").run()
+    at.button(key=K(Keys.STRENGTH_STEP, aid, 5)).click().run()
     original = f"response {claim['item_id'] - 1}.{order[1]}"
     edit = at.text_area(key=K(Keys.EDIT, aid, 1))
     assert edit.value == original  # pre-filled with the chosen response
@@ -77,7 +77,7 @@ def test_pairwise_with_strength_rationale_and_edit(app_db):
     following = served(app_db, project, rater)
     assert following["id"] != aid
     assert at.text_area(key=K(Keys.RATIONALE, following["id"])).value == ""
-    assert [t.value for t in at.toast] == ["Saved: Response B"]
+    assert [t.value for t in at.toast] == ["Saved: B clearly better"]
 
 
 def test_unchanged_edit_is_not_stored_and_scale_tie_has_strength_zero(app_db):
@@ -85,10 +85,10 @@ def test_unchanged_edit_is_not_stored_and_scale_tie_has_strength_zero(app_db):
     rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
     claim = served(app_db, project, rater)
-    at.segmented_control(key=K(Keys.STRENGTH, claim["id"])).set_value("A slightly better").run()
+    at.button(key=K(Keys.STRENGTH_STEP, claim["id"], 2)).click().run()
     at.button(key=K(Keys.SUBMIT, claim["id"])).click().run()
     second = served(app_db, project, rater)
-    at.segmented_control(key=K(Keys.STRENGTH, second["id"])).set_value("Tie").run()
+    at.button(key=K(Keys.STRENGTH_STEP, second["id"], 3)).click().run()
     assert [t.key for t in at.text_area] == [K(Keys.RATIONALE, second["id"])]  # no edit box
     at.button(key=K(Keys.SUBMIT, second["id"])).click().run()
     rows = stored(app_db, rater, keys=("outcome", "choice", "strength", "edited"))
@@ -177,6 +177,22 @@ def test_skip_and_flag_are_recorded(app_db):
         (first["item_id"], "skipped", "not my field"), (second["item_id"], "flagged", "broken")]
     assert store.count_judgments(app_db) == 0
     assert store.rater_progress(app_db, project["id"], rater["id"])["skipped"] == 2
+
+
+def test_flag_as_other_needs_a_note(app_db):
+    project = make_project(app_db)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    claim = served(app_db, project, rater)
+    at.selectbox(key=K(Keys.FLAG_REASON, claim["id"])).select("other").run()
+    at.button(key=K(Keys.FLAG, claim["id"])).click().run()
+    assert errors(at) == ['Not flagged: say what is wrong with the item when you choose '
+                          '"other".']
+    assert store.get_assignment(app_db, claim["id"])["status"] == "claimed"
+    at.text_input(key=K(Keys.FLAG_NOTE, claim["id"])).input("  the prompt is\ncut off ")
+    at.button(key=K(Keys.FLAG, claim["id"])).click().run()
+    row = store.get_assignment(app_db, claim["id"])
+    assert (row["status"], row["reason"]) == ("flagged", "other: the prompt is cut off")
 
 
 def test_double_submit_stores_one_row(app_db):
@@ -277,7 +293,7 @@ def test_local_mode_type_a_name_and_rate(app_db):
     at = app_test().run()
     assert any("Local mode" in i.value for i in at.info)
     at.text_input(key=Keys.LOCAL_NAME_INPUT).input("Ada Lovelace")
-    at.button(key=Keys.LOCAL_NAME_GO).click().run()
+    at.button(key=Keys.LOCAL_NAME_GO).click().run()  # a form: Enter in the field does this
     rater = store.get_rater(app_db, "Ada Lovelace")
     claim = served(app_db, project, rater)
     at.button(key=K(Keys.CHOOSE_A, claim["id"])).click().run()

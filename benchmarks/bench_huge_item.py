@@ -1,0 +1,113 @@
+"""Time how long a rater's browser takes to show a 1.1M-character item.
+
+A real Streamlit server and Debian's chromium: each repeat opens the rater's
+link in a fresh page and stops the clock when the item is shown and the script
+has finished. The item is 1.1M characters of emoji, combining marks, bidi
+overrides, zero-width characters and markdown, in the prompt and in response A
+(inside the import limit). Goal: median < 2 s per load (it was 89 s).
+
+    python benchmarks/bench_huge_item.py [--repeats 5] [--chars 1100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from prefstore import store  # noqa: E402
+from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS, huge_hostile_text  # noqa: E402
+
+GOAL_S = 2.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def seed(path: Path, n_chars: int) -> str:
+    db = store.connect(path)
+    project = store.create_project(db, "huge", "pairwise", {"gold_rate": 0.0,
+                                                            "raters_per_item": 100})
+    text = huge_hostile_text(n_chars)
+    store.insert_items(db, project["id"], [{
+        "external_id": "huge", "prompt": "Huge item " + text,
+        "responses": [{"text": text}, {"text": "short answer"}]}])
+    rater, token = store.create_rater(db, "reader")
+    store.assign_rater(db, rater["id"], project["id"])
+    db.close()
+    return token
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--chars", type=int, default=1_100_000)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db_path = Path(tmp) / "huge.db"
+        token = seed(db_path, args.chars)
+        port = free_port()
+        env = {**os.environ, "PREFSTORE_DB": str(db_path), "PREFSTORE_AUTOSTART_WORKER": "0",
+               "PREFSTORE_ADMIN_TOKEN": "bench-admin"}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            times = []
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                try:
+                    for k in range(args.repeats + 1):  # the first load warms the server
+                        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                        start = time.perf_counter()
+                        page.goto(f"{url}/?token={token}")
+                        page.get_by_text("short answer").first.wait_for(
+                            state="visible", timeout=300_000)
+                        page.wait_for_selector(
+                            "[data-testid='stApp'][data-test-script-state='notRunning']",
+                            timeout=300_000)
+                        if k:
+                            times.append(time.perf_counter() - start)
+                        page.close()
+                finally:
+                    browser.close()
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+    median = statistics.median(times)
+    print(f"{args.chars:,}-character item, {args.repeats} loads: median {median:.2f} s "
+          f"(min {min(times):.2f}, max {max(times):.2f}); goal < {GOAL_S:.0f} s: "
+          f"{'met' if median < GOAL_S else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
