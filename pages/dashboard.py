@@ -29,14 +29,17 @@ else:
     if row is not None:
         result = row["result"]
         alpha, ci = result["krippendorff_alpha"], result["krippendorff_alpha_ci95"]
-        cards = st.columns(5)
-        for col, (level, name) in zip(cards, (("nominal", "α (label)"),
-                                              ("ordinal", "α (strength, ordinal)"),
-                                              ("interval", "α (strength, interval)"))):
+        levels = [("nominal", "α (label)")]
+        if project["kind"] == "pairwise" and project["settings"].strength_scale:
+            # Strength is only rated on the graded scale; elsewhere these tiles are empty.
+            levels += [("ordinal", "α (strength, ordinal)"),
+                       ("interval", "α (strength, interval)")]
+        cards = st.columns(len(levels) + 2)
+        for col, (level, name) in zip(cards, levels):
             col.metric(f"Krippendorff {name}", dc.fmt(alpha[level]), delta=dc.ci_text(ci[level]),
                        delta_color="off", delta_arrow="off")
-        cards[3].metric("Percent agreement", dc.fmt(result["percent_agreement"]))
-        cards[4].metric("Fleiss κ", dc.fmt(result["fleiss_kappa"]))
+        cards[-2].metric("Percent agreement", dc.fmt(result["percent_agreement"]))
+        cards[-1].metric("Fleiss κ", dc.fmt(result["fleiss_kappa"]))
         for note in result["notes"]:
             st.text(note)
         dc.freshness(row, judgments["total"], "Agreement report",

@@ -211,7 +211,8 @@ def judge_all(db, project, raters, choice_of):
 
 def test_small_project_numbers_follow_every_judgment_without_a_refit(app_db, monkeypatch):
     monkeypatch.setenv("PREFSTORE_ADMIN_TOKEN", ADMIN_TOKEN)
-    project = store.create_project(app_db, "fresh", "pairwise", {"raters_per_item": 2})
+    project = store.create_project(app_db, "fresh", "pairwise", {"raters_per_item": 2,
+                                                                  "strength_scale": False})
     store.insert_items(app_db, project["id"], [
         {"external_id": f"q{k}", "prompt": f"question {k}",
          "responses": [{"text": "a", "system": f"s{k % 4 + 1}"},  # a cycle: one component
@@ -227,6 +228,8 @@ def test_small_project_numbers_follow_every_judgment_without_a_refit(app_db, mon
     shown = metrics(page("overview"))
     assert shown["Human judgments"] == "16"
     assert shown["Percent agreement"] == "0.750"
+    # No strength scale, so no strength tiles.
+    assert [label for label in shown if "α" in label] == ["Krippendorff α (label)"]
     assert store.latest_report(app_db, project["id"], name="agreement",
                                kind="human")["n_judgments"] == 16
     board = page("leaderboard")
