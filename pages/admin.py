@@ -418,6 +418,10 @@ def progress_section(db, project: dict) -> None:
     cols[1].metric("Human judgments", stats["judgments"]["human"])
     cols[2].metric("LLM judgments", stats["judgments"]["llm"])
     cols[3].metric("Flagged", stats["flags"])
+    done, target = admin.target_progress(stats, project["settings"].raters_per_item)
+    st.progress(done / target if target else 0.0,
+                text=f"{done:,} of {target:,} human judgments toward the target (items × "
+                     f"raters per item): {done / target if target else 0:.0%}")
     st.subheader("Items by number of human judgments")
     if stats["items"]:
         st.bar_chart(admin.coverage_frame(stats), x="human judgments", y="items", sort=False)
@@ -436,8 +440,8 @@ def progress_section(db, project: dict) -> None:
     workers = store.live_workers(db)
     if workers:
         st.success("Worker running: " + ", ".join(
-            f"{w['id']} (heartbeat {w['heartbeat_at']})" for w in workers),
-            icon=":material/sync:")
+            f"{inert.escape_markdown(w['id'])} (heartbeat {admin.heartbeat_age(w['heartbeat_at'])})"
+            for w in workers), icon=":material/sync:")
     else:
         st.warning("No worker is running: queued jobs wait until one starts "
                    "(`prefstore worker`).", icon=":material/sync_problem:")
@@ -449,7 +453,8 @@ def progress_section(db, project: dict) -> None:
             job = store.enqueue_job(db, job_type, project_id=project["id"])
             col.info(f"Queued {job_type} job {job}." if job
                      else f"A {job_type} job is already queued.")
-    jobs = store.recent_jobs(db)
+    st.caption(f"Jobs of {inert.escape_markdown(project['name'])}")
+    jobs = store.recent_jobs(db, project_id=project["id"])
     if jobs:
         st.dataframe(jobs, hide_index=True)
     else:
@@ -524,8 +529,15 @@ def export_section(db, project: dict) -> None:
         st.caption("Choose the options, then prepare the file: it is written to disk row by "
                    "row, and sent when you click Download.")
         return
-    st.success(f"Export ready: {prepared['text']}.", icon=":material/check:")
     skipped = admin.skipped_rows(prepared["summary"])
+    if prepared["summary"]["written"] == 0:
+        # No empty file to download: say why there is nothing.
+        st.warning(f"Nothing to export with these options: {prepared['text']}.",
+                   icon=":material/info:")
+        if skipped:
+            st.dataframe(skipped, hide_index=True)
+        return
+    st.success(f"Export ready: {prepared['text']}.", icon=":material/check:")
     if skipped:
         st.dataframe(skipped, hide_index=True)
     path = prepared["path"]

@@ -6,6 +6,7 @@ and shows what these functions return.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import tempfile
@@ -163,6 +164,24 @@ def coverage_frame(stats: Mapping[str, Any]) -> pd.DataFrame:
     coverage = stats["items_by_human_judgments"]
     keys = sorted(coverage, key=int)
     return pd.DataFrame({"human judgments": keys, "items": [coverage[k] for k in keys]})
+
+
+def target_progress(stats: Mapping[str, Any], raters_per_item: int) -> tuple[int, int]:
+    """Return (human judgments that count toward the target, the target).
+
+    The target is items x raters_per_item; judgments beyond an item's quota
+    (imported, or from gold checks) do not count toward it.
+    """
+    coverage = stats["items_by_human_judgments"]
+    done = sum(min(int(k), raters_per_item) * n for k, n in coverage.items())
+    return done, stats["items"] * raters_per_item
+
+
+def heartbeat_age(heartbeat_at: str, now: dt.datetime | None = None) -> str:
+    """Return how long ago a worker's heartbeat was: "12 s ago", "3 min ago"."""
+    seconds = max(0, int(((now or dt.datetime.now(dt.UTC))
+                          - store.parse_iso(heartbeat_at)).total_seconds()))
+    return f"{seconds // 60} min ago" if seconds >= 120 else f"{seconds} s ago"
 
 
 # --------------------------------------------------------------------------

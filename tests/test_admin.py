@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
@@ -154,3 +155,17 @@ def test_sweep_exports(tmp_path):
     os.utime(old, (past, past))
     assert admin.sweep_exports(tmp_path) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["new.jsonl"]
+
+
+def test_target_progress_counts_each_item_up_to_its_quota():
+    stats = {"items": 4, "items_by_human_judgments": {"0": 1, "1": 1, "3": 1, "5": 1}}
+    # 0 + 1 + 3 + 3 (5 judgments, quota 3) of 4 x 3
+    assert admin.target_progress(stats, 3) == (7, 12)
+    assert admin.target_progress({"items": 0, "items_by_human_judgments": {}}, 3) == (0, 0)
+
+
+def test_heartbeat_age_reads_as_seconds_then_minutes():
+    now = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+    assert admin.heartbeat_age("2026-01-01T11:59:48.000Z", now) == "12 s ago"
+    assert admin.heartbeat_age("2026-01-01T11:55:00.000Z", now) == "5 min ago"
+    assert admin.heartbeat_age("2026-01-01T12:00:05.000Z", now) == "0 s ago"  # clock skew

@@ -103,10 +103,12 @@ def release_job(db, job_id: int, worker_id: str) -> bool:
     return cur.rowcount == 1
 
 
-def recent_jobs(db, limit: int = 20) -> list[dict]:
+def recent_jobs(db, limit: int = 20, project_id: int | None = None) -> list[dict]:
+    """Return the latest jobs, newest first; of one project when ``project_id`` is given."""
     return list(db.query(
         "SELECT id, project_id, type, status, lease_owner, attempts, progress, error, "
-        "created_at, started_at, finished_at FROM jobs ORDER BY id DESC LIMIT ?", [limit]))
+        "created_at, started_at, finished_at FROM jobs WHERE (? IS NULL OR project_id = ?) "
+        "ORDER BY id DESC LIMIT ?", [project_id, project_id, limit]))
 
 
 def register_worker(db, worker_id: str, pid: int, host: str) -> None:

@@ -298,6 +298,20 @@ def test_export_pairs(app_db, monkeypatch, downloads):
     assert not at.get("download_button")
 
 
+def test_an_empty_export_says_so_instead_of_offering_an_empty_file(app_db, monkeypatch):
+    project = seed_project(app_db, n_items=2)
+    ann, _ = store.create_rater(app_db, "ann")
+    item = next(store.iter_items(app_db, project["id"]))["id"]
+    store.submit_judgment(app_db, item_id=item, rater_id=ann["id"], submission_id="s1",
+                          outcome="tie")
+    at = open_admin(monkeypatch)
+    at.button(key=Keys.ADMIN_EXPORT_PREPARE).click().run()
+    assert not at.exception
+    assert [w.value for w in at.warning if w.value.startswith("Nothing")] == [
+        "Nothing to export with these options: wrote 0 rows from 1 judgments; skipped: tie 1."]
+    assert not at.get("download_button")
+
+
 def test_export_refuses_an_unsupported_combination(app_db, monkeypatch):
     seed_project(app_db)
     at = open_admin(monkeypatch)
