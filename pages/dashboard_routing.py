@@ -48,8 +48,11 @@ st.subheader("Decisions")
 shown = st.segmented_control("Decision", ["human", "both", "llm"], selection_mode="multi",
                              default=["human", "both", "llm"], key=Keys.DECISION)
 table = routing.decisions_table(decisions, result["realized"])
-st.dataframe(table[table["decision"].isin(shown)], hide_index=True, column_config={
-    "item_id": st.column_config.NumberColumn("item", format="%d"),
+# Items by the ids of the import file; the internal id stays out of sight.
+st.dataframe(table[table["decision"].isin(shown)], hide_index=True,
+             column_order=["external_id", "decision", "predicted_agreement",
+                           "realized_agreement", "priority"], column_config={
+    "external_id": st.column_config.TextColumn("item"),
     "predicted_agreement": st.column_config.NumberColumn("predicted agreement", format="%.3f"),
     "realized_agreement": st.column_config.NumberColumn("judge matched humans", format="%.0f"),
     "priority": st.column_config.NumberColumn("priority", format="%.3f")})

@@ -738,7 +738,8 @@ def _consensus(labels: np.ndarray) -> np.ndarray:
 
 
 def _label_name(code: float) -> str:
-    return "tie" if code == TIE else str(int(code))
+    # As the import file and the raters name them: responses count from 1.
+    return "tie" if code == TIE else f"Response {int(code) + 1}"
 
 
 def _swap_inconsistency(rows: pd.DataFrame) -> float:

@@ -478,6 +478,7 @@ def refresh_routing_report(db, project: str | int, *, judge: str | None = None) 
 
 def decisions_table(decisions: pd.DataFrame, realized: dict[str, float]) -> pd.DataFrame:
     """Return the decisions with a ``realized_agreement`` column (NaN where unknown)."""
-    out = decisions[["item_id", "decision", "predicted_agreement", "priority"]].copy()
+    columns = ["item_id", "external_id", "decision", "predicted_agreement", "priority"]
+    out = decisions[[c for c in columns if c in decisions]].copy()
     out["realized_agreement"] = [realized.get(str(int(i)), np.nan) for i in out["item_id"]]
     return out

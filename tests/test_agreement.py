@@ -426,7 +426,7 @@ def test_report_judges_follow_mt_bench_definitions():
     assert judge["confusion"] == {
         "rows": "human_majority",
         "cols": "judge",
-        "labels": ["0", "1", "tie"],
+        "labels": ["Response 1", "Response 2", "tie"],
         "counts": [[1, 0, 0], [0, 0, 1], [1, 1, 0]],
     }
 

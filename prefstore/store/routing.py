@@ -41,8 +41,9 @@ def save_routing(db, project_id: int, decisions: list[dict]) -> None:
 
 def routing_frame(db, project_id: int) -> pd.DataFrame:
     frame = db.frame(
-        "SELECT item_id, decision, predicted_agreement, priority, features, created_at "
-        "FROM routing WHERE project_id = ? ORDER BY item_id", [project_id])
+        "SELECT r.item_id, i.external_id, r.decision, r.predicted_agreement, r.priority, "
+        "r.features, r.created_at FROM routing r JOIN items i ON i.id = r.item_id "
+        "WHERE r.project_id = ? ORDER BY r.item_id", [project_id])
     frame["features"] = [json.loads(f) if isinstance(f, str) else {} for f in frame["features"]]
     return frame
 
