@@ -7,6 +7,7 @@ side by side) and, when there are human and LLM judgments, a hybrid leaderboard.
 import streamlit as st
 
 from prefstore import charts, fitting, leaderboard
+from prefstore import text as inert
 from ui import dashboard as dc
 from ui.dashboard import Keys
 
@@ -81,7 +82,8 @@ else:
                             + (" — share rater links from Admin." if kind == "human" else "."))
 
     def refit() -> None:
-        fitting.fit_project(db, project["id"], model=model, level="system", kind=kind)
+        fitting.fit_project(db, project["id"], model=model, level="system", kind=kind,
+                            fallback_alpha=fitting.FALLBACK_ALPHA)
         if style_on:
             fitting.fit_style_project(db, project["id"], kind=kind)
         leaderboard.refresh_win_rates(db, project["id"])
@@ -139,6 +141,8 @@ else:
             "elo": st.column_config.NumberColumn("Elo-like", format="%.0f")})
         st.caption(f"{row['result'].get('n_comparisons', 0):,} comparisons; scores are centred "
                    "log-strengths.")
+        for note in row["result"].get("notes", []):
+            st.caption(inert.escape_markdown(note))
 
 st.subheader("Win rates")
 if hybrid:

@@ -21,7 +21,8 @@ k = st.selectbox("Types when refitting", [AUTO, *range(1, max(1, min(n_raters, 8
                  key=Keys.TYPES_K, help="Auto fits 1, 2, ... types and keeps the best BIC.")
 row = dc.fit(db, project, MODEL, kind, n)
 dc.freshness(row, n, "Mixture fit", lambda: fitting.fit_project(
-    db, project["id"], model=MODEL, level="system", kind=kind, k=None if k == AUTO else k),
+    db, project["id"], model=MODEL, level="system", kind=kind, k=None if k == AUTO else k,
+    fallback_alpha=fitting.FALLBACK_ALPHA),
     key=f"{Keys.REFIT}:types")
 if row is None:
     st.stop()

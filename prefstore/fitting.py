@@ -42,8 +42,14 @@ HYBRID_MODEL = "bt+hybrid"
 RESPONSE_ALPHA = 1.0
 
 
+# The weak prior a background or dashboard fit falls back to when the maximum-likelihood
+# estimate does not exist (a system that never lost yet, a split comparison graph).
+FALLBACK_ALPHA = 0.01
+
+
 def fit_project(db, project: str | int, *, model: str = "bt", level: str = "system",
                 kind: str = "all", k: int | None = None, alpha: float | None = None,
+                fallback_alpha: float | None = None,
                 ci: str | None = "hessian", n_boot: int = 200, seed: int = 0,
                 save: bool = True, style_control: bool = False,
                 style_features: str | list[str] | tuple[str, ...] | None = None,
@@ -55,7 +61,9 @@ def fit_project(db, project: str | int, *, model: str = "bt", level: str = "syst
     n_comparisons, seconds``; a mixture adds ``types`` and ``raters``. With
     ``save`` the fit is stored in the ``fits`` table with its parameters.
     ``alpha`` is the L2 prior; None keeps the model's default (0 for BT and
-    PL, a small positive prior for the mixture).
+    PL, a small positive prior for the mixture). With ``fallback_alpha`` and
+    no ``alpha``, a fit whose maximum-likelihood estimate does not exist is
+    made again with that prior, and ``notes`` in the result says so.
 
     ``style_control`` (Bradley-Terry at system level only) fits
     :func:`fit_style_project` instead; ``hybrid_judge`` (the same) fits
@@ -100,13 +108,25 @@ def fit_project(db, project: str | int, *, model: str = "bt", level: str = "syst
     options = {"k": k} if model == "mixture" else {}
     if alpha is not None:  # else the model's own default prior
         options["alpha"] = alpha
-    result = spec.fit(data, ci=ci, n_boot=n_boot, seed=seed, **options)
+    notes = []
+    try:
+        result = spec.fit(data, ci=ci, n_boot=n_boot, seed=seed, **options)
+    except NotConverged as exc:
+        if fallback_alpha is None or alpha is not None:
+            raise
+        options["alpha"] = fallback_alpha
+        result = spec.fit(data, ci=ci, n_boot=n_boot, seed=seed, **options)
+        notes.append(f"No maximum-likelihood fit yet ({exc}); these scores use a weak prior, "
+                     f"alpha = {fallback_alpha}, until more comparisons arrive.")
     seconds = time.perf_counter() - start
     out = result.to_dict()
+    if notes:
+        out["notes"] = notes
     out.update({"model": model, "level": level, "kind": kind, "seconds": seconds,
                 "project": proj["name"]})
     if save:
-        params = {"alpha": alpha, "ci": ci, "n_boot": n_boot, "seed": seed, "k": k}
+        params = {"alpha": options.get("alpha", alpha), "ci": ci, "n_boot": n_boot,
+                  "seed": seed, "k": k}
         out["fit_id"] = store.save_fit(
             db, proj["id"], model=model, level=level, kind=kind, params=params, result=out,
             n_judgments=len(judgments), seconds=seconds)
@@ -132,7 +152,8 @@ def refit_all(db, project: str | int, *, progress=None) -> dict:
             # Response level: scores only (export margins read them); Hessian
             # intervals over a large pool would need a dense n x n inverse.
             fit_project(db, proj["id"], model=model, level=level, kind="all",
-                        alpha=0.0 if level == "system" else 0.01,
+                        alpha=None if level == "system" else 0.01,
+                        fallback_alpha=FALLBACK_ALPHA,
                         ci="hessian" if level == "system" else None)
             done.append(f"{model}/{level}")
         except (InvalidInput, NotConverged) as exc:

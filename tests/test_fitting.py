@@ -54,3 +54,34 @@ def test_unknown_model_and_empty_project(db, capsys):
         fitting.fit_project(db, "empty")
     with pytest.raises(InvalidInput, match="bt"):
         fitting.fit_project(db, "empty", model="elo")
+
+
+def test_a_fit_without_a_finite_mle_falls_back_to_a_weak_prior_only_when_asked(db):
+    from prefstore.errors import NotConverged
+
+    project = store.create_project(db, "sparse", "pairwise", {})
+    store.insert_items(db, project["id"], [
+        {"external_id": f"q{k}", "prompt": "p",
+         "responses": [{"text": "a", "system": "winner"}, {"text": "b", "system": "loser"}]}
+        for k in range(2)])
+    ann = store.create_rater(db, "ann")[0]
+    for k, item in enumerate(store.iter_items(db, project["id"])):
+        store.submit_judgment(db, item_id=item["id"], rater_id=ann["id"],
+                              submission_id=f"s{k}", choice=0)
+    # "winner" never lost: the MLE runs off to infinity.
+    with pytest.raises(NotConverged, match="winner never lost"):
+        fitting.fit_project(db, "sparse", model="bt")
+    out = fitting.fit_project(db, "sparse", model="bt",
+                              fallback_alpha=fitting.FALLBACK_ALPHA)
+    assert out["scores"]["winner"] > 0 > out["scores"]["loser"]
+    assert out["notes"] == [
+        "No maximum-likelihood fit yet (the maximum-likelihood estimate diverges: winner never "
+        "lost to the other items (2 strongly connected components: {loser}; {winner}). Set "
+        "alpha > 0 for a finite estimate); these scores use a weak prior, alpha = 0.01, until "
+        "more comparisons arrive."]
+    stored = store.latest_fit(db, project["id"], model="bt", level="system", kind="all")
+    assert stored["params"]["alpha"] == fitting.FALLBACK_ALPHA
+    # An explicit alpha is never replaced.
+    with pytest.raises(NotConverged):
+        fitting.fit_project(db, "sparse", model="bt", alpha=0.0,
+                            fallback_alpha=fitting.FALLBACK_ALPHA)

@@ -203,7 +203,8 @@ def fit(db, project: dict, model: str, kind: str, n: int) -> dict | None:
     row = _latest_fit(db_path(), project["id"], model, kind, n)
     if row is None or _bring_up_to_date(row, n, ("fit", project["id"], model, kind)):
         if not _compute_once(f"{model} fit", lambda: fitting.fit_project(
-                db, project["id"], model=model, level="system", kind=kind),
+                db, project["id"], model=model, level="system", kind=kind,
+                fallback_alpha=fitting.FALLBACK_ALPHA),
                 stale=row is not None):
             return row
         row = store.latest_fit(db, project["id"], model=model, level="system", kind=kind)

@@ -78,7 +78,7 @@ def test_two_servers_two_workers_sixteen_writers(pg_server, streamlit_server, br
         page.goto(f"{first}/?token={token}&project=replicas")
         page.get_by_text("Replica question", exact=False).first.wait_for(state="visible")
         wait_app_idle(page)
-        assert page.get_by_text("0 of 5 done").count() == 1
+        page.get_by_text("0 of 5 done").wait_for(state="visible")
         page.get_by_role("button", name=re.compile("A is better")).click()
         page.get_by_text("1 of 5 done").wait_for(state="visible")
         # ...shows in the second server's progress and dashboard.
