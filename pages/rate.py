@@ -225,8 +225,9 @@ def full_ranking(order: list[int], shown: list[str], aid: int) -> tuple[dict | N
     st.markdown("**Rank the responses, best first**")
     # The drag-and-drop list is a custom component that AppTest cannot drive;
     # the rank selectors do the same job and are the path the tests use.
-    if st.toggle("Drag to rank", value=True, key=Keys.item(Keys.DRAG, aid)):
-        items = [f"Response {p + 1}: {' '.join(shown[p].split())[:60]}" for p in range(k)]
+    # One setting for the session: a rater who prefers the selectors keeps them.
+    if st.toggle("Drag to rank", value=True, key=Keys.DRAG):
+        items = [f"Response {p + 1}: {inert.plain_line(shown[p])}" for p in range(k)]
         result = sort_items(items, direction="vertical", key=Keys.item(Keys.SORT, aid))
         positions = [items.index(x) for x in result]
         moved = positions != list(range(k))

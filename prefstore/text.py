@@ -88,3 +88,15 @@ def split_long(text: str | None, limit: int = PREVIEW_CHARS) -> tuple[str, str]:
     cut = text.rfind("\n", limit // 2, limit)
     cut = cut if cut != -1 else limit
     return text[:cut], text[cut:]
+
+
+_MARKUP = re.compile(r"!?\[([^\]]*)\]\([^)]*\)|[*_`#>~|]+")
+
+
+def plain_line(text: str | None, limit: int = 120) -> str:
+    """Return ``text`` as one line of plain text, markdown marks dropped, cut at ``limit``.
+
+    Links and images keep their text only, so a row names the response, not a URL.
+    """
+    flat = " ".join(_MARKUP.sub(lambda m: m.group(1) or " ", text or "").split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"

@@ -77,3 +77,10 @@ def test_split_long_cuts_at_a_line_near_the_limit():
                                                   "9"))
     assert rest.startswith("\nline ")
     assert text.split_long("short") == ("short", "")
+
+
+def test_plain_line_drops_markdown_and_keeps_link_text():
+    assert text.plain_line("**Bold** answer with `code`\n\n- a list ![pic](http://x/p.png) "
+                           "[docs](https://x)") == "Bold answer with code - a list pic docs"
+    assert text.plain_line("x" * 200, limit=10) == "x" * 9 + "…"
+    assert text.plain_line(None) == ""

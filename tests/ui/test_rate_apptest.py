@@ -236,7 +236,7 @@ def test_slate_full_ranking_with_rank_selectors(app_db):
     at = app_test(token=token).run()
     claim = served(app_db, project, rater)
     aid, order = claim["id"], claim["display_order"]
-    at.toggle(key=K(Keys.DRAG, aid)).set_value(False).run()
+    at.toggle(key=Keys.DRAG).set_value(False).run()
     for p, rank in enumerate([1, 1, 3]):
         at.selectbox(key=K(Keys.RANK, aid, p)).select(rank)
     at.button(key=K(Keys.SUBMIT, aid)).click().run()
@@ -253,6 +253,11 @@ def test_slate_full_ranking_with_rank_selectors(app_db):
                                       "reason_tags", "metadata")) == [
         {"outcome": "choice", "choice": ranking[0], "ranking": ranking, "display_order": order,
          "reason_tags": ["concise"], "metadata": {"ranking_input": "select"}}]
+    # The next slate keeps the rank selectors: the choice is the rater's, not the item's.
+    following = served(app_db, project, rater)
+    assert at.toggle(key=Keys.DRAG).value is False
+    assert [s.key for s in at.selectbox if s.key.startswith(K(Keys.RANK, following["id"], ""))
+            ] == [K(Keys.RANK, following["id"], p) for p in range(3)]
 
 
 def test_rater_token_cannot_reach_admin_pages(app_db):
