@@ -4,7 +4,8 @@ A real Streamlit server and Debian's chromium: each repeat opens the rater's
 link in a fresh page and stops the clock when the item is shown and the script
 has finished. The item is 1.1M characters of emoji, combining marks, bidi
 overrides, zero-width characters and markdown, in the prompt and in response A
-(inside the import limit). Goal: median < 2 s per load (it was 89 s).
+(inside the import limit). Goal: median < 2 s per load (it was 89 s). The same
+run times a 1,000-character item too: the page's own cost, for comparison.
 
     python benchmarks/bench_huge_item.py [--repeats 5] [--chars 1100000]
 """
@@ -38,16 +39,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def seed(path: Path, n_chars: int) -> str:
+def seed(path: Path, sizes: dict[str, int]) -> str:
     db = store.connect(path)
-    project = store.create_project(db, "huge", "pairwise", {"gold_rate": 0.0,
-                                                            "raters_per_item": 100})
-    text = huge_hostile_text(n_chars)
-    store.insert_items(db, project["id"], [{
-        "external_id": "huge", "prompt": "Huge item " + text,
-        "responses": [{"text": text}, {"text": "short answer"}]}])
     rater, token = store.create_rater(db, "reader")
-    store.assign_rater(db, rater["id"], project["id"])
+    for name, n_chars in sizes.items():
+        project = store.create_project(db, name, "pairwise", {"gold_rate": 0.0,
+                                                            "raters_per_item": 100})
+        text = huge_hostile_text(n_chars)
+        store.insert_items(db, project["id"], [{
+            "external_id": name, "prompt": "Huge item " + text,
+            "responses": [{"text": text}, {"text": "short answer"}]}])
+        store.assign_rater(db, rater["id"], project["id"])
     db.close()
     return token
 
@@ -61,7 +63,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "huge.db"
-        token = seed(db_path, args.chars)
+        sizes = {"huge": args.chars, "small": 1_000}
+        token = seed(db_path, sizes)
         port = free_port()
         env = {**os.environ, "PREFSTORE_DB": str(db_path), "PREFSTORE_AUTOSTART_WORKER": "0",
                "PREFSTORE_ADMIN_TOKEN": "bench-admin"}
@@ -82,31 +85,36 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.1)
-            times = []
+            times = {name: [] for name in sizes}
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 try:
-                    for k in range(args.repeats + 1):  # the first load warms the server
+                    # Alternate the two, after one warm-up load each.
+                    for k, name in enumerate([*sizes] * (args.repeats + 1)):
                         page = browser.new_page(viewport={"width": 1280, "height": 1000})
                         start = time.perf_counter()
-                        page.goto(f"{url}/?token={token}")
+                        page.goto(f"{url}/?token={token}&project={name}")
                         page.get_by_text("short answer").first.wait_for(
                             state="visible", timeout=300_000)
                         page.wait_for_selector(
                             "[data-testid='stApp'][data-test-script-state='notRunning']",
                             timeout=300_000)
-                        if k:
-                            times.append(time.perf_counter() - start)
+                        if k >= len(sizes):
+                            times[name].append(time.perf_counter() - start)
                         page.close()
                 finally:
                     browser.close()
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-    median = statistics.median(times)
-    print(f"{args.chars:,}-character item, {args.repeats} loads: median {median:.2f} s "
-          f"(min {min(times):.2f}, max {max(times):.2f}); goal < {GOAL_S:.0f} s: "
-          f"{'met' if median < GOAL_S else 'NOT met'}")
+    for name, n_chars in sizes.items():
+        got = times[name]
+        print(f"{n_chars:,}-character item, {len(got)} loads: median "
+              f"{statistics.median(got):.2f} s (min {min(got):.2f}, max {max(got):.2f})")
+    median = statistics.median(times["huge"])
+    print(f"goal: the huge item's first screen < {GOAL_S:.0f} s: "
+          f"{'met' if median < GOAL_S else 'NOT met'} ({median:.2f} s; the page alone "
+          f"{statistics.median(times['small']):.2f} s)")
 
 
 if __name__ == "__main__":
