@@ -214,17 +214,23 @@ def rater_progress(db, project_id: int, rater_id: int) -> dict:
     Returns ``{"done", "skipped", "k", "n", "remaining"}``, read in one statement.
     """
     cap = get_project(db, project_id)["settings"].raters_per_item
-    done, skipped, remaining = db.execute(
+    # Open items minus the open ones that are theirs: both counts walk an index
+    # (items_queue; the rater's own rows), where probing every item for the
+    # rater's rows cost 190 ms at 100k items.
+    done, skipped, open_items, open_mine = db.execute(
         "SELECT "
         "(SELECT COUNT(DISTINCT j.item_id) FROM judgments j JOIN items i ON i.id = j.item_id "
         " WHERE j.rater_id = :r AND i.project_id = :p), "
         "(SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
         " WHERE a.rater_id = :r AND i.project_id = :p AND a.status IN ('skipped', 'flagged')), "
         "(SELECT COUNT(*) FROM items i WHERE i.project_id = :p AND i.queue_rank < 2 "
-        " AND i.n_human < :cap "
-        " AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
-        " AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.rater_id = :r "
-        "   AND a.item_id = i.id AND a.status IN ('skipped', 'flagged')))",
+        " AND i.n_human < :cap), "
+        "(SELECT COUNT(*) FROM items i WHERE i.project_id = :p AND i.queue_rank < 2 "
+        " AND i.n_human < :cap AND i.id IN ("
+        "   SELECT j.item_id FROM judgments j WHERE j.rater_id = :r "
+        "   UNION SELECT a.item_id FROM assignments a WHERE a.rater_id = :r "
+        "   AND a.status IN ('skipped', 'flagged')))",
         {"r": rater_id, "p": project_id, "cap": cap}).fetchone()
+    remaining = open_items - open_mine
     return {"done": done, "skipped": skipped, "k": done + skipped,
             "n": done + skipped + remaining, "remaining": remaining}
