@@ -11,6 +11,7 @@ missing dependency into a failure, as ``PREFSTORE_REQUIRE_BROWSER=1`` does for
 chromium.
 """
 
+import contextlib
 import itertools
 import os
 
@@ -52,6 +53,46 @@ def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker("both_backends") and (
             {"db", "db_path"} & set(metafunc.fixturenames)):
         metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_tests():
+    """At the very end, end any process the tests left behind, and name it.
+
+    A leftover child (a soak writer, a worker, a server) would keep pytest, or a
+    pipe it writes to, open after the summary: CI would hang instead of failing.
+    """
+    import psutil
+
+    yield
+    me = psutil.Process()
+    left = [p for p in me.children(recursive=True)
+            if "multiprocessing.resource_tracker" not in " ".join(_cmdline(p))]
+    if not left:
+        return
+    names = "; ".join(f"{p.pid} {' '.join(_cmdline(p))[:120]}" for p in left)
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(left, timeout=10)
+    _leftovers.append(f"killed {len(left)} process(es) the tests left running: {names}")
+
+
+_leftovers: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in _leftovers:
+        terminalreporter.write_line(f"prefstore tests: {line}", yellow=True, bold=True)
+
+
+def _cmdline(proc) -> list[str]:
+    import psutil
+
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return ["?"]
 
 
 @pytest.fixture

@@ -124,3 +124,24 @@ def test_copy_covers_every_table(tmp_path):
     db = store.connect(tmp_path / "a.db")
     tables = {t for t in db.table_names() if not t.startswith("_sqlite")}
     assert tables == set(TABLES)
+
+
+def test_a_held_migration_lock_gives_one_line_not_a_hung_start(pg_server, monkeypatch):
+    """A replica that cannot get the migration lock fails with a clear error in bounded time."""
+    import psycopg
+
+    from prefstore.store import schema
+    from prefstore.store.connection import UnusableDatabase
+
+    url = new_pg_database(pg_server)
+    monkeypatch.setattr(schema, "PG_MIGRATION_WAIT_S", 1)
+    store.connection._migrated.discard(store.connection.canonical(url))
+    try:
+        with psycopg.connect(url) as holder:  # a session wedged inside a migration
+            holder.execute("SELECT pg_advisory_xact_lock(%s)", [schema.PG_MIGRATION_LOCK])
+            with pytest.raises(UnusableDatabase, match=r"waited more than 1 s for a lock to "
+                               r"check or upgrade its schema"):
+                store.connect(url)
+        store.connect(url).close()  # and once the lock is free, it opens
+    finally:
+        drop_pg_database(pg_server, url)

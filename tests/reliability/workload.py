@@ -28,6 +28,10 @@ from prefstore import assignment, store
 
 PROJECT = "soak"
 DOUBLE_CLICK_RATE = 0.05
+# A writer that has not connected by then is stuck (a CI run once hung here
+# until its job was killed); it fails the soak instead, with its stack.
+START_TIMEOUT_S = 180.0
+RUN_TIMEOUT_S = 600.0
 
 
 def make_store(path, *, n_items: int, n_raters: int, raters_per_item: int,
@@ -65,13 +69,17 @@ class DoubleClicker:
         self._thread.start()
 
     def _run(self) -> None:
-        db = store.connect(self._path)
+        try:
+            db = store.connect(self._path)
+        except BaseException:
+            self._barrier.abort()  # the next submit_twice raises instead of waiting forever
+            raise
         while True:
             job = self._jobs.get()
             if job is None:
                 db.close()
                 return
-            self._barrier.wait()
+            self._barrier.wait(timeout=60)
             try:
                 self._results.put(assignment.submit(db, *job))
             except BaseException as exc:  # handed to the main thread, which records it
@@ -80,9 +88,9 @@ class DoubleClicker:
     def submit_twice(self, db, claim: dict, rater_id: int, label: dict) -> list:
         """Submit from this thread and the helper at once; return both results."""
         self._jobs.put((claim, rater_id, label))
-        self._barrier.wait()
+        self._barrier.wait(timeout=60)
         mine = assignment.submit(db, claim, rater_id, label)
-        theirs = self._results.get()
+        theirs = self._results.get(timeout=60)
         if isinstance(theirs, BaseException):
             raise theirs
         return [mine, theirs]
@@ -132,17 +140,23 @@ def submit_one(db, clicker: DoubleClicker, claim: dict, rater_id: int, rng: rand
 def soak_worker(path: str, project_id: int, rater_ids: list[int], n: int, seed: int,
                 barrier, out) -> None:
     """Claim and submit ``n`` judgments, rotating over ``rater_ids``; put a Tally on ``out``."""
+    import faulthandler
+
     tally = Tally()
     rng = random.Random(seed)
+    # Print where this writer is if it is still setting up when the parent gives up.
+    faulthandler.dump_traceback_later(START_TIMEOUT_S - 10, exit=False)
     try:
         db = store.connect(path)
         clicker = DoubleClicker(path)
     except BaseException as exc:
         tally.other_errors.append(f"setup: {exc!r}")
-        barrier.wait()
+        faulthandler.cancel_dump_traceback_later()
+        barrier.wait(timeout=START_TIMEOUT_S)
         out.put(tally)
         return
-    barrier.wait()
+    barrier.wait(timeout=START_TIMEOUT_S)
+    faulthandler.cancel_dump_traceback_later()
     t0 = time.perf_counter()
     k = 0
     idle = 0
@@ -189,16 +203,24 @@ def run_soak(path, *, processes: int, per_process: int, raters_per_item: int = 3
     procs = []
     for p in range(processes):
         mine = setup["rater_ids"][p * raters_per_process:(p + 1) * raters_per_process]
-        procs.append(ctx.Process(target=soak_worker, args=(
+        # Daemons: a parent that fails or is interrupted never waits on them at exit.
+        procs.append(ctx.Process(target=soak_worker, daemon=True, args=(
             str(path), setup["project_id"], mine, per_process, seed * 1000 + p, barrier, out)))
-    for proc in procs:
-        proc.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    tallies = [out.get(timeout=600) for _ in procs]
-    seconds = time.perf_counter() - t0
-    for proc in procs:
-        proc.join(timeout=60)
+    try:
+        for proc in procs:
+            proc.start()
+        try:
+            barrier.wait(timeout=START_TIMEOUT_S)
+        except threading.BrokenBarrierError:
+            raise RuntimeError(f"soak writers did not all start within {START_TIMEOUT_S:.0f} s: "
+                               + _describe(procs)) from None
+        t0 = time.perf_counter()
+        tallies = _collect(procs, out, time.perf_counter() + RUN_TIMEOUT_S)
+        seconds = time.perf_counter() - t0
+        for proc in procs:
+            proc.join(timeout=60)
+    finally:
+        _stop(procs)
     acked = [a for t in tallies for a in t.acked]
     return {
         "processes": processes, "per_process": per_process, "raters_per_item": raters_per_item,
@@ -213,6 +235,45 @@ def run_soak(path, *, processes: int, per_process: int, raters_per_item: int = 3
         "exit_codes": [proc.exitcode for proc in procs],
         "seconds": seconds,
     }
+
+
+def _describe(procs) -> str:
+    return ", ".join(f"writer {k}: " + ("running" if p.is_alive() else f"exit {p.exitcode}")
+                     for k, p in enumerate(procs))
+
+
+def _collect(procs, out, deadline: float) -> list[Tally]:
+    """One Tally per writer; fail at once when a writer dies without one, or at ``deadline``."""
+    tallies: list[Tally] = []
+    while len(tallies) < len(procs):
+        try:
+            tallies.append(out.get(timeout=1.0))
+            continue
+        except queue.Empty:
+            pass
+        dead = sum(1 for p in procs if p.exitcode is not None)
+        if dead > len(tallies) and out.empty():
+            time.sleep(2.0)  # a tally put just before exiting may still be in the pipe
+            if out.empty():
+                raise RuntimeError("a soak writer died without reporting: " + _describe(procs))
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"soak writers still running after {RUN_TIMEOUT_S:.0f} s: "
+                               + _describe(procs))
+    return tallies
+
+
+def _stop(procs) -> None:
+    """End every writer still running: SIGTERM, then SIGKILL."""
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        if proc.pid is None:  # never started
+            continue
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=10)
 
 
 # --------------------------------------------------------------------------
