@@ -480,6 +480,33 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        "m005_undo_review_archive",
+        # Undo: a changed judgment is a new row naming the row it replaces
+        # (judgments stay append-only); only the last row of a chain counts.
+        # Review: the admin's resolution of a skip or flag. Archive and exclusion
+        # are states, so nothing is ever deleted.
+        sqlite="""
+        ALTER TABLE judgments ADD COLUMN supersedes INTEGER REFERENCES judgments(id);
+        CREATE UNIQUE INDEX judgments_supersedes ON judgments (supersedes)
+            WHERE supersedes IS NOT NULL;
+        ALTER TABLE projects ADD COLUMN archived_at TEXT;
+        ALTER TABLE items ADD COLUMN excluded_at TEXT;
+        ALTER TABLE assignments ADD COLUMN resolution TEXT;
+        ALTER TABLE assignments ADD COLUMN resolved_at TEXT;
+        ALTER TABLE assignments ADD COLUMN resolved_by TEXT;
+        """,
+        postgres="""
+        ALTER TABLE judgments ADD COLUMN supersedes BIGINT REFERENCES judgments(id);
+        CREATE UNIQUE INDEX judgments_supersedes ON judgments (supersedes)
+            WHERE supersedes IS NOT NULL;
+        ALTER TABLE projects ADD COLUMN archived_at TEXT;
+        ALTER TABLE items ADD COLUMN excluded_at TEXT;
+        ALTER TABLE assignments ADD COLUMN resolution TEXT;
+        ALTER TABLE assignments ADD COLUMN resolved_at TEXT;
+        ALTER TABLE assignments ADD COLUMN resolved_by TEXT;
+        """,
+    ),
 ]
 
 # Big JSON results (fits, reports) stay TEXT on PostgreSQL too: they are written
