@@ -395,11 +395,12 @@ def test_a_pair_is_judged_in_both_orders_from_logprobs():
     with ScriptedServer(by_shown_first(replies)) as server:
         result = judge_for(server).judge_items([item])[0]
     prompt, (a, b) = ITEM["prompt"], ITEM["responses"]
-    assert server.bodies() == [
+    # The two orders are sent concurrently, so they may arrive in either order.
+    assert sorted(server.bodies(), key=json.dumps) == sorted([
         {"model": MODEL, "messages": [{"role": "user", "content": pairwise_instruction(prompt, *shown)}],
          "temperature": 0.0, "max_tokens": 16, "seed": 0, "logprobs": True, "top_logprobs": 20}
         for shown in [(a, b), (b, a)]
-    ]
+    ], key=json.dumps)
     assert "secret-system" not in json.dumps(server.bodies())
     assert result.orders == [[0, 1], [1, 0]]
     assert_rows(result.per_order_probs, [P_A, P_B])
