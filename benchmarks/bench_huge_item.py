@@ -13,30 +13,20 @@ run times a 1,000-character item too: the page's own cost, for comparison.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.app_server import app_server  # noqa: E402
 from prefstore import store  # noqa: E402
 from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS, huge_hostile_text  # noqa: E402
 
 GOAL_S = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def seed(path: Path, sizes: dict[str, int]) -> str:
@@ -65,26 +55,7 @@ def main() -> None:
         db_path = Path(tmp) / "huge.db"
         sizes = {"huge": args.chars, "small": 1_000}
         token = seed(db_path, sizes)
-        port = free_port()
-        env = {**os.environ, "PREFSTORE_DB": str(db_path), "PREFSTORE_AUTOSTART_WORKER": "0",
-               "PREFSTORE_ADMIN_TOKEN": "bench-admin"}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+        with app_server(db_path, {"PREFSTORE_ADMIN_TOKEN": "bench-admin"}) as url:
             times = {name: [] for name in sizes}
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -104,9 +75,6 @@ def main() -> None:
                         page.close()
                 finally:
                     browser.close()
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
     for name, n_chars in sizes.items():
         got = times[name]
         print(f"{n_chars:,}-character item, {len(got)} loads: median "
