@@ -130,8 +130,8 @@ def require_admin(identity: Identity | None) -> Identity:
 
 def visible_projects(db, identity: Identity) -> list[dict]:
     """Return the projects this person may rate in: all for admins and in local mode,
-    the assigned ones for a rater's link."""
-    projects = store.list_projects(db)
+    the assigned ones for a rater's link; never an archived one."""
+    projects = store.list_projects(db, include_archived=False)
     if identity.is_admin or identity.mode == "local" or identity.rater is None:
         return projects
     assigned = set(store.rater_project_ids(db, identity.rater["id"]))
