@@ -46,6 +46,7 @@ from prefstore.store.connection import (
 )
 from prefstore.store.items import (
     count_items_missing_judgment,
+    excluded_items,
     existing_external_ids,
     get_item,
     insert_items,

@@ -158,6 +158,13 @@ def item_by_external(db, project_id: int, external_id: str) -> dict:
     return rows[0]
 
 
+def excluded_items(db, project_id: int) -> list[dict]:
+    """Return the project's excluded items, ``{"external_id", "excluded_at"}``, latest first."""
+    return list(db.query(
+        "SELECT external_id, excluded_at FROM items WHERE project_id = ? "
+        "AND excluded_at IS NOT NULL ORDER BY excluded_at DESC, id", [project_id]))
+
+
 def set_item_excluded(db, project_id: int, external_id: str, excluded: bool, *,
                       actor: str) -> dict:
     """Exclude an item from its project (never served or counted again) or include it again.
