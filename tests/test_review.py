@@ -207,10 +207,20 @@ def test_archive_hides_the_project_from_raters_and_unarchive_restores_it(db):
     with pytest.raises(AccessDenied, match="project 'p' is archived: it takes no more ratings"):
         store.claim_next(db, project["id"], ann["id"])
     assert worker.schedule_due_jobs(db) == []  # the judgment would make a refit due
+    # A link to it says it is archived, to those it was theirs only.
+    zed, _ = store.create_rater(db, "zed")
+    stranger = access.Identity(role="rater", mode="token", rater=zed)
+    assert access.archived_project(db, rater, "p")["id"] == project["id"]
+    assert access.archived_project(db, admin, "p")["id"] == project["id"]
+    assert access.archived_project(db, stranger, "p") is None
+    assert access.archived_project(db, rater, "other") is None
+    assert access.archived_project(db, rater, "\ud800") is None
+    assert access.archived_project(db, rater, None) is None
 
     store.set_project_archived(db, project["id"], False, actor="admin")
     assert store.get_project(db, project["id"])["archived_at"] is None
     assert [p["name"] for p in access.visible_projects(db, rater)] == ["p", "other"]
+    assert access.archived_project(db, rater, "p") is None
     assert served(db, project, ann) == "q1"
     assert len(worker.schedule_due_jobs(db)) == 1
     assert audit(db, project, since=2) == [
