@@ -312,17 +312,18 @@ def cmd_projects(args: argparse.Namespace) -> int:
     for project in store.list_projects(db):
         stats = store.project_stats(db, project["id"])
         rows.append({"name": project["name"], "kind": project["kind"],
-                     "created_at": project["created_at"], "items": stats["items"],
-                     "judgments": stats["judgments"]})
+                     "created_at": project["created_at"], "archived_at": project["archived_at"],
+                     "items": stats["items"], "judgments": stats["judgments"]})
     if args.json:
         _print_json(rows)
     elif not rows:
         print("no projects yet; create one with `prefstore import FILE --project NAME`")
     else:
-        width = max(len(r["name"]) for r in rows)
-        for r in rows:
+        names = [r["name"] + (" (archived)" if r["archived_at"] else "") for r in rows]
+        width = max(map(len, names))
+        for shown, r in zip(names, rows):
             j = r["judgments"]
-            print(f"{r['name']:{width}}  {r['kind']:8}  {plural(r['items'], 'item')}, "
+            print(f"{shown:{width}}  {r['kind']:8}  {plural(r['items'], 'item')}, "
                   f"{plural(j['human'] + j['llm'], 'judgment')} ({j['human']:,} human, "
                   f"{j['llm']:,} llm)")
     return 0

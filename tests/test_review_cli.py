@@ -88,12 +88,16 @@ def test_project_rename_archive_and_unarchive(queued, capsys):
     store.create_project(db, "other")
     assert main(["project", "--project", "p", "--rename", "p2", "--db", path]) == 0
     assert main(["project", "--project", "p2", "--archive", "--db", path]) == 0
-    assert store.get_project(db, "p2")["archived_at"] is not None
-    assert main(["project", "--project", "p2", "--unarchive", "--db", path]) == 0
     assert capsys.readouterr().out == (
         "project 'p' is now called 'p2'\n"
-        "project 'p2' is archived: hidden from raters, its data kept\n"
-        "project 'p2' is no longer archived\n")
+        "project 'p2' is archived: hidden from raters, its data kept\n")
+    assert store.get_project(db, "p2")["archived_at"] is not None
+    assert main(["projects", "--db", path]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [
+        "p2 (archived)  pairwise  3 items, 0 judgments (0 human, 0 llm)",
+        "other          pairwise  0 items, 0 judgments (0 human, 0 llm)"]
+    assert main(["project", "--project", "p2", "--unarchive", "--db", path]) == 0
+    assert capsys.readouterr().out == "project 'p2' is no longer archived\n"
     assert store.get_project(db, "p2")["archived_at"] is None
     assert [(e["actor"], e["action"], e["details"]) for e in store.audit_log(db, project["id"])
             ][:3] == [("cli", "unarchive_project", {"name": "p2"}),
