@@ -103,7 +103,14 @@ def test_requeue_serves_the_item_to_that_rater_again(db):
 
     # A flagged item (here the rater's second) comes back the same way.
     store.resolve_review(db, project["id"], "q1", "ann", "requeue", actor="admin")
-    assert served(db, project, ann) == "q1"
+    claim = store.claim_next(db, project["id"], ann["id"])
+    assert claim["item"]["external_id"] == "q1"
+    assert assignment.submit(db, claim, ann["id"], {"outcome": "tie"})[1] is True
+    assert queue(db, project) == [
+        ("q0", "ann", "skipped", "still later", None, None),
+        ("q1", "ann", "done", "broken", "requeue", "admin")]
+    assert store.rater_progress(db, project["id"], ann["id"]) == {
+        "done": 1, "skipped": 1, "k": 2, "n": 2, "remaining": 0}
 
 
 def test_an_excluded_item_is_never_served_nor_counted(db):
