@@ -98,7 +98,6 @@ class Keys:
     ADMIN_EXPORT_PREPARE = "admin_export_prepare"
     ADMIN_EXPORT_DOWNLOAD = "admin_export_download"
     ADMIN_RENAME = "admin_rename"  # per project: Keys.project_form(ADMIN_RENAME, id)
-    ADMIN_RENAME_FORM = "admin_rename_form"
     ADMIN_RENAME_SAVE = "admin_rename_save"
     ADMIN_ARCHIVE = "admin_archive"
     ADMIN_REVIEW_DISMISS = "admin_review_dismiss"  # per row: Keys.item(base, assignment id)

@@ -108,13 +108,11 @@ def project_state_section(db, project: dict, actor: str) -> None:
     if archived:
         st.info(f"Archived at {project['archived_at']}: hidden from raters, its data kept.",
                 icon=":material/inventory_2:")
-    with st.form(Keys.ADMIN_RENAME_FORM, border=False):
-        # Keyed per project: choosing another project shows its own name.
-        new_name = st.text_input("New name", value=project["name"],
-                                 max_chars=store.projects.MAX_NAME_CHARS,
-                                 key=Keys.project_form(Keys.ADMIN_RENAME, project["id"]))
-        rename = st.form_submit_button("Rename", key=Keys.ADMIN_RENAME_SAVE)
-    if rename:
+    # Keyed per project: choosing another project shows its own name.
+    new_name = st.text_input("New name", value=project["name"],
+                             max_chars=store.projects.MAX_NAME_CHARS,
+                             key=Keys.project_form(Keys.ADMIN_RENAME, project["id"]))
+    if st.button("Rename", key=Keys.ADMIN_RENAME_SAVE):
         try:
             renamed = store.rename_project(db, project["id"], new_name.strip(), actor=actor)
         except (InvalidInput, Conflict) as exc:
