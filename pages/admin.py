@@ -16,7 +16,7 @@ from prefstore import admin, export, importing, store
 from prefstore import text as inert
 from prefstore.errors import Conflict, InvalidInput, NotFound
 from prefstore.settings import BUDGET_MODES, ProjectSettings
-from ui import common
+from ui import common, review
 from ui.common import Keys
 
 NEW_PROJECT = 0  # not a project id: SQLite ids start at 1
@@ -30,8 +30,8 @@ def choose_project(projects: list[dict]) -> dict | None:
     if pending in by_id:
         st.session_state[Keys.ADMIN_PROJECT] = pending  # before the widget exists
     chosen = st.selectbox("Project", [*by_id, NEW_PROJECT], key=Keys.ADMIN_PROJECT,
-                          format_func=lambda pid: by_id[pid]["name"] if pid in by_id
-                          else "New project…")
+                          format_func=lambda pid: review.project_label(by_id[pid])
+                          if pid in by_id else "New project…")
     return by_id.get(chosen)
 
 
@@ -555,20 +555,24 @@ st.title("Admin")
 projects = store.list_projects(db)
 project_names = {p["id"]: p["name"] for p in projects}
 project = choose_project(projects)
-project_tab, import_tab, raters_tab, progress_tab, export_tab = st.tabs(
-    ["Project", "Import", "Raters", "Progress", "Export"])
+project_tab, import_tab, raters_tab, progress_tab, review_tab, export_tab = st.tabs(
+    ["Project", "Import", "Raters", "Progress", "Review", "Export"])
 with project_tab:
     project_form(db, project, actor)
+    if project is not None:
+        review.project_state_section(db, project, actor)
     audit_section(db, project_names)
 with raters_tab:
     raters_section(db, project, identity, actor)
 if project is None:
-    for tab in (import_tab, progress_tab, export_tab):
+    for tab in (import_tab, progress_tab, review_tab, export_tab):
         tab.info("Create a project first, or choose one above.")
 else:
     with import_tab:
         import_section(db, project, actor)
     with progress_tab:
         progress_section(db, project)
+    with review_tab:
+        review.review_section(db, project, actor)
     with export_tab:
         export_section(db, project)

@@ -337,11 +337,16 @@ identity = common.gate(db)
 rater = rating_rater(db, identity)
 common.show_flash()
 projects = access.visible_projects(db, identity)
+archived = access.archived_project(db, identity, st.query_params.get(Keys.QP_PROJECT))
+if archived is not None:  # a link to a project archived since: say so, in one line
+    st.info(f"Project {inert.escape_markdown(archived['name'])} is archived: it takes no "
+            "more ratings.", icon=":material/inventory_2:")
 if not projects:
-    st.title("Rate")
-    st.info("No projects for you yet: ask your project admin to add you to one."
-            if identity.mode == "token" and not identity.is_admin
-            else "No projects yet: an admin imports items first.")
+    if archived is None:
+        st.title("Rate")
+        st.info("No projects for you yet: ask your project admin to add you to one."
+                if identity.mode == "token" and not identity.is_admin
+                else "No projects yet: an admin imports items first.")
     st.stop()
 project = common.pick_project(projects, Keys.PROJECT)
 settings = project["settings"]

@@ -130,9 +130,26 @@ def require_admin(identity: Identity | None) -> Identity:
 
 def visible_projects(db, identity: Identity) -> list[dict]:
     """Return the projects this person may rate in: all for admins and in local mode,
-    the assigned ones for a rater's link."""
-    projects = store.list_projects(db)
+    the assigned ones for a rater's link; never an archived one."""
+    projects = store.list_projects(db, include_archived=False)
     if identity.is_admin or identity.mode == "local" or identity.rater is None:
         return projects
     assigned = set(store.rater_project_ids(db, identity.rater["id"]))
     return [p for p in projects if p["id"] in assigned]
+
+
+def archived_project(db, identity: Identity, name: str | None) -> dict | None:
+    """Return the archived project called ``name`` if this person could rate in it otherwise.
+
+    For a rater's link to an archived project: the page says it is archived
+    instead of showing another project silently. None for any other name, so
+    a rater learns nothing about projects that are not theirs.
+    """
+    # Matched here, not in SQL: a URL's text may not even encode (a lone surrogate).
+    project = next((p for p in store.list_projects(db) if p["name"] == name
+                    and p["archived_at"] is not None), None)
+    if project is None:
+        return None
+    if identity.is_admin or identity.mode == "local" or identity.rater is None:
+        return project
+    return project if project["id"] in store.rater_project_ids(db, identity.rater["id"]) else None

@@ -312,17 +312,18 @@ def cmd_projects(args: argparse.Namespace) -> int:
     for project in store.list_projects(db):
         stats = store.project_stats(db, project["id"])
         rows.append({"name": project["name"], "kind": project["kind"],
-                     "created_at": project["created_at"], "items": stats["items"],
-                     "judgments": stats["judgments"]})
+                     "created_at": project["created_at"], "archived_at": project["archived_at"],
+                     "items": stats["items"], "judgments": stats["judgments"]})
     if args.json:
         _print_json(rows)
     elif not rows:
         print("no projects yet; create one with `prefstore import FILE --project NAME`")
     else:
-        width = max(len(r["name"]) for r in rows)
-        for r in rows:
+        names = [r["name"] + (" (archived)" if r["archived_at"] else "") for r in rows]
+        width = max(map(len, names))
+        for shown, r in zip(names, rows):
             j = r["judgments"]
-            print(f"{r['name']:{width}}  {r['kind']:8}  {plural(r['items'], 'item')}, "
+            print(f"{shown:{width}}  {r['kind']:8}  {plural(r['items'], 'item')}, "
                   f"{plural(j['human'] + j['llm'], 'judgment')} ({j['human']:,} human, "
                   f"{j['llm']:,} llm)")
     return 0
@@ -746,6 +747,53 @@ def cmd_set_active(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("review")
+def cmd_review(args: argparse.Namespace) -> int:
+    db = _open(args)
+    project = store.get_project(db, args.project)
+    rows = store.review_queue(db, project["id"])
+    if args.json:
+        _print_json([{k: v for k, v in r.items() if k != "assignment_id"} for r in rows])
+        return 0
+    if not rows:
+        print(f"nothing to review in {project['name']!r}: no skips or flags")
+        return 0
+    counts = store.review_counts(db, project["id"])
+    print(f"{project['name']!r}: {counts['open']:,} open, {counts['resolved']:,} resolved")
+    # repr() for names and reasons: a rater's text must not drive the terminal.
+    for r in rows:
+        state = ("open" if r["resolution"] is None
+                 else f"{r['resolution']} by {r['resolved_by']!r} at {r['resolved_at']}")
+        reason = f" reason {r['reason']!r}" if r["reason"] else ""
+        print(f"{r['item']!r} {r['status']} by {r['rater']!r} at {r['at']}{reason}: {state}")
+    return 0
+
+
+@command("resolve")
+def cmd_resolve(args: argparse.Namespace) -> int:
+    db = _open(args)
+    project = store.get_project(db, args.project)
+    row = store.resolve_review(db, project["id"], args.item, args.rater, args.action,
+                               actor="cli")
+    print(f"resolved item {row['item']!r} of {row['rater']!r}: {args.action}")
+    return 0
+
+
+@command("project")
+def cmd_project(args: argparse.Namespace) -> int:
+    db = _open(args)
+    project = store.get_project(db, args.project)
+    if args.rename is not None:
+        renamed = store.rename_project(db, project["id"], args.rename, actor="cli")
+        print(f"project {project['name']!r} is now called {renamed['name']!r}")
+    else:
+        store.set_project_archived(db, project["id"], args.archive, actor="cli")
+        print(f"project {project['name']!r} is "
+              + ("archived: hidden from raters, its data kept" if args.archive
+                 else "no longer archived"))
+    return 0
+
+
 # --------------------------------------------------------------------------
 # The parser
 
@@ -1034,6 +1082,33 @@ def build_parser() -> argparse.ArgumentParser:
             "prefstore set-active alice off")
     p.add_argument("name", type=name, help="the rater's name")
     p.add_argument("state", choices=("on", "off"), help="on (active) or off (deactivated)")
+
+    p = add("review", "list a project's skips and flags: the open ones first, then the "
+            "resolved", "prefstore review --project chat --json")
+    project(p)
+    as_json(p)
+
+    p = add("resolve", "resolve a rater's skip or flag of an item: dismiss it, exclude the "
+            "item from the project, or requeue it for that rater",
+            "prefstore resolve --project chat --item q17 --rater alice --action requeue")
+    project(p)
+    p.add_argument("--item", type=name, required=True, help="the item's id (as imported)")
+    p.add_argument("--rater", type=name, required=True,
+                   help="the name of the rater who skipped or flagged it")
+    p.add_argument("--action", choices=store.RESOLUTIONS, required=True,
+                   help="dismiss (record only), exclude (never served or counted again) or "
+                        "requeue (the rater gets the item again)")
+
+    p = add("project", "rename a project, or archive it (hidden from raters, data kept) "
+            "or unarchive it", "prefstore project --project chat --rename chat-2024")
+    project(p)
+    change = p.add_mutually_exclusive_group(required=True)
+    change.add_argument("--rename", type=name, metavar="NEW",
+                        help="the project's new name (unique)")
+    change.add_argument("--archive", action="store_true", default=None,
+                        help="hide the project from raters; nothing is deleted")
+    change.add_argument("--unarchive", dest="archive", action="store_false",
+                        help="show an archived project to its raters again")
 
     return parser
 

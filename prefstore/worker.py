@@ -290,7 +290,8 @@ def schedule_due_jobs(db, now: dt.datetime | None = None) -> list[int]:
     """Queue refits that are due (N new judgments or T minutes) and pending annotations."""
     now = now or dt.datetime.now(dt.UTC)
     queued = []
-    for project in store.list_projects(db):
+    # Archived projects take no new judgments, so nothing there falls due.
+    for project in store.list_projects(db, include_archived=False):
         settings = project["settings"]
         last = store.last_fit_time(db, project["id"])
         new = store.judgments_since(db, project["id"], last)

@@ -97,6 +97,13 @@ class Keys:
     ADMIN_EXPORT_ORIGINAL_PAIR = "admin_export_original_pair"
     ADMIN_EXPORT_PREPARE = "admin_export_prepare"
     ADMIN_EXPORT_DOWNLOAD = "admin_export_download"
+    ADMIN_RENAME = "admin_rename"  # per project: Keys.project_form(ADMIN_RENAME, id)
+    ADMIN_RENAME_SAVE = "admin_rename_save"
+    ADMIN_ARCHIVE = "admin_archive"
+    ADMIN_REVIEW_DISMISS = "admin_review_dismiss"  # per row: Keys.item(base, assignment id)
+    ADMIN_REVIEW_EXCLUDE = "admin_review_exclude"
+    ADMIN_REVIEW_REQUEUE = "admin_review_requeue"
+    ADMIN_INCLUDE = "admin_include"  # per item: f"{ADMIN_INCLUDE}:{project id}:{external id}"
     # widgets of the project form (use Keys.project_form: one set per project, so
     # choosing another project shows its own settings)
     PF_NAME = "pf_name"

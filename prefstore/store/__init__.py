@@ -13,7 +13,8 @@ Modules: :mod:`~prefstore.store.connection` (opening, transactions, backup),
 :mod:`~prefstore.store.items`, :mod:`~prefstore.store.claims`,
 :mod:`~prefstore.store.judgments`, :mod:`~prefstore.store.judging` (the LLM
 judges' per-item state and response cache), :mod:`~prefstore.store.jobs`,
-:mod:`~prefstore.store.reports`, :mod:`~prefstore.store.routing` and
+:mod:`~prefstore.store.reports`, :mod:`~prefstore.store.review` (the admin's
+review of skips and flags), :mod:`~prefstore.store.routing` and
 :mod:`~prefstore.store.synthetic` (benchmark data). Their functions are
 re-exported here, so callers write ``store.claim_next(db, ...)``.
 """
@@ -45,9 +46,11 @@ from prefstore.store.connection import (
 )
 from prefstore.store.items import (
     count_items_missing_judgment,
+    excluded_items,
     existing_external_ids,
     get_item,
     insert_items,
+    item_by_external,
     item_ids_by_external,
     items_frame,
     items_missing_judgment,
@@ -55,6 +58,7 @@ from prefstore.store.items import (
     open_item_count,
     responses_for_items,
     responses_frame,
+    set_item_excluded,
 )
 from prefstore.store.jobs import (
     claim_job,
@@ -114,6 +118,8 @@ from prefstore.store.projects import (
     get_project,
     list_projects,
     log_action,
+    rename_project,
+    set_project_archived,
     update_project_settings,
 )
 from prefstore.store.raters import (
@@ -143,9 +149,10 @@ from prefstore.store.reports import (
     save_fit,
     save_report,
 )
+from prefstore.store.review import RESOLUTIONS, resolve_review, review_counts, review_queue
 from prefstore.store.routing import ROUTES, routing_counts, routing_frame, save_routing
 from prefstore.store.synthetic import seed_synthetic
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in (
     "claims", "connection", "items", "jobs", "judging", "judgments", "projects", "raters",
-    "reports", "routing", "schema", "synthetic")]
+    "reports", "review", "routing", "schema", "synthetic")]

@@ -18,18 +18,18 @@ _RATER_AND_OPEN_CLAIM = {
     "sqlite": (
         "SELECT r.active, (SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id "
         "WHERE a.rater_id = r.id AND i.project_id = :p AND a.status = 'claimed' "
-        "AND a.expires_at > :now ORDER BY a.id LIMIT 1) FROM raters r WHERE r.id = :r"),
+        "AND a.expires_at > :now AND i.excluded_at IS NULL ORDER BY a.id LIMIT 1) FROM raters r WHERE r.id = :r"),
     "postgres": (
         "SELECT r.active, (SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id "
         "WHERE a.rater_id = r.id AND i.project_id = :p AND a.status = 'claimed' "
-        "AND a.expires_at > :now ORDER BY a.id LIMIT 1) FROM raters r WHERE r.id = :r "
+        "AND a.expires_at > :now AND i.excluded_at IS NULL ORDER BY a.id LIMIT 1) FROM raters r WHERE r.id = :r "
         "FOR UPDATE OF r"),
 }
 _CANDIDATES = {
     "sqlite": (
         "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id) FROM items i "
         "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
-        "AND i.n_human < :cap "
+        "AND i.n_human < :cap AND i.excluded_at IS NULL "
         "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
         "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
         "AND NOT EXISTS (SELECT 1 FROM assignments x WHERE x.item_id = i.id "
@@ -41,7 +41,7 @@ _CANDIDATES = {
     "postgres": (
         "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id) FROM items i "
         "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
-        "AND i.n_human < :cap "
+        "AND i.n_human < :cap AND i.excluded_at IS NULL "
         "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
         "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
         "AND NOT EXISTS (SELECT 1 FROM assignments x WHERE x.item_id = i.id "
@@ -96,7 +96,10 @@ def _claim(db, project_id: int, rater_id: int, *, now: dt.datetime | None,
     with the fewest human judgments. An item never goes to a rater twice, nor
     to more raters than ``raters_per_item``; claims expire.
     """
-    settings = get_project(db, project_id)["settings"]
+    project = get_project(db, project_id)
+    if project["archived_at"] is not None:
+        raise AccessDenied(f"project {project['name']!r} is archived: it takes no more ratings")
+    settings = project["settings"]
     now = now or dt.datetime.now(dt.UTC)
     now_s = now_iso(now)
     expires = now_iso(now + dt.timedelta(seconds=settings.claim_ttl_seconds))
@@ -186,12 +189,16 @@ def get_assignment(db, assignment_id: int) -> dict:
 
 def release_assignment(db, assignment_id: int, rater_id: int, *, status: str,
                        reason: str | None = None) -> None:
-    """Record a skip or a flag for a claimed item; the slot is freed."""
+    """Record a skip or a flag for a claimed item; the slot is freed.
+
+    A skip or flag of an item the admin re-queued opens a new review entry.
+    """
     if status not in ("skipped", "flagged"):
         raise InvalidInput(f"status must be 'skipped' or 'flagged', got {status!r}")
     with write(db):
         cur = db.execute(
-            "UPDATE assignments SET status = ?, reason = ?, updated_at = ? "
+            "UPDATE assignments SET status = ?, reason = ?, updated_at = ?, resolution = NULL, "
+            "resolved_at = NULL, resolved_by = NULL "
             "WHERE id = ? AND rater_id = ? AND status = 'claimed'",
             [status, reason, now_iso(), assignment_id, rater_id],
         )
@@ -209,7 +216,8 @@ def rater_progress(db, project_id: int, rater_id: int) -> dict:
     ``n`` is every item they can ever be served here: those, plus the items
     still open to them (routed to humans, below their quota, not yet theirs).
     ``n`` does not move when they submit; it shrinks only when other raters
-    fill an item's quota, and grows when items are added.
+    fill an item's quota, and grows when items are added. Excluded items
+    count nowhere.
 
     Returns ``{"done", "skipped", "k", "n", "remaining"}``, read in one statement.
     """
@@ -220,13 +228,14 @@ def rater_progress(db, project_id: int, rater_id: int) -> dict:
     done, skipped, open_items, open_mine = db.execute(
         "SELECT "
         "(SELECT COUNT(DISTINCT j.item_id) FROM judgments j JOIN items i ON i.id = j.item_id "
-        " WHERE j.rater_id = :r AND i.project_id = :p), "
+        " WHERE j.rater_id = :r AND i.project_id = :p AND i.excluded_at IS NULL), "
         "(SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
-        " WHERE a.rater_id = :r AND i.project_id = :p AND a.status IN ('skipped', 'flagged')), "
+        " WHERE a.rater_id = :r AND i.project_id = :p AND a.status IN ('skipped', 'flagged') "
+        " AND i.excluded_at IS NULL), "
         "(SELECT COUNT(*) FROM items i WHERE i.project_id = :p AND i.queue_rank < 2 "
-        " AND i.n_human < :cap), "
+        " AND i.n_human < :cap AND i.excluded_at IS NULL), "
         "(SELECT COUNT(*) FROM items i WHERE i.project_id = :p AND i.queue_rank < 2 "
-        " AND i.n_human < :cap AND i.id IN ("
+        " AND i.n_human < :cap AND i.excluded_at IS NULL AND i.id IN ("
         "   SELECT j.item_id FROM judgments j WHERE j.rater_id = :r "
         "   UNION SELECT a.item_id FROM assignments a WHERE a.rater_id = :r "
         "   AND a.status IN ('skipped', 'flagged')))",

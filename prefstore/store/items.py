@@ -9,6 +9,7 @@ import pandas as pd
 
 from prefstore.errors import Conflict, NotFound
 from prefstore.store.connection import dumps, loads, now_iso, write
+from prefstore.store.projects import log_action
 
 
 def insert_items(db, project_id: int, items: Iterable[dict]) -> list[int]:
@@ -144,8 +145,43 @@ def items_frame(db, project_id: int) -> pd.DataFrame:
 def open_item_count(db, project_id: int, raters_per_item: int) -> int:
     """Return how many of the project's items still want a human judgment (for anyone)."""
     return db.execute(
-        "SELECT COUNT(*) FROM items WHERE project_id = ? AND queue_rank < 2 AND n_human < ?",
-        [project_id, raters_per_item]).fetchone()[0]
+        "SELECT COUNT(*) FROM items WHERE project_id = ? AND queue_rank < 2 AND n_human < ? "
+        "AND excluded_at IS NULL", [project_id, raters_per_item]).fetchone()[0]
+
+
+def item_by_external(db, project_id: int, external_id: str) -> dict:
+    """Return the item row (without responses) with this external id. Raises NotFound."""
+    rows = list(db.query("SELECT * FROM items WHERE project_id = ? AND external_id = ?",
+                         [project_id, external_id]))
+    if not rows:
+        raise NotFound(f"item {external_id!r} does not exist in this project")
+    return rows[0]
+
+
+def excluded_items(db, project_id: int) -> list[dict]:
+    """Return the project's excluded items, ``{"external_id", "excluded_at"}``, latest first."""
+    return list(db.query(
+        "SELECT external_id, excluded_at FROM items WHERE project_id = ? "
+        "AND excluded_at IS NOT NULL ORDER BY excluded_at DESC, id", [project_id]))
+
+
+def set_item_excluded(db, project_id: int, external_id: str, excluded: bool, *,
+                      actor: str) -> dict:
+    """Exclude an item from its project (never served or counted again) or include it again.
+
+    A state, nothing is deleted: the item keeps its judgments and comes back
+    as it was. Excluding an excluded item keeps its first ``excluded_at`` and
+    logs nothing. Returns the item row. Raises NotFound for an unknown id.
+    """
+    with write(db):
+        item = item_by_external(db, project_id, external_id)
+        cur = db.execute(
+            "UPDATE items SET excluded_at = ? WHERE id = ? AND (excluded_at IS NULL) = ?",
+            [now_iso() if excluded else None, item["id"], excluded])
+        if cur.rowcount:
+            log_action(db, project_id, actor, "exclude_item" if excluded else "include_item",
+                       {"item": external_id})
+    return item_by_external(db, project_id, external_id)
 
 
 def items_missing_judgment(db, project_id: int, rater_id: int, *, limit: int = 32) -> list[dict]:

@@ -395,9 +395,14 @@ def has_llm_judgments(db, project_id: int) -> bool:
 
 
 def project_stats(db, project_id: int) -> dict:
-    """Return counts of items, responses, judgments and raters by kind."""
-    items = db.execute("SELECT COUNT(*) FROM items WHERE project_id = ?",
-                       [project_id]).fetchone()[0]
+    """Return counts of items, responses, judgments and raters by kind.
+
+    ``items`` and ``items_by_human_judgments`` leave excluded items out;
+    ``excluded`` counts those.
+    """
+    items, excluded = db.execute(
+        "SELECT COUNT(*) - COUNT(excluded_at), COUNT(excluded_at) FROM items "
+        "WHERE project_id = ?", [project_id]).fetchone()
     responses = db.execute(
         "SELECT COUNT(*) FROM responses r JOIN items i ON i.id = r.item_id "
         "WHERE i.project_id = ?", [project_id]).fetchone()[0]
@@ -410,14 +415,15 @@ def project_stats(db, project_id: int) -> dict:
         judgments[kind] = n
         raters[kind] = n_raters
     coverage = dict(db.execute(
-        "SELECT n_human, COUNT(*) FROM items WHERE project_id = ? GROUP BY n_human",
+        "SELECT n_human, COUNT(*) FROM items WHERE project_id = ? AND excluded_at IS NULL "
+        "GROUP BY n_human",
         [project_id]).fetchall())
     flags = db.execute(
         "SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
         "WHERE i.project_id = ? AND a.status = 'flagged'", [project_id]).fetchone()[0]
     return {"items": items, "responses": responses, "judgments": judgments, "raters": raters,
             "items_by_human_judgments": {str(k): v for k, v in sorted(coverage.items())},
-            "flags": flags}
+            "flags": flags, "excluded": excluded}
 
 
 def project_rater_summary(db, project_id: int) -> list[dict]:

@@ -87,8 +87,52 @@ def find_project(db, name: str) -> dict | None:
         return None
 
 
-def list_projects(db) -> list[dict]:
-    return [_row(r) for r in db.query("SELECT * FROM projects ORDER BY id")]
+def list_projects(db, *, include_archived: bool = True) -> list[dict]:
+    """Return the projects in id order; ``include_archived=False`` leaves archived ones out."""
+    return [_row(r) for r in db.query(
+        "SELECT * FROM projects WHERE (? = 1 OR archived_at IS NULL) ORDER BY id",
+        [int(include_archived)])]
+
+
+def rename_project(db, project_id: int, new_name: str, *, actor: str) -> dict:
+    """Rename a project and return it, logging the old and the new name.
+
+    The new name follows the rules of creation. Raises InvalidInput for a bad
+    name, Conflict when another project has it, NotFound for a missing project.
+    """
+    _check_name(new_name)
+    project = get_project(db, project_id)
+    if new_name == project["name"]:
+        return project
+    with write(db):
+        row = db.execute(
+            "UPDATE projects SET name = ? WHERE id = ? AND NOT EXISTS "
+            "(SELECT 1 FROM projects p WHERE p.name = ?) RETURNING id",
+            [new_name, project_id, new_name]).fetchone()
+        if row is None:
+            raise Conflict(f"project {new_name!r} already exists")
+        log_action(db, project_id, actor, "rename_project",
+                   {"from": project["name"], "to": new_name})
+    return get_project(db, project_id)
+
+
+def set_project_archived(db, project_id: int, archived: bool, *, actor: str) -> dict:
+    """Archive a project (hidden from raters, nothing deleted) or bring it back; return it.
+
+    Archiving an archived project keeps its first ``archived_at`` and logs nothing.
+    """
+    project = get_project(db, project_id)
+    if (project["archived_at"] is not None) == archived:
+        return project
+    with write(db):
+        cur = db.execute(
+            "UPDATE projects SET archived_at = ? WHERE id = ? AND (archived_at IS NULL) = ?",
+            [now_iso() if archived else None, project_id, archived])
+        if cur.rowcount:
+            log_action(db, project_id, actor,
+                       "archive_project" if archived else "unarchive_project",
+                       {"name": project["name"]})
+    return get_project(db, project_id)
 
 
 def update_project_settings(db, project_id: int, changes: dict, *, actor: str) -> dict:
