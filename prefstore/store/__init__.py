@@ -44,10 +44,14 @@ from prefstore.store.connection import (
     write,
 )
 from prefstore.store.items import (
+    ITEM_ORDERS,
+    MAX_FILTER_CHARS,
+    ROUTING_FILTERS,
     count_items_missing_judgment,
     existing_external_ids,
     get_item,
     insert_items,
+    item_detail,
     item_ids_by_external,
     items_frame,
     items_missing_judgment,
@@ -55,6 +59,8 @@ from prefstore.store.items import (
     open_item_count,
     responses_for_items,
     responses_frame,
+    search_items,
+    set_item_gold,
 )
 from prefstore.store.jobs import (
     claim_job,
@@ -131,6 +137,7 @@ from prefstore.store.raters import (
     normalize_name,
     project_rater_ids,
     rater_for_token,
+    rater_judgments_frame,
     rater_project_ids,
     rotate_token,
     set_rater_active,
