@@ -23,8 +23,8 @@ def _label(outcome: str, choice) -> int | str:
     return int(choice) if outcome == "choice" else outcome
 
 
-def _share(hits: int, n: int) -> float | None:
-    return hits / n if n else None
+def _share(hits: int, n: int) -> float:
+    return hits / n if n else float("nan")
 
 
 def quality_judgments(judgments: pd.DataFrame) -> pd.DataFrame:
@@ -55,7 +55,7 @@ def quality_judgments(judgments: pd.DataFrame) -> pd.DataFrame:
       0.5 is no bias in a pairwise project.
     - ``last_active``: their latest judgment's ``created_at``.
 
-    A share is None when it counts nothing.
+    A share (and the median) is NaN when it counts nothing.
     """
     if judgments.empty:
         return pd.DataFrame(columns=list(QUALITY_COLUMNS))
@@ -84,7 +84,7 @@ def quality_judgments(judgments: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "rater": rater,
             "judgments": len(group),
-            "median_seconds": float(seconds.median()) if len(seconds) else None,
+            "median_seconds": float(seconds.median()) if len(seconds) else float("nan"),
             "gold_n": len(gold_hits),
             "gold_accuracy": _share(sum(gold_hits), len(gold_hits)),
             "majority_n": counted,
