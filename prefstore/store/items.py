@@ -197,6 +197,23 @@ _DISAGREEMENT = (
     " GROUP BY j.item_id, j.outcome, j.choice) labels GROUP BY item_id")
 
 
+_LABEL_COUNTS = {
+    "sqlite": "SELECT item_id, COUNT(*) FROM judgments WHERE item_id IN "
+              "(SELECT value FROM json_each(?)) AND kind = 'human' "
+              "GROUP BY item_id, outcome, choice",
+    "postgres": "SELECT item_id, COUNT(*) FROM judgments WHERE item_id = ANY(?) "
+                "AND kind = 'human' GROUP BY item_id, outcome, choice",
+}
+
+
+def _disagreement_of(db, item_ids: list[int]) -> dict[int, tuple[int, float]]:
+    """Return ``{item_id: (human judgments, disagreement)}`` for items with human judgments."""
+    counts: dict[int, list[int]] = {}
+    for item_id, n in db.execute(_LABEL_COUNTS[db.dialect], [id_list(db, item_ids)]):
+        counts.setdefault(item_id, []).append(n)
+    return {item_id: (sum(ns), 1.0 - max(ns) / sum(ns)) for item_id, ns in counts.items()}
+
+
 def _filter_text(value: object, what: str) -> str:
     """Return a filter text, or raise InvalidInput naming ``what``."""
     if not isinstance(value, str):
@@ -284,25 +301,33 @@ def search_items(db, project_id: int, *, text: str = "", metadata_key: str = "",
         where.append("i.is_gold = 1" if gold else "i.is_gold = 0")
     if flagged is not None:
         where.append(_FLAGGED if flagged else f"NOT {_FLAGGED}")
-    joins = (f"FROM items i LEFT JOIN routing ro ON ro.item_id = i.id "
-             f"AND ro.project_id = i.project_id LEFT JOIN ({_DISAGREEMENT}) d "
-             f"ON d.item_id = i.id WHERE {' AND '.join(where)}")
-    total = db.execute(f"SELECT COUNT(*) {joins}", params).fetchone()[0]  # noqa: S608
-    ordering = ("CASE WHEN d.disagreement IS NULL THEN 1 ELSE 0 END, d.disagreement DESC, i.id"
-                if order == "disagreement" else "i.id")
+    source = ("FROM items i LEFT JOIN routing ro ON ro.item_id = i.id "
+              "AND ro.project_id = i.project_id")
+    filters = f"WHERE {' AND '.join(where)}"
+    total = db.execute(f"SELECT COUNT(*) {source} {filters}", params).fetchone()[0]  # noqa: S608
+    if order == "disagreement":
+        # Ordering needs every item's disagreement; import order only the page's (below).
+        source += f" LEFT JOIN ({_DISAGREEMENT}) d ON d.item_id = i.id"
+        columns, ordering = ("d.n_human, d.disagreement", "CASE WHEN d.disagreement IS NULL "
+                             "THEN 1 ELSE 0 END, d.disagreement DESC, i.id")
+    else:
+        columns, ordering = "NULL AS n_human, NULL AS disagreement", "i.id"
     rows = list(db.query(
         "SELECT i.id, i.external_id, i.category, i.is_gold, i.gold, i.metadata, "  # noqa: S608
         "COALESCE(i.prompt, CAST(i.messages AS TEXT)) AS prompt, ro.decision AS routing, "
-        "COALESCE(d.n_human, 0) AS n_human, d.disagreement, "
-        "(SELECT COUNT(*) FROM assignments fa WHERE fa.item_id = i.id "
+        f"{columns}, (SELECT COUNT(*) FROM assignments fa WHERE fa.item_id = i.id "
         " AND fa.status IN ('flagged', 'skipped')) AS flags "
-        f"{joins} ORDER BY {ordering} LIMIT :limit OFFSET :offset",
+        f"{source} {filters} ORDER BY {ordering} LIMIT :limit OFFSET :offset",
         {**params, "limit": limit, "offset": offset}))
+    if order != "disagreement":
+        page = _disagreement_of(db, [row["id"] for row in rows])
+        for row in rows:
+            row["n_human"], row["disagreement"] = page.get(row["id"], (0, None))
     for row in rows:
         row["gold"] = loads(row["gold"]) if isinstance(row["gold"], str) else row["gold"]
         if isinstance(row["metadata"], str):
             row["metadata"] = loads(row["metadata"], {})
-        row["n_human"] = int(row["n_human"])
+        row["n_human"] = int(row["n_human"] or 0)
         if row["disagreement"] is not None:
             row["disagreement"] = float(row["disagreement"])
     return {"total": total, "items": rows}
