@@ -6,6 +6,7 @@ plus one adapter that reads it.
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 
 import pandas as pd
@@ -18,9 +19,14 @@ QUALITY_COLUMNS = ("rater", "judgments", "median_seconds", "gold_n", "gold_accur
                    "last_active")
 
 
-def _label(outcome: str, choice) -> int | str:
+def _label(outcome: str, choice: int | None) -> int | str:
     """A judgment's label: the chosen (or best-ranked) response index, "tie" or "both_bad"."""
-    return int(choice) if outcome == "choice" else outcome
+    return choice if outcome == "choice" else outcome
+
+
+def _int_or_none(value) -> int | None:
+    """An integer column's value: None for NULL, NA or NaN."""
+    return None if value is None or value is pd.NA or value != value else int(value)
 
 
 def _share(hits: int, n: int) -> float:
@@ -59,40 +65,54 @@ def quality_judgments(judgments: pd.DataFrame) -> pd.DataFrame:
     """
     if judgments.empty:
         return pd.DataFrame(columns=list(QUALITY_COLUMNS))
-    labels = [_label(o, c) for o, c in zip(judgments["outcome"], judgments["choice"])]
-    # Each rater's latest label per item (rows come in id order).
-    latest: dict[int, dict[str, int | str]] = {}
-    for rater, item, label in zip(judgments["rater"], judgments["item_id"], labels):
-        latest.setdefault(int(item), {})[rater] = label
-    rows = []
-    for rater, group in judgments.groupby("rater", sort=True):
-        seconds = group["time_ms"].dropna().astype(float) / 1000
-        gold_hits = [gold_correct(g, {"outcome": o, "choice": None if pd.isna(c) else int(c)})
-                     for g, o, c in zip(group["gold"], group["outcome"], group["choice"])]
-        gold_hits = [hit for hit in gold_hits if hit is not None]
-        agree = counted = 0
-        for item in dict.fromkeys(int(i) for i in group["item_id"]):
-            others = Counter(label for name, label in latest[item].items() if name != rater)
-            top = others.most_common(2)
-            if not top or (len(top) == 2 and top[0][1] == top[1][1]):
-                continue
-            counted += 1
-            agree += int(latest[item][rater] == top[0][0])
-        first = [int(c) == order[0] for o, c, order in zip(
-            group["outcome"], group["choice"], group["display_order"])
-            if o == "choice" and isinstance(order, list) and order]
-        rows.append({
-            "rater": rater,
-            "judgments": len(group),
-            "median_seconds": float(seconds.median()) if len(seconds) else float("nan"),
-            "gold_n": len(gold_hits),
-            "gold_accuracy": _share(sum(gold_hits), len(gold_hits)),
-            "majority_n": counted,
-            "majority_agreement": _share(agree, counted),
-            "position_n": len(first),
-            "position_bias": _share(sum(first), len(first)),
-            "last_active": group["created_at"].max(),
-        })
+    # Plain lists: a Python loop over them is ~50x faster than over Series (200k rows: 0.5 s).
+    choices = [_int_or_none(c) for c in judgments["choice"].tolist()]
+    times = [_int_or_none(t) for t in judgments["time_ms"].tolist()]
+    stats: dict[str, dict] = {}
+    latest: dict[int, dict[str, int | str]] = {}  # item -> rater -> latest label (id order)
+    for rater, item, outcome, choice, order, time_ms, created, gold in zip(
+            judgments["rater"].tolist(), judgments["item_id"].tolist(),
+            judgments["outcome"].tolist(), choices, judgments["display_order"].tolist(), times,
+            judgments["created_at"].tolist(), judgments["gold"].tolist()):
+        s = stats.setdefault(rater, {"n": 0, "seconds": [], "gold": [], "first": [],
+                                     "agree": 0, "counted": 0, "last": created})
+        s["n"] += 1
+        s["last"] = max(s["last"], created)
+        if time_ms is not None:
+            s["seconds"].append(time_ms / 1000)
+        hit = gold_correct(gold, {"outcome": outcome, "choice": choice}) if gold else None
+        if hit is not None:
+            s["gold"].append(hit)
+        if outcome == "choice" and isinstance(order, list) and order:
+            s["first"].append(choice == order[0])
+        latest.setdefault(int(item), {})[rater] = _label(outcome, choice)
+    for by_rater in latest.values():
+        counts = Counter(by_rater.values())
+        for rater, label in by_rater.items():
+            counts[label] -= 1  # leave the rater out
+            best, best_n, runner_up_n = None, 0, 0
+            for other, n in counts.items():
+                if n > best_n:
+                    best, best_n, runner_up_n = other, n, best_n
+                elif n > runner_up_n:
+                    runner_up_n = n
+            counts[label] += 1
+            if best_n == 0 or best_n == runner_up_n:
+                continue  # no other rater, or the others tie
+            stats[rater]["counted"] += 1
+            stats[rater]["agree"] += int(label == best)
+    rows = [{
+        "rater": rater,
+        "judgments": s["n"],
+        "median_seconds": statistics.median(s["seconds"]) if s["seconds"] else float("nan"),
+        "gold_n": len(s["gold"]),
+        "gold_accuracy": _share(sum(s["gold"]), len(s["gold"])),
+        "majority_n": s["counted"],
+        "majority_agreement": _share(s["agree"], s["counted"]),
+        "position_n": len(s["first"]),
+        "position_bias": _share(sum(s["first"]), len(s["first"])),
+        "last_active": s["last"],
+    } for rater, s in sorted(stats.items())]
     return pd.DataFrame(rows, columns=list(QUALITY_COLUMNS))
 
 

@@ -152,6 +152,7 @@ class Keys:
     ITEM_GOLD_SAVE = "item_gold_save"
     ITEM_GOLD_CLEAR = "item_gold_clear"
     ITEM_SHOW_REST = "item_show_rest"
+    RATER_QUALITY_SHOW = "rater_quality_show"
 
     @staticmethod
     def browser_item(base: str, item_id: int, *parts: object) -> str:

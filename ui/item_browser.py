@@ -22,6 +22,9 @@ ROUTING_LABELS = {None: "Any", "human": "Humans", "llm": "LLM only", "both": "Bo
 YES_NO_LABELS = {None: "Any", True: "Yes", False: "No"}
 ORDER_LABELS = {"id": "Import order", "disagreement": "Most disagreed first"}
 OUTCOME_LABELS = {"tie": "Tie", "both_bad": "Both bad"}
+#: Above this many judgments the quality table waits to be asked for: it reads every
+#: human judgment (200k take seconds), and the admin page reruns on every click.
+QUALITY_AUTO_MAX_JUDGMENTS = 20_000
 
 
 def item_browser(db, project: dict, actor: str) -> None:
@@ -170,6 +173,11 @@ def gold_form(db, project: dict, item: dict, actor: str) -> None:
 def quality_table(db, project: dict) -> None:
     """The per-rater quality table of the project (human raters)."""
     st.subheader(f"Rater quality in {inert.escape_markdown(project['name'])}")
+    n = store.count_judgments(db, project["id"])
+    if n > QUALITY_AUTO_MAX_JUDGMENTS and not st.toggle(
+            f"Compute it from all {n:,} judgments (takes a few seconds)",
+            key=Keys.RATER_QUALITY_SHOW):
+        return
     table = quality.rater_quality(db, project["id"])
     if table.empty:
         st.caption("No human judgments yet.")

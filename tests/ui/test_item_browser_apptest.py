@@ -176,3 +176,13 @@ def test_quality_table_in_the_raters_tab(app_db, monkeypatch):
          "majority_agreement": 0.5, "position_bias": 1 / 3},
         {"rater": "cat", "judgments": 2, "median_seconds": 2.0, "majority_n": 2,
          "majority_agreement": 0.5, "position_bias": 0.0}]
+
+
+def test_a_large_projects_quality_table_waits_to_be_asked_for(app_db, monkeypatch):
+    seed(app_db)
+    monkeypatch.setattr("ui.item_browser.QUALITY_AUTO_MAX_JUDGMENTS", 8)  # 9 judgments
+    at = open_admin(monkeypatch)
+    assert not [d for d in at.dataframe if "majority_agreement" in d.value.columns]
+    at.toggle(key=Keys.RATER_QUALITY_SHOW).set_value(True).run()
+    (table,) = [d.value for d in at.dataframe if "majority_agreement" in d.value.columns]
+    assert table["rater"].tolist() == ["ann", "bob", "cat"]
