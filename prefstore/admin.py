@@ -305,7 +305,7 @@ def judgment_rows(judgments: list[dict]) -> list[dict]:
 def verdict_rows(verdicts: list[dict]) -> list[dict]:
     """Return an item's LLM verdicts (from :func:`store.item_detail`) as table rows."""
     return [{
-        "judge": v["rater"],
+        "llm judge": v["rater"],
         "choice": label_text(v["outcome"], v["choice"], v["ranking"]),
         "confidence": v["confidence"],
         "swap consistent": v["swap_consistent"],

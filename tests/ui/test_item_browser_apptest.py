@@ -105,8 +105,8 @@ def test_item_detail_is_inert_and_lists_judgments(app_db, monkeypatch):
         {"rater": "bob", "choice": "response 1", "strength": None, "aspects": None,
          "rationale": None, "edit": None, "seconds": 2.0, "at": "2026-01-01T00:00:00Z"}]
     (verdicts,) = [t for t in tables if "swap consistent" in t.columns]
-    assert verdicts[["judge", "choice", "confidence", "swap consistent"]].to_dict(
-        "records") == [{"judge": "judge", "choice": "response 1", "confidence": 0.75,
+    assert verdicts[["llm judge", "choice", "confidence", "swap consistent"]].to_dict(
+        "records") == [{"llm judge": "judge", "choice": "response 1", "confidence": 0.75,
                         "swap consistent": True}]
     assert not at.exception and errors(at) == []
     assert ids
