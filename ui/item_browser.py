@@ -27,25 +27,31 @@ OUTCOME_LABELS = {"tie": "Tie", "both_bad": "Both bad"}
 QUALITY_AUTO_MAX_JUDGMENTS = 20_000
 
 
+def first_page() -> None:
+    """Go back to page 1 when a filter changes (a callback: it runs before the widgets)."""
+    st.session_state[Keys.ITEMS_PAGE] = 1
+
+
 def item_browser(db, project: dict, actor: str) -> None:
     """Search and filter the project's items, one expander each, a page at a time."""
     st.subheader(f"Items of {inert.escape_markdown(project['name'])}")
+    reset = {"on_change": first_page}
     search = st.text_input("Search the prompts and responses", key=Keys.ITEMS_SEARCH,
-                           max_chars=store.MAX_FILTER_CHARS)
+                           max_chars=store.MAX_FILTER_CHARS, **reset)
     left, right = st.columns(2)
-    meta_key = left.text_input("Metadata key", key=Keys.ITEMS_META_KEY,
-                               max_chars=store.MAX_FILTER_CHARS, placeholder="category")
+    meta_key = left.text_input("Metadata key", key=Keys.ITEMS_META_KEY, placeholder="category",
+                               max_chars=store.MAX_FILTER_CHARS, **reset)
     meta_value = right.text_input("Metadata value", key=Keys.ITEMS_META_VALUE,
-                                  max_chars=store.MAX_FILTER_CHARS)
+                                  max_chars=store.MAX_FILTER_CHARS, **reset)
     cols = st.columns(5)
     routing = cols[0].selectbox("Routing", list(ROUTING_LABELS), key=Keys.ITEMS_ROUTING,
-                                format_func=ROUTING_LABELS.get)
+                                format_func=ROUTING_LABELS.get, **reset)
     gold = cols[1].selectbox("Gold", list(YES_NO_LABELS), key=Keys.ITEMS_GOLD,
-                             format_func=YES_NO_LABELS.get)
+                             format_func=YES_NO_LABELS.get, **reset)
     flagged = cols[2].selectbox("Flagged or skipped", list(YES_NO_LABELS),
-                                key=Keys.ITEMS_FLAGGED, format_func=YES_NO_LABELS.get)
+                                key=Keys.ITEMS_FLAGGED, format_func=YES_NO_LABELS.get, **reset)
     order = cols[3].selectbox("Order", store.ITEM_ORDERS, key=Keys.ITEMS_ORDER,
-                              format_func=ORDER_LABELS.get)
+                              format_func=ORDER_LABELS.get, **reset)
     page = cols[4].number_input("Page", min_value=1, step=1, key=Keys.ITEMS_PAGE)
     try:
         found = store.search_items(

@@ -186,3 +186,22 @@ def test_a_large_projects_quality_table_waits_to_be_asked_for(app_db, monkeypatc
     at.toggle(key=Keys.RATER_QUALITY_SHOW).set_value(True).run()
     (table,) = [d.value for d in at.dataframe if "majority_agreement" in d.value.columns]
     assert table["rater"].tolist() == ["ann", "bob", "cat"]
+
+
+def test_paging_and_a_filter_change_returns_to_page_one(app_db, monkeypatch):
+    project = store.create_project(app_db, "p", "pairwise", {"gold_rate": 0.0})
+    store.insert_items(app_db, project["id"], [
+        {"external_id": f"q{k:02d}", "prompt": f"prompt {k}",
+         "responses": [{"text": "a"}, {"text": "b"}]} for k in range(25)])
+    at = open_admin(monkeypatch)
+    assert len(labels(at)) == 20 and labels(at)[0] == "q00: prompt 0"
+    assert "Items 1–20 of 25 (page 1 of 2)." in [c.value for c in at.caption]
+    at.number_input(key=Keys.ITEMS_PAGE).set_value(2).run()
+    assert labels(at) == [f"q{k}: prompt {k}" for k in range(20, 25)]
+    assert "Items 21–25 of 25 (page 2 of 2)." in [c.value for c in at.caption]
+    at.number_input(key=Keys.ITEMS_PAGE).set_value(3).run()
+    assert labels(at) == [] and [i.value for i in at.info] == ["Page 3 is past the last page (2)."]
+    at.text_input(key=Keys.ITEMS_SEARCH).input("prompt 1").run()
+    assert at.number_input(key=Keys.ITEMS_PAGE).value == 1
+    assert [label.split(":")[0] for label in labels(at)] == [
+        "q01", *(f"q{k}" for k in range(10, 20))]
