@@ -16,7 +16,7 @@ from prefstore import admin, export, importing, store
 from prefstore import text as inert
 from prefstore.errors import Conflict, InvalidInput, NotFound
 from prefstore.settings import BUDGET_MODES, ProjectSettings
-from ui import common, review
+from ui import common, item_browser, review
 from ui.common import Keys
 
 NEW_PROJECT = 0  # not a project id: SQLite ids start at 1
@@ -555,8 +555,8 @@ st.title("Admin")
 projects = store.list_projects(db)
 project_names = {p["id"]: p["name"] for p in projects}
 project = choose_project(projects)
-project_tab, import_tab, raters_tab, progress_tab, review_tab, export_tab = st.tabs(
-    ["Project", "Import", "Raters", "Progress", "Review", "Export"])
+project_tab, import_tab, raters_tab, progress_tab, items_tab, review_tab, export_tab = st.tabs(
+    ["Project", "Import", "Raters", "Progress", "Items", "Review", "Export"])
 with project_tab:
     project_form(db, project, actor)
     if project is not None:
@@ -564,14 +564,18 @@ with project_tab:
     audit_section(db, project_names)
 with raters_tab:
     raters_section(db, project, identity, actor)
+    if project is not None:
+        item_browser.quality_table(db, project)
 if project is None:
-    for tab in (import_tab, progress_tab, review_tab, export_tab):
+    for tab in (import_tab, progress_tab, items_tab, review_tab, export_tab):
         tab.info("Create a project first, or choose one above.")
 else:
     with import_tab:
         import_section(db, project, actor)
     with progress_tab:
         progress_section(db, project)
+    with items_tab:
+        item_browser.item_browser(db, project, actor)
     with review_tab:
         review.review_section(db, project, actor)
     with export_tab:

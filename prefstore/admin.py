@@ -247,3 +247,68 @@ def prepare_export(db, project: str | int, *, directory: Path = EXPORT_DIR,
 def skipped_rows(summary: Mapping[str, Any]) -> list[dict]:
     """Return the summary's non-zero skips as table rows: reason, judgments or items."""
     return [{"reason": reason, "skipped": n} for reason, n in summary["skipped"].items() if n]
+
+
+# --------------------------------------------------------------------------
+# The item browser
+
+#: Characters of a rationale or an edit shown in a judgments table cell.
+CELL_CHARS = 500
+
+
+def parse_ranking(text: str) -> list[int]:
+    """Read a ranking typed as response indices, best first: ``"2, 0, 1"`` -> ``[2, 0, 1]``.
+
+    Commas and spaces separate the indices. Raises InvalidInput naming the
+    first entry that is not a whole number, or when nothing is typed.
+    """
+    parts = [p for p in str(text).replace(",", " ").split() if p]
+    if not parts:
+        raise InvalidInput("type the ranking as response numbers, best first, e.g. 2, 0, 1")
+    ranking = []
+    for part in parts:
+        if not (part.isascii() and part.isdigit()):
+            raise InvalidInput(f"the ranking must list response numbers, got {part[:20]!r}")
+        ranking.append(int(part))
+    return ranking
+
+
+def label_text(outcome: str, choice: int | None, ranking: list[int] | None = None) -> str:
+    """Say a judgment's label in a few words: ``"response 1"``, ``"2 > 0 > 1"``, ``"tie"``."""
+    if ranking:
+        return " > ".join(map(str, ranking))
+    if outcome == "choice":
+        return f"response {choice}"
+    return "both bad" if outcome == "both_bad" else outcome
+
+
+def _cell(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return text if len(text) <= CELL_CHARS else text[:CELL_CHARS - 1] + "…"
+
+
+def judgment_rows(judgments: list[dict]) -> list[dict]:
+    """Return an item's human judgments (from :func:`store.item_detail`) as table rows."""
+    return [{
+        "rater": j["rater"],
+        "choice": label_text(j["outcome"], j["choice"], j["ranking"]),
+        "strength": j["strength"],
+        "aspects": ", ".join(f"{k}: {v}" for k, v in (j["aspects"] or {}).items()) or None,
+        "rationale": _cell(j["rationale"]),
+        "edit": _cell(j["edited"]),
+        "seconds": None if j["time_ms"] is None else j["time_ms"] / 1000,
+        "at": j["created_at"],
+    } for j in judgments]
+
+
+def verdict_rows(verdicts: list[dict]) -> list[dict]:
+    """Return an item's LLM verdicts (from :func:`store.item_detail`) as table rows."""
+    return [{
+        "llm judge": v["rater"],
+        "choice": label_text(v["outcome"], v["choice"], v["ranking"]),
+        "confidence": v["confidence"],
+        "swap consistent": v["swap_consistent"],
+        "rationale": _cell(v["rationale"]),
+        "at": v["created_at"],
+    } for v in verdicts]

@@ -169,3 +169,32 @@ def test_heartbeat_age_reads_as_seconds_then_minutes():
     assert admin.heartbeat_age("2026-01-01T11:59:48.000Z", now) == "12 s ago"
     assert admin.heartbeat_age("2026-01-01T11:55:00.000Z", now) == "5 min ago"
     assert admin.heartbeat_age("2026-01-01T12:00:05.000Z", now) == "0 s ago"  # clock skew
+
+
+def test_parse_ranking():
+    assert admin.parse_ranking("2, 0, 1") == [2, 0, 1]
+    assert admin.parse_ranking(" 1 0,2 ") == [1, 0, 2]
+    with pytest.raises(InvalidInput) as caught:
+        admin.parse_ranking("2, -1")
+    assert str(caught.value) == "the ranking must list response numbers, got '-1'"
+    with pytest.raises(InvalidInput) as caught:
+        admin.parse_ranking("٣")  # a digit, but not one we read
+    assert str(caught.value) == "the ranking must list response numbers, got '٣'"
+    with pytest.raises(InvalidInput) as caught:
+        admin.parse_ranking("  ")
+    assert str(caught.value) == ("type the ranking as response numbers, best first, "
+                                 "e.g. 2, 0, 1")
+
+
+def test_label_text_and_judgment_rows():
+    assert [admin.label_text(*args) for args in (
+        ("choice", 1, None), ("tie", None, None), ("both_bad", None, None),
+        ("choice", 2, [2, 0, 1]))] == ["response 1", "tie", "both bad", "2 > 0 > 1"]
+    long = "x" * 600
+    assert admin.judgment_rows([{
+        "rater": "ann", "outcome": "choice", "choice": 0, "ranking": None, "strength": 3,
+        "aspects": {"helpful": 4, "safe": 5}, "rationale": long, "edited": None,
+        "time_ms": 1500, "created_at": "t"}]) == [{
+            "rater": "ann", "choice": "response 0", "strength": 3,
+            "aspects": "helpful: 4, safe: 5", "rationale": "x" * 499 + "…", "edit": None,
+            "seconds": 1.5, "at": "t"}]

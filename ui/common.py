@@ -146,6 +146,26 @@ class Keys:
     PF_CLAIM_TTL = "pf_claim_ttl"
     PF_SAVE = "pf_save"
 
+    # widgets of the item browser (ui/item_browser.py); per item: Keys.browser_item
+    ITEMS_SEARCH = "items_search"
+    ITEMS_META_KEY = "items_meta_key"
+    ITEMS_META_VALUE = "items_meta_value"
+    ITEMS_ROUTING = "items_routing"
+    ITEMS_GOLD = "items_gold"
+    ITEMS_FLAGGED = "items_flagged"
+    ITEMS_ORDER = "items_order"
+    ITEMS_PAGE = "items_page"
+    ITEM_GOLD_ANSWER = "item_gold_answer"
+    ITEM_GOLD_SAVE = "item_gold_save"
+    ITEM_GOLD_CLEAR = "item_gold_clear"
+    ITEM_SHOW_REST = "item_show_rest"
+    RATER_QUALITY_SHOW = "rater_quality_show"
+
+    @staticmethod
+    def browser_item(base: str, item_id: int, *parts: object) -> str:
+        """Return the key of item-browser widget ``base`` for item ``item_id``."""
+        return ":".join([base, str(item_id), *map(str, parts)])
+
     @staticmethod
     def project_form(base: str, project_id: int | None) -> str:
         """Return the key of project-form widget ``base`` for a project (None: a new one)."""

@@ -45,12 +45,16 @@ from prefstore.store.connection import (
     write,
 )
 from prefstore.store.items import (
+    ITEM_ORDERS,
+    MAX_FILTER_CHARS,
+    ROUTING_FILTERS,
     count_items_missing_judgment,
     excluded_items,
     existing_external_ids,
     get_item,
     insert_items,
     item_by_external,
+    item_detail,
     item_ids_by_external,
     items_frame,
     items_missing_judgment,
@@ -58,7 +62,9 @@ from prefstore.store.items import (
     open_item_count,
     responses_for_items,
     responses_frame,
+    search_items,
     set_item_excluded,
+    set_item_gold,
 )
 from prefstore.store.jobs import (
     claim_job,
@@ -137,6 +143,7 @@ from prefstore.store.raters import (
     normalize_name,
     project_rater_ids,
     rater_for_token,
+    rater_judgments_frame,
     rater_project_ids,
     rotate_token,
     set_rater_active,

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import pandas as pd
 
-from prefstore.errors import Conflict, NotFound
+from prefstore.errors import Conflict, InvalidInput, NotFound
 from prefstore.store.connection import dumps, loads, now_iso, write
 from prefstore.store.projects import log_action
 
@@ -199,3 +199,255 @@ def count_items_missing_judgment(db, project_id: int, rater_name: str) -> int:
         "SELECT COUNT(*) FROM items i WHERE i.project_id = ? AND NOT EXISTS "
         "(SELECT 1 FROM judgments j JOIN raters r ON r.id = j.rater_id "
         " WHERE j.item_id = i.id AND r.name = ?)", [project_id, rater_name]).fetchone()[0]
+
+
+# --------------------------------------------------------------------------
+# The admin's item browser
+
+#: The longest search text or metadata filter the browser accepts.
+MAX_FILTER_CHARS = 1_000
+#: The routing filters: a decision of :data:`~prefstore.store.routing.ROUTES`, or not routed.
+ROUTING_FILTERS = ("human", "llm", "both", "none")
+ITEM_ORDERS = ("id", "disagreement")
+
+# One metadata value per dialect, as text, only for strings and numbers; the
+# items.category column answers for "category" too (imports may set only it).
+_METADATA_MATCH = {
+    "sqlite": "((:meta_key = 'category' AND i.category = :meta_value) OR EXISTS ("
+              "SELECT 1 FROM json_each(i.metadata) m WHERE m.key = :meta_key "
+              "AND m.type IN ('text', 'integer', 'real') AND CAST(m.value AS TEXT) = :meta_value))",
+    "postgres": "((CAST(:meta_key AS TEXT) = 'category' AND i.category = :meta_value) OR ("
+                "jsonb_typeof(i.metadata -> CAST(:meta_key AS TEXT)) IN ('string', 'number') "
+                "AND i.metadata ->> CAST(:meta_key AS TEXT) = :meta_value))",
+}
+
+_FLAGGED = ("EXISTS (SELECT 1 FROM assignments fa WHERE fa.item_id = i.id "
+            "AND fa.status IN ('flagged', 'skipped'))")
+
+# Human judgments' disagreement per item: the share not with the item's most common label.
+_DISAGREEMENT = (
+    "SELECT item_id, 1.0 - 1.0 * MAX(n) / SUM(n) AS disagreement, SUM(n) AS n_human FROM ("
+    " SELECT j.item_id, j.outcome, j.choice, COUNT(*) AS n FROM judgments j "
+    " JOIN items ji ON ji.id = j.item_id WHERE ji.project_id = :project AND j.kind = 'human' "
+    " GROUP BY j.item_id, j.outcome, j.choice) labels GROUP BY item_id")
+
+
+_LABEL_COUNTS = {
+    "sqlite": "SELECT item_id, COUNT(*) FROM judgments WHERE item_id IN "
+              "(SELECT value FROM json_each(?)) AND kind = 'human' "
+              "GROUP BY item_id, outcome, choice",
+    "postgres": "SELECT item_id, COUNT(*) FROM judgments WHERE item_id = ANY(?) "
+                "AND kind = 'human' GROUP BY item_id, outcome, choice",
+}
+
+
+def _disagreement_of(db, item_ids: list[int]) -> dict[int, tuple[int, float]]:
+    """Return ``{item_id: (human judgments, disagreement)}`` for items with human judgments."""
+    counts: dict[int, list[int]] = {}
+    for item_id, n in db.execute(_LABEL_COUNTS[db.dialect], [id_list(db, item_ids)]):
+        counts.setdefault(item_id, []).append(n)
+    return {item_id: (sum(ns), 1.0 - max(ns) / sum(ns)) for item_id, ns in counts.items()}
+
+
+def _filter_text(value: object, what: str) -> str:
+    """Return a filter text, or raise InvalidInput naming ``what``."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be text, got {type(value).__name__}")
+    if len(value) > MAX_FILTER_CHARS:
+        raise InvalidInput(f"{what} must have at most {MAX_FILTER_CHARS:,} characters, "
+                           f"it has {len(value):,}")
+    if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise InvalidInput(f"{what} must not contain NUL or unpaired surrogate characters")
+    return value
+
+
+def like_pattern(text: str) -> str:
+    r"""Return a ``LIKE ... ESCAPE '\'`` pattern matching ``text`` anywhere, its ``%`` and ``_`` literal."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped.lower()}%"
+
+
+def search_items(db, project_id: int, *, text: str = "", metadata_key: str = "",
+                 metadata_value: str = "", routing: str | None = None,
+                 gold: bool | None = None, flagged: bool | None = None, order: str = "id",
+                 limit: int = 20, offset: int = 0) -> dict:
+    """Return one page of a project's items matching the filters, and how many match in all.
+
+    Parameters
+    ----------
+    text : case-insensitive substring of the prompt (or the chat messages) or of
+        any response; ``%``, ``_`` and ``\\`` are literal. SQLite folds the case
+        of ASCII letters only. Empty: every item.
+    metadata_key, metadata_value : the item's metadata value under the key
+        equals the value, compared as text (``3`` matches ``"3"``); strings and
+        numbers only. The key ``category`` also matches the item's category.
+    routing : one of :data:`ROUTING_FILTERS` (``"none"``: no routing decision), or None.
+    gold : True for gold items only, False for the others, None for both.
+    flagged : True for items with a flagged or skipped assignment, False for
+        the others, None for both.
+    order : ``"id"`` (import order) or ``"disagreement"``: most disagreed first.
+        An item's disagreement is the share of its human judgments that differ
+        from its most common human label (a label is the chosen response, tie
+        or both bad; a slate's is its best response): 0 when all agree, 0.5
+        for a 1-1 split. Items without human judgments come last; equal ones
+        in id order.
+    limit, offset : the page.
+
+    Returns
+    -------
+    ``{"total": matching items, "items": [{"id", "external_id", "category",
+    "is_gold", "gold", "metadata", "prompt", "routing", "n_human",
+    "disagreement", "flags"}, ...]}``; ``prompt`` is the prompt or the
+    messages' JSON, ``disagreement`` None without human judgments, ``flags``
+    the number of flagged or skipped assignments.
+
+    Raises InvalidInput for an unknown filter value or an unusable text.
+    """
+    text = _filter_text(text, "the search text")
+    metadata_key = _filter_text(metadata_key, "the metadata key").strip()
+    metadata_value = _filter_text(metadata_value, "the metadata value").strip()
+    if routing is not None and routing not in ROUTING_FILTERS:
+        raise InvalidInput(f"routing must be one of {', '.join(ROUTING_FILTERS)}, "
+                           f"got {routing!r}")
+    if order not in ITEM_ORDERS:
+        raise InvalidInput(f"order must be one of {', '.join(ITEM_ORDERS)}, got {order!r}")
+    if not (isinstance(limit, int) and limit >= 1 and isinstance(offset, int) and offset >= 0):
+        raise InvalidInput(f"limit must be at least 1 and offset at least 0, got {limit!r} "
+                           f"and {offset!r}")
+    if metadata_value and not metadata_key:
+        raise InvalidInput("name the metadata key to filter its value by")
+    params: dict = {"project": project_id}
+    where = ["i.project_id = :project"]
+    if text:
+        params["pattern"] = like_pattern(text)
+        where.append(
+            "(LOWER(COALESCE(i.prompt, CAST(i.messages AS TEXT))) LIKE :pattern ESCAPE '\\' "
+            "OR EXISTS (SELECT 1 FROM responses sr WHERE sr.item_id = i.id "
+            "AND LOWER(sr.text) LIKE :pattern ESCAPE '\\'))")
+    if metadata_key:
+        params.update(meta_key=metadata_key, meta_value=metadata_value)
+        where.append(_METADATA_MATCH[db.dialect])
+    if routing == "none":
+        where.append("ro.decision IS NULL")
+    elif routing is not None:
+        params["routing"] = routing
+        where.append("ro.decision = :routing")
+    if gold is not None:
+        where.append("i.is_gold = 1" if gold else "i.is_gold = 0")
+    if flagged is not None:
+        where.append(_FLAGGED if flagged else f"NOT {_FLAGGED}")
+    source = ("FROM items i LEFT JOIN routing ro ON ro.item_id = i.id "
+              "AND ro.project_id = i.project_id")
+    filters = f"WHERE {' AND '.join(where)}"
+    total = db.execute(f"SELECT COUNT(*) {source} {filters}", params).fetchone()[0]  # noqa: S608
+    if order == "disagreement":
+        # Ordering needs every item's disagreement; import order only the page's (below).
+        source += f" LEFT JOIN ({_DISAGREEMENT}) d ON d.item_id = i.id"
+        columns, ordering = ("d.n_human, d.disagreement", "CASE WHEN d.disagreement IS NULL "
+                             "THEN 1 ELSE 0 END, d.disagreement DESC, i.id")
+    else:
+        columns, ordering = "NULL AS n_human, NULL AS disagreement", "i.id"
+    rows = list(db.query(
+        "SELECT i.id, i.external_id, i.category, i.is_gold, i.gold, i.metadata, "  # noqa: S608
+        "COALESCE(i.prompt, CAST(i.messages AS TEXT)) AS prompt, ro.decision AS routing, "
+        f"{columns}, (SELECT COUNT(*) FROM assignments fa WHERE fa.item_id = i.id "
+        " AND fa.status IN ('flagged', 'skipped')) AS flags "
+        f"{source} {filters} ORDER BY {ordering} LIMIT :limit OFFSET :offset",
+        {**params, "limit": limit, "offset": offset}))
+    if order != "disagreement":
+        page = _disagreement_of(db, [row["id"] for row in rows])
+        for row in rows:
+            row["n_human"], row["disagreement"] = page.get(row["id"], (0, None))
+    for row in rows:
+        row["gold"] = loads(row["gold"]) if isinstance(row["gold"], str) else row["gold"]
+        if isinstance(row["metadata"], str):
+            row["metadata"] = loads(row["metadata"], {})
+        row["n_human"] = int(row["n_human"] or 0)
+        if row["disagreement"] is not None:
+            row["disagreement"] = float(row["disagreement"])
+    return {"total": total, "items": rows}
+
+
+def item_detail(db, project_id: int, item_id: int) -> dict:
+    """Return everything the browser shows of one item of a project.
+
+    Returns :func:`get_item`'s dict plus ``routing`` (the decision or None),
+    ``judgments`` (every human judgment, oldest first: id, rater, kind,
+    outcome, choice, ranking, strength, display_order, aspects, rationale,
+    reason_tags, edited, time_ms, created_at), ``verdicts`` (the LLM
+    judgments, shaped the same plus ``confidence`` and ``swap_consistent``
+    from the judge's metadata, None when not recorded) and ``flags`` (flagged
+    or skipped assignments: rater, status, reason, updated_at).
+
+    Raises NotFound when the item is not in the project.
+    """
+    item = get_item(db, item_id)
+    if item["project_id"] != project_id:
+        raise NotFound(f"item {item_id!r} is not in project {project_id!r}")
+    decision = db.execute("SELECT decision FROM routing WHERE project_id = ? AND item_id = ?",
+                          [project_id, item_id]).fetchone()
+    item["routing"] = decision[0] if decision else None
+    item["judgments"], item["verdicts"] = [], []
+    for row in db.query(
+            "SELECT j.id, r.name AS rater, j.kind, j.outcome, j.choice, j.ranking, j.strength, "
+            "j.display_order, j.aspects, j.rationale, j.reason_tags, j.edited, j.metadata, "
+            "j.time_ms, j.created_at FROM judgments j JOIN raters r ON r.id = j.rater_id "
+            "WHERE j.item_id = ? ORDER BY j.id", [item_id]):
+        for key in ("ranking", "display_order", "aspects", "reason_tags"):
+            row[key] = loads(row[key])
+        metadata = loads(row.pop("metadata"), {})
+        if row["kind"] == "llm":
+            row["confidence"] = metadata.get("confidence")
+            row["swap_consistent"] = metadata.get("swap_consistent")
+            item["verdicts"].append(row)
+        else:
+            item["judgments"].append(row)
+    item["flags"] = list(db.query(
+        "SELECT r.name AS rater, a.status, a.reason, a.updated_at FROM assignments a "
+        "JOIN raters r ON r.id = a.rater_id WHERE a.item_id = ? "
+        "AND a.status IN ('flagged', 'skipped') ORDER BY a.id", [item_id]))
+    return item
+
+
+def set_item_gold(db, project_id: int, item_id: int, *, choice: int | str | None = None,
+                  ranking: list[int] | None = None, actor: str) -> dict | None:
+    """Mark an item of a project gold with its expected answer, or unmark it; log who did it.
+
+    A pairwise item's answer is ``choice``: a response index, ``"tie"`` or
+    ``"both_bad"``. A slate item's is ``ranking``: every response index, best
+    first. Neither given: the item is no longer gold. The gold is stored as
+    imports store it (``{"choice": k}``, or ``{"choice": best, "ranking":
+    [...]}``) and the audit log gets a ``mark_gold`` or ``unmark_gold`` row
+    with the item's id, external id and the gold. Judgments already stored
+    keep the ``gold_correct`` they were saved with.
+
+    Returns the stored gold (None when unmarked). Raises NotFound when the
+    item is not in the project, InvalidInput for an answer that does not fit it.
+    """
+    from prefstore.store.judgments import normalize_judgment  # judgments imports this module
+
+    row = db.execute(
+        "SELECT i.external_id, p.kind, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id) "
+        "FROM items i JOIN projects p ON p.id = i.project_id "
+        "WHERE i.id = ? AND i.project_id = ?", [item_id, project_id]).fetchone()
+    if row is None:
+        raise NotFound(f"item {item_id!r} is not in project {project_id!r}")
+    external_id, kind, n_responses = row
+    gold = None
+    if choice is not None or ranking is not None:
+        if kind == "pairwise" and ranking is not None:
+            raise InvalidInput("a pairwise item's gold is a choice (a response index, tie or "
+                               f"both_bad), not a ranking: got {ranking!r}")
+        if kind == "slate" and ranking is None:
+            raise InvalidInput(f"a slate item's gold is a ranking of all {n_responses} "
+                               f"responses, best first: got only a choice {choice!r}")
+        label = normalize_judgment(n_responses, choice=choice, ranking=ranking, where="gold")
+        gold = {"choice": label["choice"] if label["outcome"] == "choice" else label["outcome"]}
+        if label["ranking"] is not None:
+            gold["ranking"] = label["ranking"]
+    with write(db):
+        db.execute("UPDATE items SET gold = ?, is_gold = ? WHERE id = ?",
+                   [dumps(gold), int(gold is not None), item_id])
+        log_action(db, project_id, actor, "mark_gold" if gold is not None else "unmark_gold",
+                   {"item_id": item_id, "external_id": external_id, "gold": gold})
+    return gold
