@@ -210,34 +210,92 @@ MAX_FILTER_CHARS = 1_000
 ROUTING_FILTERS = ("human", "llm", "both", "none")
 ITEM_ORDERS = ("id", "disagreement")
 
-# One metadata value per dialect, as text, only for strings and numbers; the
-# items.category column answers for "category" too (imports may set only it).
-_METADATA_MATCH = {
-    "sqlite": "((:meta_key = 'category' AND i.category = :meta_value) OR EXISTS ("
-              "SELECT 1 FROM json_each(i.metadata) m WHERE m.key = :meta_key "
-              "AND m.type IN ('text', 'integer', 'real') AND CAST(m.value AS TEXT) = :meta_value))",
-    "postgres": "((CAST(:meta_key AS TEXT) = 'category' AND i.category = :meta_value) OR ("
-                "jsonb_typeof(i.metadata -> CAST(:meta_key AS TEXT)) IN ('string', 'number') "
-                "AND i.metadata ->> CAST(:meta_key AS TEXT) = :meta_value))",
+# The browser's search, fully static SQL: a NULL parameter switches a filter
+# off. The ids that match come first (their count is the total, and import order
+# pages them without sorting); the page's rows are read by id after. One
+# statement per dialect, as they read metadata differently.
+_MATCHING_ITEMS = {
+    "sqlite": """
+        SELECT i.id FROM items i
+        LEFT JOIN routing ro ON ro.item_id = i.id AND ro.project_id = i.project_id
+        WHERE i.project_id = :project
+        AND (:pattern IS NULL
+             OR LOWER(COALESCE(i.prompt, CAST(i.messages AS TEXT))) LIKE :pattern ESCAPE '\\'
+             OR EXISTS (SELECT 1 FROM responses sr WHERE sr.item_id = i.id
+                        AND LOWER(sr.text) LIKE :pattern ESCAPE '\\'))
+        AND (:meta_key IS NULL
+             OR (:meta_key = 'category' AND i.category = :meta_value)
+             OR EXISTS (SELECT 1 FROM json_each(i.metadata) m WHERE m.key = :meta_key
+                        AND m.type IN ('text', 'integer', 'real')
+                        AND CAST(m.value AS TEXT) = :meta_value))
+        AND (:routing IS NULL OR (:routing = 'none' AND ro.decision IS NULL)
+             OR ro.decision = :routing)
+        AND (:gold IS NULL OR i.is_gold = :gold)
+        AND (:flagged IS NULL OR :flagged = CASE WHEN EXISTS (
+            SELECT 1 FROM assignments fa WHERE fa.item_id = i.id
+            AND fa.status IN ('flagged', 'skipped')) THEN 1 ELSE 0 END)
+        ORDER BY i.id
+    """,
+    "postgres": """
+        SELECT i.id FROM items i
+        LEFT JOIN routing ro ON ro.item_id = i.id AND ro.project_id = i.project_id
+        WHERE i.project_id = :project
+        AND (CAST(:pattern AS TEXT) IS NULL
+             OR LOWER(COALESCE(i.prompt, CAST(i.messages AS TEXT))) LIKE :pattern ESCAPE '\\'
+             OR EXISTS (SELECT 1 FROM responses sr WHERE sr.item_id = i.id
+                        AND LOWER(sr.text) LIKE :pattern ESCAPE '\\'))
+        AND (CAST(:meta_key AS TEXT) IS NULL
+             OR (CAST(:meta_key AS TEXT) = 'category' AND i.category = :meta_value)
+             OR (jsonb_typeof(i.metadata -> CAST(:meta_key AS TEXT)) IN ('string', 'number')
+                 AND i.metadata ->> CAST(:meta_key AS TEXT) = :meta_value))
+        AND (CAST(:routing AS TEXT) IS NULL
+             OR (CAST(:routing AS TEXT) = 'none' AND ro.decision IS NULL)
+             OR ro.decision = :routing)
+        AND (CAST(:gold AS INTEGER) IS NULL OR i.is_gold = :gold)
+        AND (CAST(:flagged AS INTEGER) IS NULL OR :flagged = CASE WHEN EXISTS (
+            SELECT 1 FROM assignments fa WHERE fa.item_id = i.id
+            AND fa.status IN ('flagged', 'skipped')) THEN 1 ELSE 0 END)
+        ORDER BY i.id
+    """,
 }
 
-_FLAGGED = ("EXISTS (SELECT 1 FROM assignments fa WHERE fa.item_id = i.id "
-            "AND fa.status IN ('flagged', 'skipped'))")
+_PAGE_ROWS = {
+    "sqlite": """
+        SELECT i.id, i.external_id, i.category, i.is_gold, i.gold, i.metadata,
+            COALESCE(i.prompt, CAST(i.messages AS TEXT)) AS prompt, ro.decision AS routing,
+            (SELECT COUNT(*) FROM assignments fa WHERE fa.item_id = i.id
+             AND fa.status IN ('flagged', 'skipped')) AS flags
+        FROM items i
+        LEFT JOIN routing ro ON ro.item_id = i.id AND ro.project_id = i.project_id
+        WHERE i.id IN (SELECT value FROM json_each(?))
+    """,
+    "postgres": """
+        SELECT i.id, i.external_id, i.category, i.is_gold, i.gold, i.metadata,
+            COALESCE(i.prompt, CAST(i.messages AS TEXT)) AS prompt, ro.decision AS routing,
+            (SELECT COUNT(*) FROM assignments fa WHERE fa.item_id = i.id
+             AND fa.status IN ('flagged', 'skipped')) AS flags
+        FROM items i
+        LEFT JOIN routing ro ON ro.item_id = i.id AND ro.project_id = i.project_id
+        WHERE i.id = ANY(?)
+    """,
+}
 
-# Human judgments' disagreement per item: the share not with the item's most common label.
-_DISAGREEMENT = (
-    "SELECT item_id, 1.0 - 1.0 * MAX(n) / SUM(n) AS disagreement, SUM(n) AS n_human FROM ("
-    " SELECT j.item_id, j.outcome, j.choice, COUNT(*) AS n FROM judgments j "
-    " JOIN items ji ON ji.id = j.item_id WHERE ji.project_id = :project AND j.kind = 'human' "
-    " GROUP BY j.item_id, j.outcome, j.choice) labels GROUP BY item_id")
+# Each item's effective human labels (for "most disagreed first").
+_PROJECT_LABEL_COUNTS = (
+    "SELECT j.item_id, COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
+    "WHERE i.project_id = ? AND j.kind = 'human' "
+    "AND NOT EXISTS (SELECT 1 FROM judgments s WHERE s.supersedes = j.id) "
+    "GROUP BY j.item_id, j.outcome, j.choice")
 
 
 _LABEL_COUNTS = {
     "sqlite": "SELECT item_id, COUNT(*) FROM judgments WHERE item_id IN "
-              "(SELECT value FROM json_each(?)) AND kind = 'human' "
+              "(SELECT value FROM json_each(?)) AND kind = 'human' AND NOT EXISTS "
+              "(SELECT 1 FROM judgments s WHERE s.supersedes = judgments.id) "
               "GROUP BY item_id, outcome, choice",
     "postgres": "SELECT item_id, COUNT(*) FROM judgments WHERE item_id = ANY(?) "
-                "AND kind = 'human' GROUP BY item_id, outcome, choice",
+                "AND kind = 'human' AND NOT EXISTS (SELECT 1 FROM judgments s "
+                "WHERE s.supersedes = judgments.id) GROUP BY item_id, outcome, choice",
 }
 
 
@@ -316,48 +374,28 @@ def search_items(db, project_id: int, *, text: str = "", metadata_key: str = "",
                            f"and {offset!r}")
     if metadata_value and not metadata_key:
         raise InvalidInput("name the metadata key to filter its value by")
-    params: dict = {"project": project_id}
-    where = ["i.project_id = :project"]
-    if text:
-        params["pattern"] = like_pattern(text)
-        where.append(
-            "(LOWER(COALESCE(i.prompt, CAST(i.messages AS TEXT))) LIKE :pattern ESCAPE '\\' "
-            "OR EXISTS (SELECT 1 FROM responses sr WHERE sr.item_id = i.id "
-            "AND LOWER(sr.text) LIKE :pattern ESCAPE '\\'))")
-    if metadata_key:
-        params.update(meta_key=metadata_key, meta_value=metadata_value)
-        where.append(_METADATA_MATCH[db.dialect])
-    if routing == "none":
-        where.append("ro.decision IS NULL")
-    elif routing is not None:
-        params["routing"] = routing
-        where.append("ro.decision = :routing")
-    if gold is not None:
-        where.append("i.is_gold = 1" if gold else "i.is_gold = 0")
-    if flagged is not None:
-        where.append(_FLAGGED if flagged else f"NOT {_FLAGGED}")
-    source = ("FROM items i LEFT JOIN routing ro ON ro.item_id = i.id "
-              "AND ro.project_id = i.project_id")
-    filters = f"WHERE {' AND '.join(where)}"
-    total = db.execute(f"SELECT COUNT(*) {source} {filters}", params).fetchone()[0]  # noqa: S608
+    params = {"project": project_id,
+              "pattern": like_pattern(text) if text else None,
+              "meta_key": metadata_key or None, "meta_value": metadata_value,
+              "routing": routing, "gold": None if gold is None else int(gold),
+              "flagged": None if flagged is None else int(flagged)}
+    ids = [r[0] for r in db.execute(_MATCHING_ITEMS[db.dialect], params)]
+    labels: dict[int, tuple[int, float]] = {}
     if order == "disagreement":
-        # Ordering needs every item's disagreement; import order only the page's (below).
-        source += f" LEFT JOIN ({_DISAGREEMENT}) d ON d.item_id = i.id"
-        columns, ordering = ("d.n_human, d.disagreement", "CASE WHEN d.disagreement IS NULL "
-                             "THEN 1 ELSE 0 END, d.disagreement DESC, i.id")
-    else:
-        columns, ordering = "NULL AS n_human, NULL AS disagreement", "i.id"
-    rows = list(db.query(
-        "SELECT i.id, i.external_id, i.category, i.is_gold, i.gold, i.metadata, "  # noqa: S608
-        "COALESCE(i.prompt, CAST(i.messages AS TEXT)) AS prompt, ro.decision AS routing, "
-        f"{columns}, (SELECT COUNT(*) FROM assignments fa WHERE fa.item_id = i.id "
-        " AND fa.status IN ('flagged', 'skipped')) AS flags "
-        f"{source} {filters} ORDER BY {ordering} LIMIT :limit OFFSET :offset",
-        {**params, "limit": limit, "offset": offset}))
+        counts: dict[int, list[int]] = {}
+        for item_id, n in db.execute(_PROJECT_LABEL_COUNTS, [project_id]):
+            counts.setdefault(item_id, []).append(n)
+        labels = {i: (sum(ns), 1.0 - max(ns) / sum(ns)) for i, ns in counts.items()}
+        # Most disagreed first; items without human judgments last; equal ones by id.
+        ids.sort(key=lambda i: (i not in labels, -labels.get(i, (0, 0.0))[1], i))
+    page_ids = ids[offset:offset + limit]
     if order != "disagreement":
-        page = _disagreement_of(db, [row["id"] for row in rows])
-        for row in rows:
-            row["n_human"], row["disagreement"] = page.get(row["id"], (0, None))
+        labels = _disagreement_of(db, page_ids)
+    by_id = {row["id"]: row for row in db.query(_PAGE_ROWS[db.dialect],
+                                                [id_list(db, page_ids)])}
+    rows = [by_id[i] for i in page_ids]
+    for row in rows:
+        row["n_human"], row["disagreement"] = labels.get(row["id"], (0, None))
     for row in rows:
         row["gold"] = loads(row["gold"]) if isinstance(row["gold"], str) else row["gold"]
         if isinstance(row["metadata"], str):
@@ -365,7 +403,7 @@ def search_items(db, project_id: int, *, text: str = "", metadata_key: str = "",
         row["n_human"] = int(row["n_human"] or 0)
         if row["disagreement"] is not None:
             row["disagreement"] = float(row["disagreement"])
-    return {"total": total, "items": rows}
+    return {"total": len(ids), "items": rows}
 
 
 def item_detail(db, project_id: int, item_id: int) -> dict:
