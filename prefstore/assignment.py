@@ -237,6 +237,41 @@ def submit(db, claim: dict, rater_id: int, label: dict, *,
         edited=edited, metadata=meta, assignment_id=claim["id"])
 
 
+def change_submission_id(judgment_id: int) -> str:
+    """Return the submission id of a change to ``judgment_id``: a double click stores one row."""
+    return f"c{judgment_id}"
+
+
+def change(db, judgment: dict, rater_id: int, label: dict, *,
+           settings: ProjectSettings | None = None,
+           rationale: str | None = None) -> tuple[int, bool]:
+    """Store the rater's changed label for one of their judgments; return ``(id, created)``.
+
+    ``judgment`` is a row of :func:`prefstore.store.recent_judgments`. The new
+    row keeps the judgment's display order, aspects and reason tags, takes the
+    new ``label`` and ``rationale``, and records ``gold_correct`` again on a
+    gold item. An edit of a response is not carried over: it belonged to the
+    old choice.
+
+    Raises InvalidInput when the project's required fields are missing, and
+    what :func:`prefstore.store.change_judgment` raises.
+    """
+    problems = check_form(settings or ProjectSettings(), rationale=rationale)
+    if problems:
+        raise InvalidInput("; ".join(problems))
+    meta = {}
+    correct = gold_correct(store.get_item(db, judgment["item_id"]).get("gold"), label)
+    if correct is not None:
+        meta["gold_correct"] = correct
+    return store.change_judgment(
+        db, judgment_id=judgment["id"], rater_id=rater_id,
+        submission_id=change_submission_id(judgment["id"]), outcome=label["outcome"],
+        choice=label.get("choice"), ranking=label.get("ranking"),
+        strength=label.get("strength"), aspects=judgment.get("aspects"),
+        rationale=(rationale or "").strip() or None, reason_tags=judgment.get("reason_tags"),
+        metadata=meta)
+
+
 def skip(db, claim: dict, rater_id: int, reason: str | None = None) -> None:
     """Record that the rater skipped the item (with an optional reason)."""
     store.release_assignment(db, claim["id"], rater_id, status="skipped",

@@ -8,6 +8,7 @@ import random
 from prefstore.errors import AccessDenied, InvalidInput, NotFound
 from prefstore.store.connection import dumps, loads, now_iso, write
 from prefstore.store.items import get_item
+from prefstore.store.judgments import ITEM_INCLUDED
 from prefstore.store.projects import get_project
 
 # The statements that differ: PostgreSQL locks rows explicitly where SQLite's
@@ -205,7 +206,8 @@ def release_assignment(db, assignment_id: int, rater_id: int, *, status: str,
 def rater_progress(db, project_id: int, rater_id: int) -> dict:
     """Return the rater's progress in a project: ``k`` of ``n`` done.
 
-    ``k`` counts the items they judged and the items they skipped or flagged.
+    ``k`` counts the items they judged (a changed judgment is still one item;
+    excluded items drop out) and the items they skipped or flagged.
     ``n`` is every item they can ever be served here: those, plus the items
     still open to them (routed to humans, below their quota, not yet theirs).
     ``n`` does not move when they submit; it shrinks only when other raters
@@ -218,9 +220,9 @@ def rater_progress(db, project_id: int, rater_id: int) -> dict:
     # (items_queue; the rater's own rows), where probing every item for the
     # rater's rows cost 190 ms at 100k items.
     done, skipped, open_items, open_mine = db.execute(
-        "SELECT "
+        "SELECT "  # noqa: S608
         "(SELECT COUNT(DISTINCT j.item_id) FROM judgments j JOIN items i ON i.id = j.item_id "
-        " WHERE j.rater_id = :r AND i.project_id = :p), "
+        f" WHERE j.rater_id = :r AND i.project_id = :p AND {ITEM_INCLUDED}), "
         "(SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
         " WHERE a.rater_id = :r AND i.project_id = :p AND a.status IN ('skipped', 'flagged')), "
         "(SELECT COUNT(*) FROM items i WHERE i.project_id = :p AND i.queue_rank < 2 "
