@@ -266,13 +266,15 @@ def recent_judgments(db, project_id: int, rater_id: int, *, limit: int = 10) -> 
 
     Rows: id, item_id, external_id, prompt, messages, outcome, choice,
     ranking, strength, display_order, aspects, rationale, reason_tags,
-    supersedes, created_at, with the JSON columns parsed. Only the last row of
+    supersedes, created_at, n_responses, with the JSON columns parsed. Only the last row of
     each chain is listed, so each item appears once.
     """
     rows = db.query(
         "SELECT j.id, j.item_id, i.external_id, i.prompt, i.messages, j.outcome, j.choice, "  # noqa: S608
         "j.ranking, j.strength, j.display_order, j.aspects, j.rationale, j.reason_tags, "
-        "j.supersedes, j.created_at FROM judgments j JOIN items i ON i.id = j.item_id "
+        "j.supersedes, j.created_at, "
+        "(SELECT COUNT(*) FROM responses r WHERE r.item_id = j.item_id) AS n_responses "
+        "FROM judgments j JOIN items i ON i.id = j.item_id "
         f"WHERE j.rater_id = ? AND i.project_id = ? AND {EFFECTIVE} "
         "ORDER BY j.id DESC LIMIT ?", [rater_id, project_id, limit])
     out = []
