@@ -399,7 +399,8 @@ def _chunks(iterable: Iterable, n: int) -> Iterator[list]:
 def current_response_fit(db, proj: dict, kind: str, summary: dict | None = None) -> dict:
     """Return the response-level Bradley-Terry fit that aggregate "model" ranks by.
 
-    A stored fit made from every current judgment of ``kind`` is used as it is;
+    A stored fit made from every current judgment of ``kind``, with no judgment
+    stored or changed since, is used as it is;
     otherwise the responses are refitted now (with the weak prior
     ``fitting.RESPONSE_ALPHA``, since most responses are compared only once) and
     the fit stored, so an export never ranks by a fit that misses judgments.
@@ -410,8 +411,11 @@ def current_response_fit(db, proj: dict, kind: str, summary: dict | None = None)
     judged = store.dashboard_counts(db, proj["id"], 1)["judgments"]
     n = judged["total" if kind == "all" else kind]
     fit = store.latest_fit(db, proj["id"], model="bt", level="response", kind=kind)
+    # A changed judgment leaves the count as it was, so rows stored after the
+    # fit (changes included) make it stale too.
     if (fit is not None and fit["n_judgments"] == n
-            and isinstance(fit["result"].get("scores"), dict)):
+            and isinstance(fit["result"].get("scores"), dict)
+            and store.judgments_since(db, proj["id"], fit["created_at"]) == 0):
         if summary is not None:
             summary["refitted"] = False
         return fit

@@ -170,7 +170,9 @@ def test_excluded_items_drop_out_of_every_count(db):
     db.execute("UPDATE items SET excluded_at = '2026-01-01T00:00:00+00:00' WHERE id = ?",
                [items[1]])
     assert store.count_judgments(db, project["id"]) == 2
-    assert store.project_stats(db, project["id"])["judgments"]["human"] == 2
+    stats = store.project_stats(db, project["id"])
+    assert (stats["items"], stats["responses"], stats["judgments"]["human"]) == (2, 4, 2)
+    assert stats["items_by_human_judgments"] == {"1": 2}
     assert store.dashboard_counts(db, project["id"], 1)["judgments"]["total"] == 2
     assert store.judgments_frame(db, project["id"])["item_id"].tolist() == [items[0], items[2]]
     assert store.rater_progress(db, project["id"], ann["id"])["done"] == 2
@@ -274,3 +276,22 @@ def test_assignment_change_keeps_display_order_and_rechecks_gold(db):
         "display_order": claim["display_order"], "aspects": {"helpful": 4},
         "reason_tags": ["tone"], "rationale": "looked again",
         "metadata": {"gold_correct": True}, "submission_id": f"c{recent['id']}"}
+
+
+def test_model_export_refits_after_a_change(db, tmp_path):
+    _, items = make_project(db, n_items=1)
+    ann, _ = store.create_rater(db, "ann")
+    first = submit(db, ann, items[0], 0, "a0")
+
+    def chosen():
+        out = tmp_path / "model.jsonl"
+        summary = export.export(db, "p", out, format="pairs", aggregate="model")
+        (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+        return row["chosen"], summary["refitted"]
+
+    assert chosen() == ("r0.0", True)
+    assert chosen() == ("r0.0", False)  # the stored fit is current
+    store.change_judgment(db, judgment_id=first, rater_id=ann["id"], submission_id="c0",
+                          choice=1)
+    # Same number of judgments, but one changed: the stored fit is stale.
+    assert chosen() == ("r0.1", True)

@@ -552,13 +552,15 @@ def has_llm_judgments(db, project_id: int) -> bool:
 def project_stats(db, project_id: int) -> dict:
     """Return counts of items, responses, effective judgments and raters by kind.
 
-    ``superseded`` counts the rows that a change replaced (kept for the audit).
+    Excluded items and their responses and judgments are left out, as in
+    :func:`dashboard_counts`, so coverage and targets agree. ``superseded``
+    counts the rows that a change replaced (kept for the audit).
     """
-    items = db.execute("SELECT COUNT(*) FROM items WHERE project_id = ?",
+    items = db.execute("SELECT COUNT(*) FROM items WHERE project_id = ? AND excluded_at IS NULL",
                        [project_id]).fetchone()[0]
     responses = db.execute(
         "SELECT COUNT(*) FROM responses r JOIN items i ON i.id = r.item_id "
-        "WHERE i.project_id = ?", [project_id]).fetchone()[0]
+        "WHERE i.project_id = ? AND i.excluded_at IS NULL", [project_id]).fetchone()[0]
     judgments = {"human": 0, "llm": 0}
     raters = {"human": 0, "llm": 0}
     for kind, n, n_raters in db.execute(
