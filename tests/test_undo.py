@@ -295,3 +295,26 @@ def test_model_export_refits_after_a_change(db, tmp_path):
                           choice=1)
     # Same number of judgments, but one changed: the stored fit is stale.
     assert chosen() == ("r0.1", True)
+
+
+@pytest.mark.parametrize(("n", "scale", "order"), [
+    (2, True, [1, 0]), (2, False, [1, 0]), (3, False, [2, 0, 1])])
+def test_every_answer_of_the_change_form_round_trips(n, scale, order):
+    for answer in assignment.label_choices(n, strength_scale=scale):
+        label = assignment.label_from_choice(order, answer, strength_scale=scale)
+        assert assignment.choice_for_label(label, order, strength_scale=scale) == answer
+
+
+def test_change_form_answers_and_labels():
+    assert assignment.label_choices(2) == ("A is better", "B is better", "Tie", "Both bad")
+    assert assignment.label_choices(3) == ("1 is best", "2 is best", "3 is best", "All bad")
+    assert assignment.label_from_choice([1, 0], "B much better", strength_scale=True) == {
+        "outcome": "choice", "choice": 0, "strength": 3}
+    assert assignment.label_from_choice([1, 0], "Tie") == {
+        "outcome": "tie", "choice": None, "strength": None}
+    # A choice stored without a strength has no step on the scale: nothing is preselected.
+    assert assignment.choice_for_label({"outcome": "choice", "choice": 0, "strength": None},
+                                       [1, 0], strength_scale=True) is None
+    with pytest.raises(InvalidInput, match="^answer must be one of A is better, B is better, "
+                                           "Tie, Both bad, got 'C'$"):
+        assignment.label_from_choice([0, 1], "C")
