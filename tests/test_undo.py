@@ -318,3 +318,40 @@ def test_change_form_answers_and_labels():
     with pytest.raises(InvalidInput, match="^answer must be one of A is better, B is better, "
                                            "Tie, Both bad, got 'C'$"):
         assignment.label_from_choice([0, 1], "C")
+
+
+# Readers of judgment rows that do not filter to effective judgments, each for a reason:
+# a change checks the row it replaces; the import's duplicate check and the audit need
+# every row; the refit schedule counts a change as activity; superseded rows are counted
+# as such; lookups by id; raters who judged an included item. A new reader must choose.
+RAW_READERS = {"change_judgment", "list_judgments", "judgments_since", "project_stats",
+               "dashboard_counts", "llm_judge_names", "_BY_IDS"}
+
+
+def test_every_reader_of_judgments_filters_effective_rows():
+    import ast
+    import inspect
+
+    from prefstore.store import judgments
+
+    tree = ast.parse(inspect.getsource(judgments))
+    raw, effective = set(), set()
+    for top in tree.body:
+        name = (top.name if isinstance(top, ast.FunctionDef)
+                else top.targets[0].id if isinstance(top, ast.Assign) else None)
+        for node in ast.walk(top):
+            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and ("FROM judgments j " in node.value or "JOIN judgments j " in node.value)):
+                continue
+            text = node.value
+            if (judgments.EFFECTIVE in text or (
+                    "AND (:all_rows = 1 OR " + judgments.NOT_SUPERSEDED + ") AND "
+                    + judgments.ITEM_INCLUDED) in text):
+                effective.add(name)
+            else:
+                raw.add(name)
+    assert raw == RAW_READERS
+    assert {"recent_judgments", "iter_judgment_rows", "_JUDGMENTS_OF_ITEMS",
+            "count_judgment_rows", "iter_pair_export_rows", "_JUDGMENT_FRAME_SQL",
+            "count_judgments", "has_llm_judgments", "project_stats", "project_rater_summary",
+            "gold_judgments", "edited_judgments_frame"} == effective

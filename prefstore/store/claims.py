@@ -8,7 +8,6 @@ import random
 from prefstore.errors import AccessDenied, InvalidInput, NotFound
 from prefstore.store.connection import dumps, loads, now_iso, write
 from prefstore.store.items import get_item
-from prefstore.store.judgments import ITEM_INCLUDED
 from prefstore.store.projects import get_project
 
 # The statements that differ: PostgreSQL locks rows explicitly where SQLite's
@@ -220,9 +219,9 @@ def rater_progress(db, project_id: int, rater_id: int) -> dict:
     # (items_queue; the rater's own rows), where probing every item for the
     # rater's rows cost 190 ms at 100k items.
     done, skipped, open_items, open_mine = db.execute(
-        "SELECT "  # noqa: S608
+        "SELECT "
         "(SELECT COUNT(DISTINCT j.item_id) FROM judgments j JOIN items i ON i.id = j.item_id "
-        f" WHERE j.rater_id = :r AND i.project_id = :p AND {ITEM_INCLUDED}), "
+        " WHERE j.rater_id = :r AND i.project_id = :p AND i.excluded_at IS NULL), "
         "(SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
         " WHERE a.rater_id = :r AND i.project_id = :p AND a.status IN ('skipped', 'flagged')), "
         "(SELECT COUNT(*) FROM items i WHERE i.project_id = :p AND i.queue_rank < 2 "

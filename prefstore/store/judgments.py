@@ -28,12 +28,13 @@ OUTCOMES = ("choice", "tie", "both_bad")
 # excluded item does not count at all. Every reader of labels (fits, agreement,
 # exports, stats, progress, routing, dashboards) filters with these, written for
 # a query whose judgments are ``j`` and items ``i``. The unique partial index
-# ``judgments_supersedes`` makes the NOT EXISTS one index probe per row. The
-# queries that splice them in carry ``noqa: S608``: only these constants go in,
-# every value stays a bound parameter.
+# ``judgments_supersedes`` makes the NOT EXISTS one index probe per row. SQL is
+# never composed from strings here (tests/test_security_store.py), so each query
+# spells EFFECTIVE out; tests/test_undo.py checks that every reader does.
 NOT_SUPERSEDED = "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id)"
 ITEM_INCLUDED = "i.excluded_at IS NULL"
-EFFECTIVE = f"{NOT_SUPERSEDED} AND {ITEM_INCLUDED}"
+EFFECTIVE = ("NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+             "AND i.excluded_at IS NULL")
 
 
 def normalize_judgment(n_responses: int, *, outcome: str | None = None,
@@ -270,12 +271,14 @@ def recent_judgments(db, project_id: int, rater_id: int, *, limit: int = 10) -> 
     each chain is listed, so each item appears once.
     """
     rows = db.query(
-        "SELECT j.id, j.item_id, i.external_id, i.prompt, i.messages, j.outcome, j.choice, "  # noqa: S608
+        "SELECT j.id, j.item_id, i.external_id, i.prompt, i.messages, j.outcome, j.choice, "
         "j.ranking, j.strength, j.display_order, j.aspects, j.rationale, j.reason_tags, "
         "j.supersedes, j.created_at, "
         "(SELECT COUNT(*) FROM responses r WHERE r.item_id = j.item_id) AS n_responses "
         "FROM judgments j JOIN items i ON i.id = j.item_id "
-        f"WHERE j.rater_id = ? AND i.project_id = ? AND {EFFECTIVE} "
+        "WHERE j.rater_id = ? AND i.project_id = ? AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL "
         "ORDER BY j.id DESC LIMIT ?", [rater_id, project_id, limit])
     out = []
     for row in rows:
@@ -369,19 +372,21 @@ def iter_judgment_rows(db, project_id: int, *, kind: str = "all", batch: int = 2
     ``include_superseded`` (the audit export) adds the rows a change replaced.
     """
     check_kind(kind)
-    which = ITEM_INCLUDED if include_superseded else EFFECTIVE
     last = 0
     while True:
         rows = _parsed_judgment_rows(db.execute(
             # CROSS JOIN keeps judgments the outer loop, walked in id order from
             # :last; a plain JOIN let SQLite's planner scan all of the project's
             # items and sort on every batch, which made a full read quadratic.
-            "SELECT j.*, r.name AS rater, i.external_id, i.prompt, i.messages, i.gold, "  # noqa: S608
+            "SELECT j.*, r.name AS rater, i.external_id, i.prompt, i.messages, i.gold, "
             "i.category FROM judgments j CROSS JOIN items i ON i.id = j.item_id "
             "JOIN raters r ON r.id = j.rater_id "
-            f"WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND {which} "
-            "AND j.id > :last ORDER BY j.id LIMIT :n",
-            {"p": project_id, "kind": kind, "last": last, "n": batch}))
+            "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) "
+            "AND (:all_rows = 1 OR "
+            "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id)) "
+            "AND i.excluded_at IS NULL AND j.id > :last ORDER BY j.id LIMIT :n",
+            {"p": project_id, "kind": kind, "last": last, "n": batch,
+             "all_rows": int(include_superseded)}))
         if not rows:
             return
         yield from rows
@@ -389,15 +394,19 @@ def iter_judgment_rows(db, project_id: int, *, kind: str = "all", batch: int = 2
 
 
 _JUDGMENTS_OF_ITEMS = {
-    "sqlite": "SELECT j.*, r.name AS rater, i.external_id, i.prompt, i.messages, i.gold, "  # noqa: S608
+    "sqlite": "SELECT j.*, r.name AS rater, i.external_id, i.prompt, i.messages, i.gold, "
               "i.category FROM judgments j JOIN items i ON i.id = j.item_id "
               "JOIN raters r ON r.id = j.rater_id "
               "WHERE j.item_id IN (SELECT value FROM json_each(:ids)) "
-              f"AND (:kind = 'all' OR j.kind = :kind) AND {EFFECTIVE} ORDER BY j.item_id, j.id",
-    "postgres": "SELECT j.*, r.name AS rater, i.external_id, i.prompt, i.messages, i.gold, "  # noqa: S608
+              "AND (:kind = 'all' OR j.kind = :kind) AND "
+              "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+              "AND i.excluded_at IS NULL ORDER BY j.item_id, j.id",
+    "postgres": "SELECT j.*, r.name AS rater, i.external_id, i.prompt, i.messages, i.gold, "
                 "i.category FROM judgments j JOIN items i ON i.id = j.item_id "
                 "JOIN raters r ON r.id = j.rater_id WHERE j.item_id = ANY(:ids) "
-                f"AND (:kind = 'all' OR j.kind = :kind) AND {EFFECTIVE} "
+                "AND (:kind = 'all' OR j.kind = :kind) AND "
+                "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+                "AND i.excluded_at IS NULL "
                 "ORDER BY j.item_id, j.id",
 }
 
@@ -428,11 +437,12 @@ def count_judgment_rows(db, project_id: int, *, kind: str = "all",
                         include_superseded: bool = False) -> int:
     """Return how many effective judgments of ``kind`` a project holds (an export's total)."""
     check_kind(kind)
-    which = ITEM_INCLUDED if include_superseded else EFFECTIVE
     return db.execute(
-        "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "  # noqa: S608
-        f"WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND {which}",
-        {"p": project_id, "kind": kind}).fetchone()[0]
+        "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) "
+        "AND (:all_rows = 1 OR NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id)) "
+        "AND i.excluded_at IS NULL",
+        {"p": project_id, "kind": kind, "all_rows": int(include_superseded)}).fetchone()[0]
 
 
 def iter_pair_export_rows(db, project_id: int, *, kind: str = "all",
@@ -447,13 +457,15 @@ def iter_pair_export_rows(db, project_id: int, *, kind: str = "all",
     """
     check_kind(kind)
     yield from db.stream(
-        "SELECT j.id, i.external_id, r.name, j.kind, j.outcome, j.strength, j.rationale, "  # noqa: S608
+        "SELECT j.id, i.external_id, r.name, j.kind, j.outcome, j.strength, j.rationale, "
         "j.reason_tags, j.item_id, i.prompt, i.messages, rc.text, rc.system, rr.text, rr.system "
         "FROM judgments j CROSS JOIN items i ON i.id = j.item_id "
         "JOIN raters r ON r.id = j.rater_id "
         "LEFT JOIN responses rc ON rc.item_id = j.item_id AND rc.idx = j.choice "
         "LEFT JOIN responses rr ON rr.item_id = j.item_id AND rr.idx = 1 - j.choice "
-        f"WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND {EFFECTIVE} "
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL "
         "ORDER BY j.id", {"p": project_id, "kind": kind}, batch)
 
 
@@ -461,18 +473,22 @@ def iter_pair_export_rows(db, project_id: int, *, kind: str = "all",
 # of a million judgments takes three times as long.
 _JUDGMENT_FRAME_SQL = {
     "all": (
-        "SELECT j.id, j.item_id, i.external_id, j.rater_id, r.name AS rater, j.kind, j.outcome, "  # noqa: S608
+        "SELECT j.id, j.item_id, i.external_id, j.rater_id, r.name AS rater, j.kind, j.outcome, "
         "j.choice, j.ranking, j.strength, j.display_order, j.aspects, j.rationale, "
         "j.reason_tags, j.edited, j.metadata, j.time_ms, j.submission_id, j.created_at "
         "FROM judgments j CROSS JOIN items i ON i.id = j.item_id "
         "JOIN raters r ON r.id = j.rater_id "
-        f"WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND {EFFECTIVE} "
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL "
         "ORDER BY j.id"),
     "model": (
-        "SELECT j.id, j.item_id, r.name AS rater, j.kind, j.outcome, j.choice, j.ranking, "  # noqa: S608
+        "SELECT j.id, j.item_id, r.name AS rater, j.kind, j.outcome, j.choice, j.ranking, "
         "j.strength FROM judgments j CROSS JOIN items i ON i.id = j.item_id "
         "JOIN raters r ON r.id = j.rater_id "
-        f"WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND {EFFECTIVE} "
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL "
         "ORDER BY j.id"),
 }
 
@@ -526,11 +542,15 @@ def judgments_frame(db, project_id: int, *, kind: str = "all",
 def count_judgments(db, project_id: int | None = None) -> int:
     """Return how many effective judgments a project (or the whole store) holds."""
     if project_id is None:
-        return db.execute("SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "  # noqa: S608
-                          f"WHERE {EFFECTIVE}").fetchone()[0]
+        return db.execute("SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
+                          "WHERE "
+                          "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+                          "AND i.excluded_at IS NULL").fetchone()[0]
     return db.execute(
-        "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "  # noqa: S608
-        f"WHERE i.project_id = ? AND {EFFECTIVE}", [project_id]).fetchone()[0]
+        "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
+        "WHERE i.project_id = ? AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL", [project_id]).fetchone()[0]
 
 
 def judgments_since(db, project_id: int, since_iso: str | None) -> int:
@@ -544,8 +564,10 @@ def judgments_since(db, project_id: int, since_iso: str | None) -> int:
 
 def has_llm_judgments(db, project_id: int) -> bool:
     return db.execute(
-        "SELECT 1 FROM judgments j JOIN items i ON i.id = j.item_id "  # noqa: S608
-        f"WHERE i.project_id = ? AND j.kind = 'llm' AND {EFFECTIVE} LIMIT 1",
+        "SELECT 1 FROM judgments j JOIN items i ON i.id = j.item_id "
+        "WHERE i.project_id = ? AND j.kind = 'llm' AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL LIMIT 1",
         [project_id]).fetchone() is not None
 
 
@@ -564,14 +586,16 @@ def project_stats(db, project_id: int) -> dict:
     judgments = {"human": 0, "llm": 0}
     raters = {"human": 0, "llm": 0}
     for kind, n, n_raters in db.execute(
-        "SELECT j.kind, COUNT(*), COUNT(DISTINCT j.rater_id) FROM judgments j "  # noqa: S608
-        f"JOIN items i ON i.id = j.item_id WHERE i.project_id = ? AND {EFFECTIVE} "
+        "SELECT j.kind, COUNT(*), COUNT(DISTINCT j.rater_id) FROM judgments j "
+        "JOIN items i ON i.id = j.item_id WHERE i.project_id = ? AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL "
         "GROUP BY j.kind", [project_id]):
         judgments[kind] = n
         raters[kind] = n_raters
     superseded = db.execute(
-        "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "  # noqa: S608
-        f"WHERE i.project_id = ? AND NOT ({NOT_SUPERSEDED})", [project_id]).fetchone()[0]
+        "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
+        "WHERE i.project_id = ? AND j.supersedes IS NOT NULL", [project_id]).fetchone()[0]
     coverage = dict(db.execute(
         "SELECT n_human, COUNT(*) FROM items WHERE project_id = ? AND excluded_at IS NULL "
         "GROUP BY n_human", [project_id]).fetchall())
@@ -586,9 +610,11 @@ def project_stats(db, project_id: int) -> dict:
 def project_rater_summary(db, project_id: int) -> list[dict]:
     """Per-rater counts for the admin page: effective judgments, skips, flags, last activity."""
     return list(db.query(
-        "SELECT r.id, r.name, r.kind, r.active, "  # noqa: S608
+        "SELECT r.id, r.name, r.kind, r.active, "
         "(SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
-        f" WHERE j.rater_id = r.id AND i.project_id = :p AND {EFFECTIVE}) AS judgments, "
+        " WHERE j.rater_id = r.id AND i.project_id = :p AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL) AS judgments, "
         "(SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
         " WHERE a.rater_id = r.id AND i.project_id = :p AND a.status = 'skipped') AS skipped, "
         "(SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
@@ -605,9 +631,11 @@ def gold_judgments(db, project_id: int) -> list[dict]:
     Rows: rater, item_id, outcome, choice, ranking, metadata, gold (parsed).
     """
     rows = db.query(
-        "SELECT r.name AS rater, j.item_id, j.outcome, j.choice, j.ranking, j.metadata, i.gold "  # noqa: S608
+        "SELECT r.name AS rater, j.item_id, j.outcome, j.choice, j.ranking, j.metadata, i.gold "
         "FROM judgments j JOIN items i ON i.id = j.item_id JOIN raters r ON r.id = j.rater_id "
-        f"WHERE i.project_id = ? AND i.is_gold = 1 AND {EFFECTIVE} ORDER BY j.id", [project_id])
+        "WHERE i.project_id = ? AND i.is_gold = 1 AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL ORDER BY j.id", [project_id])
     return [{**row, "ranking": loads(row["ranking"]), "metadata": loads(row["metadata"], {}),
              "gold": loads(row["gold"])} for row in rows]
 
@@ -633,9 +661,9 @@ def dashboard_counts(db, project_id: int, raters_per_item: int) -> dict:
     total = count_judgments(db, project_id)
     raters = {"human": 0, "llm": 0}
     for kind, n in db.execute(
-        "SELECT r.kind, COUNT(*) FROM raters r WHERE EXISTS (SELECT 1 FROM judgments j "  # noqa: S608
+        "SELECT r.kind, COUNT(*) FROM raters r WHERE EXISTS (SELECT 1 FROM judgments j "
         "JOIN items i ON i.id = j.item_id WHERE j.rater_id = r.id AND i.project_id = ? "
-        f"AND {ITEM_INCLUDED}) GROUP BY r.kind", [project_id]):
+        "AND i.excluded_at IS NULL) GROUP BY r.kind", [project_id]):
         raters[kind] = n
     return {"items": items, "covered_items": covered,
             "coverage": covered / items if items else 0.0,
@@ -655,11 +683,13 @@ def data_version(db) -> tuple:
 
 
 def edited_judgments_frame(db, project_id: int) -> pd.DataFrame:
-    """Return the effective judgments that carry an edit: id, item_id, rater, outcome, choice, edited."""
+    """Return the effective judgments with an edit: id, item_id, rater, outcome, choice, edited."""
     frame = db.frame(
-        "SELECT j.id, j.item_id, r.name AS rater, j.outcome, j.choice, j.edited "  # noqa: S608
+        "SELECT j.id, j.item_id, r.name AS rater, j.outcome, j.choice, j.edited "
         "FROM judgments j JOIN items i ON i.id = j.item_id JOIN raters r ON r.id = j.rater_id "
-        f"WHERE i.project_id = ? AND j.edited IS NOT NULL AND {EFFECTIVE} ORDER BY j.id",
+        "WHERE i.project_id = ? AND j.edited IS NOT NULL AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL ORDER BY j.id",
         [project_id])
     frame["choice"] = frame["choice"].astype("Int64")
     return frame
@@ -688,6 +718,6 @@ def llm_judge_names(db, project_id: int) -> list[str]:
     project's judgments.
     """
     return [row[0] for row in db.execute(
-        "SELECT r.name FROM raters r WHERE r.kind = 'llm' AND EXISTS (SELECT 1 FROM judgments j "  # noqa: S608
+        "SELECT r.name FROM raters r WHERE r.kind = 'llm' AND EXISTS (SELECT 1 FROM judgments j "
         "JOIN items i ON i.id = j.item_id WHERE j.rater_id = r.id AND i.project_id = ? "
-        f"AND j.kind = 'llm' AND {ITEM_INCLUDED}) ORDER BY r.name", [project_id]).fetchall()]
+        "AND j.kind = 'llm' AND i.excluded_at IS NULL) ORDER BY r.name", [project_id]).fetchall()]
