@@ -114,9 +114,13 @@ def test_rater_link_rates_three_items(tmp_path, streamlit_server, browser_page):
     assert SCREENSHOT.stat().st_size > 10_000
 
     # Undo: change item 1 from "A clearly better" to "B much better", then rate on.
-    page.get_by_text("Previous judgments (your last 3)").click()
-    main.locator("[data-testid='stSelectbox']").first.click()
-    page.get_by_role("option").filter(has_text=re.compile(r"^probe · ")).click()
+    main.locator("[data-testid='stExpander'] summary").filter(
+        has_text="Previous judgments (your last 3)").click()
+    picker = main.locator("[data-testid='stSelectbox'] input").first
+    picker.wait_for(state="visible")  # the expander has opened
+    picker.click()
+    picker.press_sequentially("probe")  # the list filters as the rater types
+    picker.press("Enter")
     wait_for_prompt(page, "Change your judgment on probe")
     assert page.locator("#xss-bold, #xss-code").count() == 0
     main.locator("[data-testid='stRadio'] label").filter(has_text="B much better").click()
