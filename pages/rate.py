@@ -7,6 +7,10 @@ slate 1..9 and 0 pick the best response, S submits a full ranking and X is All
 bad. Streamlit ignores these keys while the cursor is in a text field, so
 typing a rationale never submits.
 
+Previous judgments: the rater's last ten judgments in the project can be
+changed from the expander at the top. A change is stored as a new row that
+supersedes the old one (the store stays append-only); the open item waits.
+
 Untrusted text stays inert: item text is markdown with its images turned
 into plain links (:func:`prefstore.text.inert_markdown`), and names never go
 through markdown at all.
@@ -19,10 +23,11 @@ from streamlit_sortables import sort_items
 
 from prefstore import access, assignment, store
 from prefstore import text as inert
-from prefstore.errors import AccessDenied, InvalidInput
+from prefstore.errors import AccessDenied, InvalidInput, PrefstoreError
 from ui import common
 from ui.common import Keys
 
+RECENT_LIMIT = 10  # previous judgments a rater can go back to
 SUBMIT_SHORTCUT = "S"
 BOTH_BAD_ON_SCALE = "0"  # 1-7 are the scale's steps
 ALL_BAD_SHORTCUT = "X"  # a slate's digits pick responses 1-10
@@ -316,6 +321,105 @@ def skip_or_flag(db, claim: dict, rater: dict) -> None:
             st.rerun()
 
 
+def judgment_order(judgment: dict) -> list[int]:
+    """The order the judgment's item was shown in (identity for an imported judgment)."""
+    return judgment["display_order"] or list(range(judgment["n_responses"]))
+
+
+def describe_judgment(judgment: dict) -> str:
+    """One plain-text line for the picker: the item's id, its prompt's start, the label."""
+    prompt = judgment["prompt"]
+    if prompt is None:  # a chat item: its last user turn says what it is about
+        users = [m["content"] for m in judgment["messages"] or [] if m["role"] == "user"]
+        prompt = users[-1] if users else ""
+    label = assignment.describe_saved(judgment, judgment_order(judgment))
+    return (f"{inert.plain_line(judgment['external_id'], 40)} · "
+            f"{inert.plain_line(prompt, 60)} · {label}")
+
+
+def pick_previous(db, project: dict, rater: dict) -> dict | None:
+    """The "Previous judgments" expander; return the judgment picked for a change, if any."""
+    pick_key = Keys.item(Keys.UNDO_PICK, project["id"])
+    if st.session_state.pop(Keys.UNDO_RESET, False):
+        st.session_state[pick_key] = None
+    recent = store.recent_judgments(db, project["id"], rater["id"], limit=RECENT_LIMIT)
+    if not recent:
+        return None
+    by_id = {j["id"]: j for j in recent}
+    picked = st.session_state.get(pick_key)
+    with st.expander(f"Previous judgments (your last {len(recent)})",
+                     expanded=picked is not None):
+        # Options are plain text: ids, prompts and names are never markdown here.
+        choice = st.selectbox("Change one of your previous judgments", list(by_id),
+                              index=None, format_func=lambda jid: describe_judgment(by_id[jid]),
+                              placeholder="Choose a judgment to change", key=pick_key)
+    return by_id.get(choice)
+
+
+def change_previous(db, project: dict, rater: dict, settings, judgment: dict) -> None:
+    """Show a previous judgment's item with its label preselected; store a changed label."""
+    jid, order = judgment["id"], judgment_order(judgment)
+    item = store.get_item(db, judgment["item_id"])
+    key_id = f"u{jid}"  # the change form's widgets never share keys with a served item
+    st.subheader(f"Change your judgment on {inert.escape_markdown(judgment['external_id'])}")
+    st.caption(f"Now: {assignment.describe_saved(judgment, order)}. Your current item "
+               "waits for you.")
+    show_item(item, key_id)
+    show_responses({"id": key_id, "item": item, "display_order": order})
+    full = project["kind"] != "pairwise" and settings.ranking_mode == "full"
+    scale = settings.strength_scale and len(order) == 2
+    message_slot = st.container()
+    if full:
+        all_bad = st.checkbox("All bad", value=judgment["outcome"] == "both_bad",
+                              key=Keys.item(Keys.UNDO_ALL_BAD, jid))
+        ranks_now = ([judgment["ranking"].index(i) + 1 for i in order]
+                     if judgment["ranking"] else [None] * len(order))
+        cols = st.columns(len(order))
+        ranks = [col.selectbox(f"Rank of Response {p + 1}", list(range(1, len(order) + 1)),
+                               index=None if ranks_now[p] is None else ranks_now[p] - 1,
+                               key=Keys.item(Keys.UNDO_RANK, jid, p), disabled=all_bad)
+                 for p, col in enumerate(cols)]
+    else:
+        choices = assignment.label_choices(len(order), strength_scale=scale)
+        now = assignment.choice_for_label(judgment, order, strength_scale=scale)
+        answer = st.radio("Your judgment", choices, horizontal=True,
+                          index=None if now is None else choices.index(now),
+                          key=Keys.item(Keys.UNDO_LABEL, jid))
+    minimum = settings.rationale_min_chars
+    why = "Why?" + (" (required" if settings.rationale_required else " (optional")
+    why += f", at least {minimum} characters)" if minimum else ")"
+    rationale = st.text_area(why, value=judgment["rationale"] or "", height=90,
+                             key=Keys.item(Keys.UNDO_RATIONALE, jid))
+    left, right = st.columns(2)
+    save = left.button("Save the change", key=Keys.item(Keys.UNDO_SAVE, jid), type="primary",
+                       width="stretch")
+    if right.button("Back to rating", key=Keys.item(Keys.UNDO_BACK, jid), width="stretch"):
+        st.session_state[Keys.UNDO_RESET] = True
+        st.rerun()
+    if not save:
+        return
+    try:
+        if full and all_bad:
+            label = assignment.label_for_outcome("both_bad")
+        elif full:
+            label = {"outcome": "choice", "ranking": assignment.ranking_from_ranks(order, ranks)}
+        elif answer is None:
+            raise InvalidInput("pick your judgment first")
+        else:
+            label = assignment.label_from_choice(order, answer, strength_scale=scale)
+        assignment.change(db, judgment, rater["id"], label, settings=settings,
+                          rationale=rationale)
+    except PrefstoreError as exc:
+        message_slot.error(f"Not changed: {inert.inert_markdown(str(exc))}.",
+                           icon=":material/error:")
+        return
+    common.flash(f"Changed {inert.escape_markdown(judgment['external_id'])}: "
+                 f"{assignment.describe_saved(judgment, order)} → "
+                 f"{assignment.describe_saved(label, order)}")
+    st.session_state[Keys.UNDO_RESET] = True
+    st.rerun()
+
+
 def finished(project: dict, progress: dict) -> None:
     """Say why nothing is served, in words that agree with the bar."""
     k, n = progress["k"], progress["n"]
@@ -362,6 +466,10 @@ st.title(inert.escape_markdown(project["name"]))
 st.caption(f"Rating as {inert.escape_markdown(rater['name'])}")
 st.progress(progress["k"] / progress["n"] if progress["n"] else 1.0,
             text=f"{progress['k']} of {progress['n']} done")
+previous = pick_previous(db, project, rater)
+if previous is not None:
+    change_previous(db, project, rater, settings, previous)
+    st.stop()
 if claim is None:
     finished(project, progress)
     st.stop()

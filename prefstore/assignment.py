@@ -93,6 +93,59 @@ def label_for_strength(display_order: list[int], scale_label: str) -> dict:
                        f"got {scale_label!r}")
 
 
+PAIR_CHOICES = ("A is better", "B is better", "Tie", "Both bad")
+
+
+def label_choices(n_responses: int, *, strength_scale: bool = False) -> tuple[str, ...]:
+    """Return the answers a rater can pick from when changing a judgment, in order.
+
+    Pairs: the graded scale and "Both bad", or A / B / Tie / Both bad. Slates:
+    "1 is best" .. "K is best" and "All bad".
+    """
+    if n_responses == 2:
+        return (*STRENGTH_LABELS, "Both bad") if strength_scale else PAIR_CHOICES
+    return (*(f"{p + 1} is best" for p in range(n_responses)), "All bad")
+
+
+def label_from_choice(display_order: list[int], answer: str, *,
+                      strength_scale: bool = False) -> dict:
+    """Return the label for one of :func:`label_choices`' answers."""
+    choices = label_choices(len(display_order), strength_scale=strength_scale)
+    if answer not in choices:
+        raise InvalidInput(f"answer must be one of {', '.join(choices)}, got {answer!r}")
+    if answer in ("Both bad", "All bad"):
+        return label_for_outcome("both_bad", strength_scale=strength_scale)
+    if answer in STRENGTH_LABELS and strength_scale:
+        return label_for_strength(display_order, answer)
+    if answer == "Tie":
+        return label_for_outcome("tie")
+    return label_for_position(display_order, choices.index(answer))
+
+
+def choice_for_label(label: dict[str, Any], display_order: list[int], *,
+                     strength_scale: bool = False) -> str | None:
+    """Return the answer of :func:`label_choices` that a stored label was, or None.
+
+    None when the label has no such answer, e.g. a choice without a strength
+    on the graded scale.
+    """
+    k = len(display_order)
+    if label["outcome"] == "both_bad":
+        return "Both bad" if k == 2 else "All bad"
+    if label["outcome"] == "tie":
+        return "Tie" if k == 2 else None
+    best = label["choice"] if label.get("choice") is not None else label["ranking"][0]
+    position = display_order.index(best)
+    if k != 2:
+        return f"{position + 1} is best"
+    if not strength_scale:
+        return PAIR_CHOICES[position]
+    for text, pos, strength in STRENGTH_SCALE:
+        if (pos, strength) == (position, label.get("strength")):
+            return text
+    return None
+
+
 def ranking_from_ranks(display_order: list[int], ranks: list[int | None]) -> list[int]:
     """Turn the rank given to each displayed response into response indices, best first.
 
@@ -235,6 +288,41 @@ def submit(db, claim: dict, rater_id: int, label: dict, *,
         strength=label.get("strength"), aspects=scores or None,
         rationale=(rationale or "").strip() or None, reason_tags=list(reason_tags or []) or None,
         edited=edited, metadata=meta, assignment_id=claim["id"])
+
+
+def change_submission_id(judgment_id: int) -> str:
+    """Return the submission id of a change to ``judgment_id``: a double click stores one row."""
+    return f"c{judgment_id}"
+
+
+def change(db, judgment: dict, rater_id: int, label: dict, *,
+           settings: ProjectSettings | None = None,
+           rationale: str | None = None) -> tuple[int, bool]:
+    """Store the rater's changed label for one of their judgments; return ``(id, created)``.
+
+    ``judgment`` is a row of :func:`prefstore.store.recent_judgments`. The new
+    row keeps the judgment's display order, aspects and reason tags, takes the
+    new ``label`` and ``rationale``, and records ``gold_correct`` again on a
+    gold item. An edit of a response is not carried over: it belonged to the
+    old choice.
+
+    Raises InvalidInput when the project's required fields are missing, and
+    what :func:`prefstore.store.change_judgment` raises.
+    """
+    problems = check_form(settings or ProjectSettings(), rationale=rationale)
+    if problems:
+        raise InvalidInput("; ".join(problems))
+    meta = {}
+    correct = gold_correct(store.get_item(db, judgment["item_id"]).get("gold"), label)
+    if correct is not None:
+        meta["gold_correct"] = correct
+    return store.change_judgment(
+        db, judgment_id=judgment["id"], rater_id=rater_id,
+        submission_id=change_submission_id(judgment["id"]), outcome=label["outcome"],
+        choice=label.get("choice"), ranking=label.get("ranking"),
+        strength=label.get("strength"), aspects=judgment.get("aspects"),
+        rationale=(rationale or "").strip() or None, reason_tags=judgment.get("reason_tags"),
+        metadata=meta)
 
 
 def skip(db, claim: dict, rater_id: int, reason: str | None = None) -> None:

@@ -299,9 +299,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
         _print_json(stats)
     else:
         j, r = stats["judgments"], stats["raters"]
+        # Judgments are effective ones; rows a change replaced are counted apart.
+        replaced = (f"; {plural(stats['superseded'], 'superseded row')} kept for the audit"
+                    if stats["superseded"] else "")
         print(f"{project['name']} ({project['kind']}): {plural(stats['items'], 'item')}, "
               f"{plural(stats['responses'], 'response')}; judgments: {j['human']:,} human, "
-              f"{j['llm']:,} llm; raters: {r['human']:,} human, {r['llm']:,} llm")
+              f"{j['llm']:,} llm{replaced}; raters: {r['human']:,} human, {r['llm']:,} llm")
     return 0
 
 
@@ -628,7 +631,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         db, args.project, args.out, format=args.format, aggregate=args.aggregate,
         kind=args.kind, min_agreement=args.min_agreement, conversational=args.conversational,
         real_rater_names=args.real_rater_names, slate_pairs=args.slate_pairs,
-        include_original_pair=args.include_original_pair, output_format=_output_format(args),
+        include_original_pair=args.include_original_pair,
+        include_superseded=args.include_superseded, output_format=_output_format(args),
         progress=True)
     sys.stdout.flush()  # a closed pipe shows here, before the summary
     _note(export.format_summary(summary))
@@ -1035,6 +1039,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="best (best over each other, default) or all (every ranked pair)")
     p.add_argument("--include-original-pair", action="store_true",
                    help="edits: also the original chosen response over the others")
+    p.add_argument("--include-superseded", action="store_true",
+                   help="judgments (audit): also the rows a rater's change replaced, each "
+                        "change naming its predecessor in supersedes")
 
     p = add("backup", "copy the live database (SQLite's online backup API; pg_dump on "
                       "PostgreSQL)", "prefstore backup backups/prefstore-2026-01-31.db")

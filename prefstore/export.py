@@ -24,7 +24,10 @@ Formats (one JSON object per line):
     only picked the best.
 ``judgments``
     Every stored column of every judgment, JSON columns parsed, plus ``item``
-    (the external id) and ``rater``: an audit and re-analysis dump.
+    (the external id) and ``rater``: an audit and re-analysis dump. A changed
+    judgment's row names the row it replaced in ``supersedes``;
+    ``include_superseded`` also writes the replaced rows, so every chain of
+    changes can be audited.
 ``kto``
     Unpaired ``{"prompt", "completion", "label"}``: the chosen response is
     true, every other response of the item false; both-bad makes all of them
@@ -62,6 +65,10 @@ Aggregation (``pairs`` and ``kto``):
 
 ``min_agreement`` drops aggregated rows whose agreement is below it
 (``below_min_agreement``); it is checked after ties and both-bad.
+
+Every format reads effective judgments only: the last row of each chain of
+changes (see :func:`prefstore.store.change_judgment`), on items that are not
+excluded. ``include_superseded`` (format ``judgments`` only) is the exception.
 
 Rater names become stable per-project pseudonyms,
 ``"rater-" + sha256(salt + name)[:10]`` with the project's secret
@@ -131,7 +138,8 @@ def prompt_messages(prompt: str | None, messages: list[dict] | None) -> list[dic
 
 def check_options(*, format: str, aggregate: str = "none", kind: str = "all",
                   min_agreement: float | None = None, conversational: bool = False,
-                  slate_pairs: str = "best", include_original_pair: bool = False) -> None:
+                  slate_pairs: str = "best", include_original_pair: bool = False,
+                  include_superseded: bool = False) -> None:
     """Raise InvalidInput naming the option when a value or a combination is not supported."""
     for name, value, allowed in (("format", format, FORMATS), ("aggregate", aggregate, AGGREGATES),
                                  ("kind", kind, KINDS), ("slate_pairs", slate_pairs, SLATE_PAIRS)):
@@ -159,6 +167,10 @@ def check_options(*, format: str, aggregate: str = "none", kind: str = "all",
     if include_original_pair and format != "edits":
         raise InvalidInput(f'include_original_pair works with format "edits" only, got format '
                            f"{format!r}")
+    # Training data must never hold a label its rater took back.
+    if include_superseded and format != "judgments":
+        raise InvalidInput(f'include_superseded works with format "judgments" only (the audit '
+                           f"export), got format {format!r}")
 
 
 class _Writer:
@@ -166,8 +178,10 @@ class _Writer:
 
     def __init__(self, project: dict, summary: dict, *, format: str, aggregate: str, kind: str,
                  min_agreement: float | None, conversational: bool, real_rater_names: bool,
-                 slate_pairs: str, include_original_pair: bool, fit: dict | None):
+                 slate_pairs: str, include_original_pair: bool, fit: dict | None,
+                 include_superseded: bool = False):
         self.format = format
+        self.include_superseded = include_superseded
         self.aggregate = aggregate
         self.kind = kind
         self.min_agreement = min_agreement
@@ -385,7 +399,8 @@ def _chunks(iterable: Iterable, n: int) -> Iterator[list]:
 def current_response_fit(db, proj: dict, kind: str, summary: dict | None = None) -> dict:
     """Return the response-level Bradley-Terry fit that aggregate "model" ranks by.
 
-    A stored fit made from every current judgment of ``kind`` is used as it is;
+    A stored fit made from every current judgment of ``kind``, with no judgment
+    stored or changed since, is used as it is;
     otherwise the responses are refitted now (with the weak prior
     ``fitting.RESPONSE_ALPHA``, since most responses are compared only once) and
     the fit stored, so an export never ranks by a fit that misses judgments.
@@ -396,8 +411,11 @@ def current_response_fit(db, proj: dict, kind: str, summary: dict | None = None)
     judged = store.dashboard_counts(db, proj["id"], 1)["judgments"]
     n = judged["total" if kind == "all" else kind]
     fit = store.latest_fit(db, proj["id"], model="bt", level="response", kind=kind)
+    # A changed judgment leaves the count as it was, so rows stored after the
+    # fit (changes included) make it stale too.
     if (fit is not None and fit["n_judgments"] == n
-            and isinstance(fit["result"].get("scores"), dict)):
+            and isinstance(fit["result"].get("scores"), dict)
+            and store.judgments_since(db, proj["id"], fit["created_at"]) == 0):
         if summary is not None:
             summary["refitted"] = False
         return fit
@@ -415,8 +433,8 @@ def iter_rows(db, project: str | int, *, format: str, aggregate: str = "none",
               kind: str = "all", min_agreement: float | None = None,
               conversational: bool = False, real_rater_names: bool = False,
               slate_pairs: str = "best", include_original_pair: bool = False,
-              progress: bool = False, summary: dict | None = None,
-              batch: int = BATCH) -> Iterator[dict]:
+              include_superseded: bool = False, progress: bool = False,
+              summary: dict | None = None, batch: int = BATCH) -> Iterator[dict]:
     """Stream the export rows of ``project`` as dicts, one JSONL line each.
 
     Options are checked, and the model fit looked up, when this is called;
@@ -435,7 +453,8 @@ def iter_rows(db, project: str | int, *, format: str, aggregate: str = "none",
     """
     check_options(format=format, aggregate=aggregate, kind=kind, min_agreement=min_agreement,
                   conversational=conversational, slate_pairs=slate_pairs,
-                  include_original_pair=include_original_pair)
+                  include_original_pair=include_original_pair,
+                  include_superseded=include_superseded)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise InvalidInput(f"batch must be a positive integer, got {batch!r}")
     proj = store.get_project(db, project)
@@ -446,21 +465,25 @@ def iter_rows(db, project: str | int, *, format: str, aggregate: str = "none",
     writer = _Writer(proj, summary, format=format, aggregate=aggregate, kind=kind,
                      min_agreement=min_agreement, conversational=conversational,
                      real_rater_names=real_rater_names, slate_pairs=slate_pairs,
-                     include_original_pair=include_original_pair, fit=fit)
+                     include_original_pair=include_original_pair, fit=fit,
+                     include_superseded=include_superseded)
     return _stream(db, proj["id"], writer, batch, progress)
 
 
 def _stream(db, project_id: int, writer: _Writer, batch: int, progress: bool
             ) -> Iterator[dict]:
     summary = writer.summary
-    total = store.count_judgment_rows(db, project_id, kind=writer.kind) if progress else None
+    total = (store.count_judgment_rows(db, project_id, kind=writer.kind,
+                                       include_superseded=writer.include_superseded)
+             if progress else None)
     # disable=None hides the bar when stderr is not a terminal.
     bar = tqdm(total=total, desc=f"export {writer.format}", unit="judgment", file=sys.stderr,
                disable=None if progress else True)
     need_responses = writer.format != "judgments"
     try:
         if writer.aggregate == "none":
-            rows = store.iter_judgment_rows(db, project_id, kind=writer.kind, batch=batch)
+            rows = store.iter_judgment_rows(db, project_id, kind=writer.kind, batch=batch,
+                                            include_superseded=writer.include_superseded)
             for chunk in _chunks(rows, batch):
                 responses = (writer.prepare(store.responses_for_items(
                     db, sorted({j["item_id"] for j in chunk}))) if need_responses else {})
@@ -501,7 +524,8 @@ def export(db, project: str | int, out: str | os.PathLike | TextIO, *, format: s
            aggregate: str = "none", kind: str = "all", min_agreement: float | None = None,
            conversational: bool = False, real_rater_names: bool = False,
            slate_pairs: str = "best", include_original_pair: bool = False,
-           output_format: str = "jsonl", progress: bool = False, batch: int = BATCH) -> dict:
+           include_superseded: bool = False, output_format: str = "jsonl",
+           progress: bool = False, batch: int = BATCH) -> dict:
     """Write ``project``'s judgments to ``out`` in ``format``; return the summary.
 
     Parameters
@@ -510,7 +534,7 @@ def export(db, project: str | int, out: str | os.PathLike | TextIO, *, format: s
         A path is written through a temporary file renamed into place at the
         end, so a failed export leaves no partial file. ``"-"`` is stdout.
     format, aggregate, kind, min_agreement, conversational, real_rater_names,
-    slate_pairs, include_original_pair
+    slate_pairs, include_original_pair, include_superseded
         See the module docstring.
     output_format : "jsonl", "parquet" or "csv"
         JSONL streams line by line (strict JSON: no NaN). Parquet and CSV have
@@ -547,7 +571,8 @@ def export(db, project: str | int, out: str | os.PathLike | TextIO, *, format: s
         rows = iter_rows(db, project, format=format, aggregate=aggregate, kind=kind,
                          min_agreement=min_agreement, conversational=conversational,
                          real_rater_names=real_rater_names, slate_pairs=slate_pairs,
-                         include_original_pair=include_original_pair, progress=progress,
+                         include_original_pair=include_original_pair,
+                         include_superseded=include_superseded, progress=progress,
                          summary=summary, batch=batch)
         columns = _columns(format, aggregate)
         write = _write_parquet if output_format == "parquet" else _write_csv
@@ -557,14 +582,16 @@ def export(db, project: str | int, out: str | os.PathLike | TextIO, *, format: s
     if format == "pairs" and aggregate == "none" and proj["kind"] == "pairwise":
         check_options(format=format, aggregate=aggregate, kind=kind,
                       min_agreement=min_agreement, conversational=conversational,
-                      slate_pairs=slate_pairs, include_original_pair=include_original_pair)
+                      slate_pairs=slate_pairs, include_original_pair=include_original_pair,
+                      include_superseded=include_superseded)
         lines = _fast_pair_lines(db, proj, summary, kind=kind, conversational=conversational,
                                  real_rater_names=real_rater_names, progress=progress)
         return _write_to(out, lines, summary)
     rows = iter_rows(db, project, format=format, aggregate=aggregate, kind=kind,
                      min_agreement=min_agreement, conversational=conversational,
                      real_rater_names=real_rater_names, slate_pairs=slate_pairs,
-                     include_original_pair=include_original_pair, progress=progress,
+                     include_original_pair=include_original_pair,
+                     include_superseded=include_superseded, progress=progress,
                      summary=summary, batch=batch)
     encode = _line_encoder()
     return _write_to(out, (encode(row) + "\n" for row in rows), summary)

@@ -324,7 +324,8 @@ def test_judgments_every_field(db, tmp_path, project):
         "outcome": "choice", "choice": 0, "ranking": None, "strength": 2,
         "aspects": {"helpfulness": 4}, "rationale": "polite", "reason_tags": ["tone"],
         "edited": None, "metadata": {"ui": "v1"}, "time_ms": 1200, "submission_id": "s1",
-        "created_at": CREATED, "item": "a", "rater": _alias(project, "alice"),
+        "created_at": CREATED, "supersedes": None, "item": "a",
+        "rater": _alias(project, "alice"),
     }
     stored = store.list_judgments(db, project_id=project["id"])
     # Every judgments column but rater_id (it links raters across projects) is kept.

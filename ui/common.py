@@ -64,6 +64,16 @@ class Keys:
     SKIP = "skip"
     FLAG_REASON = "flag_reason"
     FLAG = "flag"
+    # undo: changing a previous judgment (use Keys.item with the project's id for
+    # the picker, with the judgment's id for the change form)
+    UNDO_PICK = "undo_pick"
+    UNDO_RESET = "undo_reset"  # session state: empty the picker on the next run
+    UNDO_LABEL = "undo_label"
+    UNDO_RANK = "undo_rank"
+    UNDO_ALL_BAD = "undo_all_bad"
+    UNDO_RATIONALE = "undo_rationale"
+    UNDO_SAVE = "undo_save"
+    UNDO_BACK = "undo_back"
 
     # ---- admin page (pages/admin.py) ------------------------------------
     # session state

@@ -94,6 +94,7 @@ from prefstore.store.judging import (
 )
 from prefstore.store.judgments import (
     OUTCOMES,
+    change_judgment,
     count_judgment_rows,
     count_judgments,
     dashboard_counts,
@@ -113,6 +114,7 @@ from prefstore.store.judgments import (
     normalize_judgment,
     project_rater_summary,
     project_stats,
+    recent_judgments,
     submit_judgment,
 )
 from prefstore.store.projects import (

@@ -212,7 +212,8 @@ def release_assignment(db, assignment_id: int, rater_id: int, *, status: str,
 def rater_progress(db, project_id: int, rater_id: int) -> dict:
     """Return the rater's progress in a project: ``k`` of ``n`` done.
 
-    ``k`` counts the items they judged and the items they skipped or flagged.
+    ``k`` counts the items they judged (a changed judgment is still one item;
+    excluded items drop out) and the items they skipped or flagged.
     ``n`` is every item they can ever be served here: those, plus the items
     still open to them (routed to humans, below their quota, not yet theirs).
     ``n`` does not move when they submit; it shrinks only when other raters

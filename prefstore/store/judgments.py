@@ -9,11 +9,32 @@ from typing import Any
 
 import pandas as pd
 
-from prefstore.errors import InvalidInput, NotFound
-from prefstore.store.connection import check_kind, dumps, loads, now_iso, parse_iso, write
+from prefstore.errors import Conflict, InvalidInput, NotFound
+from prefstore.store.connection import (
+    check_kind,
+    dumps,
+    is_integrity_error,
+    loads,
+    now_iso,
+    parse_iso,
+    write,
+)
 from prefstore.store.items import id_list
 
 OUTCOMES = ("choice", "tie", "both_bad")
+
+# Which rows count. A changed judgment is a new row naming the row it replaces
+# in ``supersedes``, so only the last row of a chain counts; a judgment on an
+# excluded item does not count at all. Every reader of labels (fits, agreement,
+# exports, stats, progress, routing, dashboards) filters with these, written for
+# a query whose judgments are ``j`` and items ``i``. The unique partial index
+# ``judgments_supersedes`` makes the NOT EXISTS one index probe per row. SQL is
+# never composed from strings here (tests/test_security_store.py), so each query
+# spells EFFECTIVE out; tests/test_undo.py checks that every reader does.
+NOT_SUPERSEDED = "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id)"
+ITEM_INCLUDED = "i.excluded_at IS NULL"
+EFFECTIVE = ("NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+             "AND i.excluded_at IS NULL")
 
 
 def normalize_judgment(n_responses: int, *, outcome: str | None = None,
@@ -146,6 +167,128 @@ def submit_judgment(
     return inserted[0], True
 
 
+_INSERT_CHANGE = (
+    "INSERT INTO judgments (item_id, rater_id, kind, display_order, outcome, choice, "
+    "ranking, strength, aspects, rationale, reason_tags, edited, metadata, time_ms, "
+    "submission_id, created_at, supersedes) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (rater_id, submission_id) DO NOTHING RETURNING id")
+
+
+def change_judgment(
+    db,
+    *,
+    judgment_id: int,
+    rater_id: int,
+    submission_id: str,
+    outcome: str | None = None,
+    choice: int | str | None = None,
+    ranking: list[int] | None = None,
+    strength: int | None = None,
+    aspects: dict | None = None,
+    rationale: str | None = None,
+    reason_tags: list[str] | None = None,
+    metadata: dict | None = None,
+    time_ms: int | None = None,
+) -> tuple[int, bool]:
+    """Store a rater's changed label for one of their judgments; return ``(id, created)``.
+
+    The store stays append-only: the change is a new row on the same item by
+    the same rater, with the old row's display order and ``supersedes`` set
+    to ``judgment_id``; from then on only the new row counts. ``items.n_human``
+    does not move (same rater, same item). Like :func:`submit_judgment`, a
+    second call with the same ``(rater, submission_id)`` is a no-op returning
+    the first id with ``created=False``.
+
+    Raises
+    ------
+    NotFound
+        If the judgment does not exist.
+    InvalidInput
+        If the judgment is not this rater's or not a human's, its item is
+        excluded, or the label does not fit the item.
+    Conflict
+        If the judgment was already changed: only the last row of a chain can
+        be changed (the unique index on ``supersedes`` also settles races).
+    """
+    if not isinstance(submission_id, str) or not submission_id:
+        raise InvalidInput(f"submission_id must be a non-empty string, got {submission_id!r}")
+    existing_sql = "SELECT id FROM judgments WHERE rater_id = ? AND submission_id = ?"
+    try:
+        with write(db):
+            existing = db.execute(existing_sql, [rater_id, submission_id]).fetchone()
+            if existing is not None:
+                return existing[0], False
+            old = db.execute(
+                "SELECT j.item_id, j.rater_id, j.kind, j.display_order, i.excluded_at, "
+                "(SELECT sj.id FROM judgments sj WHERE sj.supersedes = j.id), "
+                "(SELECT COUNT(*) FROM responses r WHERE r.item_id = j.item_id) "
+                "FROM judgments j JOIN items i ON i.id = j.item_id WHERE j.id = ?",
+                [judgment_id]).fetchone()
+            if old is None:
+                raise NotFound(f"judgment {judgment_id!r} does not exist")
+            item_id, owner, kind, display_order, excluded_at, replaced_by, n_responses = old
+            if owner != rater_id:
+                raise InvalidInput(f"judgment {judgment_id} is not yours to change")
+            if kind != "human":
+                raise InvalidInput(f"judgment {judgment_id} is an LLM's; only a human's "
+                                   "judgment can be changed")
+            if excluded_at is not None:
+                raise InvalidInput(f"judgment {judgment_id} is on an excluded item")
+            if replaced_by is not None:
+                raise Conflict(f"judgment {judgment_id} was already changed (by judgment "
+                               f"{replaced_by}); change the latest one")
+            label = normalize_judgment(n_responses, outcome=outcome, choice=choice,
+                                       ranking=ranking, strength=strength)
+            inserted = db.execute(
+                _INSERT_CHANGE,
+                [item_id, rater_id, kind, display_order, label["outcome"], label["choice"],
+                 dumps(label["ranking"]), label["strength"], dumps(aspects or None),
+                 rationale or None, dumps(reason_tags or None), None, dumps(metadata or {}),
+                 time_ms, submission_id, now_iso(), judgment_id],
+            ).fetchone()
+    except Exception as exc:
+        # A concurrent change of the same row lost the race on judgments_supersedes;
+        # a concurrent double submit of this change is the same change, stored once.
+        if not is_integrity_error(exc):
+            raise
+        again = db.execute(existing_sql, [rater_id, submission_id]).fetchone()
+        if again is not None:
+            return again[0], False
+        raise Conflict(f"judgment {judgment_id} was already changed; change the latest one"
+                       ) from None
+    if inserted is None:  # a concurrent double submit committed first
+        return db.execute(existing_sql, [rater_id, submission_id]).fetchone()[0], False
+    return inserted[0], True
+
+
+def recent_judgments(db, project_id: int, rater_id: int, *, limit: int = 10) -> list[dict]:
+    """Return a rater's latest effective judgments in a project, newest first.
+
+    Rows: id, item_id, external_id, prompt, messages, outcome, choice,
+    ranking, strength, display_order, aspects, rationale, reason_tags,
+    supersedes, created_at, n_responses, with the JSON columns parsed. Only the last row of
+    each chain is listed, so each item appears once.
+    """
+    rows = db.query(
+        "SELECT j.id, j.item_id, i.external_id, i.prompt, i.messages, j.outcome, j.choice, "
+        "j.ranking, j.strength, j.display_order, j.aspects, j.rationale, j.reason_tags, "
+        "j.supersedes, j.created_at, "
+        "(SELECT COUNT(*) FROM responses r WHERE r.item_id = j.item_id) AS n_responses "
+        "FROM judgments j JOIN items i ON i.id = j.item_id "
+        "WHERE j.rater_id = ? AND i.project_id = ? AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL "
+        "ORDER BY j.id DESC LIMIT ?", [rater_id, project_id, limit])
+    out = []
+    for row in rows:
+        row = dict(row)
+        for key in ("messages", "ranking", "display_order", "aspects", "reason_tags"):
+            row[key] = loads(row[key])
+        out.append(row)
+    return out
+
+
 def insert_judgments(db, rows: list[dict]) -> int:
     """Bulk-insert validated judgments (import path); return how many were new.
 
@@ -185,7 +328,10 @@ def _judgment_row(row: dict) -> dict:
 
 def list_judgments(db, *, item_id: int | None = None, rater_id: int | None = None,
                    project_id: int | None = None) -> list[dict]:
-    """Return judgments filtered by item, rater and/or project, oldest first."""
+    """Return stored judgment rows filtered by item, rater and/or project, oldest first.
+
+    Every row, superseded ones included (the import's duplicate check needs them).
+    """
     rows = db.query(
         "SELECT j.* FROM judgments j JOIN items i ON i.id = j.item_id "
         "WHERE (:item IS NULL OR j.item_id = :item) AND (:rater IS NULL OR j.rater_id = :rater) "
@@ -217,12 +363,13 @@ def _parsed_judgment_rows(cursor) -> list[dict]:
     return out
 
 
-def iter_judgment_rows(db, project_id: int, *, kind: str = "all",
-                       batch: int = 2000) -> Iterator[dict]:
-    """Stream a project's judgments with rater names, item ids and responses' meta.
+def iter_judgment_rows(db, project_id: int, *, kind: str = "all", batch: int = 2000,
+                       include_superseded: bool = False) -> Iterator[dict]:
+    """Stream a project's effective judgments with rater names, item ids and responses' meta.
 
     Rows are joined with the item's external id, prompt, messages and gold.
     Memory stays constant: rows are read in id-ordered batches.
+    ``include_superseded`` (the audit export) adds the rows a change replaced.
     """
     check_kind(kind)
     last = 0
@@ -234,9 +381,12 @@ def iter_judgment_rows(db, project_id: int, *, kind: str = "all",
             "SELECT j.*, r.name AS rater, i.external_id, i.prompt, i.messages, i.gold, "
             "i.category FROM judgments j CROSS JOIN items i ON i.id = j.item_id "
             "JOIN raters r ON r.id = j.rater_id "
-            "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND j.id > :last "
-            "ORDER BY j.id LIMIT :n",
-            {"p": project_id, "kind": kind, "last": last, "n": batch}))
+            "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) "
+            "AND (:all_rows = 1 OR "
+            "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id)) "
+            "AND i.excluded_at IS NULL AND j.id > :last ORDER BY j.id LIMIT :n",
+            {"p": project_id, "kind": kind, "last": last, "n": batch,
+             "all_rows": int(include_superseded)}))
         if not rows:
             return
         yield from rows
@@ -248,17 +398,22 @@ _JUDGMENTS_OF_ITEMS = {
               "i.category FROM judgments j JOIN items i ON i.id = j.item_id "
               "JOIN raters r ON r.id = j.rater_id "
               "WHERE j.item_id IN (SELECT value FROM json_each(:ids)) "
-              "AND (:kind = 'all' OR j.kind = :kind) ORDER BY j.item_id, j.id",
+              "AND (:kind = 'all' OR j.kind = :kind) AND "
+              "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+              "AND i.excluded_at IS NULL ORDER BY j.item_id, j.id",
     "postgres": "SELECT j.*, r.name AS rater, i.external_id, i.prompt, i.messages, i.gold, "
                 "i.category FROM judgments j JOIN items i ON i.id = j.item_id "
                 "JOIN raters r ON r.id = j.rater_id WHERE j.item_id = ANY(:ids) "
-                "AND (:kind = 'all' OR j.kind = :kind) ORDER BY j.item_id, j.id",
+                "AND (:kind = 'all' OR j.kind = :kind) AND "
+                "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+                "AND i.excluded_at IS NULL "
+                "ORDER BY j.item_id, j.id",
 }
 
 
 def iter_judgment_rows_by_item(db, project_id: int, *, kind: str = "all",
                                batch: int = 500) -> Iterator[dict]:
-    """Stream a project's judgments ordered by ``(item_id, id)``.
+    """Stream a project's effective judgments ordered by ``(item_id, id)``.
 
     Rows are shaped as in :func:`iter_judgment_rows`. Items are read in
     id-ordered batches of ``batch`` and each batch's judgments in one query, so
@@ -278,18 +433,21 @@ def iter_judgment_rows_by_item(db, project_id: int, *, kind: str = "all",
         last = ids[-1]
 
 
-def count_judgment_rows(db, project_id: int, *, kind: str = "all") -> int:
-    """Return how many judgments of ``kind`` a project holds (an export's progress total)."""
+def count_judgment_rows(db, project_id: int, *, kind: str = "all",
+                        include_superseded: bool = False) -> int:
+    """Return how many effective judgments of ``kind`` a project holds (an export's total)."""
     check_kind(kind)
     return db.execute(
         "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
-        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind)",
-        {"p": project_id, "kind": kind}).fetchone()[0]
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) "
+        "AND (:all_rows = 1 OR NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id)) "
+        "AND i.excluded_at IS NULL",
+        {"p": project_id, "kind": kind, "all_rows": int(include_superseded)}).fetchone()[0]
 
 
 def iter_pair_export_rows(db, project_id: int, *, kind: str = "all",
                           batch: int = 5000) -> Iterator[tuple]:
-    """Stream a pairwise project's judgments with the chosen and rejected texts joined in.
+    """Stream a pairwise project's effective judgments with the chosen and rejected texts.
 
     Yields tuples ``(id, external_id, rater, kind, outcome, strength, rationale,
     reason_tags JSON, item_id, prompt, messages JSON, chosen text, chosen
@@ -305,8 +463,10 @@ def iter_pair_export_rows(db, project_id: int, *, kind: str = "all",
         "JOIN raters r ON r.id = j.rater_id "
         "LEFT JOIN responses rc ON rc.item_id = j.item_id AND rc.idx = j.choice "
         "LEFT JOIN responses rr ON rr.item_id = j.item_id AND rr.idx = 1 - j.choice "
-        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) ORDER BY j.id",
-        {"p": project_id, "kind": kind}, batch)
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL "
+        "ORDER BY j.id", {"p": project_id, "kind": kind}, batch)
 
 
 # Two fixed column sets: the models need eight columns, and reading all nineteen
@@ -318,12 +478,18 @@ _JUDGMENT_FRAME_SQL = {
         "j.reason_tags, j.edited, j.metadata, j.time_ms, j.submission_id, j.created_at "
         "FROM judgments j CROSS JOIN items i ON i.id = j.item_id "
         "JOIN raters r ON r.id = j.rater_id "
-        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) ORDER BY j.id"),
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL "
+        "ORDER BY j.id"),
     "model": (
         "SELECT j.id, j.item_id, r.name AS rater, j.kind, j.outcome, j.choice, j.ranking, "
         "j.strength FROM judgments j CROSS JOIN items i ON i.id = j.item_id "
         "JOIN raters r ON r.id = j.rater_id "
-        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) ORDER BY j.id"),
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL "
+        "ORDER BY j.id"),
 }
 
 
@@ -349,7 +515,7 @@ def _parse_json_column(values, default=None) -> list:
 
 def judgments_frame(db, project_id: int, *, kind: str = "all",
                     columns: str = "all") -> pd.DataFrame:
-    """Return a project's judgments as a DataFrame for the models and metrics.
+    """Return a project's effective judgments as a DataFrame for the models and metrics.
 
     ``columns="all"``: id, item_id, external_id, rater_id, rater, kind,
     outcome, choice, ranking, strength, display_order, aspects, rationale,
@@ -374,14 +540,22 @@ def judgments_frame(db, project_id: int, *, kind: str = "all",
 
 
 def count_judgments(db, project_id: int | None = None) -> int:
+    """Return how many effective judgments a project (or the whole store) holds."""
     if project_id is None:
-        return db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+        return db.execute("SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
+                          "WHERE "
+                          "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+                          "AND i.excluded_at IS NULL").fetchone()[0]
     return db.execute(
         "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
-        "WHERE i.project_id = ?", [project_id]).fetchone()[0]
+        "WHERE i.project_id = ? AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL", [project_id]).fetchone()[0]
 
 
 def judgments_since(db, project_id: int, since_iso: str | None) -> int:
+    """Return how many judgment rows were stored since ``since_iso`` (a change counts:
+    it calls for a refit as a new judgment does)."""
     return db.execute(
         "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
         "WHERE i.project_id = ? AND (? IS NULL OR j.created_at > ?)",
@@ -391,47 +565,58 @@ def judgments_since(db, project_id: int, since_iso: str | None) -> int:
 def has_llm_judgments(db, project_id: int) -> bool:
     return db.execute(
         "SELECT 1 FROM judgments j JOIN items i ON i.id = j.item_id "
-        "WHERE i.project_id = ? AND j.kind = 'llm' LIMIT 1", [project_id]).fetchone() is not None
+        "WHERE i.project_id = ? AND j.kind = 'llm' AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL LIMIT 1",
+        [project_id]).fetchone() is not None
 
 
 def project_stats(db, project_id: int) -> dict:
-    """Return counts of items, responses, judgments and raters by kind.
+    """Return counts of items, responses, effective judgments and raters by kind.
 
-    ``items`` and ``items_by_human_judgments`` leave excluded items out;
-    ``excluded`` counts those.
+    Excluded items and their responses and judgments are left out, as in
+    :func:`dashboard_counts`, so coverage and targets agree; ``excluded`` counts
+    those items. ``superseded`` counts the rows that a change replaced (kept
+    for the audit).
     """
     items, excluded = db.execute(
         "SELECT COUNT(*) - COUNT(excluded_at), COUNT(excluded_at) FROM items "
         "WHERE project_id = ?", [project_id]).fetchone()
     responses = db.execute(
         "SELECT COUNT(*) FROM responses r JOIN items i ON i.id = r.item_id "
-        "WHERE i.project_id = ?", [project_id]).fetchone()[0]
+        "WHERE i.project_id = ? AND i.excluded_at IS NULL", [project_id]).fetchone()[0]
     judgments = {"human": 0, "llm": 0}
     raters = {"human": 0, "llm": 0}
     for kind, n, n_raters in db.execute(
         "SELECT j.kind, COUNT(*), COUNT(DISTINCT j.rater_id) FROM judgments j "
-        "JOIN items i ON i.id = j.item_id WHERE i.project_id = ? GROUP BY j.kind",
-        [project_id]):
+        "JOIN items i ON i.id = j.item_id WHERE i.project_id = ? AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL "
+        "GROUP BY j.kind", [project_id]):
         judgments[kind] = n
         raters[kind] = n_raters
+    superseded = db.execute(
+        "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
+        "WHERE i.project_id = ? AND j.supersedes IS NOT NULL", [project_id]).fetchone()[0]
     coverage = dict(db.execute(
         "SELECT n_human, COUNT(*) FROM items WHERE project_id = ? AND excluded_at IS NULL "
-        "GROUP BY n_human",
-        [project_id]).fetchall())
+        "GROUP BY n_human", [project_id]).fetchall())
     flags = db.execute(
         "SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
         "WHERE i.project_id = ? AND a.status = 'flagged'", [project_id]).fetchone()[0]
     return {"items": items, "responses": responses, "judgments": judgments, "raters": raters,
             "items_by_human_judgments": {str(k): v for k, v in sorted(coverage.items())},
-            "flags": flags, "excluded": excluded}
+            "flags": flags, "excluded": excluded, "superseded": superseded}
 
 
 def project_rater_summary(db, project_id: int) -> list[dict]:
-    """Per-rater counts for the admin page: judgments, skips, flags, last activity."""
+    """Per-rater counts for the admin page: effective judgments, skips, flags, last activity."""
     return list(db.query(
         "SELECT r.id, r.name, r.kind, r.active, "
         "(SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
-        " WHERE j.rater_id = r.id AND i.project_id = :p) AS judgments, "
+        " WHERE j.rater_id = r.id AND i.project_id = :p AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL) AS judgments, "
         "(SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
         " WHERE a.rater_id = r.id AND i.project_id = :p AND a.status = 'skipped') AS skipped, "
         "(SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
@@ -443,14 +628,16 @@ def project_rater_summary(db, project_id: int) -> list[dict]:
 
 
 def gold_judgments(db, project_id: int) -> list[dict]:
-    """Return every judgment on the project's gold items with the rater's name and the gold.
+    """Return every effective judgment on the project's gold items, with rater name and gold.
 
     Rows: rater, item_id, outcome, choice, ranking, metadata, gold (parsed).
     """
     rows = db.query(
         "SELECT r.name AS rater, j.item_id, j.outcome, j.choice, j.ranking, j.metadata, i.gold "
         "FROM judgments j JOIN items i ON i.id = j.item_id JOIN raters r ON r.id = j.rater_id "
-        "WHERE i.project_id = ? AND i.is_gold = 1 ORDER BY j.id", [project_id])
+        "WHERE i.project_id = ? AND i.is_gold = 1 AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL ORDER BY j.id", [project_id])
     return [{**row, "ranking": loads(row["ranking"]), "metadata": loads(row["metadata"], {}),
              "gold": loads(row["gold"])} for row in rows]
 
@@ -460,7 +647,9 @@ def dashboard_counts(db, project_id: int, raters_per_item: int) -> dict:
 
     Human judgments are summed from ``items.n_human``, which every insert path
     keeps in step, because counting them by kind needs a table lookup per
-    judgment (~0.3 s at 1M); LLM judgments are the rest of the total.
+    judgment (~0.3 s at 1M); LLM judgments are the rest of the total. A change
+    leaves ``n_human`` as it is (same rater, same item), so these counts are
+    effective judgments; excluded items are left out.
 
     Returns ``{"items", "covered_items", "coverage", "judgments": {"human", "llm",
     "total"}, "raters": {"human", "llm"}}``; ``covered_items`` have at least
@@ -469,13 +658,14 @@ def dashboard_counts(db, project_id: int, raters_per_item: int) -> dict:
     items, human, covered = db.execute(
         "SELECT COUNT(*), COALESCE(SUM(n_human), 0), "
         "COALESCE(SUM(CASE WHEN n_human >= ? THEN 1 ELSE 0 END), 0) "
-        "FROM items WHERE project_id = ?", [raters_per_item, project_id]).fetchone()
+        "FROM items WHERE project_id = ? AND excluded_at IS NULL",
+        [raters_per_item, project_id]).fetchone()
     total = count_judgments(db, project_id)
     raters = {"human": 0, "llm": 0}
     for kind, n in db.execute(
         "SELECT r.kind, COUNT(*) FROM raters r WHERE EXISTS (SELECT 1 FROM judgments j "
-        "JOIN items i ON i.id = j.item_id WHERE j.rater_id = r.id AND i.project_id = ?) "
-        "GROUP BY r.kind", [project_id]):
+        "JOIN items i ON i.id = j.item_id WHERE j.rater_id = r.id AND i.project_id = ? "
+        "AND i.excluded_at IS NULL) GROUP BY r.kind", [project_id]):
         raters[kind] = n
     return {"items": items, "covered_items": covered,
             "coverage": covered / items if items else 0.0,
@@ -495,11 +685,14 @@ def data_version(db) -> tuple:
 
 
 def edited_judgments_frame(db, project_id: int) -> pd.DataFrame:
-    """Return the project's judgments that carry an edit: id, item_id, rater, outcome, choice, edited."""
+    """Return the effective judgments with an edit: id, item_id, rater, outcome, choice, edited."""
     frame = db.frame(
         "SELECT j.id, j.item_id, r.name AS rater, j.outcome, j.choice, j.edited "
         "FROM judgments j JOIN items i ON i.id = j.item_id JOIN raters r ON r.id = j.rater_id "
-        "WHERE i.project_id = ? AND j.edited IS NOT NULL ORDER BY j.id", [project_id])
+        "WHERE i.project_id = ? AND j.edited IS NOT NULL AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL ORDER BY j.id",
+        [project_id])
     frame["choice"] = frame["choice"].astype("Int64")
     return frame
 
@@ -529,4 +722,4 @@ def llm_judge_names(db, project_id: int) -> list[str]:
     return [row[0] for row in db.execute(
         "SELECT r.name FROM raters r WHERE r.kind = 'llm' AND EXISTS (SELECT 1 FROM judgments j "
         "JOIN items i ON i.id = j.item_id WHERE j.rater_id = r.id AND i.project_id = ? "
-        "AND j.kind = 'llm') ORDER BY r.name", [project_id]).fetchall()]
+        "AND j.kind = 'llm' AND i.excluded_at IS NULL) ORDER BY r.name", [project_id]).fetchall()]

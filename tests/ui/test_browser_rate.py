@@ -113,6 +113,38 @@ def test_rater_link_rates_three_items(tmp_path, streamlit_server, browser_page):
         db.close()
     assert SCREENSHOT.stat().st_size > 10_000
 
+    # Undo: change item 1 from "A clearly better" to "B much better", then rate on.
+    main.locator("[data-testid='stExpander'] summary").filter(
+        has_text="Previous judgments (your last 3)").click()
+    picker = main.locator("[data-testid='stSelectbox'] input").first
+    picker.wait_for(state="visible")  # the expander has opened
+    picker.click()
+    picker.press_sequentially("probe")  # the list filters as the rater types
+    picker.press("Enter")
+    wait_for_prompt(page, "Change your judgment on probe")
+    assert page.locator("#xss-bold, #xss-code").count() == 0
+    main.locator("[data-testid='stRadio'] label").filter(has_text="B much better").click()
+    wait_app_idle(page)
+    main.locator("button").filter(has_text="Save the change").click()
+    page.get_by_text("Changed probe: A clearly better → B much better").wait_for(
+        state="visible")
+    wait_for_prompt(page, "git rebase -i HEAD~3")
+    assert page.evaluate("window.__xss === undefined")
+
+    db = store.connect(db_path)
+    try:
+        first, *_, change = store.list_judgments(db, rater_id=rater["id"])
+        assert (change["item_id"], change["outcome"], change["choice"], change["strength"],
+                change["supersedes"], change["display_order"]) == (
+            first["item_id"], "choice", first["display_order"][1], 3, first["id"],
+            first["display_order"])
+        assert [r["id"] for r in store.recent_judgments(db, project["id"], rater["id"])][0] == (
+            change["id"])
+        assert len(store.recent_judgments(db, project["id"], rater["id"])) == 3
+        assert store.project_stats(db, project["id"])["superseded"] == 1
+    finally:
+        db.close()
+
 
 def test_a_huge_item_shows_its_first_screen_only(tmp_path, streamlit_server, browser_page):
     # 1.1M characters, inside the import limit: once took chromium 89 s per load. The page

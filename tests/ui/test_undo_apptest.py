@@ -1,0 +1,160 @@
+"""Undo through the rate page: change a previous judgment, then back to the open item."""
+
+from __future__ import annotations
+
+from prefstore import export, fitting, store
+from tests.ui.conftest import app_test, rendered
+from tests.ui.test_rate_apptest import make_project, rater_with_token, served
+from ui.common import Keys
+
+K = Keys.item
+ROW = ("id", "item_id", "outcome", "choice", "ranking", "strength", "display_order",
+       "rationale", "submission_id", "supersedes")
+
+
+def rows(db, rater):
+    return [{k: row[k] for k in ROW} for row in store.list_judgments(db, rater_id=rater["id"])]
+
+
+def errors(at) -> list[str]:
+    return [rendered(e.value) for e in at.error]
+
+
+def test_change_a_pairwise_judgment_on_the_scale(app_db):
+    project = make_project(app_db, strength_scale=True)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    first = served(app_db, project, rater)
+    order = first["display_order"]
+    at.button(key=K(Keys.STRENGTH_STEP, first["id"], 1)).click().run()  # A clearly better
+    at.button(key=K(Keys.SUBMIT, first["id"])).click().run()
+    second = served(app_db, project, rater)
+    (before,) = rows(app_db, rater)
+    pick = K(Keys.UNDO_PICK, project["id"])
+    assert at.selectbox(key=pick).options == ["q0 · prompt 0 · A clearly better"]
+
+    at.selectbox(key=pick).select(before["id"]).run()
+    assert not at.exception
+    label = at.radio(key=K(Keys.UNDO_LABEL, before["id"]))
+    assert label.value == "A clearly better"  # the current label, preselected
+    # The open item waits: its widgets are not on the page while changing.
+    assert not [b for b in at.button if b.key == K(Keys.SUBMIT, second["id"])]
+    label.set_value("B much better")
+    at.text_area(key=K(Keys.UNDO_RATIONALE, before["id"])).input("B has the source")
+    at.button(key=K(Keys.UNDO_SAVE, before["id"])).click().run()
+
+    assert not at.exception and errors(at) == []
+    old, new = rows(app_db, rater)
+    assert old == before  # untouched: the store is append-only
+    assert new == {
+        "id": new["id"], "item_id": first["item_id"], "outcome": "choice", "choice": order[1],
+        "ranking": None, "strength": 3, "display_order": order, "rationale": "B has the source",
+        "submission_id": f"c{before['id']}", "supersedes": before["id"]}
+    assert [t.value for t in at.toast] == ["Changed q0: A clearly better → B much better"]
+    # Back to the open item, the same claim as before, and the picker is empty.
+    assert served(app_db, project, rater)["id"] == second["id"]
+    assert at.button(key=K(Keys.SUBMIT, second["id"]))
+    assert at.selectbox(key=pick).value is None
+    assert at.selectbox(key=pick).options == ["q0 · prompt 0 · B much better"]
+    # Every reader counts the changed judgment once, with its new label.
+    stats = store.project_stats(app_db, project["id"])
+    assert (stats["judgments"], stats["superseded"]) == ({"human": 1, "llm": 0}, 1)
+    assert store.get_item(app_db, first["item_id"])["n_human"] == 1
+    assert store.rater_progress(app_db, project["id"], rater["id"])["done"] == 1
+    fit = fitting.fit_project(app_db, "p", alpha=1.0, ci=None, save=False)
+    assert fit["n_comparisons"] == 1
+    assert fit["scores"][f"sys{order[1]}"] > fit["scores"][f"sys{order[0]}"]
+    (pair,) = export.iter_rows(app_db, "p", format="pairs")
+    assert (pair["chosen"], pair["rejected"]) == (f"response 0.{order[1]}",
+                                                  f"response 0.{order[0]}")
+
+
+def test_change_then_change_again_and_back_without_saving(app_db):
+    project = make_project(app_db, strength_scale=False)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    first = served(app_db, project, rater)
+    at.button(key=K(Keys.TIE, first["id"])).click().run()
+    (a,) = rows(app_db, rater)
+    pick = K(Keys.UNDO_PICK, project["id"])
+    at.selectbox(key=pick).select(a["id"]).run()
+    at.radio(key=K(Keys.UNDO_LABEL, a["id"])).set_value("Both bad")
+    at.button(key=K(Keys.UNDO_SAVE, a["id"])).click().run()
+    b = rows(app_db, rater)[1]
+    at.selectbox(key=pick).select(b["id"]).run()
+    assert at.radio(key=K(Keys.UNDO_LABEL, b["id"])).value == "Both bad"
+    at.radio(key=K(Keys.UNDO_LABEL, b["id"])).set_value("B is better")
+    at.button(key=K(Keys.UNDO_SAVE, b["id"])).click().run()
+    c = rows(app_db, rater)[2]
+    assert [(r["outcome"], r["choice"], r["supersedes"]) for r in rows(app_db, rater)] == [
+        ("tie", None, None), ("both_bad", None, a["id"]),
+        ("choice", first["display_order"][1], b["id"])]
+    assert store.count_judgments(app_db, project["id"]) == 1
+    # Opening the form and going back stores nothing.
+    at.selectbox(key=pick).select(c["id"]).run()
+    at.button(key=K(Keys.UNDO_BACK, c["id"])).click().run()
+    assert len(rows(app_db, rater)) == 3
+    assert at.selectbox(key=pick).value is None
+
+
+def test_change_refused_when_the_rationale_is_required(app_db):
+    project = make_project(app_db, strength_scale=False, rationale_required=True)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    first = served(app_db, project, rater)
+    at.text_area(key=K(Keys.RATIONALE, first["id"])).input("A is right")
+    at.button(key=K(Keys.CHOOSE_A, first["id"])).click().run()
+    (a,) = rows(app_db, rater)
+    at.selectbox(key=K(Keys.UNDO_PICK, project["id"])).select(a["id"]).run()
+    assert at.text_area(key=K(Keys.UNDO_RATIONALE, a["id"])).value == "A is right"
+    at.text_area(key=K(Keys.UNDO_RATIONALE, a["id"])).input("  ")
+    at.radio(key=K(Keys.UNDO_LABEL, a["id"])).set_value("B is better")
+    at.button(key=K(Keys.UNDO_SAVE, a["id"])).click().run()
+    assert errors(at) == ["Not changed: a rationale is required: say briefly why."]
+    assert len(rows(app_db, rater)) == 1
+
+
+def test_change_a_slate_ranking(app_db):
+    project = make_project(app_db, kind="slate", n_responses=3, ranking_mode="full")
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    first = served(app_db, project, rater)
+    order = first["display_order"]
+    at.toggle(key=Keys.DRAG).set_value(False).run()
+    for p, rank in enumerate((1, 2, 3)):
+        at.selectbox(key=K(Keys.RANK, first["id"], p)).select(rank)
+    at.button(key=K(Keys.SUBMIT, first["id"])).click().run()
+    (a,) = rows(app_db, rater)
+    assert a["ranking"] == order
+    pick = K(Keys.UNDO_PICK, project["id"])
+    assert at.selectbox(key=pick).options == ["q0 · prompt 0 · Ranking 1 > 2 > 3"]
+    at.selectbox(key=pick).select(a["id"]).run()
+    assert [at.selectbox(key=K(Keys.UNDO_RANK, a["id"], p)).value for p in range(3)] == [1, 2, 3]
+    for p, rank in enumerate((3, 1, 2)):
+        at.selectbox(key=K(Keys.UNDO_RANK, a["id"], p)).select(rank)
+    at.button(key=K(Keys.UNDO_SAVE, a["id"])).click().run()
+    assert not at.exception and errors(at) == []
+    new = rows(app_db, rater)[1]
+    assert (new["outcome"], new["choice"], new["ranking"], new["supersedes"]) == (
+        "choice", order[1], [order[1], order[2], order[0]], a["id"])
+    assert [t.value for t in at.toast] == ["Changed q0: Ranking 1 > 2 > 3 → Ranking 2 > 3 > 1"]
+
+
+def test_hostile_item_text_stays_plain_in_the_picker(app_db):
+    project = store.create_project(app_db, "h", "pairwise", {"gold_rate": 0.0,
+                                                          "strength_scale": False})
+    hostile = "![x](http://203.0.113.9/p.png) <b>bold</b> **big**\n# head"
+    store.insert_items(app_db, project["id"], [
+        {"external_id": "*id*", "prompt": hostile + "x" * 200,
+         "responses": [{"text": "a"}, {"text": "b"}]}])
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    claim = served(app_db, project, rater)
+    at.button(key=K(Keys.CHOOSE_B, claim["id"])).click().run()
+    (a,) = rows(app_db, rater)
+    (option,) = at.selectbox(key=K(Keys.UNDO_PICK, project["id"])).options
+    # One plain line: no image, no tag, no heading; markdown marks dropped.
+    assert option == "id · x <b bold</b big head" + "x" * 38 + "… · Response B"
+    at.selectbox(key=K(Keys.UNDO_PICK, project["id"])).select(a["id"]).run()
+    assert not at.exception
+    assert [rendered(s.value) for s in at.subheader] == ["Change your judgment on *id*"]
