@@ -430,7 +430,9 @@ def item_detail(db, project_id: int, item_id: int) -> dict:
             "SELECT j.id, r.name AS rater, j.kind, j.outcome, j.choice, j.ranking, j.strength, "
             "j.display_order, j.aspects, j.rationale, j.reason_tags, j.edited, j.metadata, "
             "j.time_ms, j.created_at FROM judgments j JOIN raters r ON r.id = j.rater_id "
-            "WHERE j.item_id = ? ORDER BY j.id", [item_id]):
+            # A changed judgment shows as its latest row; the audit export has the chain.
+            "WHERE j.item_id = ? AND NOT EXISTS (SELECT 1 FROM judgments sj "
+            "WHERE sj.supersedes = j.id) ORDER BY j.id", [item_id]):
         for key in ("ranking", "display_order", "aspects", "reason_tags"):
             row[key] = loads(row[key])
         metadata = loads(row.pop("metadata"), {})

@@ -239,7 +239,7 @@ def project_rater_ids(db, project_id: int) -> list[int]:
 
 
 def rater_judgments_frame(db, project_id: int):
-    """Return a project's human judgments for the per-rater quality table, in id order.
+    """Return a project's effective human judgments for the quality table, in id order.
 
     Columns: rater, item_id, outcome, choice, display_order (parsed), time_ms,
     created_at, gold (the item's parsed gold, None on other items). Equal JSON
@@ -251,7 +251,9 @@ def rater_judgments_frame(db, project_id: int):
         "SELECT r.name AS rater, j.item_id, j.outcome, j.choice, j.display_order, j.time_ms, "
         "j.created_at, CASE WHEN i.is_gold = 1 THEN i.gold END AS gold "
         "FROM judgments j JOIN items i ON i.id = j.item_id JOIN raters r ON r.id = j.rater_id "
-        "WHERE i.project_id = ? AND j.kind = 'human' ORDER BY j.id", [project_id])
+        "WHERE i.project_id = ? AND j.kind = 'human' "
+        "AND NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL ORDER BY j.id", [project_id])
     parsed: dict[str, object] = {}  # few distinct values ("[0, 1]", "[1, 0]"): parse each once
     for col in ("display_order", "gold"):
         frame[col] = [(parsed[v] if v in parsed else parsed.setdefault(v, json.loads(v)))

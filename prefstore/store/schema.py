@@ -492,6 +492,8 @@ MIGRATIONS: list[Migration] = [
             WHERE supersedes IS NOT NULL;
         ALTER TABLE projects ADD COLUMN archived_at TEXT;
         ALTER TABLE items ADD COLUMN excluded_at TEXT;
+        -- Few items are excluded: counts of open items subtract them through this index.
+        CREATE INDEX items_excluded ON items (project_id, id) WHERE excluded_at IS NOT NULL;
         ALTER TABLE assignments ADD COLUMN resolution TEXT;
         ALTER TABLE assignments ADD COLUMN resolved_at TEXT;
         ALTER TABLE assignments ADD COLUMN resolved_by TEXT;
@@ -502,6 +504,8 @@ MIGRATIONS: list[Migration] = [
             WHERE supersedes IS NOT NULL;
         ALTER TABLE projects ADD COLUMN archived_at TEXT;
         ALTER TABLE items ADD COLUMN excluded_at TEXT;
+        -- Few items are excluded: counts of open items subtract them through this index.
+        CREATE INDEX items_excluded ON items (project_id, id) WHERE excluded_at IS NOT NULL;
         ALTER TABLE assignments ADD COLUMN resolution TEXT;
         ALTER TABLE assignments ADD COLUMN resolved_at TEXT;
         ALTER TABLE assignments ADD COLUMN resolved_by TEXT;
