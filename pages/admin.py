@@ -85,6 +85,9 @@ def project_form(db, project: dict | None, actor: str) -> None:
         values["gold_rate"] = st.number_input(
             "Gold rate (share of served items that are gold checks)", min_value=0.0,
             max_value=1.0, step=0.01, value=start["gold_rate"], key=key(Keys.PF_GOLD_RATE))
+        values["gold_feedback"] = st.toggle(
+            "After a gold item, tell the rater the expected answer",
+            value=start["gold_feedback"], key=key(Keys.PF_GOLD_FEEDBACK))
         values["budget_mode"] = st.radio(
             "Human budget", BUDGET_MODES, index=BUDGET_MODES.index(
                 start["budget_mode"]), format_func=BUDGET_LABELS.get, horizontal=True,

@@ -149,7 +149,11 @@ def save(db, claim: dict, rater: dict, settings, label: dict, fields: dict,
         message_slot.error(f"Not saved: {inert.inert_markdown(str(exc))}.",
                            icon=":material/error:")
         return
-    common.flash(f"Saved: {assignment.describe_saved(label, claim['display_order'])}")
+    saved = f"Saved: {assignment.describe_saved(label, claim['display_order'])}"
+    feedback = (assignment.gold_feedback(claim["item"].get("gold"), label,
+                                         claim["display_order"])
+                if settings.gold_feedback else None)
+    common.flash(saved + (f". {feedback}" if feedback else ""))
     st.rerun()
 
 

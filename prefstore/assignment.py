@@ -399,6 +399,29 @@ def describe_saved(label: dict[str, Any], display_order: list[int]) -> str:
     return describe_label(label, display_order)
 
 
+def gold_feedback(gold: dict | None, label: dict[str, Any], display_order: list[int]
+                  ) -> str | None:
+    """Return what a rater is told after answering a gold item, or None for other items.
+
+    "Gold item: you matched the expected answer (Response B)." or "Gold item: the
+    expected answer was Tie; you chose Response A." The expected answer is named
+    as the rater saw the item (its display order).
+    """
+    correct = gold_correct(gold, label)
+    if correct is None:
+        return None
+    expected = gold.get("choice")
+    if expected is None:
+        expected = gold["ranking"][0]
+    expected_label = ({"outcome": expected, "choice": None} if isinstance(expected, str)
+                      else {"outcome": "choice", "choice": expected})
+    shown = describe_label(expected_label, display_order)
+    if correct:
+        return f"Gold item: you matched the expected answer ({shown})."
+    return (f"Gold item: the expected answer was {shown}; you chose "
+            f"{describe_label(label, display_order)}.")
+
+
 def describe_label(label: dict[str, Any], display_order: list[int]) -> str:
     """Return the label as the rater saw it, e.g. "Response B" or "Tie"."""
     if label["outcome"] == "tie":

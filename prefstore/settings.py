@@ -52,6 +52,8 @@ class ProjectSettings:
     guidelines : markdown shown above each item.
     human_budget : None, a fraction of the items in [0, 1] (float) or a count (int).
     gold_rate : share of served items that are gold.
+    gold_feedback : after a gold item, tell the rater whether they matched its expected
+        answer, and what it was.
     ranking_mode : slates ask for the best ("best") or a full ranking ("full").
     claim_ttl_seconds : a served, unsubmitted item returns to the pool after this.
     calibration_fraction : share of the human budget that the judge labels too.
@@ -70,6 +72,7 @@ class ProjectSettings:
     guidelines: str = ""
     human_budget: float | int | None = None
     gold_rate: float = 0.05
+    gold_feedback: bool = False
     ranking_mode: str = "best"
     claim_ttl_seconds: int = 1800
     calibration_fraction: float = 0.1
@@ -142,7 +145,7 @@ class ProjectSettings:
         need(_is_int(self.raters_per_item) and 1 <= self.raters_per_item <= 1000,
              "raters_per_item", "an integer from 1 to 1000")
         for key in ("strength_scale", "rationale_required", "edits_allowed",
-                    "active_selection"):
+                    "active_selection", "gold_feedback"):
             need(isinstance(getattr(self, key), bool), key, "true or false")
         need(_is_int(self.rationale_min_chars) and 0 <= self.rationale_min_chars <= 100_000,
              "rationale_min_chars", "an integer from 0 to 100000")
@@ -235,7 +238,7 @@ class ProjectSettings:
 #: The settings the Admin form edits; the others keep their stored values.
 FORM_SETTINGS = ("raters_per_item", "strength_scale", "ranking_mode", "aspects",
                  "rationale_required", "rationale_min_chars", "reason_tags", "edits_allowed",
-                 "gold_rate", "human_budget", "guidelines", "calibration_fraction",
+                 "gold_rate", "gold_feedback", "human_budget", "guidelines", "calibration_fraction",
                  "refit_every_judgments", "refit_every_minutes", "claim_ttl_seconds",
                  "active_selection")
 

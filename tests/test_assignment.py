@@ -149,3 +149,21 @@ def test_skip_and_flag(db):
 ])
 def test_the_toast_says_what_was_saved(label, order, text):
     assert assignment.describe_saved(label, order) == text
+
+
+@pytest.mark.parametrize(("gold", "label", "order", "told"), [
+    ({"choice": 0}, {"outcome": "choice", "choice": 0}, [1, 0],
+     "Gold item: you matched the expected answer (Response B)."),
+    ({"choice": 0}, {"outcome": "choice", "choice": 1}, [1, 0],
+     "Gold item: the expected answer was Response B; you chose Response A."),
+    ({"choice": "tie"}, {"outcome": "both_bad", "choice": None}, [0, 1],
+     "Gold item: the expected answer was Tie; you chose Both bad."),
+    ({"choice": 2, "ranking": [2, 0, 1]}, {"outcome": "choice", "choice": 0}, [2, 1, 0],
+     "Gold item: the expected answer was Response 1; you chose Response 3."),
+    ({"choice": 2, "ranking": [2, 0, 1]}, {"outcome": "choice", "choice": 2,
+                                          "ranking": [2, 1, 0]}, [0, 1, 2],
+     "Gold item: you matched the expected answer (Response 3)."),
+    (None, {"outcome": "choice", "choice": 0}, [0, 1], None),
+])
+def test_gold_feedback_names_the_expected_answer_as_shown(gold, label, order, told):
+    assert assignment.gold_feedback(gold, label, order) == told

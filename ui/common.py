@@ -127,6 +127,7 @@ class Keys:
     PF_REASON_TAGS = "pf_reason_tags"
     PF_EDITS_ALLOWED = "pf_edits_allowed"
     PF_GOLD_RATE = "pf_gold_rate"
+    PF_GOLD_FEEDBACK = "pf_gold_feedback"
     PF_BUDGET_MODE = "pf_budget_mode"
     PF_BUDGET = "pf_budget"
     PF_GUIDELINES = "pf_guidelines"

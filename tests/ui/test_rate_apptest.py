@@ -320,6 +320,37 @@ def test_gold_correctness_is_stored(app_db):
     assert assignment.gold_accuracy(app_db, project["id"]) == {"ann": float(correct)}
 
 
+def test_gold_feedback_tells_the_expected_answer_when_the_project_asks(app_db):
+    project = make_project(app_db, n_items=2, strength_scale=False, gold={"choice": 1},
+                           gold_rate=1.0, gold_feedback=True)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    first = served(app_db, project, rater)
+    expected = "AB"[first["display_order"].index(1)]
+    # The first answer matches the gold (response 1), the second does not.
+    at.button(key=K(Keys.CHOOSE_A if expected == "A" else Keys.CHOOSE_B, first["id"])).click()
+    at.run()
+    assert [t.value for t in at.toast] == [
+        f"Saved: Response {expected}. Gold item: you matched the expected answer "
+        f"(Response {expected})."]
+    second = served(app_db, project, rater)
+    expected = "AB"[second["display_order"].index(1)]
+    at.button(key=K(Keys.TIE, second["id"])).click().run()
+    assert [t.value for t in at.toast] == [
+        f"Saved: Tie. Gold item: the expected answer was Response {expected}; you chose Tie."]
+    assert stored(app_db, rater, keys=("metadata",)) == [
+        {"metadata": {"gold_correct": True}}, {"metadata": {"gold_correct": False}}]
+
+
+def test_no_gold_feedback_by_default(app_db):
+    make_project(app_db, n_items=1, strength_scale=False, gold={"choice": 1}, gold_rate=1.0)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    claim = served(app_db, store.get_project(app_db, "p"), rater)
+    at.button(key=K(Keys.TIE, claim["id"])).click().run()
+    assert [t.value for t in at.toast] == ["Saved: Tie"]
+
+
 def test_all_done_message(app_db):
     project = make_project(app_db, n_items=1, strength_scale=False)
     rater, token = rater_with_token(app_db)
