@@ -26,6 +26,7 @@ from prefstore import text as inert
 from prefstore.errors import AccessDenied, InvalidInput, PrefstoreError
 from ui import common
 from ui.common import Keys
+from ui.keyboard import rating_keys
 
 RECENT_LIMIT = 10  # previous judgments a rater can go back to
 SUBMIT_SHORTCUT = "S"
@@ -492,3 +493,6 @@ except Exception as exc:  # noqa: BLE001 - any failure to show one item must not
     common.flash("That item could not be shown, so it was flagged for the admin; here is the "
                  "next one")
     st.rerun()
+# Esc leaves a text box, a new item starts at the top, and 0 is Both bad on the 1-4 keys too.
+rating_keys(claim["id"], zero_is_both_bad=project["kind"] == "pairwise"
+            and not settings.strength_scale)

@@ -177,3 +177,56 @@ def test_a_huge_item_shows_its_first_screen_only(tmp_path, streamlit_server, bro
     assert 2 * PREVIEW_CHARS * 0.5 < shown < 2 * PREVIEW_CHARS + 5_000
     assert toggles.count() == 2
     assert not [u for u in requests if "203.0.113.9" in u]
+
+
+def test_keys_without_the_scale_esc_leaves_a_text_box_and_next_items_start_at_the_top(
+        tmp_path, streamlit_server, browser_page):
+    """0 is Both bad on the 1-4 keys too; Esc gives the keys back; a new item is shown from
+    its top, even after the rater scrolled down."""
+    db_path = tmp_path / "keys.db"
+    db = store.connect(db_path)
+    project = store.create_project(db, "keys", "pairwise", {
+        "gold_rate": 0.0, "strength_scale": False, "edits_allowed": False})
+    store.insert_items(db, project["id"], [{
+        "external_id": f"q{n}", "prompt": f"Keys question {n}\n\n" + "a long prompt\n\n" * 80,
+        "responses": [{"text": f"first {n}"}, {"text": f"second {n}"}]} for n in range(3)])
+    rater, token = store.create_rater(db, "keys-rater")
+    store.assign_rater(db, rater["id"], project["id"])
+    db.close()
+    url = streamlit_server(db_path)
+    page = browser_page
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(f"{url}/?token={token}")
+    wait_for_prompt(page, "Keys question 0")
+
+    def scrolled() -> int:
+        return page.evaluate("document.querySelector(\"[data-testid='stMain']\").scrollTop")
+
+    # Scrolled to the buttons, the rater presses 0: Both bad, and the next item starts at the top.
+    page.locator("[data-testid='stMain']").hover()
+    page.mouse.wheel(0, 4000)
+    page.wait_for_function("document.querySelector(\"[data-testid='stMain']\").scrollTop > 0")
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("0")
+    wait_for_prompt(page, "Keys question 1")
+    page.wait_for_function("document.querySelector(\"[data-testid='stMain']\").scrollTop === 0")
+    assert scrolled() == 0
+
+    # Typing a rationale, then Esc, then 1: the key works again without a Tab or a click.
+    box = page.get_by_label("Why? (optional)")
+    box.click()
+    box.fill("short and right")
+    page.keyboard.press("Escape")
+    assert page.evaluate("document.activeElement.tagName") != "TEXTAREA"
+    wait_app_idle(page)
+    page.keyboard.press("1")
+    wait_for_prompt(page, "Keys question 2")
+
+    db = store.connect(db_path)
+    try:
+        rows = store.list_judgments(db, rater_id=rater["id"])
+        assert [(r["outcome"], r["rationale"]) for r in rows] == [
+            ("both_bad", None), ("choice", "short and right")]
+        assert rows[1]["choice"] == rows[1]["display_order"][0]  # key 1 is Response A
+    finally:
+        db.close()
