@@ -116,8 +116,8 @@ def edit_box(settings, aid: int, shown: list[str], position: int | None = None
              ) -> tuple[int | None, str | None]:
     """Offer to improve a response; return (displayed position edited, text) or (None, None).
 
-    With ``position`` known (the graded scale's winner) the box edits that
-    response; otherwise the rater picks which response to improve, and only
+    With ``position`` known (the graded scale's winner, a full ranking's
+    first) the box edits that response; otherwise the rater picks which response to improve, and only
     an edit of the response they then choose is accepted.
     """
     if not settings.edits_allowed:
@@ -135,6 +135,10 @@ def edit_box(settings, aid: int, shown: list[str], position: int | None = None
         text = st.text_area(f"Improve Response {assignment.position_label(k, position)}",
                             value=shown[position], height=200,
                             key=Keys.item(Keys.EDIT, aid, position))
+        if text != shown[position]:
+            st.caption("Preview of your version")
+            with st.container(border=True):
+                st.markdown(inert.inert_markdown(text))
     return position, text
 
 
@@ -268,7 +272,11 @@ def slate(db, claim: dict, rater: dict, settings) -> None:
         ranked = full_ranking(order, shown, aid)
     # Aspects score "the better response": a pairwise notion.
     fields = answer_fields(settings, aid, aspects=False)
-    edit = edit_box(settings, aid, shown)
+    # On a full ranking the box improves whichever response is ranked first.
+    top = None
+    if ranked is not None and ranked[0] is not None:
+        top = order.index(ranked[0]["ranking"][0])
+    edit = edit_box(settings, aid, shown, top)
     message_slot = st.container()
     if settings.ranking_mode == "full":
         cols = st.columns(2)

@@ -260,6 +260,32 @@ def test_slate_full_ranking_with_rank_selectors(app_db):
             ] == [K(Keys.RANK, following["id"], p) for p in range(3)]
 
 
+def test_full_ranking_edit_box_follows_the_top_response_and_previews_the_edit(app_db):
+    project = make_project(app_db, "s", "slate", n_items=1, n_responses=3, ranking_mode="full",
+                           edits_allowed=True)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    claim = served(app_db, project, rater)
+    aid, order = claim["id"], claim["display_order"]
+    at.toggle(key=Keys.DRAG).set_value(False).run()
+    for p, rank in enumerate([3, 1, 2]):  # Response 2 (position 1) is ranked first
+        at.selectbox(key=K(Keys.RANK, aid, p)).select(rank)
+    at.run()
+    assert [t.key for t in at.text_area if t.key.startswith(K(Keys.EDIT, aid, ""))] == [
+        K(Keys.EDIT, aid, 1)]
+    original = f"response 0.{order[1]}"
+    at.text_area(key=K(Keys.EDIT, aid, 1)).input(original + " **Sourced** ![x](http://203.0.113.9/p.png)")
+    at.run()
+    preview = [m.value for m in at.markdown if "Sourced" in m.value]
+    # Rendered as the rater's own markdown, with the image made an inert link.
+    assert preview == [original + " **Sourced** \\![x](http://203.0.113.9/p.png)"]
+    at.button(key=K(Keys.SUBMIT, aid)).click().run()
+    assert not at.exception and errors(at) == []
+    assert stored(app_db, rater, keys=("ranking", "edited")) == [
+        {"ranking": [order[1], order[2], order[0]],
+         "edited": original + " **Sourced** ![x](http://203.0.113.9/p.png)"}]
+
+
 def test_rater_token_cannot_reach_admin_pages(app_db):
     make_project(app_db)
     _, token = rater_with_token(app_db)
