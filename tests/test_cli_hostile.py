@@ -703,8 +703,17 @@ def env(tmp_path, template):
         shutil.copy(template[1], path)
         rng = random.Random(2 if data_pages_only else 5)
         n = path.stat().st_size // 4096
+        pages = rng.sample(range(n // 2 if data_pages_only else 1, n), 5)
+        if not data_pages_only:
+            # And the root pages of the tables every command reads, so the damage is
+            # met wherever the schema's growth moved the other pages.
+            with sqlite3.connect(path) as conn:
+                pages += [root - 1 for (root,) in conn.execute(
+                    "SELECT rootpage FROM sqlite_master WHERE name IN "
+                    "('projects', 'items', 'raters', 'judgments')")]
+            conn.close()
         with open(path, "r+b") as f:
-            for page in rng.sample(range(n // 2 if data_pages_only else 1, n), 5):
+            for page in pages:
                 f.seek(page * 4096)
                 f.write(rng.randbytes(4096))
         return path
