@@ -261,7 +261,8 @@ def test_concurrent_claims_respect_raters_per_item(db_path):
         for item in items:
             per_item.setdefault(item, []).append(name)
     assert sorted(per_item) == list(range(1, 21))
-    assert all(len(raters) == 2 for raters in per_item.values())
+    assert {item: len(raters) for item, raters in per_item.items()} == {
+        item: 2 for item in range(1, 21)}, per_item
     counts = db.execute(
         "SELECT item_id, COUNT(*), COUNT(DISTINCT rater_id) FROM judgments GROUP BY item_id"
     ).fetchall()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 
 from prefstore.errors import AccessDenied, InvalidInput, NotFound
 from prefstore.store.connection import dumps, loads, now_iso, write
@@ -36,8 +37,9 @@ _CANDIDATES = {
         "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
         "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
         "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1"),
-    # SKIP LOCKED: a claimant never waits for another; the item it skips is the
-    # one being claimed right now. A few at once, since the recheck may refuse one.
+    # SKIP LOCKED: a claimant does not queue behind another; the item it skips is
+    # being claimed or judged right now (when that leaves nothing, _ANY_CANDIDATE
+    # decides whether to wait a moment). A few at once: the recheck may refuse one.
     "postgres": (
         "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id) FROM items i "
         "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
@@ -49,6 +51,19 @@ _CANDIDATES = {
         "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
         "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 8 FOR UPDATE OF i SKIP LOCKED"),
 }
+# The same candidates without locking: is an open item there, locked by a claim or a
+# submit in flight? SKIP LOCKED alone would then answer "nothing to rate" for a moment.
+_ANY_CANDIDATE = (
+    "SELECT i.id FROM items i "
+    "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
+    "AND i.n_human < :cap AND i.excluded_at IS NULL "
+    "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
+    "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
+    "AND NOT EXISTS (SELECT 1 FROM assignments x WHERE x.item_id = i.id "
+    "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
+    "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
+    "LIMIT 1")
+LOCKED_RETRIES = 10
 # Run after the item row is locked, in a new statement (a new READ COMMITTED
 # snapshot): a claim committed while the candidate query ran is counted here.
 _STILL_OPEN = (
@@ -131,13 +146,18 @@ def _claim(db, project_id: int, rater_id: int, *, now: dt.datetime | None,
                     if row:
                         return row
                     continue
-                # Candidates that filled up meanwhile drop out of the next
-                # query's snapshot, so this loop ends.
-                while rows := db.execute(_CANDIDATES["postgres"], query).fetchall():
-                    for row in rows:
-                        if db.execute(_STILL_OPEN,
-                                      {"now": now_s, "item": row[0]}).fetchone()[0] < cap:
-                            return row
+                for attempt in range(LOCKED_RETRIES):
+                    # Candidates that filled up meanwhile drop out of the next
+                    # query's snapshot, so this loop ends.
+                    while rows := db.execute(_CANDIDATES["postgres"], query).fetchall():
+                        for row in rows:
+                            if db.execute(_STILL_OPEN,
+                                          {"now": now_s, "item": row[0]}).fetchone()[0] < cap:
+                                return row
+                    # None free: wait out a claim or submit that holds an open item.
+                    if db.execute(_ANY_CANDIDATE, query).fetchone() is None:
+                        break
+                    time.sleep(0.02 * (attempt + 1))
             return None
 
         found = None
