@@ -377,12 +377,15 @@ def test_a_team_runs_a_project_end_to_end(tmp_path, streamlit_server, browser_pa
         rates = store.latest_report(db, projects[name]["id"], name=leaderboard.REPORT, kind="human")
         assert rates["n_judgments"] == 4 and len(rates["result"]["names"]) == 3
 
-    # --- the export has one row per judgment
-    for name, n in (("team-pairs", 6), ("team-full", 4)):
-        out = tmp_path / f"{name}.jsonl"
+    # --- each export has one row per expected judgment: every judgment, the pairs, the
+    # two edits, and the slates (best-of and full rankings)
+    for name, format_, n in (("team-pairs", "judgments", 6), ("team-full", "judgments", 4),
+                             ("team-pairs", "pairs", 6), ("team-pairs", "edits", 2),
+                             ("team-best", "slates", 4), ("team-full", "slates", 4)):
+        out = tmp_path / f"{name}-{format_}.jsonl"
         with out.open("w", encoding="utf-8") as f:
-            summary = export.export(db, name, f, format="judgments")
-        assert summary["written"] == n
+            summary = export.export(db, name, f, format=format_)
+        assert (name, format_, summary["written"]) == (name, format_, n)
         assert len(out.read_text().splitlines()) == n
 
     assert foreign == [], f"requests to other origins: {foreign[:5]}"
