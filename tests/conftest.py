@@ -78,6 +78,22 @@ def no_process_outlives_the_tests():
     _leftovers.append(f"killed {len(left)} process(es) the tests left running: {names}")
 
 
+@pytest.fixture(autouse=True)
+def main_module_restored():
+    """Put back the ``__main__`` module an AppTest replaces with the app script it ran.
+
+    Streamlit's script runner installs each script as ``sys.modules["__main__"]``
+    and leaves it there. A later ``spawn`` child then re-runs that script as
+    ``__mp_main__`` before its target: in CI, soak writers ran app.py in bare
+    mode and two of sixteen died before they started.
+    """
+    import sys
+
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 _leftovers: list[str] = []
 
 
