@@ -19,6 +19,8 @@ from prefstore.settings import BUDGET_MODES, ProjectSettings
 from ui import common, item_browser, review
 from ui.common import Keys
 
+common.require_app_entry()  # a page runs only inside app.py's navigation
+
 NEW_PROJECT = 0  # not a project id: SQLite ids start at 1
 BUDGET_LABELS = {"none": "No limit", "fraction": "Fraction of items", "count": "Number of items"}
 

@@ -3,7 +3,10 @@
 import streamlit as st
 
 from prefstore import agreement, assignment, store
+from ui import common
 from ui import dashboard as dc
+
+common.require_app_entry()  # a page runs only inside app.py's navigation
 
 # The landing page of the dashboard keeps its title; the navigation calls it Overview.
 db, project, counts = dc.open_page("Dashboard")

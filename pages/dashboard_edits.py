@@ -3,8 +3,11 @@
 import streamlit as st
 
 from prefstore import charts, edits
+from ui import common
 from ui import dashboard as dc
 from ui.dashboard import Keys
+
+common.require_app_entry()  # a page runs only inside app.py's navigation
 
 db, project, counts = dc.open_page("Edits")
 dc.require_judgments(counts["judgments"]["total"])

@@ -5,8 +5,11 @@ import pandas as pd
 import streamlit as st
 
 from prefstore import agreement, charts
+from ui import common
 from ui import dashboard as dc
 from ui.dashboard import Keys
+
+common.require_app_entry()  # a page runs only inside app.py's navigation
 
 db, project, counts = dc.open_page("Judges")
 dc.require_judgments(counts["judgments"]["total"])

@@ -3,8 +3,11 @@
 import streamlit as st
 
 from prefstore import charts, fitting, leaderboard
+from ui import common
 from ui import dashboard as dc
 from ui.dashboard import Keys
+
+common.require_app_entry()  # a page runs only inside app.py's navigation
 
 MODEL = "mixture"
 AUTO = "auto (BIC)"

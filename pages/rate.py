@@ -28,6 +28,8 @@ from ui import common
 from ui.common import Keys
 from ui.keyboard import rating_keys
 
+common.require_app_entry()  # a page runs only inside app.py's navigation
+
 RECENT_LIMIT = 10  # previous judgments a rater can go back to
 SUBMIT_SHORTCUT = "S"
 BOTH_BAD_ON_SCALE = "0"  # 1-7 are the scale's steps

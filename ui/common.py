@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
+import runpy
 import threading
 from pathlib import Path
 
@@ -286,31 +288,40 @@ def pick_project(projects: list[dict], key: str) -> dict:
     return projects[names.index(name)]
 
 
-def leave_pages_directory_mode() -> None:
-    """Rerun once if Streamlit ran this as a ``pages/``-directory app.
+# Set while app.py runs the page st.navigation chose; a page script that runs
+# without it was started by something else (see ``require_app_entry``).
+_ENTERED_THROUGH_APP: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "prefstore_entered_through_app", default=False)
 
-    Because ``pages/`` sits beside app.py, the first script run of a fresh
-    server goes through Streamlit's automatic multipage mode: the sidebar lists
-    every file in ``pages/`` and a deep link runs that file without app.py.
-    ``st.navigation`` turns the mode off for good; doing the same here and
-    rerunning sends even that first visitor through app.py's navigation.
-    """
+
+def run_page(page) -> None:
+    """Run ``page`` (what ``st.navigation`` returned) as entered through app.py."""
+    token = _ENTERED_THROUGH_APP.set(True)
     try:
-        from streamlit.runtime import Runtime
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # a Streamlit without the old mode
+        page.run()
+    finally:
+        _ENTERED_THROUGH_APP.reset(token)
+
+
+def require_app_entry() -> None:
+    """Run app.py around a page script that started without it, then end the stray run.
+
+    Streamlit starts a fresh server in its legacy ``pages/``-directory mode (a
+    ``pages/`` folder sits beside app.py), where a deep link runs that file
+    alone, until some session calls ``st.navigation`` (documented: that call
+    ends the mode for every session). AppTest runs every page in that mode.
+    app.py, run here, makes the call, opens the gate and runs the page through
+    its own navigation, in this same run: no widget event is lost, and no page
+    body ever runs outside app.py, however many first visits overlap.
+    """
+    if _ENTERED_THROUGH_APP.get():
         return
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        # AppTest sets the mode anew before every run, on a stand-in runtime; a
-        # rerun there would only drop the widget events of the run under test.
-        if type(Runtime.instance()) is Runtime:
-            st.rerun()
+    runpy.run_path(str(APP_DIR / "app.py"), run_name="prefstore_app")
+    st.stop()
 
 
 def gate(db) -> access.Identity:
     """Return the identity, or show the refusal and stop the page."""
-    leave_pages_directory_mode()
     try:
         return identity(db)
     except AccessDenied as exc:

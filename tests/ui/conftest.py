@@ -53,6 +53,17 @@ def app_test(script: str = APP, *, token: str | None = None):
     return at
 
 
+def open_page(page_path: str, *, token: str | None = None):
+    """Run app.py with ``?token=``, then go to ``page_path`` (a file in pages/) as a visitor would.
+
+    Pages run only inside app.py's navigation; a page script started on its own
+    runs app.py around itself and lands on app.py's default page.
+    """
+    at = app_test(token=token).run()
+    at.switch_page(page_path).run()
+    return at
+
+
 # --------------------------------------------------------------------------
 # Real browser
 

@@ -235,11 +235,16 @@ def test_deactivate_refuses_the_link_and_a_new_link_replaces_the_old(app_db, mon
     assert errors(app_test(token=new_token).run()) == []
 
 
-def test_the_page_refuses_a_rater_token(app_db):
+def test_the_page_script_run_on_its_own_gives_a_rater_the_rate_page(app_db):
+    # A deep link on a fresh server runs pages/admin.py without app.py; it runs
+    # app.py around itself, whose navigation has no Admin page for a rater.
     seed_project(app_db)
     _, token = store.create_rater(app_db, "dave")
     page = app_test(str(REPO / "pages" / "admin.py"), token=token).run()
-    assert errors(page) == ["Access denied: this page is for project admins."]
+    assert not page.exception and errors(page) == []
+    assert [t.value for t in page.title] == ["Rate"]
+    assert [i.value for i in page.info] == [
+        "No projects for you yet: ask your project admin to add you to one."]
     assert not page.button and not page.text_input
 
 

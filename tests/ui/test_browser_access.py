@@ -20,26 +20,56 @@ def sidebar_links(page) -> list[str]:
     return sorted(nav.nth(i).inner_text().strip().split("\n")[-1] for i in range(nav.count()))
 
 
-@pytest.mark.parametrize("path", ["admin", "dashboard_agreement", "rate"])
-def test_first_visit_of_a_fresh_server_goes_through_app_py(tmp_path, streamlit_server,
-                                                           browser_page, path):
-    # Streamlit runs the first visit of a server in its pages-directory mode, where
-    # a deep link runs pages/<path>.py without app.py and the sidebar lists every
-    # file in pages/. The app leaves that mode at once.
+def fresh_server(tmp_path, streamlit_server) -> tuple[str, str]:
+    """A server that has served nobody yet, on a demo store with rater bob; (url, bob's token)."""
     db_path = tmp_path / "fresh.db"
     db = store.connect(db_path)
     demo.ensure_demo(db)
     bob, token = store.create_rater(db, "bob")
     store.assign_rater(db, bob["id"], store.get_project(db, "demo")["id"])
     db.close()
-    url = streamlit_server(db_path, {"PREFSTORE_ADMIN_TOKEN": ADMIN_TOKEN})
-    page = browser_page
-    page.goto(f"{url}/{path}?token={token}")
-    page.get_by_text("Rating as bob").first.wait_for(state="visible")
-    wait_app_idle(page)
-    body = page.locator("[data-testid='stMain']").inner_text()
-    assert "Create a project" not in body and "Access denied" not in body
-    assert set(sidebar_links(page)) <= {"Rate"}  # app.py's navigation, not the pages/ files
+    return streamlit_server(db_path, {"PREFSTORE_ADMIN_TOKEN": ADMIN_TOKEN}), token
+
+
+def went_through_app_py(tab, expected: str) -> None:
+    """``expected`` is shown, and the sidebar is app.py's navigation, not the pages/ files."""
+    tab.get_by_text(expected).first.wait_for(state="visible")
+    wait_app_idle(tab)
+    body = tab.locator("[data-testid='stMain']").inner_text()
+    assert "Access denied" not in body and "Traceback" not in body
+    links = set(sidebar_links(tab))
+    if expected == "Rating as bob":
+        assert links <= {"Rate"} and "Create a project" not in body
+    else:  # the admin's navigation: app.py's titles, none of the file names in pages/
+        assert {"Rate", "Overview", "Agreement", "Admin"} <= links
+        assert not links & {"admin", "dashboard agreement", "dashboard", "rate"}
+
+
+@pytest.mark.parametrize("path", ["admin", "dashboard_agreement", "rate", ""])
+def test_first_visit_of_a_fresh_server_goes_through_app_py(tmp_path, streamlit_server,
+                                                           browser_page, path):
+    # Streamlit runs the first visits of a server in its legacy pages-directory
+    # mode, where a deep link runs pages/<path>.py without app.py and the sidebar
+    # lists every file in pages/. Every page sends such a visitor through app.py.
+    url, token = fresh_server(tmp_path, streamlit_server)
+    browser_page.goto(f"{url}/{path}?token={token}")
+    went_through_app_py(browser_page, "Rating as bob")
+
+
+def test_three_tabs_opened_at_once_on_a_fresh_server_all_go_through_app_py(
+        tmp_path, streamlit_server, browser_page):
+    url, token = fresh_server(tmp_path, streamlit_server)
+    tabs = {f"/admin?token={ADMIN_TOKEN}": "Review",  # a tab of the Admin page
+            f"/dashboard_agreement?token={token}": "Rating as bob",
+            f"/agreement?token={ADMIN_TOKEN}": "Agreement"}
+    pages = [browser_page] + [browser_page.context.new_page() for _ in range(len(tabs) - 1)]
+    # Each goto returns once the document is committed, before its script runs:
+    # the three first runs of the server overlap.
+    for tab, path in zip(pages, tabs):
+        tab.set_default_timeout(30_000)
+        tab.goto(url + path, wait_until="commit")
+    for tab, expected in zip(pages, tabs.values()):
+        went_through_app_py(tab, expected)
 
 
 def test_rater_link_cannot_open_admin_pages_by_url(tmp_path, streamlit_server, browser_page):

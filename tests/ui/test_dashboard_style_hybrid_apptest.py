@@ -13,11 +13,11 @@ import pytest
 
 from prefstore import fitting, store
 from tests import style_hybrid_data as synthetic
-from tests.ui.conftest import REPO, app_test
+from tests.ui.conftest import open_page
 from ui.dashboard import Keys
 
-LEADERBOARD = str(REPO / "pages/dashboard_leaderboard.py")
-JUDGES = str(REPO / "pages/dashboard_judges.py")
+LEADERBOARD = "pages/dashboard_leaderboard.py"
+JUDGES = "pages/dashboard_judges.py"
 
 
 def r3(values) -> list:
@@ -31,7 +31,7 @@ def project(app_db):
 
 
 def test_style_toggle_shows_both_rankings_and_the_coefficients(app_db, project):
-    at = app_test(LEADERBOARD).run()
+    at = open_page(LEADERBOARD)
     assert not at.exception
     assert not at.toggle(key=Keys.STYLE_CONTROL).value
     assert list(at.dataframe[0].value["name"]) == ["gamma", "alpha", "beta", "delta"]
@@ -64,7 +64,7 @@ def test_style_toggle_shows_both_rankings_and_the_coefficients(app_db, project):
 
 
 def test_hybrid_source_beside_human_and_llm(app_db, project):
-    at = app_test(LEADERBOARD).run()
+    at = open_page(LEADERBOARD)
     source = at.segmented_control(key=Keys.JUDGMENT_KIND)
     assert source.options == ["Human", "LLM", "All", "Hybrid (human-corrected)"]
     source.set_value("hybrid").run()
@@ -86,7 +86,7 @@ def test_hybrid_source_beside_human_and_llm(app_db, project):
 
 def test_no_hybrid_without_llm_judgments(app_db):
     synthetic.build(app_db, "humans", n_items=40, judge=False)
-    at = app_test(LEADERBOARD).run()
+    at = open_page(LEADERBOARD)
     assert not at.exception
     assert at.segmented_control(key=Keys.JUDGMENT_KIND).options == ["Human", "LLM", "All"]
     assert ("Hybrid (human-corrected) leaderboards need both human and LLM judgments; this "
@@ -103,7 +103,7 @@ def test_no_hybrid_for_a_slate_project(app_db):
     for n, rater in enumerate((human, judge)):
         store.submit_judgment(app_db, item_id=item, rater_id=rater["id"], submission_id=str(n),
                               kind=rater["kind"], outcome="choice", choice=n)
-    at = app_test(LEADERBOARD).run()
+    at = open_page(LEADERBOARD)
     assert not at.exception
     assert at.segmented_control(key=Keys.JUDGMENT_KIND).options == ["Human", "LLM", "All"]
     assert ("Hybrid (human-corrected) leaderboards compare two responses per item; this is a "
@@ -111,7 +111,7 @@ def test_no_hybrid_for_a_slate_project(app_db):
 
 
 def test_judges_style_section(app_db, project):
-    at = app_test(JUDGES).run()
+    at = open_page(JUDGES)
     assert not at.exception
     assert "Style: what this judge rewards" in [s.value for s in at.subheader]
     assert [w.value for w in at.warning] == [
@@ -132,7 +132,7 @@ def test_judges_style_section(app_db, project):
 def test_judges_page_refreshes_a_report_without_style(app_db, project):
     store.save_report(app_db, project["id"], name="agreement", kind="human",
                       result={"judges": []}, n_judgments=800, seconds=0.1)
-    at = app_test(JUDGES).run()
+    at = open_page(JUDGES)
     assert not at.exception
     report = store.latest_report(app_db, project["id"], name="agreement", kind="human")
     assert "humans_style_coefficients" in report["result"]
