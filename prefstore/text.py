@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 
 #: Characters shown before a long text is cut, with a control to show the rest: about
-#: two screens, so the browser lays out little per item on load.
-PREVIEW_CHARS = 6_000
+#: a screen, so the browser lays out little per item on load.
+PREVIEW_CHARS = 3_000
 
 # Everything CommonMark lets a backslash escape, plus Streamlit's own markup:
 # ":" (emoji and icon shortcodes), "$" (math) and "~" (strikethrough).
