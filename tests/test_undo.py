@@ -208,6 +208,13 @@ def test_fit_and_agreement_see_only_the_latest_label(db, changed):
     assert [(r["rater"], r["n"]) for r in report["raters"]] == [("ann", 3), ("bob", 2)]
 
 
+def test_last_change_at_is_the_time_of_the_newest_change(db, changed):
+    rows = {j["id"]: j for j in store.list_judgments(db)}
+    assert store.last_change_at(db, changed["project"]["id"]) == rows[changed["new"]]["created_at"]
+    other = store.create_project(db, "other", "pairwise")
+    assert store.last_change_at(db, other["id"]) is None  # no change there
+
+
 def test_stats_cli_counts_effective_judgments(db_path, db, changed, capsys):
     assert main(["stats", "--project", "p", "--db", str(db_path)]) == 0
     assert capsys.readouterr().out == (
@@ -323,9 +330,10 @@ def test_change_form_answers_and_labels():
 # Readers of judgment rows that do not filter to effective judgments, each for a reason:
 # a change checks the row it replaces; the import's duplicate check and the audit need
 # every row; the refit schedule counts a change as activity; superseded rows are counted
-# as such; lookups by id; raters who judged an included item. A new reader must choose.
+# as such; lookups by id; raters who judged an included item; when the last change was
+# stored (what dashboards compare their stored results with). A new reader must choose.
 RAW_READERS = {"change_judgment", "list_judgments", "judgments_since", "project_stats",
-               "dashboard_counts", "llm_judge_names", "_BY_IDS"}
+               "dashboard_counts", "llm_judge_names", "_BY_IDS", "last_change_at"}
 
 
 def test_every_reader_of_judgments_filters_effective_rows():

@@ -131,7 +131,7 @@ def edit_examples(path: str, judgment_ids: tuple[int, ...]) -> list[dict]:
 
 def clear_caches() -> None:
     for loader in (counts, _latest_report, _latest_fit, routing_decisions, edit_examples,
-                   _latest_fit_named, llm_judges):
+                   _latest_fit_named, llm_judges, _last_change_at):
         loader.clear()
 
 
@@ -139,22 +139,37 @@ def clear_caches() -> None:
 # Stored results, computed once when missing
 
 
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _last_change_at(path: str, project_id: int, version: tuple) -> str | None:
+    return store.last_change_at(common.get_db(), project_id)
+
+
+def changed_since(row: dict) -> bool:
+    """Whether a judgment was changed after ``row`` was stored (its count still matches)."""
+    changed = _last_change_at(db_path(), row["project_id"],
+                              store.data_version(common.get_db()))
+    return changed is not None and changed >= row["created_at"]
+
+
 def _is_stale(row: dict, n: int) -> bool:
-    return row["n_judgments"] != n
+    return row["n_judgments"] != n or changed_since(row)
 
 
 def _bring_up_to_date(row: dict | None, n: int, key: tuple) -> bool:
     """Whether to recompute ``row`` now: it is missing, or stale on a small project.
 
-    Tried once per result and judgment count in a session: a result whose own
-    count can never match (a filtered fit) must not be recomputed on every run.
+    Tried once per result, judgment count and last change in a session: a
+    result whose own count can never match (a filtered fit) must not be
+    recomputed on every run.
     """
     if row is not None and (not _is_stale(row, n) or n > RECOMPUTE_ON_OPEN):
         return False
     tried = st.session_state.setdefault("_dash_recomputed", set())
-    if (key, n) in tried and row is not None:
+    attempt = (key, n, None if row is None else _last_change_at(
+        db_path(), row["project_id"], store.data_version(common.get_db())))
+    if attempt in tried and row is not None:
         return False
-    tried.add((key, n))
+    tried.add(attempt)
     return True
 
 
@@ -290,6 +305,9 @@ def freshness(row: dict | None, n_now: int, what: str, run: Callable[[], object]
         # Not a grey caption: numbers that leave out judgments must be noticed.
         left.warning(stored_caption(row, n_now, what) + " Refit to include the new ones.",
                      icon=":material/update:")
+    elif row is not None and changed_since(row):
+        left.warning(stored_caption(row, n_now, what) + " A judgment was changed since: "
+                     "refit to use the change.", icon=":material/update:")
     elif row is not None:
         left.caption(stored_caption(row, n_now, what))
     if right.button(label, key=key, icon=":material/refresh:", width="stretch"):

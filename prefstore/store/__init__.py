@@ -109,6 +109,7 @@ from prefstore.store.judgments import (
     judgments_by_id,
     judgments_frame,
     judgments_since,
+    last_change_at,
     list_judgments,
     llm_judge_names,
     normalize_judgment,

@@ -562,6 +562,18 @@ def judgments_since(db, project_id: int, since_iso: str | None) -> int:
         [project_id, since_iso, since_iso]).fetchone()[0]
 
 
+def last_change_at(db, project_id: int) -> str | None:
+    """Return when a judgment of the project was last changed (a superseding row stored).
+
+    A change keeps the judgment count, so a stored fit or report older than this
+    leaves it out although its count matches. Reads the partial index on
+    ``supersedes``: only the changes are visited.
+    """
+    return db.execute(
+        "SELECT MAX(j.created_at) FROM judgments j JOIN items i ON i.id = j.item_id "
+        "WHERE j.supersedes IS NOT NULL AND i.project_id = ?", [project_id]).fetchone()[0]
+
+
 def has_llm_judgments(db, project_id: int) -> bool:
     return db.execute(
         "SELECT 1 FROM judgments j JOIN items i ON i.id = j.item_id "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from prefstore import export, fitting, store
-from tests.ui.conftest import app_test, rendered
+from tests.ui.conftest import app_test, open_page, rendered
 from tests.ui.test_rate_apptest import make_project, rater_with_token, served
 from ui.common import Keys
 
@@ -158,3 +160,64 @@ def test_hostile_item_text_stays_plain_in_the_picker(app_db):
     at.selectbox(key=K(Keys.UNDO_PICK, project["id"])).select(a["id"]).run()
     assert not at.exception
     assert [rendered(s.value) for s in at.subheader] == ["Change your judgment on *id*"]
+
+
+def test_the_leaderboard_follows_a_change_without_a_refit(app_db):
+    # A change keeps the judgment count, which is what a stored fit is compared with: the
+    # time of the last change tells the dashboard that its fit leaves the change out.
+    project = make_project(app_db, n_items=1, strength_scale=False)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    first = served(app_db, project, rater)
+    at.button(key=K(Keys.CHOOSE_A, first["id"])).click().run()
+    (judgment,) = rows(app_db, rater)
+    winner, loser = (f"sys{k}" for k in first["display_order"])
+
+    def latest_fit():
+        return store.latest_fit(app_db, project["id"], model="bt", level="system",
+                                kind="human")
+
+    board = open_page("pages/dashboard_leaderboard.py")
+    assert not board.exception and errors(board) == []
+    before = latest_fit()
+    assert before["n_judgments"] == 1
+    assert before["result"]["scores"][winner] > before["result"]["scores"][loser]
+    assert store.last_change_at(app_db, project["id"]) is None
+
+    store.change_judgment(app_db, judgment_id=judgment["id"], rater_id=rater["id"],
+                          submission_id="c1", outcome="choice",
+                          choice=first["display_order"][1])
+    changed_at = store.last_change_at(app_db, project["id"])
+    assert changed_at == store.list_judgments(app_db, rater_id=rater["id"])[-1]["created_at"]
+
+    board = open_page("pages/dashboard_leaderboard.py")  # another admin session, no Refit
+    assert not board.exception and errors(board) == []
+    after = latest_fit()
+    assert after["id"] != before["id"] and after["created_at"] >= changed_at
+    assert after["n_judgments"] == 1  # the same count, now with the changed label
+    assert after["result"]["scores"][loser] > after["result"]["scores"][winner]
+    # Opened again, the page keeps the fit it just made.
+    open_page("pages/dashboard_leaderboard.py")
+    assert latest_fit()["id"] == after["id"]
+
+
+def test_a_large_project_warns_that_its_fit_predates_a_change(app_db, monkeypatch):
+    import ui.dashboard
+
+    monkeypatch.setattr(ui.dashboard, "RECOMPUTE_ON_OPEN", 0)  # every project counts as large
+    project = make_project(app_db, n_items=1, strength_scale=False)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    first = served(app_db, project, rater)
+    at.button(key=K(Keys.CHOOSE_A, first["id"])).click().run()
+    fitting.fit_project(app_db, "p", model="bt", kind="human", alpha=fitting.FALLBACK_ALPHA)
+    (judgment,) = rows(app_db, rater)
+    board = open_page("pages/dashboard_leaderboard.py")
+    assert not [w for w in board.warning if "changed since" in w.value]
+    store.change_judgment(app_db, judgment_id=judgment["id"], rater_id=rater["id"],
+                          submission_id="c1", outcome="tie")
+    board = open_page("pages/dashboard_leaderboard.py")
+    (warning,) = [w.value for w in board.warning if "changed since" in w.value]
+    assert re.fullmatch(r"Bradley-Terry \(ties = half a win\) fit stored \d+ s ago from 1 "
+                        r"judgments \(took \d+\.\d s\)\. A judgment was changed since: refit to "
+                        r"use the change\.", warning), warning
