@@ -194,6 +194,22 @@ def test_rename_follows_the_creation_rules(db):
         ("admin", "rename_project", {"from": "p", "to": "renamed"})]
 
 
+def test_a_former_name_leads_to_the_project_renamed(db):
+    project = make_project(db)
+    assert store.project_formerly_named(db, "p") is None
+    store.rename_project(db, project["id"], "q", actor="admin")
+    store.rename_project(db, project["id"], "r", actor="admin")
+    assert store.project_formerly_named(db, "p")["name"] == "r"  # followed to its name now
+    assert store.project_formerly_named(db, "q")["name"] == "r"
+    assert store.project_formerly_named(db, "r") is None  # its name now, not a former one
+    # The newest rename away from a name wins.
+    other = store.create_project(db, "p")
+    store.rename_project(db, other["id"], "s", actor="admin")
+    assert store.project_formerly_named(db, "p")["id"] == other["id"]
+    assert store.project_formerly_named(db, "\ud800") is None
+    assert store.project_formerly_named(db, None) is None
+
+
 def test_archive_hides_the_project_from_raters_and_unarchive_restores_it(db):
     project = make_project(db)
     other = store.create_project(db, "other")

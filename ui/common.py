@@ -281,6 +281,9 @@ def pick_project(projects: list[dict], key: str) -> dict:
         return projects[0]
     names = [p["name"] for p in projects]
     wanted = st.query_params.get(Keys.QP_PROJECT)
+    if wanted is not None and wanted not in names:  # a link made before a rename
+        renamed = store.project_formerly_named(get_db(), wanted)
+        wanted = renamed["name"] if renamed is not None else wanted
     name = st.selectbox("Project", names, key=key,
                         index=names.index(wanted) if wanted in names else 0)
     if st.query_params.get(Keys.QP_PROJECT) != name:

@@ -127,6 +127,7 @@ from prefstore.store.projects import (
     get_project,
     list_projects,
     log_action,
+    project_formerly_named,
     rename_project,
     set_project_archived,
     update_project_settings,

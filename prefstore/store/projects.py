@@ -116,6 +116,27 @@ def rename_project(db, project_id: int, new_name: str, *, actor: str) -> dict:
     return get_project(db, project_id)
 
 
+def project_formerly_named(db, name: str | None) -> dict | None:
+    """Return the project that was called ``name`` before a rename, or None.
+
+    For links made before a rename (``?project=old``): the newest rename away
+    from ``name`` wins, followed to the project's name now. A project that has
+    the name now is the caller's to prefer. Matched here, not in SQL: a URL's
+    text may not even encode (a lone surrogate).
+    """
+    if not name:
+        return None
+    for project_id, details in db.execute(
+            "SELECT project_id, details FROM audit_log WHERE action = 'rename_project' "
+            "AND project_id IS NOT NULL ORDER BY id DESC").fetchall():
+        if loads(details).get("from") == name:
+            try:
+                return get_project(db, project_id)
+            except NotFound:
+                return None
+    return None
+
+
 def set_project_archived(db, project_id: int, archived: bool, *, actor: str) -> dict:
     """Archive a project (hidden from raters, nothing deleted) or bring it back; return it.
 

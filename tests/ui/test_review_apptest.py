@@ -127,3 +127,19 @@ def test_archive_and_rename_on_the_project_tab(app_db, monkeypatch):
     rate = app_test(token=token).run()
     assert not rate.info and errors(rate) == []
     assert rate.title[0].value == "\\!\\[x\\]\\(http\\://203\\.0\\.113\\.9/p\\.png\\)"
+
+
+def test_a_link_made_before_a_rename_opens_the_renamed_project(app_db):
+    from tests.ui.test_rate_apptest import make_project, rater_with_token
+
+    make_project(app_db, "first")
+    project = make_project(app_db, "p")
+    _, token = rater_with_token(app_db)  # assigned to both
+    store.rename_project(app_db, project["id"], "p renamed", actor="admin")
+    at = app_test(token=token)
+    at.query_params["project"] = "p"  # the link the rater was given
+    at.run()
+    assert not at.exception and errors(at) == []
+    assert at.selectbox(key=Keys.PROJECT).value == "p renamed"
+    assert [t.value for t in at.title] == ["p renamed"]
+    assert at.query_params["project"] == "p renamed"  # the address bar follows
