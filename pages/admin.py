@@ -31,9 +31,17 @@ def choose_project(projects: list[dict]) -> dict | None:
     pending = st.session_state.pop(Keys.ADMIN_SELECT_NEXT, None)
     if pending in by_id:
         st.session_state[Keys.ADMIN_PROJECT] = pending  # before the widget exists
+    elif Keys.ADMIN_PROJECT not in st.session_state:  # a first visit follows ?project=
+        wanted = st.query_params.get(Keys.QP_PROJECT)
+        found = next((p for p in projects if p["name"] == wanted), None) or (
+            store.project_formerly_named(common.get_db(), wanted))
+        if found is not None and found["id"] in by_id:
+            st.session_state[Keys.ADMIN_PROJECT] = found["id"]
     chosen = st.selectbox("Project", [*by_id, NEW_PROJECT], key=Keys.ADMIN_PROJECT,
                           format_func=lambda pid: review.project_label(by_id[pid])
                           if pid in by_id else "New project…")
+    if chosen in by_id and st.query_params.get(Keys.QP_PROJECT) != by_id[chosen]["name"]:
+        st.query_params[Keys.QP_PROJECT] = by_id[chosen]["name"]  # the dashboards follow it
     return by_id.get(chosen)
 
 

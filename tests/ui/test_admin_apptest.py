@@ -353,3 +353,20 @@ def test_configure_the_llm_judge_and_routing(app_db, monkeypatch):
     at.text_input(key=F(Keys.PF_JUDGE_MODEL, pid)).input("")
     at.button(key=F(Keys.PF_SAVE, pid)).click().run()
     assert store.get_project(app_db, pid)["settings"].judge is None
+
+
+def test_the_admin_page_opens_on_the_project_its_link_names(app_db, monkeypatch):
+    monkeypatch.setenv("PREFSTORE_ADMIN_TOKEN", ADMIN_TOKEN)
+    seed_project(app_db, "a")
+    b = seed_project(app_db, "b")
+    store.rename_project(app_db, b["id"], "b2", actor="admin")
+    for name in ("b2", "b"):  # its name, or the name a link made before the rename holds
+        at = app_test(token=ADMIN_TOKEN)
+        at.query_params["project"] = name
+        at.run()
+        at.switch_page("pages/admin.py").run()
+        assert not at.exception and errors(at) == []
+        assert at.selectbox(key=Keys.ADMIN_PROJECT).value == b["id"]
+        assert at.query_params["project"] == "b2"
+    at.selectbox(key=Keys.ADMIN_PROJECT).select(b["id"] - 1).run()  # project a
+    assert at.query_params["project"] == "a"  # the dashboards open on it too

@@ -388,6 +388,67 @@ def test_a_team_runs_a_project_end_to_end(tmp_path, streamlit_server, browser_pa
         assert (name, format_, summary["written"]) == (name, format_, n)
         assert len(out.read_text().splitlines()) == n
 
+    # --- ann goes back to a pairwise judgment from her link and changes it to a tie: the
+    # store keeps both rows, and every reader uses the new label
+    pairs_id = projects["team-pairs"]["id"]
+    before = {r["id"]: r for r in store.list_judgments(db, project_id=pairs_id)}
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    watch(page)
+    page.goto(links["ann"].replace("project=team-full", "project=team-pairs"))
+    wait_text(page, "Rating as ann")
+    main(page).locator("[data-testid='stExpander'] summary").filter(
+        has_text="Previous judgments").click()
+    settle(page)
+    options = page.locator("[role='option']")
+    for _ in range(5):  # a click while the expander still moves can miss the list's opener
+        main(page).locator("input[aria-label='Change one of your previous judgments']").click()
+        try:
+            options.first.wait_for(state="visible", timeout=3_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    options.filter(has_text="pair-0 · ").first.click()
+    wait_text(page, "Change your judgment on pair-0")
+    main(page).locator("[data-testid='stRadio'] label").filter(has_text="Tie").click()
+    settle(page)
+    click(page, "Save the change")
+    page.get_by_text(re.compile(r"^Changed pair-0: .+ → Tie$")).first.wait_for(state="visible")
+    assert page.evaluate("window.__xss === undefined")
+    context.close()
+    (new,) = [r for r in store.list_judgments(db, project_id=pairs_id) if r["id"] not in before]
+    old = before[new["supersedes"]]
+    assert (old["rater_id"], store.get_item(db, old["item_id"])["external_id"]) == (
+        raters["ann"]["id"], "pair-0")
+    assert (new["rater_id"], new["item_id"], new["outcome"], new["choice"]) == (
+        old["rater_id"], old["item_id"], "tie", None)
+    assert store.project_stats(db, pairs_id)["superseded"] == 1
+    # Overview counts effective judgments; the pairs export drops the tie; the audit keeps all
+    page = admin_page
+    page.goto(f"{url}/dashboard?token={ADMIN}&project=team-pairs")
+    wait_text(page, "Agreement between human raters")
+    wait_app_idle(page)
+    assert metric(page, "Human judgments") == "6"
+    for format_, options_, n in (("judgments", {}, 6), ("pairs", {}, 5),
+                                 ("judgments", {"include_superseded": True}, 7)):
+        out = tmp_path / f"changed-{format_}-{len(options_)}.jsonl"
+        with out.open("w", encoding="utf-8") as f:
+            summary = export.export(db, "team-pairs", f, format=format_, **options_)
+        assert (format_, options_, summary["written"]) == (format_, options_, n)
+
+    # --- the admin finds the item in the item browser, with its two effective judgments;
+    # the Admin page opens on the project its link names
+    page.goto(f"{url}/admin?token={ADMIN}&project=team-pairs")
+    page.get_by_role("heading", name="Admin").first.wait_for(state="visible")
+    settle(page)
+    open_tab(page, "Items")
+    type_into(page, "Search the prompts and responses", "Pair question 0")
+    summaries = main(page).locator("[data-testid='stExpander'] summary")
+    summaries.filter(has_text="pair-0").first.click()
+    wait_text(page, "Human judgments (2)")
+    assert page.evaluate("window.__xss === undefined")
+
     assert foreign == [], f"requests to other origins: {foreign[:5]}"
 
     # --- the worker ends with the server, even one killed with SIGKILL
