@@ -451,14 +451,23 @@ def _responses(data: dict, where: str, coerced: list[str] | None = None) -> list
         raise InvalidInput(f'{where}: "systems" must be a list with one name per response')
     out = []
     for i, entry in enumerate(raw):
+        listed = systems[i] if systems else None
+        if listed is not None:
+            listed = _check_text(listed, where, f"systems[{i}]", allow_empty=False)
         if isinstance(entry, dict):
             text = _response_text(entry.get("text"), where, f"responses[{i}].text", coerced)
             system = entry.get("system")
+            if system is not None:
+                system = _check_text(system, where, f"responses[{i}].system",
+                                     allow_empty=False)
+            # Named twice: both must say the same, or which one counts is a guess.
+            if system is not None and listed is not None and system != listed:
+                raise InvalidInput(f"{where}: responses[{i}].system {system!r} and "
+                                   f"systems[{i}] {listed!r} disagree")
+            system = listed if system is None else system
         else:
             text = _response_text(entry, where, f"responses[{i}]", coerced)
-            system = systems[i] if systems else None
-        if system is not None:
-            system = _check_text(system, where, f"responses[{i}].system", allow_empty=False)
+            system = listed
         out.append({"text": text, "system": system})
     return out
 

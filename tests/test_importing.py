@@ -447,3 +447,27 @@ def test_concurrent_imports_into_one_new_project_all_succeed(tmp_path):
     assert len(ids) == 88
     assert {i for i in ids if "-" not in i} == {str(n) for n in range(1, 9)}
     assert store.project_stats(db, project["id"])["judgments"]["human"] == 80
+
+
+SYSTEMS_BASE = {"id": "g7", "prompt": "p",
+                "responses": [{"text": "a", "system": "s0"}, {"text": "b"}]}
+
+
+@pytest.mark.parametrize(("systems", "expected"), [
+    # Found by the fuzz test: "systems" beside responses that name their own system was
+    # not read at all, so [0, 0] passed.
+    ([0, 0], "line 1: systems[0] must be a string, got integer"),
+    (["s0", ""], "line 1: systems[1] must not be empty"),
+    (["x", "s1"], "line 1: responses[0].system 's0' and systems[0] 'x' disagree"),
+    (["s0", "s1"], ["s0", "s1"]),  # the same name twice, and the list fills a missing one
+    ([None, "s1"], ["s0", "s1"]),
+])
+def test_systems_beside_response_objects_are_checked(systems, expected):
+    data = {**SYSTEMS_BASE, "systems": systems}
+    if isinstance(expected, str):
+        with pytest.raises(InvalidInput) as err:
+            importing.validate_item(data, "line 1")
+        assert str(err.value) == expected
+    else:
+        item = importing.validate_item(data, "line 1")
+        assert [r["system"] for r in item["responses"]] == expected
