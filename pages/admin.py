@@ -32,11 +32,9 @@ def choose_project(projects: list[dict]) -> dict | None:
     if pending in by_id:
         st.session_state[Keys.ADMIN_PROJECT] = pending  # before the widget exists
     elif Keys.ADMIN_PROJECT not in st.session_state:  # a first visit follows ?project=
-        wanted = st.query_params.get(Keys.QP_PROJECT)
-        found = next((p for p in projects if p["name"] == wanted), None) or (
-            store.project_formerly_named(common.get_db(), wanted))
-        if found is not None and found["id"] in by_id:
-            st.session_state[Keys.ADMIN_PROJECT] = found["id"]
+        linked = common.linked_project(projects)
+        if linked is not None:
+            st.session_state[Keys.ADMIN_PROJECT] = linked["id"]
     chosen = st.selectbox("Project", [*by_id, NEW_PROJECT], key=Keys.ADMIN_PROJECT,
                           format_func=lambda pid: review.project_label(by_id[pid])
                           if pid in by_id else "New project…")

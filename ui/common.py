@@ -275,17 +275,26 @@ def identity(db) -> access.Identity:
     return found
 
 
+def linked_project(projects: list[dict]) -> dict | None:
+    """The one of ``projects`` that ``?project=`` names, by its name or a former one."""
+    wanted = st.query_params.get(Keys.QP_PROJECT)
+    if wanted is None:
+        return None
+    found = next((p for p in projects if p["name"] == wanted), None)
+    if found is None:  # a link made before a rename
+        renamed = store.project_formerly_named(get_db(), wanted)
+        found = next((p for p in projects if renamed and p["id"] == renamed["id"]), None)
+    return found
+
+
 def pick_project(projects: list[dict], key: str) -> dict:
     """Return the chosen project; the choice follows ``?project=`` across pages."""
     if len(projects) == 1:
         return projects[0]
     names = [p["name"] for p in projects]
-    wanted = st.query_params.get(Keys.QP_PROJECT)
-    if wanted is not None and wanted not in names:  # a link made before a rename
-        renamed = store.project_formerly_named(get_db(), wanted)
-        wanted = renamed["name"] if renamed is not None else wanted
+    linked = linked_project(projects)
     name = st.selectbox("Project", names, key=key,
-                        index=names.index(wanted) if wanted in names else 0)
+                        index=0 if linked is None else names.index(linked["name"]))
     if st.query_params.get(Keys.QP_PROJECT) != name:
         st.query_params[Keys.QP_PROJECT] = name
     return projects[names.index(name)]

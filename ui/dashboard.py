@@ -144,15 +144,14 @@ def _last_change_at(path: str, project_id: int, version: tuple) -> str | None:
     return store.last_change_at(common.get_db(), project_id)
 
 
-def changed_since(row: dict) -> bool:
+def _last_change(project_id: int) -> str | None:
+    return _last_change_at(db_path(), project_id, store.data_version(common.get_db()))
+
+
+def changed_since(row: dict, changed: str | None = None) -> bool:
     """Whether a judgment was changed after ``row`` was stored (its count still matches)."""
-    changed = _last_change_at(db_path(), row["project_id"],
-                              store.data_version(common.get_db()))
+    changed = _last_change(row["project_id"]) if changed is None else changed
     return changed is not None and changed >= row["created_at"]
-
-
-def _is_stale(row: dict, n: int) -> bool:
-    return row["n_judgments"] != n or changed_since(row)
 
 
 def _bring_up_to_date(row: dict | None, n: int, key: tuple) -> bool:
@@ -162,14 +161,14 @@ def _bring_up_to_date(row: dict | None, n: int, key: tuple) -> bool:
     result whose own count can never match (a filtered fit) must not be
     recomputed on every run.
     """
-    if row is not None and (not _is_stale(row, n) or n > RECOMPUTE_ON_OPEN):
+    changed = None if row is None else _last_change(row["project_id"])
+    if row is not None and ((row["n_judgments"] == n and not changed_since(row, changed))
+                            or n > RECOMPUTE_ON_OPEN):
         return False
     tried = st.session_state.setdefault("_dash_recomputed", set())
-    attempt = (key, n, None if row is None else _last_change_at(
-        db_path(), row["project_id"], store.data_version(common.get_db())))
-    if attempt in tried and row is not None:
+    if (key, n, changed) in tried and row is not None:
         return False
-    tried.add(attempt)
+    tried.add((key, n, changed))
     return True
 
 

@@ -164,6 +164,25 @@ def wait_app_idle(page, timeout_ms: int = 30_000) -> None:
                            timeout=timeout_ms)
 
 
+def open_select(page, field) -> None:
+    """Click the select ``field`` until its list shows.
+
+    A click that lands while Streamlit redraws the page, or while an expander
+    still opens, opens nothing; a rater would click again, and so does this.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(5):
+        field.click()
+        try:
+            page.locator("[role='option']").first.wait_for(state="visible", timeout=3_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            wait_app_idle(page)
+    raise AssertionError("the select's list did not open in 5 clicks")
+
+
 @pytest.fixture
 def browser_page():
     """A Playwright page in Debian's chromium; skips only when chromium is missing."""

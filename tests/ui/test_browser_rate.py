@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from prefstore import assignment, demo, store
-from tests.ui.conftest import REPO, wait_app_idle
+from tests.ui.conftest import REPO, open_select, wait_app_idle
 
 pytestmark = pytest.mark.browser
 
@@ -119,18 +118,9 @@ def test_rater_link_rates_three_items(tmp_path, streamlit_server, browser_page):
         has_text="Previous judgments (your last 3)").click()
     picker = main.locator("[data-testid='stSelectbox'] input").first
     picker.wait_for(state="visible")  # the expander has opened
-    options = page.locator("[role='option']")
-    for _ in range(5):  # a click while the expander still moves can miss the list's opener
-        picker.click()
-        try:
-            options.first.wait_for(state="visible", timeout=3_000)  # the list is open
-            break
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-    else:
-        raise AssertionError("the previous-judgments list did not open in 5 clicks")
-    picker.press_sequentially("probe")  # and filters as the rater types (fuzzily: pick by text)
-    options.filter(has_text="probe · ").first.click()
+    open_select(page, picker)
+    picker.press_sequentially("probe")  # the list filters as the rater types (fuzzily: pick by text)
+    page.locator("[role='option']").filter(has_text="probe · ").first.click()
     wait_for_prompt(page, "Change your judgment on probe")
     assert page.locator("#xss-bold, #xss-code").count() == 0
     main.locator("[data-testid='stRadio'] label").filter(has_text="B much better").click()

@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from prefstore import agreement, export, fitting, leaderboard, store
-from tests.ui.conftest import wait_app_idle
+from tests.ui.conftest import open_select, wait_app_idle
 
 pytestmark = pytest.mark.browser
 
@@ -64,16 +64,8 @@ def main(page):
 
 
 def choose(page, label: str, option: str) -> None:
-    wanted = page.get_by_role("option", name=option, exact=True)
-    for _ in range(3):  # a click that lands during a rerun opens nothing
-        main(page).get_by_label(label, exact=True).first.click()
-        try:
-            wanted.wait_for(state="visible", timeout=3_000)
-            break
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-            settle(page)
-    wanted.click()
+    open_select(page, main(page).get_by_label(label, exact=True).first)
+    page.get_by_role("option", name=option, exact=True).click()
     settle(page)
 
 
@@ -401,15 +393,9 @@ def test_a_team_runs_a_project_end_to_end(tmp_path, streamlit_server, browser_pa
     main(page).locator("[data-testid='stExpander'] summary").filter(
         has_text="Previous judgments").click()
     settle(page)
-    options = page.locator("[role='option']")
-    for _ in range(5):  # a click while the expander still moves can miss the list's opener
-        main(page).locator("input[aria-label='Change one of your previous judgments']").click()
-        try:
-            options.first.wait_for(state="visible", timeout=3_000)
-            break
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-    options.filter(has_text="pair-0 · ").first.click()
+    open_select(page, main(page).locator(
+        "input[aria-label='Change one of your previous judgments']"))
+    page.locator("[role='option']").filter(has_text="pair-0 · ").first.click()
     wait_text(page, "Change your judgment on pair-0")
     main(page).locator("[data-testid='stRadio'] label").filter(has_text="Tie").click()
     settle(page)
