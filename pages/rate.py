@@ -94,24 +94,47 @@ def show_responses(claim: dict) -> list[str]:
 
 def answer_fields(settings, aid: int, *, aspects: bool = True) -> dict:
     """Aspect scores, rationale and reason tags, keyed to the served item."""
-    fields: dict = {"aspects": {}, "reason_tags": []}
     if settings.aspects and aspects:
         st.markdown("**Score the better response on each aspect** (1 = poor, 5 = excellent)")
         cols = st.columns(len(settings.aspects))
         for col, aspect in zip(cols, settings.aspects):
-            fields["aspects"][aspect] = col.segmented_control(
-                inert.escape_markdown(aspect), assignment.LIKERT,
-                key=Keys.item(Keys.ASPECT, aid, aspect))
+            col.segmented_control(inert.escape_markdown(aspect), assignment.LIKERT,
+                                  key=Keys.item(Keys.ASPECT, aid, aspect))
     minimum = settings.rationale_min_chars
     label = "Why?" + (" (required" if settings.rationale_required else " (optional")
     label += f", at least {minimum} characters)" if minimum else ")"
-    fields["rationale"] = st.text_area(label, key=Keys.item(Keys.RATIONALE, aid), height=90)
+    st.text_area(label, key=Keys.item(Keys.RATIONALE, aid), height=90)
     if settings.reason_tags:
         cols = st.columns(len(settings.reason_tags))
-        fields["reason_tags"] = [
-            tag for i, (col, tag) in enumerate(zip(cols, settings.reason_tags))
-            if col.checkbox(inert.escape_markdown(tag), key=Keys.item(Keys.TAG, aid, i))]
-    return fields
+        for i, (col, tag) in enumerate(zip(cols, settings.reason_tags)):
+            col.checkbox(inert.escape_markdown(tag), key=Keys.item(Keys.TAG, aid, i))
+    return answer_state(settings, aid, aspects=aspects)
+
+
+def answer_state(settings, aid: int, *, aspects: bool = True) -> dict:
+    """The answer fields as the rater left them: what a click's callback stores."""
+    state = st.session_state
+    return {
+        "aspects": ({aspect: state.get(Keys.item(Keys.ASPECT, aid, aspect))
+                     for aspect in settings.aspects} if aspects else {}),
+        "rationale": state.get(Keys.item(Keys.RATIONALE, aid), ""),
+        "reason_tags": [tag for i, tag in enumerate(settings.reason_tags)
+                        if state.get(Keys.item(Keys.TAG, aid, i))],
+    }
+
+
+def edit_state(settings, aid: int, k: int, position: int | None
+               ) -> tuple[int | None, str | None]:
+    """The improve box as the rater left it: (displayed position edited, text) or (None, None)."""
+    if not settings.edits_allowed:
+        return None, None
+    if position is None:
+        labels = [assignment.position_label(k, p) for p in range(k)]
+        picked = st.session_state.get(Keys.item(Keys.EDIT_TARGET, aid))
+        position = labels.index(picked) if picked in labels else None
+    if position is None:
+        return None, None
+    return position, st.session_state.get(Keys.item(Keys.EDIT, aid, position))
 
 
 def edit_box(settings, aid: int, shown: list[str], position: int | None = None
@@ -144,24 +167,69 @@ def edit_box(settings, aid: int, shown: list[str], position: int | None = None
     return position, text
 
 
-def save(db, claim: dict, rater: dict, settings, label: dict, fields: dict,
-         edit: tuple[int | None, str | None], message_slot, metadata: dict | None = None) -> None:
-    """Store the judgment and move on, or say inline what is missing and store nothing."""
+def store_answer(db, claim: dict, rater: dict, settings, label: dict, fields: dict,
+                 edit: tuple[int | None, str | None], metadata: dict | None = None
+                 ) -> str | None:
+    """Store the judgment and queue the "Saved" toast; return why not, storing nothing."""
     try:
         edited = assignment.resolve_edit(claim, label, *edit)
         assignment.submit(db, claim, rater["id"], label, settings=settings,
                           aspects=fields["aspects"], rationale=fields["rationale"],
                           reason_tags=fields["reason_tags"], edited=edited, metadata=metadata)
-    except InvalidInput as exc:
-        message_slot.error(f"Not saved: {inert.inert_markdown(str(exc))}.",
-                           icon=":material/error:")
-        return
+    except PrefstoreError as exc:  # the item was removed, the claim moved on, a field missing
+        return str(exc)
     saved = f"Saved: {assignment.describe_saved(label, claim['display_order'])}"
     feedback = (assignment.gold_feedback(claim["item"].get("gold"), label,
                                          claim["display_order"])
                 if settings.gold_feedback else None)
     common.flash(saved + (f". {feedback}" if feedback else ""))
-    st.rerun()
+    return None
+
+
+def answer_on_click(claim: dict, rater: dict, settings, action: str, pairwise: bool) -> None:
+    """A rating button's callback: store the answer before the page reruns.
+
+    Stored here, the click's own run already serves the next item: one script
+    run per submit instead of two (storing, then ``st.rerun``). ``action`` is
+    "submit" (the graded scale), "a", "b", "tie", "both_bad", or "best:<p>" on a
+    slate. The fields are read from the session state their widgets keep.
+    """
+    aid, order = claim["id"], claim["display_order"]
+    k = len(order)
+    graded = pairwise and settings.strength_scale
+    scale = st.session_state.get(Keys.item(Keys.STRENGTH, aid)) if graded else None
+    if action == "submit" and scale is None:
+        problem = "pick how much better one response is (or Tie) first"
+    else:
+        if action == "submit":
+            label = assignment.label_for_strength(order, scale)
+        elif action in ("a", "b"):
+            label = assignment.label_for_position(order, 0 if action == "a" else 1)
+        elif action.startswith("best:"):
+            label = assignment.label_for_position(order, int(action.removeprefix("best:")))
+        else:
+            label = assignment.label_for_outcome(action, strength_scale=graded)
+        winner = order.index(label["choice"]) if label["outcome"] == "choice" else None
+        # On the graded scale the improve box follows the winner; elsewhere the rater picks.
+        if not graded:
+            edit = edit_state(settings, aid, k, None)
+        elif winner is not None:
+            edit = edit_state(settings, aid, k, winner)
+        else:
+            edit = (None, None)
+        fields = answer_state(settings, aid, aspects=pairwise and scale != "Tie")
+        # This thread's handle: a connection belongs to the thread that opened it.
+        problem = store_answer(common.get_db(), claim, rater, settings, label, fields, edit)
+    if problem is not None:
+        st.session_state[Keys.item(Keys.NOT_SAVED, aid)] = problem
+
+
+def not_saved_message(message_slot, aid: int) -> None:
+    """Say inline why the last click stored nothing."""
+    problem = st.session_state.pop(Keys.item(Keys.NOT_SAVED, aid), None)
+    if problem is not None:
+        message_slot.error(f"Not saved: {inert.inert_markdown(problem)}.",
+                           icon=":material/error:")
 
 
 def strength_scale(aid: int) -> str | None:
@@ -187,47 +255,29 @@ def pairwise(db, claim: dict, rater: dict, settings) -> None:
     shown = show_responses(claim)
     scale = strength_scale(aid) if settings.strength_scale else None
     # Scoring "the better response" makes no sense on a tie.
-    fields = answer_fields(settings, aid, aspects=scale != "Tie")
-    winner = None
-    if scale is not None:
-        label = assignment.label_for_strength(order, scale)
-        winner = order.index(label["choice"]) if label["outcome"] == "choice" else None
+    answer_fields(settings, aid, aspects=scale != "Tie")
     if not settings.strength_scale:
-        edit = edit_box(settings, aid, shown)
-    elif winner is not None:
-        edit = edit_box(settings, aid, shown, winner)
-    else:
-        edit = (None, None)  # the box follows the scale: it opens once A or B wins
-    message_slot = st.container()
+        edit_box(settings, aid, shown)
+    elif scale is not None:
+        label = assignment.label_for_strength(order, scale)
+        if label["outcome"] == "choice":  # the box follows the scale: it opens once A or B wins
+            edit_box(settings, aid, shown, order.index(label["choice"]))
+    not_saved_message(st.container(), aid)
     cols = st.columns(2 if settings.strength_scale else 4)
     if settings.strength_scale:
-        submit = cols[0].button("Submit", key=Keys.item(Keys.SUBMIT, aid), type="primary",
-                                shortcut=SUBMIT_SHORTCUT, width="stretch")
-        both_bad = cols[1].button("Both bad", key=Keys.item(Keys.BOTH_BAD, aid),
-                                  shortcut=BOTH_BAD_ON_SCALE, width="stretch")
-        if submit:
-            if scale is None:
-                message_slot.error("Not saved: pick how much better one response is "
-                                   "(or Tie) first.", icon=":material/error:")
-            else:
-                save(db, claim, rater, settings, assignment.label_for_strength(order, scale),
-                     fields, edit, message_slot)
-        if both_bad:
-            save(db, claim, rater, settings, assignment.label_for_outcome(
-                "both_bad", strength_scale=True), fields, edit, message_slot)
+        cols[0].button("Submit", key=Keys.item(Keys.SUBMIT, aid), type="primary",
+                       shortcut=SUBMIT_SHORTCUT, width="stretch",
+                       on_click=answer_on_click, args=(claim, rater, settings, "submit", True))
+        cols[1].button("Both bad", key=Keys.item(Keys.BOTH_BAD, aid),
+                       shortcut=BOTH_BAD_ON_SCALE, width="stretch",
+                       on_click=answer_on_click, args=(claim, rater, settings, "both_bad", True))
         return
-    buttons = [("A is better", Keys.CHOOSE_A), ("B is better", Keys.CHOOSE_B),
-               ("Tie", Keys.TIE), ("Both bad", Keys.BOTH_BAD)]
-    clicked = [col.button(text, key=Keys.item(key, aid), shortcut=str(i + 1), width="stretch",
-                          type="primary" if i < 2 else "secondary")
-               for i, (col, (text, key)) in enumerate(zip(cols, buttons))]
-    if clicked[0] or clicked[1]:
-        label = assignment.label_for_position(order, 0 if clicked[0] else 1)
-    elif clicked[2] or clicked[3]:
-        label = assignment.label_for_outcome("tie" if clicked[2] else "both_bad")
-    else:
-        return
-    save(db, claim, rater, settings, label, fields, edit, message_slot)
+    buttons = [("A is better", Keys.CHOOSE_A, "a"), ("B is better", Keys.CHOOSE_B, "b"),
+               ("Tie", Keys.TIE, "tie"), ("Both bad", Keys.BOTH_BAD, "both_bad")]
+    for i, (col, (text, key, action)) in enumerate(zip(cols, buttons)):
+        col.button(text, key=Keys.item(key, aid), shortcut=str(i + 1), width="stretch",
+                   type="primary" if i < 2 else "secondary",
+                   on_click=answer_on_click, args=(claim, rater, settings, action, True))
 
 
 def full_ranking(order: list[int], shown: list[str], aid: int) -> tuple[dict | None, str | None]:
@@ -280,33 +330,40 @@ def slate(db, claim: dict, rater: dict, settings) -> None:
         top = order.index(ranked[0]["ranking"][0])
     edit = edit_box(settings, aid, shown, top)
     message_slot = st.container()
-    if settings.ranking_mode == "full":
-        cols = st.columns(2)
-        submit = cols[0].button("Submit ranking", key=Keys.item(Keys.SUBMIT, aid),
-                                type="primary", shortcut=SUBMIT_SHORTCUT, width="stretch")
-        all_bad = cols[1].button("All bad", key=Keys.item(Keys.BOTH_BAD, aid),
-                                 shortcut=ALL_BAD_SHORTCUT, width="stretch")
-        if submit:
-            label, how = ranked
-            if label is None:
-                message_slot.error(f"Not saved: {inert.inert_markdown(how)}.",
-                                   icon=":material/error:")
-                return
-            save(db, claim, rater, settings, label, fields, edit, message_slot,
-                 metadata={"ranking_input": how})
-    else:
+    if settings.ranking_mode != "full":
+        not_saved_message(message_slot, aid)
         cols = st.columns(k + 1)
-        best = [col.button(f"{p + 1} is best", key=Keys.item(Keys.BEST, aid, p),
-                           shortcut=str((p + 1) % 10), width="stretch")
-                for p, col in enumerate(cols[:k])]
-        all_bad = cols[k].button("All bad", key=Keys.item(Keys.BOTH_BAD, aid),
-                                 shortcut=ALL_BAD_SHORTCUT, width="stretch")
-        if any(best):
-            save(db, claim, rater, settings, assignment.label_for_position(order, best.index(True)),
-                 fields, edit, message_slot)
-    if all_bad:
-        save(db, claim, rater, settings, assignment.label_for_outcome("both_bad"), fields, edit,
-             message_slot)
+        for p, col in enumerate(cols[:k]):
+            col.button(f"{p + 1} is best", key=Keys.item(Keys.BEST, aid, p),
+                       shortcut=str((p + 1) % 10), width="stretch", on_click=answer_on_click,
+                       args=(claim, rater, settings, f"best:{p}", False))
+        cols[k].button("All bad", key=Keys.item(Keys.BOTH_BAD, aid), shortcut=ALL_BAD_SHORTCUT,
+                       width="stretch", on_click=answer_on_click,
+                       args=(claim, rater, settings, "both_bad", False))
+        return
+    # A full ranking is stored in the run: the drag list's order exists only there.
+    cols = st.columns(2)
+    submit = cols[0].button("Submit ranking", key=Keys.item(Keys.SUBMIT, aid),
+                            type="primary", shortcut=SUBMIT_SHORTCUT, width="stretch")
+    all_bad = cols[1].button("All bad", key=Keys.item(Keys.BOTH_BAD, aid),
+                             shortcut=ALL_BAD_SHORTCUT, width="stretch")
+    if submit:
+        label, how = ranked
+        if label is None:
+            problem = how
+        else:
+            problem = store_answer(db, claim, rater, settings, label, fields, edit,
+                                   metadata={"ranking_input": how})
+    elif all_bad:
+        problem = store_answer(db, claim, rater, settings,
+                               assignment.label_for_outcome("both_bad"), fields, edit)
+    else:
+        return
+    if problem is not None:
+        message_slot.error(f"Not saved: {inert.inert_markdown(problem)}.",
+                           icon=":material/error:")
+        return
+    st.rerun()
 
 
 def skip_or_flag(db, claim: dict, rater: dict) -> None:

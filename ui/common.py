@@ -51,6 +51,7 @@ class Keys:
     FLAG_NOTE = "flag_note"
     LOCAL_NAME_FORM = "local_name_form"
     SUBMIT = "submit"
+    NOT_SAVED = "not_saved"  # session state: why a click's answer was not stored
     ASPECT = "aspect"
     RATIONALE = "rationale"
     TAG = "tag"
