@@ -435,6 +435,56 @@ def test_a_team_runs_a_project_end_to_end(tmp_path, streamlit_server, browser_pa
     wait_text(page, "Human judgments (2)")
     assert page.evaluate("window.__xss === undefined")
 
+    # --- a new item comes in; ann flags it from her link, with a hostile note; the admin
+    # excludes it from the review queue, so ben is never served it
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps({"id": "pair-3", "prompt": "Pair question 3? broken",
+                                 "responses": ["Alpha answer 3.", "Beta answer 3."],
+                                 "systems": ["alpha", "beta"]}) + "\n")
+    import_items(page, extra, 1)
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    rater_page = context.new_page()
+    rater_page.set_default_timeout(30_000)
+    watch(rater_page)
+    rater_page.goto(links["ann"].replace("project=team-full", "project=team-pairs"))
+    wait_text(rater_page, "Pair question 3? broken")
+    assert progress_text(rater_page) == "3 of 4 done"
+    main(rater_page).locator("[data-testid='stExpander'] summary").filter(
+        has_text="Skip or flag this item").click()
+    settle(rater_page)
+    choose(rater_page, "What is wrong with it?", "other")
+    type_into(rater_page, "What is wrong?", HOSTILE)
+    click(rater_page, "Flag")
+    wait_text(rater_page, "All done, thank you!")
+    assert progress_text(rater_page) == "4 of 4 done"
+    assert rater_page.evaluate("window.__xss === undefined")
+    context.close()
+
+    page.goto(f"{url}/admin?token={ADMIN}&project=team-pairs")
+    page.get_by_role("heading", name="Admin").first.wait_for(state="visible")
+    settle(page)
+    open_tab(page, "Review")
+    wait_text(page, "1 open, 0 resolved")
+    assert f"Reason: other: {HOSTILE}"[:60] in main(page).inner_text()  # the note, as text
+    click(page, "Exclude item")
+    open_tab(page, "Review")
+    wait_text(page, "0 open, 1 resolved")
+    assert [(r["item"], r["rater"], r["status"], r["resolution"], r["resolved_by"],
+             r["item_excluded_at"] is not None) for r in store.review_queue(db, pairs_id)
+            ] == [("pair-3", "ann", "flagged", "exclude", "admin", True)]
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    rater_page = context.new_page()
+    rater_page.set_default_timeout(30_000)
+    watch(rater_page)
+    rater_page.goto(links["ben"].replace("project=team-full", "project=team-pairs"))
+    wait_text(rater_page, "All done, thank you!")
+    assert progress_text(rater_page) == "3 of 3 done"
+    context.close()
+    # Nothing the raters judged changed: 6 effective judgments on 3 items, 1 excluded.
+    stats = store.project_stats(db, pairs_id)
+    assert (stats["items"], stats["excluded"], stats["judgments"]["human"], stats["flags"]) == (
+        3, 1, 6, 1)
+
     assert foreign == [], f"requests to other origins: {foreign[:5]}"
 
     # --- the worker ends with the server, even one killed with SIGKILL
