@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterator
@@ -87,6 +88,21 @@ _INSERT = (
     "ranking, strength, aspects, rationale, reason_tags, edited, metadata, time_ms, "
     "submission_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (rater_id, submission_id) DO NOTHING RETURNING id")
+_CLAIM_DONE = ("UPDATE assignments SET status = 'done', updated_at = ? "
+               "WHERE item_id = ? AND rater_id = ? AND status = 'claimed'")
+# The same three writes as one atomic statement (PostgreSQL's data-modifying CTEs):
+# the counters move only when the row was inserted, and only for a human.
+_PG_SUBMIT = (
+    "WITH ins AS (INSERT INTO judgments (item_id, rater_id, kind, display_order, outcome, "
+    "choice, ranking, strength, aspects, rationale, reason_tags, edited, metadata, time_ms, "
+    "submission_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (rater_id, submission_id) DO NOTHING RETURNING id, kind), "
+    "counted AS (UPDATE items SET n_human = n_human + 1 WHERE id = ? "
+    "AND EXISTS (SELECT 1 FROM ins WHERE kind = 'human') RETURNING id), "
+    "done AS (UPDATE assignments SET status = 'done', updated_at = ? "
+    "WHERE item_id = ? AND rater_id = ? AND status = 'claimed' "
+    "AND EXISTS (SELECT 1 FROM ins WHERE kind = 'human') RETURNING id) "
+    "SELECT id FROM ins")
 
 
 def submit_judgment(
@@ -119,7 +135,11 @@ def submit_judgment(
     if not isinstance(submission_id, str) or not submission_id:
         raise InvalidInput(f"submission_id must be a non-empty string, got {submission_id!r}")
     existing_sql = "SELECT id FROM judgments WHERE rater_id = ? AND submission_id = ?"
-    with write(db):
+    postgres = db.dialect == "postgres"
+    # On PostgreSQL the checks read outside a transaction and the writes are one
+    # statement: 2 round trips instead of 6, the cost of a submit there. Its
+    # ON CONFLICT still makes a racing double submit store one row.
+    with contextlib.nullcontext(db) if postgres else write(db):
         # Everything the checks need, in one round trip.
         existing, rater_kind, n_responses, claimed_at, claim_item, claim_order = db.execute(
             "SELECT (SELECT id FROM judgments WHERE rater_id = :r AND submission_id = :s), "
@@ -149,21 +169,20 @@ def submit_judgment(
             raise InvalidInput(f"display_order must be a permutation of 0..{n_responses - 1}, "
                                f"got {display_order!r}")
         kind = kind or rater_kind
-        inserted = db.execute(
-            _INSERT,
-            [item_id, rater_id, kind, dumps(display_order), label["outcome"], label["choice"],
-             dumps(label["ranking"]), label["strength"], dumps(aspects or None),
-             rationale or None, dumps(reason_tags or None), edited,
-             dumps(metadata or {}), time_ms, submission_id, now_iso(now)],
-        ).fetchone()
+        values = [item_id, rater_id, kind, dumps(display_order), label["outcome"],
+                  label["choice"], dumps(label["ranking"]), label["strength"],
+                  dumps(aspects or None), rationale or None, dumps(reason_tags or None), edited,
+                  dumps(metadata or {}), time_ms, submission_id, now_iso(now)]
+        if postgres:
+            inserted = db.execute(_PG_SUBMIT, values + [item_id, now_iso(now), item_id,
+                                                        rater_id]).fetchone()
+        else:
+            inserted = db.execute(_INSERT, values).fetchone()
+            if inserted is not None and kind == "human":
+                db.execute("UPDATE items SET n_human = n_human + 1 WHERE id = ?", [item_id])
+                db.execute(_CLAIM_DONE, [now_iso(now), item_id, rater_id])
         if inserted is None:  # a concurrent double submit committed first
             return db.execute(existing_sql, [rater_id, submission_id]).fetchone()[0], False
-        if kind == "human":
-            db.execute("UPDATE items SET n_human = n_human + 1 WHERE id = ?", [item_id])
-            db.execute(
-                "UPDATE assignments SET status = 'done', updated_at = ? "
-                "WHERE item_id = ? AND rater_id = ? AND status = 'claimed'",
-                [now_iso(now), item_id, rater_id])
     return inserted[0], True
 
 
