@@ -107,19 +107,70 @@ def _as_matrix(data: Any, name: str = "data") -> np.ndarray:
     return arr
 
 
+_DENSE_RANGE = 64  # integer codes spanning at most this many slots are counted without a search
+
+
+def _value_counts(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the (units, values) count matrix, the values per unit ``m_u`` and the value domain.
+
+    One ``bincount`` over ``unit * slots + code``; missing values fall in a slot
+    that is dropped. Issue 17: no per-pair arrays and no (units, V, V) stack.
+    """
+    n_raters, n_units = data.shape
+    missing = np.isnan(data)
+    m = n_raters - missing.sum(axis=0)
+    domain = np.unique(data)  # NaNs collapse into one, sorted last
+    values = domain[~np.isnan(domain)]
+    n_values = len(values)
+    if n_values == 0:
+        return np.zeros((n_units, 0)), m, values
+    lo, hi = values[0], values[-1]
+    integer = bool(np.isfinite(hi - lo)) and np.array_equal(values, np.rint(values))
+    if integer and hi - lo < _DENSE_RANGE:
+        # Small integer codes (the usual labels and scales): the code is the
+        # offset from the smallest value, which skips a searchsorted over every cell.
+        slots = int(hi - lo) + 2
+        flat = data - lo
+        np.copyto(flat, slots - 1, where=missing)
+        flat += np.arange(n_units) * float(slots)
+        code = flat.astype(np.intp)
+        keep = (values - lo).astype(np.intp)
+        if n_values == slots - 1:  # every code in the range occurs: a view, not a gather
+            keep = slice(0, n_values)
+    else:
+        slots = n_values + 1
+        code = np.searchsorted(values, data)  # NaN sorts after every value: slot n_values
+        code += np.arange(n_units) * slots
+        keep = slice(0, n_values)
+    counts = np.bincount(code.ravel(), minlength=n_units * slots).reshape(n_units, slots)
+    return counts[:, keep].astype(float), m, values
+
+
 def _unit_coincidences(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return the per-unit coincidence matrices of pairable units and the value domain."""
-    values = np.unique(data[~np.isnan(data)])
-    n_units, n_values = data.shape[1], len(values)
-    rater_idx, unit_idx = np.nonzero(~np.isnan(data))
-    value_idx = np.searchsorted(values, data[rater_idx, unit_idx])
-    counts = np.bincount(unit_idx * n_values + value_idx, minlength=n_units * n_values)
-    counts = counts.reshape(n_units, n_values).astype(float)
-    m = counts.sum(axis=1)
-    counts, m = counts[m >= 2], m[m >= 2]
+    counts, m, values = _value_counts(data)
+    pairable = m >= 2
+    counts, m = counts[pairable], m[pairable]
+    n_values = len(values)
     coinc = counts[:, :, None] * counts[:, None, :]
     coinc[:, np.arange(n_values), np.arange(n_values)] -= counts
     return coinc / (m - 1)[:, None, None], values
+
+
+def _coincidences(data: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """Return the summed coincidence matrix (``None`` without a pairable unit) and the domain.
+
+    ``o = C^T diag(w) C - diag(w^T C)`` with ``C`` the (units, values) counts and
+    ``w_u = 1 / (m_u - 1)`` on pairable units, 0 elsewhere: one small matmul.
+    """
+    counts, m, values = _value_counts(data)
+    pairable = m >= 2
+    if not pairable.any():
+        return None, values
+    w = np.divide(1.0, m - 1, out=np.zeros(len(m)), where=pairable)
+    coinc = counts.T @ (counts * w[:, None])
+    coinc[np.diag_indices_from(coinc)] -= w @ counts
+    return coinc, values
 
 
 def _alpha_from_coincidence(coinc: np.ndarray, values: np.ndarray, level: str) -> np.ndarray:
@@ -179,10 +230,10 @@ def krippendorff_alpha(data: Any, level: str = "nominal") -> float:
         If ``data`` is not a 2-D numeric array or ``level`` is unknown.
     """
     _check_level(level)
-    coinc, values = _unit_coincidences(_as_matrix(data))
-    if len(coinc) == 0:
+    coinc, values = _coincidences(_as_matrix(data))
+    if coinc is None:
         return math.nan
-    return float(_alpha_from_coincidence(coinc.sum(axis=0), values, level))
+    return float(_alpha_from_coincidence(coinc, values, level))
 
 
 def krippendorff_alpha_ci(

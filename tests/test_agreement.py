@@ -124,6 +124,36 @@ def test_krippendorff_matches_oracle_on_random_data(level, seed):
     assert krippendorff_alpha(data, level) == pytest.approx(expected, abs=ATOL)
 
 
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize(
+    "domain",
+    [
+        [-2, -1, 0, 1],  # both-bad, tie and the two choices
+        [1, 3, 7],  # integer codes with gaps
+        [0, 1000, 5000],  # a range too wide for the direct count: the searchsorted path
+        [-0.5, 0.25, 2.0],  # non-integer values
+        [4],  # one value: undefined
+    ],
+)
+def test_krippendorff_matches_oracle_on_value_domains(level, domain):
+    # Issue 17: the counting shortcut for small integer codes must agree with the oracle.
+    rng = np.random.default_rng(len(domain))
+    data = rng.choice(np.asarray(domain, dtype=float), size=(5, 3000))
+    data[rng.random(data.shape) < 0.3] = nan
+    data[:, :7] = nan  # units with no value
+    data[1:, 7:20] = nan  # units with a single value, not pairable
+    expected = krippendorff.alpha(data, level_of_measurement=level) if len(domain) > 1 else nan
+    before = data.copy()
+    assert krippendorff_alpha(data, level) == pytest.approx(expected, abs=ATOL, nan_ok=True)
+    np.testing.assert_array_equal(data, before)  # the input is not written to
+
+
+def test_krippendorff_no_values_at_all():
+    assert np.isnan(krippendorff_alpha(np.full((3, 4), nan)))
+    assert np.isnan(krippendorff_alpha(np.empty((2, 0))))
+    assert np.isnan(krippendorff_alpha_ci(np.full((3, 4), nan))).all()
+
+
 def test_krippendorff_perfect_and_undefined():
     assert krippendorff_alpha([[1, 2, 3, nan], [1, 2, 3, 4]], "interval") == 1.0
     assert np.isnan(
