@@ -23,6 +23,7 @@ from prefstore.models import (
     davidson_objective,
     davidson_pairwise,
     get_model,
+    sparse_var,
 )
 from prefstore.models import base as models_base
 
@@ -291,19 +292,113 @@ def test_hessian_ci_matches_reduced_parametrization(alpha):
     np.testing.assert_allclose(fit.ci95[:, 1] - fit.scores, half, rtol=1e-8)
 
 
-def test_hessian_ci_refused_clearly_for_huge_pools():
-    # A chain over more items than a dense inverse allows: a clear error, not MemoryError.
-    from prefstore.errors import InvalidInput
-    from prefstore.models.base import MAX_HESSIAN_CI_ITEMS
-
-    n = MAX_HESSIAN_CI_ITEMS + 1
+def _chain(n):
     winners = np.concatenate([np.arange(n - 1), np.arange(1, n)])
     losers = np.concatenate([np.arange(1, n), np.arange(n - 1)])
-    data = PairwiseData(winners, losers, n_items=n)
-    with pytest.raises(InvalidInput, match=f"over {n:,} items need a dense"):
-        BradleyTerry().fit(data, alpha=0.1, ci="hessian")
-    fit = BradleyTerry().fit(data, alpha=0.1, ci=None)
+    return PairwiseData(winners, losers, n_items=n)
+
+
+def _pool(rng, n_prompts, per_prompt, m):
+    """Response-level data: judgments only compare responses to the same prompt."""
+    prompt = rng.integers(0, n_prompts, m)
+    a = rng.integers(0, per_prompt, m)
+    b = (a + rng.integers(1, per_prompt, m)) % per_prompt
+    return PairwiseData(per_prompt * prompt + a, per_prompt * prompt + b, n_prompts * per_prompt)
+
+
+def _hessian(data, alpha):
+    counts = aggregate_pairwise(data)
+    theta = bt_pairwise(counts, alpha)
+    return bt_hessian(theta, counts, alpha), theta, counts
+
+
+def _dense_var(h):
+    h = h.toarray() if hasattr(h, "toarray") else h
+    return np.diag(models_base.centred_cov(h))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+@pytest.mark.parametrize(
+    ("block", "gain"),
+    [(4000, 8), (10, 8), (10, 0)],  # batched dense, one dense block, sparse LU
+)
+def test_sparse_variances_equal_the_dense_inverse(monkeypatch, alpha, block, gain):
+    # Issue 17: the per-component diagonal must equal np.linalg.inv's.
+    monkeypatch.setattr(sparse_var, "DENSE_CI_BLOCK", block)
+    monkeypatch.setattr(sparse_var, "SPARSE_GAIN", gain)
+    rng = np.random.default_rng(21)
+    i, j = random_pairs(rng, 300, 4000, rng.normal(size=300))
+    h, _, _ = _hessian(PairwiseData(i, j, 300, ties=rng.random(4000) < 0.1), alpha)
+    np.testing.assert_allclose(sparse_var.centred_var(h), _dense_var(h), rtol=1e-9)
+
+
+@pytest.mark.parametrize("per_prompt", [2, 3, 7])
+def test_sparse_variances_of_a_pool_equal_the_dense_inverse(per_prompt):
+    rng = np.random.default_rng(per_prompt)
+    data = _pool(rng, 400 // per_prompt, per_prompt, 3000)
+    h, _, _ = _hessian(data, 1.0)
+    np.testing.assert_allclose(sparse_var.centred_var(h), _dense_var(h), rtol=1e-9)
+
+
+def test_hessian_ci_of_a_pool_above_the_old_limit_in_closed_form():
+    # 6,000 prompts x 2 responses: each block [[w + 2a, -w], [-w, w + 2a]] has
+    # (H^-1)_ii = (w + 2a) / (4 a w + 4 a^2); centring subtracts 1 / (2 a n).
+    rng = np.random.default_rng(3)
+    n, alpha = 12_000, 1.0
+    data = _pool(rng, n // 2, 2, 60_000)
+    fit = BradleyTerry().fit(data, alpha=alpha)
+    counts = aggregate_pairwise(data)
+    d = fit.scores[counts.lo] - fit.scores[counts.hi]
+    w = (counts.wins_lo + counts.wins_hi) / (2.0 + np.exp(d) + np.exp(-d))
+    var = np.full(n, 1.0 / (2 * alpha))  # responses never compared: the prior alone
+    var[counts.lo] = var[counts.hi] = (w + 2 * alpha) / (4 * alpha * w + 4 * alpha**2)
+    half = 1.959963984540054 * np.sqrt(var - 1.0 / (2 * alpha * n))
+    np.testing.assert_allclose(fit.ci95[:, 1] - fit.scores, half, rtol=1e-9)
+    np.testing.assert_allclose(fit.scores - fit.ci95[:, 0], half, rtol=1e-9)
+
+
+def test_hessian_ci_of_a_long_chain_above_the_old_limit():
+    # One connected component of 4,001 items: the sparse LU path. Reference: a few
+    # columns of H^-1 by spsolve; for Bradley-Terry H 1 = 2 alpha 1, so centring
+    # subtracts 1 / (2 alpha n).
+    from scipy.sparse.linalg import spsolve
+
+    n, alpha = models_base.MAX_HESSIAN_CI_ITEMS + 1, 0.1
+    data = _chain(n)
+    fit = BradleyTerry().fit(data, alpha=alpha, ci="hessian")
     assert np.allclose(fit.scores, 0.0, atol=1e-8)
+    h, _, _ = _hessian(data, alpha)
+    h = h.tocsc()
+    for k in [0, 1, 1234, n // 2, n - 1]:
+        e = np.zeros(n)
+        e[k] = 1.0
+        var = spsolve(h, e)[k] - 1.0 / (2 * alpha * n)
+        assert fit.ci95[k, 1] == pytest.approx(1.959963984540054 * np.sqrt(var), rel=1e-9)
+
+
+def test_sparse_variances_refuse_a_full_factor_and_a_split_graph(monkeypatch):
+    rng = np.random.default_rng(4)
+    i, j = random_pairs(rng, 60, 600, rng.normal(size=60))
+    h, _, _ = _hessian(PairwiseData(i, j, 60), 0.5)
+    monkeypatch.setattr(sparse_var, "DENSE_CI_BLOCK", 10)
+    monkeypatch.setattr(sparse_var, "DENSE_CI_MAX", 50)
+    monkeypatch.setattr(sparse_var, "SPARSE_CI_FLOPS", 1e3)
+    with pytest.raises(InvalidInput, match="connected component of 60 items: its sparse factor"):
+        sparse_var.centred_var(h)
+    split = bt_hessian(np.zeros(4), aggregate_pairwise(pairs(4, [[0, 1], [1, 0], [2, 3], [3, 2]])))
+    with pytest.raises(NotConverged, match="singular: 2 connected components"):
+        sparse_var.centred_var(split)
+
+
+def test_davidson_hessian_ci_refused_clearly_for_huge_pools():
+    # Davidson's tie parameter couples every item: still a dense inverse, still refused.
+    n = models_base.MAX_HESSIAN_CI_ITEMS + 1
+    chain = _chain(n)
+    ties = np.arange(len(chain)) % 3 == 0
+    data = PairwiseData(chain.winners, chain.losers, n_items=n, ties=ties)
+    with pytest.raises(InvalidInput, match=f"over {n + 1:,} items need a dense"):
+        Davidson().fit(data, alpha=0.1, ci="hessian")
+    assert Davidson().fit(data, alpha=0.1, ci=None).scores.shape == (n,)
 
 
 def test_to_dict_without_intervals_is_strict_json():

@@ -356,8 +356,12 @@ def centred_cov(hessian) -> np.ndarray:
 
 
 def wald_ci(scores: np.ndarray, cov: np.ndarray, z: float = 1.959963984540054) -> np.ndarray:
-    """Return ``(n, 2)`` Wald intervals ``scores +- z * sd``."""
-    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    """Return ``(n, 2)`` Wald intervals ``scores +- z * sd``.
+
+    ``cov`` is the ``(n, n)`` covariance or only its diagonal, ``(n,)`` variances.
+    """
+    var = np.diag(cov) if np.ndim(cov) == 2 else np.asarray(cov)
+    sd = np.sqrt(np.clip(var, 0.0, None))
     return np.column_stack([scores - z * sd, scores + z * sd])
 
 

@@ -33,6 +33,7 @@ from prefstore.models.base import (
     percentile_ci,
     wald_ci,
 )
+from prefstore.models.sparse_var import centred_var
 
 TIE_POLICIES = ("half", "drop")
 
@@ -388,6 +389,20 @@ def bt_pairwise_cov(theta: np.ndarray, counts: PairCounts, alpha: float = 0.0, t
     return centred_cov(h)
 
 
+def bt_pairwise_var(theta: np.ndarray, counts: PairCounts, alpha: float = 0.0, ties="half"):
+    """Return the variances of centred scores: the diagonal of :func:`bt_pairwise_cov`.
+
+    Computed from the sparse Hessian one connected component at a time
+    (:func:`prefstore.models.sparse_var.centred_var`), so big pools get
+    intervals without an n x n inverse (issue 17).
+    """
+    n, lo, hi = counts.n_items, counts.lo, counts.hi
+    a, b = _half_ties(counts, ties)
+    s = _sigmoid(theta[lo] - theta[hi])
+    h = laplacian(n, lo, hi, (a + b) * s * (1.0 - s), dense=False) + 2.0 * alpha * _speye(n)
+    return centred_var(h)
+
+
 def davidson_pairwise_cov(theta: np.ndarray, nu: float, counts: PairCounts, alpha: float = 0.0):
     """Return the covariance of ``[centred scores, log(nu)]``."""
     n = counts.n_items
@@ -486,7 +501,7 @@ class BradleyTerry:
         theta = bt_pairwise(counts, alpha, ties, names=data.names)
         ci95 = np.full((data.n_items, 2), np.nan)
         if ci == "hessian":
-            ci95 = wald_ci(theta, bt_pairwise_cov(theta, counts, alpha, ties))
+            ci95 = wald_ci(theta, bt_pairwise_var(theta, counts, alpha, ties))
         elif ci == "bootstrap":
             cells = bootstrap_cells(counts, data.weights, n_boot, seed)
             gauge = np.ones(data.n_items, bool) if alpha == 0 else None
@@ -591,6 +606,7 @@ __all__ = [
     "bt_objective",
     "bt_pairwise",
     "bt_pairwise_cov",
+    "bt_pairwise_var",
     "davidson_gradient",
     "davidson_hessian",
     "davidson_objective",
