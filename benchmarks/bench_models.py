@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/bench_models.py            # everything (mostly choix: 3 runs of each)
     python benchmarks/bench_models.py --quick    # smaller sizes, no choix on the big cases
     python benchmarks/bench_models.py --repeat 5 # runs per timing (default 3)
+    python benchmarks/bench_models.py --only mixture   # one case (repeatable)
 
 Every figure is the median wall time of ``--repeat`` runs, the same count for
 prefstore and for choix; the range is printed beside it. See benchmarks/README.md.
@@ -35,6 +36,7 @@ from prefstore.models import (  # noqa: E402
     aggregate_pairwise,
     bt_objective,
     bt_pairwise,
+    mixture_pairwise,
 )
 from prefstore.models.bradley_terry import bt_pairwise_cov  # noqa: E402
 
@@ -219,12 +221,29 @@ def bench_mixture(args):
     th = truth[z[rater]]
     win = rng.random(m) < 1 / (1 + np.exp(-(th[np.arange(m), i] - th[np.arange(m), j])))
     data = PairwiseData(np.where(win, i, j), np.where(win, j, i), n, raters=rater)
-    t, fit, times = median_time(lambda: Mixture().fit(data, k=3), r)
+    # Fixed K and K by BIC alternate, run for run, so both see the same machine load.
+    fixed, by_bic = [], []
+    for _ in range(r):
+        start = time.perf_counter()
+        fit = Mixture().fit(data, k=3)
+        fixed.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        fit_bic = Mixture().fit(data, k=None, k_max=4)
+        by_bic.append(time.perf_counter() - start)
+    t, t_bic = statistics.median(fixed), statistics.median(by_bic)
     ari = adjusted_rand_score(z, fit.rater_probs.argmax(axis=1))
-    print(f"  Mixture().fit(k=3, 4 restarts, with CIs): {t:.2f} s ({spread(times)}); "
+    print(f"  Mixture().fit(k=3, 4 restarts, with CIs): {t:.2f} s ({spread(fixed)}); "
           f"ARI {ari:.3f}")
-    t_bic, fit, times = median_time(lambda: Mixture().fit(data, k=None, k_max=4), r)
-    print(f"  K by BIC over 1..4: {t_bic:.2f} s ({spread(times)}), chose K = {fit.k}")
+    print(f"  K by BIC over 1..4 (warm-started): {t_bic:.2f} s ({spread(by_bic)}), chose "
+          f"K = {fit_bic.k}; {t_bic / t:.2f}x the fixed-K fit (medians, alternating runs); "
+          f"load average {load()}")
+    scratch = {} if args.quick else {
+        k: mixture_pairwise(data, k=k) for k in range(1, 5)
+    }
+    for k, bic in fit_bic.params["bic_by_k"].items():
+        ll = fit_bic.params["ll_by_k"][k]
+        old = f"; from scratch (4 restarts) {scratch[k].log_likelihood:.2f}" if scratch else ""
+        print(f"    K = {k}: BIC {bic:.2f}, log-likelihood {ll:.2f}{old}")
 
 
 def bench_scaling(args):
@@ -247,6 +266,8 @@ def main():
     parser.add_argument("--cap", type=int, default=300, help="time cap per choix run, seconds")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per timing, the same for prefstore and choix (median)")
+    parser.add_argument("--only", choices=sorted(CASES), action="append",
+                        help="run only this case (repeatable); default: all")
     args = parser.parse_args()
     args.arena = 100_000 if args.quick else 1_000_000
     args.pool = 20_000 if args.quick else 100_000
@@ -257,11 +278,13 @@ def main():
         f"{os.cpu_count()} cores; every time is the median of {args.repeat} runs, the same "
         f"count for prefstore and choix; load average {load()}"
     )
-    bench_arena(args)
-    bench_pool(args)
-    bench_mixture(args)
-    bench_scaling(args)
+    for name in args.only or CASES:
+        CASES[name](args)
     print(f"\nload average at the end: {load()}")
+
+
+CASES = {"arena": bench_arena, "pool": bench_pool, "mixture": bench_mixture,
+         "scaling": bench_scaling}
 
 
 def load() -> str:

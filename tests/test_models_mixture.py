@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy.optimize import approx_fprime
 from scipy.stats import spearmanr
 from sklearn.metrics import adjusted_rand_score
 
@@ -16,9 +17,15 @@ from prefstore.models import (
     mixture_pairwise,
     mixture_rankings,
 )
+from prefstore.models.mixture import _rows
 
 MIN_ARI = 0.9
 MIN_SPEARMAN = 0.9
+# Warm-started search against fits from scratch: at the true K both reach the same
+# optimum; at other K their local optima may differ by a little log-likelihood,
+# far below the 10 ln(2400) / 2 = 38.9 that one more type must gain under BIC here.
+ATOL_TRUE_K = 0.01
+ATOL_OTHER_K = 2.0
 
 
 def planted_types(k, n_items=10, n_raters=60, per_rater=40, seed=0, scale=2.0):
@@ -87,6 +94,68 @@ def test_rater_with_few_judgments_gets_no_type_of_its_own():
     assert np.sum(owners == owners[40]) > 1
 
 
+@pytest.mark.parametrize("true_k", [1, 2, 3])
+def test_warm_started_search_finds_k_and_matches_fits_from_scratch(true_k):
+    data, _, _ = simulate_pairs(true_k)
+    est = mixture_pairwise(data, k=None, k_max=4)
+    scratch = {k: mixture_pairwise(data, k=k) for k in range(1, 5)}
+    assert est.k == true_k
+    assert min(scratch, key=lambda k: scratch[k].bic) == true_k
+    assert sorted(est.bic_by_k) == [1, 2, 3, 4]
+    for k in range(1, 5):
+        n_params = k * 9 + (k - 1)
+        assert est.bic_by_k[k] == pytest.approx(-2 * est.ll_by_k[k] + n_params * np.log(2400))
+        atol = ATOL_TRUE_K if k == true_k else ATOL_OTHER_K
+        assert est.ll_by_k[k] >= scratch[k].log_likelihood - atol
+    assert est.log_likelihood == pytest.approx(scratch[true_k].log_likelihood, abs=ATOL_TRUE_K)
+    assert est.bic == min(est.bic_by_k.values())
+
+
+def test_search_on_the_benchmark_population():
+    """``bench_models.py``'s mixture case: per-K log-likelihoods of the from-scratch search.
+
+    Reference: 4 restarts from scratch for each K (the search before issue 17).
+    The warm-started search reaches the same optima for K <= 3, and at K = 4 (a
+    type too many) one no worse.
+    """
+    n, raters, per = 50, 1000, 200
+    rng = np.random.default_rng(3)
+    base = np.linspace(-2, 2, n)
+    truth = np.stack([base, -base, rng.permutation(base)])
+    z = np.arange(raters) % 3
+    rater = np.repeat(np.arange(raters), per)
+    m = rater.shape[0]
+    i = rng.integers(0, n, m)
+    j = (i + rng.integers(1, n, m)) % n
+    th = truth[z[rater]]
+    win = rng.random(m) < 1 / (1 + np.exp(-(th[np.arange(m), i] - th[np.arange(m), j])))
+    data = PairwiseData(np.where(win, i, j), np.where(win, j, i), n, raters=rater)
+    est = mixture_pairwise(data, k=None, k_max=4)
+    reference = {1: -134699.5351, 2: -112652.1060, 3: -99287.9324, 4: -99233.6635}
+    assert est.k == 3
+    assert adjusted_rand_score(z, est.rater_probs.argmax(axis=1)) == 1.0
+    for k in (1, 2, 3):
+        assert est.ll_by_k[k] == pytest.approx(reference[k], abs=1e-3)
+    assert est.ll_by_k[4] >= reference[4]
+
+
+def test_rater_gradients_match_finite_differences():
+    pairs, _, _ = simulate_pairs(2, n_raters=6, per_rater=30, seed=4)
+    truth, z, rng = planted_types(2, n_items=5, n_raters=4)
+    ranks = RankingData(
+        [np.argsort(-(truth[z[r % 4]][:5] + rng.gumbel(size=5)))[:3] for r in range(40)],
+        5,
+        raters=np.arange(40) % 4,
+    )
+    for data in (pairs, ranks):
+        rows = _rows(data)
+        theta = np.random.default_rng(5).normal(size=data.n_items)
+        grad = rows.rater_grad(theta)
+        for r in range(data.n_raters):
+            numeric = approx_fprime(theta, lambda x: rows.rater_ll(x[None])[r, 0], 1e-7)
+            np.testing.assert_allclose(grad[r], numeric, atol=1e-5)
+
+
 def test_plackett_luce_mixture():
     truth, z, rng = planted_types(2, n_items=6, n_raters=30)
     rows, raters = [], []
@@ -99,6 +168,9 @@ def test_plackett_luce_mixture():
     assert adjusted_rand_score(z, est.rater_probs.argmax(axis=1)) >= MIN_ARI
     for scores in est.scores:
         assert best_spearman(scores, truth) >= MIN_SPEARMAN
+    chosen = mixture_rankings(data, k=None, k_max=3)
+    assert chosen.k == 2
+    assert chosen.log_likelihood == pytest.approx(est.log_likelihood, abs=ATOL_TRUE_K)
 
 
 def test_fit_result_and_determinism():
@@ -114,6 +186,7 @@ def test_fit_result_and_determinism():
     assert set(out["raters"]) == {f"r{r}" for r in range(20)}
     assert len(out["raters"]["r0"]) == 2 and len(out["types"]) == 2
     assert out["bic"] == pytest.approx(-2 * fit.log_likelihood + (2 * 9 + 1) * np.log(800))
+    assert out["params"]["bic_by_k"] == {"2": out["bic"]}
     for t in fit.types:
         assert np.all(t["ci95"][:, 0] < t["scores"]) and np.all(t["scores"] < t["ci95"][:, 1])
 
