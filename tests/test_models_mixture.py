@@ -152,7 +152,9 @@ def test_rater_gradients_match_finite_differences():
         theta = np.random.default_rng(5).normal(size=data.n_items)
         grad = rows.rater_grad(theta)
         for r in range(data.n_raters):
-            numeric = approx_fprime(theta, lambda x: rows.rater_ll(x[None])[r, 0], 1e-7)
+            numeric = approx_fprime(
+                theta, lambda x, r=r, rows=rows: rows.rater_ll(x[None])[r, 0], 1e-7
+            )
             np.testing.assert_allclose(grad[r], numeric, atol=1e-5)
 
 
