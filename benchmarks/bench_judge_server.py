@@ -13,6 +13,7 @@ Every figure is the median of ``--repeat`` runs, with a NullCache so every
 request reaches the server. Every process started here is ended on the way out.
 
     python benchmarks/bench_judge_server.py [--items 24] [--repeat 3]
+    python benchmarks/bench_judge_server.py --only-overhead [--repeat 9]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from prefstore.judges import JudgeConfig, NullCache, ServerJudge, load_judge  # noqa: E402
+from prefstore.judges.server import CHAT_PATH  # noqa: E402
 from tests.judge_server import (  # noqa: E402
     ANSWERING_MODEL,
     Reply,
@@ -173,8 +175,9 @@ def bench_overhead(n_items: int, repeat: int) -> dict:
                   for i, item in enumerate(items) for spec in judge._orders_for(i, item)]
 
         def client_only():
+            # The judge's own call (ServerJudge._send), parse included.
             for body in bodies:
-                judge._client.post("/chat/completions", body=body, cast_to=object)
+                json.loads(judge._client.post(CHAT_PATH, body=body, cast_to=str))
 
         loops = {"judge": lambda: run_judge(judge, items), "client": client_only,
                  "raw": lambda: raw_requests(base_url, bodies)}
@@ -219,18 +222,24 @@ def main() -> None:
     parser.add_argument("--overhead-items", type=int, default=200)
     parser.add_argument("--latency-items", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only-overhead", action="store_true",
+                        help="measure the client overhead only (no transformers serve, "
+                             "no 50 ms latency case)")
     args = parser.parse_args()
 
-    print(f"transformers serve, tiny GPT-2, {args.items} pairs (2 requests each), "
-          f"median of {args.repeat}:")
-    serve = bench_transformers_serve(args.items, args.repeat)
-    for concurrency in (1, 4, 8):
-        rate = serve[f"server_c{concurrency}"]
-        print(f"  server judge, concurrency {concurrency}: {rate:7.1f} items/s "
-              f"(x{rate / serve['server_c1']:.2f} over concurrency 1)")
-    print(f"  local generative judge, same weights: {serve['local_generative']:7.1f} items/s")
+    if not args.only_overhead:
+        print(f"transformers serve, tiny GPT-2, {args.items} pairs (2 requests each), "
+              f"median of {args.repeat}:")
+        serve = bench_transformers_serve(args.items, args.repeat)
+        for concurrency in (1, 4, 8):
+            rate = serve[f"server_c{concurrency}"]
+            print(f"  server judge, concurrency {concurrency}: {rate:7.1f} items/s "
+                  f"(x{rate / serve['server_c1']:.2f} over concurrency 1)")
+        print(f"  local generative judge, same weights: {serve['local_generative']:7.1f} items/s")
 
+    load = os.getloadavg()
     overhead = bench_overhead(args.overhead_items, max(args.repeat, 5))
+    load = [max(a, b) for a, b in zip(load, os.getloadavg())]
     met = "met" if overhead["judge_minus_raw"] < GOAL_OVERHEAD_MS else "NOT met"
     print(f"client overhead, instant scripted server in another process, "
           f"{overhead['requests']} requests at concurrency 1, median of {max(args.repeat, 5)}:")
@@ -245,6 +254,10 @@ def main() -> None:
           f" overhead {overhead['cpu_judge_minus_raw']:.3f} ms (openai + httpx "
           f"{overhead['cpu_client_minus_raw']:.3f} ms, judge "
           f"{overhead['cpu_judge_minus_client']:.3f} ms)")
+    print(f"  load average (1, 5, 15 min; the higher of before and after): "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if args.only_overhead:
+        return
 
     latency = bench_latency(args.latency_items, args.repeat)
     met = "met" if latency["speedup"] >= GOAL_SPEEDUP else "NOT met"

@@ -268,6 +268,9 @@ def run_annotate(ctx: JobContext) -> dict:
         retry_failed=bool(payload.get("retry_failed")), progress=progress,
         should_stop=lambda: ctx.stopping or worker.lease_lost.is_set(),
         before_write=lease_held)
+    # A run the lost lease stopped leaves the job to its new owner, neither released nor
+    # finished, however the stop fell between the writes.
+    lease_held()
     result["complete"] = not result.pop("stopped")
     if result["complete"]:
         _enqueue_route_if_judged(ctx.db, ctx.job["project_id"])

@@ -319,10 +319,15 @@ class Served:
 
 
 class Reply:
-    """What the scripted server sends back: status, JSON body, headers, a delay first."""
+    """What the scripted server sends back: status, body, headers, a delay first.
 
-    def __init__(self, body, status=200, headers=None, delay=0.0):
+    ``body`` is sent as JSON, or as is when it is bytes (with ``content_type``).
+    """
+
+    def __init__(self, body, status=200, headers=None, delay=0.0,
+                 content_type="application/json"):
         self.body, self.status, self.headers, self.delay = body, status, headers or {}, delay
+        self.content_type = content_type
 
 
 class ScriptedServer:
@@ -395,10 +400,12 @@ class ScriptedServer:
                         server.in_flight -= 1
 
             def _send(self, reply):
-                data = json.dumps(reply.body).encode()
+                data = reply.body
+                if not isinstance(data, bytes):
+                    data = json.dumps(data).encode()
                 try:
                     self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", reply.content_type)
                     self.send_header("Content-Length", str(len(data)))
                     for name, value in reply.headers.items():
                         self.send_header(name, value)

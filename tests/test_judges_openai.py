@@ -384,6 +384,16 @@ def test_the_key_is_sent_but_never_shown_or_logged(monkeypatch, caplog):
     assert not any(secret in text for text in shown)
 
 
+def test_requests_carry_no_client_telemetry_headers():
+    with ScriptedServer(always(Reply(fixture("logprobs_answer_a.json")))) as server:
+        judge_for(server, concurrency=1).judge_items([ITEM])
+    assert len(server.requests) == 2
+    assert sorted(server.requests[0][2]) == [
+        "accept", "accept-encoding", "authorization", "connection", "content-length",
+        "content-type", "host", "user-agent", "x-stainless-read-timeout",
+        "x-stainless-retry-count"]
+
+
 # ---------------------------------------------------------------- verdicts from logprobs
 
 
@@ -577,9 +587,11 @@ def test_a_500_is_retried():
     assert outcome.ok and outcome.requests == 3
 
 
-def test_500_after_every_retry_fails_the_item():
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_500_after_every_retry_fails_the_item(concurrency):
     with ScriptedServer(always(Reply(fixture("error_500.json"), status=500))) as server:
-        outcome = next(judge_for(server, max_retries=2).iter_outcomes([ITEM]))
+        judge = judge_for(server, max_retries=2, concurrency=concurrency)
+        outcome = next(judge.iter_outcomes([ITEM]))
     assert outcome.failure.kind == "http_error"
     assert outcome.failure.reason == "HTTP 500: Internal server error (3 attempts)"
     assert outcome.failure.raw == "Internal server error"
@@ -606,6 +618,23 @@ def test_a_timeout_is_retried_and_the_item_fails_when_every_try_times_out():
     assert 0.6 - 0.01 <= elapsed < 0.6 + TIMING_SLACK + 0.3
 
 
+@pytest.mark.parametrize(("content", "content_type", "raw"), [
+    (b"<html>502 Bad Gateway</html>", "text/html", "<html>502 Bad Gateway</html>"),
+    (b'{"choices": [', "application/json", '{"choices": ['),
+    (b"[1, 2]", "application/json", "[1, 2]"),
+])
+def test_an_answer_that_is_not_a_json_object_fails_the_item(content, content_type, raw):
+    """Regression: a body that claimed JSON but did not parse raised out of the run."""
+    reply = Reply(content, content_type=content_type)
+    with ScriptedServer(always(reply)) as server:
+        outcome = next(judge_for(server).iter_outcomes([ITEM]))
+    assert outcome.failure.to_record() == {
+        "status": "failed", "kind": "http_error",
+        "reason": "the server's answer is not a JSON object", "raw": raw, "attempts": 2,
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0},
+    }
+
+
 def test_a_refused_request_is_not_retried():
     with ScriptedServer(always(Reply(fixture("error_400_context.json"), status=400))) as server:
         outcome = next(judge_for(server).iter_outcomes([ITEM]))
@@ -625,10 +654,11 @@ def test_concurrency_limit_is_reached_and_respected():
     assert server.max_in_flight == 3
 
 
-def test_requests_per_minute_spaces_every_request():
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_requests_per_minute_spaces_every_request(concurrency):
     asked, granted = [], []
     with ScriptedServer(always(Reply(fixture("logprobs_answer_a.json")))) as server:
-        judge = judge_for(server, concurrency=4, requests_per_minute=1200)
+        judge = judge_for(server, concurrency=concurrency, requests_per_minute=1200)
         acquire = judge._limiter.acquire
 
         def recorded(stop=None):
@@ -638,19 +668,21 @@ def test_requests_per_minute_spaces_every_request():
             return ok
 
         judge._limiter.acquire = recorded
-        annotate_items(judge, [ITEM] * 4)
+        # Distinct items: at concurrency 1 a repeated item would come from the cache.
+        annotate_items(judge, [{**ITEM, "prompt": f"Question {i}?"} for i in range(4)])
     assert len(granted) == len(server.requests) == 8
     # One every 50 ms from the first ask: a wait may end late under load, never early.
     for i, t in enumerate(sorted(granted)):
         assert t - min(asked) >= i * 0.05 - 0.001
 
 
-def test_annotate_reports_each_outcome_and_totals_then_answers_from_the_cache():
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_annotate_reports_each_outcome_and_totals_then_answers_from_the_cache(concurrency):
     items = [ITEM, {**ITEM, "prompt": "And of Italy?"}, {**ITEM, "prompt": "Of Spain?"}]
     seen, progress = [], []
     cache = MemoryCache()
     with ScriptedServer(always(Reply(fixture("logprobs_answer_a.json")))) as server:
-        judge = judge_for(server, cache=cache)
+        judge = judge_for(server, cache=cache, concurrency=concurrency)
         report = annotate_items(judge, items, on_outcome=seen.append,
                                 progress=lambda done, total: progress.append((done, total)))
         again = annotate_items(judge, items)
@@ -674,6 +706,57 @@ def test_failed_answers_are_not_cached():
         judge.judge_items([ITEM])
         judge.judge_items([ITEM])
     assert len(cache) == 0 and len(server.requests) == 4
+
+
+def test_concurrency_1_sends_from_the_callers_thread_and_2_from_a_pool():
+    """Issue 14: at concurrency 1 no thread hand-off per request (it cost ~1 ms each)."""
+    threads = {1: [], 2: []}
+    with ScriptedServer(always(Reply(fixture("logprobs_answer_a.json")))) as server:
+        for concurrency, seen in threads.items():
+            hook = {"request": [lambda request, seen=seen: seen.append(threading.current_thread())]}
+            judge = judge_for(server, concurrency=concurrency,
+                              http_client=openai.DefaultHttpxClient(event_hooks=hook))
+            assert all(o.ok for o in judge.iter_outcomes([ITEM, {**ITEM, "prompt": "Italy?"}]))
+    # The first request of each judge is the connection check's GET /models.
+    assert threads[1] == [threading.current_thread()] * 5
+    assert len(threads[2]) == 5 and threading.current_thread() not in threads[2][1:]
+
+
+def test_concurrency_1_gives_what_the_pool_gives():
+    items = [ITEM,
+             {"prompt": "Name a city.", "responses": ["Paris.", "Lyon, I think.", "Nice."]},
+             {"prompt": "Say why.", "responses": ["Rambling.", "Lyon, I think."]},
+             {**ITEM, "prompt": "And of Italy?"}]
+    replies = {"Paris.": Reply(fixture("logprobs_answer_a.json")),
+               "Lyon, I think.": Reply(fixture("logprobs_answer_b.json")),
+               "Nice.": Reply(fixture("logprobs_answer_b.json")),
+               "Rambling.": Reply(fixture("logprobs_no_label.json"))}
+    runs = {}
+    for concurrency in (1, 4):
+        with ScriptedServer(by_shown_first(replies)) as server:
+            outcomes = sorted(judge_for(server, concurrency=concurrency).iter_outcomes(items),
+                              key=lambda o: o.index)
+        runs[concurrency] = [
+            (o.index, o.requests, o.cached, o.usage,
+             o.result.to_judgment() if o.ok else o.failure.to_record()) for o in outcomes]
+    assert runs[1] == runs[4]
+    assert [(index, requests) for index, requests, *_ in runs[1]] == [(0, 2), (1, 6), (2, 2),
+                                                                      (3, 2)]
+    assert runs[1][2][4]["kind"] == "unparseable"
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_should_stop_ends_a_long_retry_after_wait(concurrency):
+    reply = Reply(fixture("error_429.json"), status=429, headers={"Retry-After": "30"})
+    with ScriptedServer(always(reply)) as server:
+        judge = judge_for(server, concurrency=concurrency)
+        start = time.monotonic()
+        report = annotate_items(judge, [ITEM] * 3,
+                                should_stop=lambda: time.monotonic() - start > 0.2)
+        elapsed = time.monotonic() - start
+    assert report.stats["stopped"] is True and report.outcomes == []
+    assert len(server.requests) == concurrency
+    assert 0.2 <= elapsed < 0.2 + server_module.STOP_POLL_S + TIMING_SLACK
 
 
 def test_should_stop_ends_the_run_after_the_requests_in_flight():
