@@ -447,7 +447,8 @@ class ServerJudge:
 
         At most ``concurrency`` requests are in flight, and only items whose display
         orders have started are held, so stopping loses the items in flight only.
-        ``should_stop()`` is polled between completions: once true, nothing new is
+        ``should_stop()`` is polled between completions (at concurrency 1, before
+        each item and each request, and during waits): once true, nothing new is
         sent and the generator ends after the requests in flight.
 
         Raises
