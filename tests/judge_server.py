@@ -130,7 +130,21 @@ def serve_argv(port: int) -> list[str]:
             "--log-level", "warning"]
 
 
+def exit_with_parent() -> None:
+    """End this server when the process that started it dies (a test run killed by a
+    timeout, say): its cleanup never runs then, and the server must not outlive it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def main(argv=None) -> None:
+    exit_with_parent()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", required=True)
     parser.add_argument("--port", type=int, required=True)
