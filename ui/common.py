@@ -238,6 +238,9 @@ def ensure_worker_once() -> None:
 
 def admin_token() -> str | None:
     """Return the configured admin token (environment first, then secrets.toml)."""
+    from_env = access.configured_admin_token(os.environ)
+    if from_env is not None:  # st.secrets looks for its files on every call: skip it
+        return from_env
     try:
         secrets = dict(st.secrets) if access.ADMIN_TOKEN_SECRET in st.secrets else {}
     except (StreamlitSecretNotFoundError, FileNotFoundError):
