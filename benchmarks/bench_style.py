@@ -82,12 +82,14 @@ def stage_profile(data, x) -> list[tuple[str, int, float]]:
     from prefstore.models import style
 
     stages = {
-        "setup (directed rows, scales, counts)": (style, "_directed_rows"),
-        "Bradley-Terry start (per pair)": (style, "newton_minimize"),
-        "first pass at gamma = 0 (per-pair sums, full Hessian)": (style._DirectedFit, "first"),
-        "objective passes (gather, exp, log)": (style._DirectedFit, "point"),
+        "setup (directed codes, counts, transpose + X^T X, sample)": (style, "_directed_rows"),
+        "Bradley-Terry start (unordered pairs)": (style, "newton_minimize"),
+        "start at gamma = 0 (per-pair sums of x, Hessian)": (style._DirectedFit, "first"),
+        "objective passes (gather, x . g, exp, log)": (style._DirectedFit, "point"),
         "gradient passes (scatter, X^T p)": (style._DirectedFit, "gradient"),
-        "Hessian rebuilds (cross and covariate blocks)": (style._DirectedFit, "hessian"),
+        "sampled third-order correction": (style._DirectedFit, "sampled_third"),
+        "sampled Hessian corrections": (style._DirectedFit, "corrected_hessian"),
+        "exact Hessian rebuilds": (style._DirectedFit, "hessian"),
     }
     spent = {k: [0, 0.0] for k in stages}
     saved = []

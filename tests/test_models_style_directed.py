@@ -105,3 +105,70 @@ def test_errors_match_the_design_path():
     c = np.array([1.0, 5.0, 2.0, 8.0])
     with pytest.raises(NotConverged, match="not identified"):
         style_pairwise(PairwiseData(i, j, 4), (c[i] - c[j])[:, None], beta=0.0, alpha=0.0)
+
+
+# --- the sampled curvature corrections of a large fit ----------------------------------
+#
+# Above 2 * SAMPLE_MIN comparisons the directed fit corrects its first step (third
+# order) and its Hessian with a random sample of the comparisons. The sample only
+# decides how fast the fit reaches the optimum: the tests shrink SAMPLE_MIN so that a
+# few thousand comparisons take that path, and compare with the design path.
+
+
+@pytest.fixture
+def sampled(monkeypatch):
+    monkeypatch.setattr(style_mod, "SAMPLE_MIN", 300)
+    monkeypatch.setattr(style_mod, "SAMPLE_SHARE", 0.05)
+    calls = {"corrected_hessian": 0, "sampled_third": 0}
+    for name in calls:
+        original = getattr(style_mod._DirectedFit, name)
+
+        def counted(self, *args, _original=original, _name=name):
+            calls[_name] += 1
+            return _original(self, *args)
+
+        monkeypatch.setattr(style_mod._DirectedFit, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("alpha,beta", [(0.0, 0.25), (0.3, 0.0), (0.05, 1.0)])
+@pytest.mark.parametrize("ties", ["half", "drop"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sampled_corrections_reach_the_design_optimum(monkeypatch, sampled, alpha, beta, ties,
+                                                      weighted):
+    data, x = random_problem(5, m=8000, weighted=weighted)
+    kwargs = dict(alpha=alpha, beta=beta, ties=ties, ci="hessian")
+    fast = style_pairwise(data, x, **kwargs, tol=TIGHT)
+    assert sampled["corrected_hessian"] and sampled["sampled_third"]  # the sampled path ran
+    assert_same(fast, design_path(monkeypatch, data, x, **kwargs, tol=TIGHT))
+    assert_same(style_pairwise(data, x, **kwargs), design_path(monkeypatch, data, x, **kwargs),
+                atol=DEFAULT_TOL_ATOL, ll_rtol=1e-9)
+
+
+def test_sampled_path_with_strong_effects_falls_back_to_plain_newton(monkeypatch, sampled):
+    # Large coefficients: the step off gamma = 0 is long and far from quadratic, so the
+    # third-order correction and full steps are rejected and exact Hessians take over.
+    rng = np.random.default_rng(11)
+    n, m = 6, 8000
+    theta = rng.normal(0, 1.0, n)
+    a = rng.integers(0, n, m)
+    b = (a + rng.integers(1, n, m)) % n
+    x = rng.normal(0, 1.0, (m, 2))
+    a_won = rng.random(m) < 1 / (1 + np.exp(-(theta[a] - theta[b] + x @ [4.0, -3.0])))
+    data = PairwiseData(np.where(a_won, a, b), np.where(a_won, b, a), n)
+    x = x * np.where(a_won, 1.0, -1.0)[:, None]
+    kwargs = dict(beta=0.01, ci="hessian")
+    fast = style_pairwise(data, x, **kwargs, tol=TIGHT)
+    assert_same(fast, design_path(monkeypatch, data, x, **kwargs, tol=TIGHT))
+    np.testing.assert_allclose(fast.style_coefficients / fast.style_scale, [4.0, -3.0], rtol=0.15)
+
+
+def test_hessian_intervals_are_taken_at_the_estimate():
+    # The intervals come from the Hessian at the returned estimate, so at the default
+    # tolerance they match those of a fit run to machine precision far more closely
+    # than the estimates' own tolerance would suggest.
+    data, x = random_problem(6)
+    loose = style_pairwise(data, x, ci="hessian")
+    tight = style_pairwise(data, x, ci="hessian", tol=TIGHT)
+    np.testing.assert_allclose(loose.ci95, tight.ci95, atol=1e-7)
+    np.testing.assert_allclose(loose.style_ci95, tight.style_ci95, atol=1e-7)
