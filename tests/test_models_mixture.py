@@ -112,24 +112,14 @@ def test_warm_started_search_finds_k_and_matches_fits_from_scratch(true_k):
 
 
 def test_search_on_the_benchmark_population():
-    """``bench_models.py``'s mixture case: per-K log-likelihoods of the from-scratch search.
+    """``bench_models.py``'s mixture case (the same draws): per-K log-likelihoods of the
+    from-scratch search.
 
     Reference: 4 restarts from scratch for each K (the search before issue 17).
     The warm-started search reaches the same optima for K <= 3, and at K = 4 (a
     type too many) one no worse.
     """
-    n, raters, per = 50, 1000, 200
-    rng = np.random.default_rng(3)
-    base = np.linspace(-2, 2, n)
-    truth = np.stack([base, -base, rng.permutation(base)])
-    z = np.arange(raters) % 3
-    rater = np.repeat(np.arange(raters), per)
-    m = rater.shape[0]
-    i = rng.integers(0, n, m)
-    j = (i + rng.integers(1, n, m)) % n
-    th = truth[z[rater]]
-    win = rng.random(m) < 1 / (1 + np.exp(-(th[np.arange(m), i] - th[np.arange(m), j])))
-    data = PairwiseData(np.where(win, i, j), np.where(win, j, i), n, raters=rater)
+    data, _, z = simulate_pairs(3, n_items=50, n_raters=1000, per_rater=200, seed=3)
     est = mixture_pairwise(data, k=None, k_max=4)
     reference = {1: -134699.5351, 2: -112652.1060, 3: -99287.9324, 4: -99233.6635}
     assert est.k == 3

@@ -13,6 +13,7 @@ page makes goes to the app's own origin, hostile item text included.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -300,18 +301,30 @@ def test_a_team_runs_a_project_end_to_end(tmp_path, streamlit_server, browser_pa
 
     # --- each rater rates everything through their own link, in their own browser context
     browser = admin_page.context.browser
-    for name, link in links.items():
+
+    @contextlib.contextmanager
+    def rater_context(link: str):
+        """A rater's own browser context, opened on their link; closed on the way out."""
         context = browser.new_context(viewport={"width": 1280, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        watch(page)
-        page.goto(link)
-        wait_text(page, f"Rating as {name}")
-        rate_project(page, db, projects["team-pairs"], raters[name], len(PAIRS), rate_pair)
-        rate_project(page, db, projects["team-best"], raters[name], len(BEST), rate_best)
-        rate_project(page, db, projects["team-full"], raters[name], len(FULL), rate_full)
-        assert page.evaluate("window.__xss === undefined")
-        context.close()
+        try:
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            watch(page)
+            page.goto(link)
+            yield page
+        finally:
+            context.close()
+
+    def pairs_link(name: str) -> str:
+        return links[name].replace("project=team-full", "project=team-pairs")
+
+    for name, link in links.items():
+        with rater_context(link) as page:
+            wait_text(page, f"Rating as {name}")
+            rate_project(page, db, projects["team-pairs"], raters[name], len(PAIRS), rate_pair)
+            rate_project(page, db, projects["team-best"], raters[name], len(BEST), rate_best)
+            rate_project(page, db, projects["team-full"], raters[name], len(FULL), rate_full)
+            assert page.evaluate("window.__xss === undefined")
 
     # Exactly what the raters did, and nothing else, is stored.
     rows = {p: store.list_judgments(db, project_id=projects[p]["id"]) for p in projects}
@@ -384,25 +397,20 @@ def test_a_team_runs_a_project_end_to_end(tmp_path, streamlit_server, browser_pa
     # store keeps both rows, and every reader uses the new label
     pairs_id = projects["team-pairs"]["id"]
     before = {r["id"]: r for r in store.list_judgments(db, project_id=pairs_id)}
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    watch(page)
-    page.goto(links["ann"].replace("project=team-full", "project=team-pairs"))
-    wait_text(page, "Rating as ann")
-    main(page).locator("[data-testid='stExpander'] summary").filter(
-        has_text="Previous judgments").click()
-    settle(page)
-    open_select(page, main(page).locator(
-        "input[aria-label='Change one of your previous judgments']"))
-    page.locator("[role='option']").filter(has_text="pair-0 · ").first.click()
-    wait_text(page, "Change your judgment on pair-0")
-    main(page).locator("[data-testid='stRadio'] label").filter(has_text="Tie").click()
-    settle(page)
-    click(page, "Save the change")
-    page.get_by_text(re.compile(r"^Changed pair-0: .+ → Tie$")).first.wait_for(state="visible")
-    assert page.evaluate("window.__xss === undefined")
-    context.close()
+    with rater_context(pairs_link("ann")) as page:
+        wait_text(page, "Rating as ann")
+        main(page).locator("[data-testid='stExpander'] summary").filter(
+            has_text="Previous judgments").click()
+        settle(page)
+        open_select(page, main(page).locator(
+            "input[aria-label='Change one of your previous judgments']"))
+        page.locator("[role='option']").filter(has_text="pair-0 · ").first.click()
+        wait_text(page, "Change your judgment on pair-0")
+        main(page).locator("[data-testid='stRadio'] label").filter(has_text="Tie").click()
+        settle(page)
+        click(page, "Save the change")
+        page.get_by_text(re.compile(r"^Changed pair-0: .+ → Tie$")).first.wait_for(state="visible")
+        assert page.evaluate("window.__xss === undefined")
     (new,) = [r for r in store.list_judgments(db, project_id=pairs_id) if r["id"] not in before]
     old = before[new["supersedes"]]
     assert (old["rater_id"], store.get_item(db, old["item_id"])["external_id"]) == (
@@ -442,23 +450,18 @@ def test_a_team_runs_a_project_end_to_end(tmp_path, streamlit_server, browser_pa
                                  "responses": ["Alpha answer 3.", "Beta answer 3."],
                                  "systems": ["alpha", "beta"]}) + "\n")
     import_items(page, extra, 1)
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    rater_page = context.new_page()
-    rater_page.set_default_timeout(30_000)
-    watch(rater_page)
-    rater_page.goto(links["ann"].replace("project=team-full", "project=team-pairs"))
-    wait_text(rater_page, "Pair question 3? broken")
-    assert progress_text(rater_page) == "3 of 4 done"
-    main(rater_page).locator("[data-testid='stExpander'] summary").filter(
-        has_text="Skip or flag this item").click()
-    settle(rater_page)
-    choose(rater_page, "What is wrong with it?", "other")
-    type_into(rater_page, "What is wrong?", HOSTILE)
-    click(rater_page, "Flag")
-    wait_text(rater_page, "All done, thank you!")
-    assert progress_text(rater_page) == "4 of 4 done"
-    assert rater_page.evaluate("window.__xss === undefined")
-    context.close()
+    with rater_context(pairs_link("ann")) as rater_page:
+        wait_text(rater_page, "Pair question 3? broken")
+        assert progress_text(rater_page) == "3 of 4 done"
+        main(rater_page).locator("[data-testid='stExpander'] summary").filter(
+            has_text="Skip or flag this item").click()
+        settle(rater_page)
+        choose(rater_page, "What is wrong with it?", "other")
+        type_into(rater_page, "What is wrong?", HOSTILE)
+        click(rater_page, "Flag")
+        wait_text(rater_page, "All done, thank you!")
+        assert progress_text(rater_page) == "4 of 4 done"
+        assert rater_page.evaluate("window.__xss === undefined")
 
     page.goto(f"{url}/admin?token={ADMIN}&project=team-pairs")
     page.get_by_role("heading", name="Admin").first.wait_for(state="visible")
@@ -472,14 +475,9 @@ def test_a_team_runs_a_project_end_to_end(tmp_path, streamlit_server, browser_pa
     assert [(r["item"], r["rater"], r["status"], r["resolution"], r["resolved_by"],
              r["item_excluded_at"] is not None) for r in store.review_queue(db, pairs_id)
             ] == [("pair-3", "ann", "flagged", "exclude", "admin", True)]
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    rater_page = context.new_page()
-    rater_page.set_default_timeout(30_000)
-    watch(rater_page)
-    rater_page.goto(links["ben"].replace("project=team-full", "project=team-pairs"))
-    wait_text(rater_page, "All done, thank you!")
-    assert progress_text(rater_page) == "3 of 3 done"
-    context.close()
+    with rater_context(pairs_link("ben")) as rater_page:
+        wait_text(rater_page, "All done, thank you!")
+        assert progress_text(rater_page) == "3 of 3 done"
     # Nothing the raters judged changed: 6 effective judgments on 3 items, 1 excluded.
     stats = store.project_stats(db, pairs_id)
     assert (stats["items"], stats["excluded"], stats["judgments"]["human"], stats["flags"]) == (
