@@ -83,22 +83,26 @@ def normalize_judgment(n_responses: int, *, outcome: str | None = None,
     return {"outcome": outcome, "choice": choice, "ranking": ranking, "strength": strength}
 
 
-_INSERT_ROW = (
+_INSERT = (
     "INSERT INTO judgments (item_id, rater_id, kind, display_order, outcome, choice, "
     "ranking, strength, aspects, rationale, reason_tags, edited, metadata, time_ms, "
     "submission_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (rater_id, submission_id) DO NOTHING")
-_INSERT = _INSERT_ROW + " RETURNING id"
+    "ON CONFLICT (rater_id, submission_id) DO NOTHING RETURNING id")
 _CLAIM_DONE = ("UPDATE assignments SET status = 'done', updated_at = ? "
                "WHERE item_id = ? AND rater_id = ? AND status = 'claimed'")
 # The same three writes as one atomic statement (PostgreSQL's data-modifying CTEs):
-# the counters move only when the row was inserted, and only for a human.
+# the counters move only when the row was inserted, and only for a human. Spelled out
+# in full, as every statement here is: SQL is never assembled from strings.
 _PG_SUBMIT = (
-    "WITH ins AS (" + _INSERT_ROW + " RETURNING id, kind), "  # noqa: S608 - constants only
+    "WITH ins AS (INSERT INTO judgments (item_id, rater_id, kind, display_order, outcome, "
+    "choice, ranking, strength, aspects, rationale, reason_tags, edited, metadata, time_ms, "
+    "submission_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (rater_id, submission_id) DO NOTHING RETURNING id, kind), "
     "counted AS (UPDATE items SET n_human = n_human + 1 WHERE id = ? "
     "AND EXISTS (SELECT 1 FROM ins WHERE kind = 'human') RETURNING id), "
-    "done AS (" + _CLAIM_DONE + " AND EXISTS (SELECT 1 FROM ins WHERE kind = 'human') "
-    "RETURNING id) "
+    "done AS (UPDATE assignments SET status = 'done', updated_at = ? "
+    "WHERE item_id = ? AND rater_id = ? AND status = 'claimed' "
+    "AND EXISTS (SELECT 1 FROM ins WHERE kind = 'human') RETURNING id) "
     "SELECT id FROM ins")
 
 
