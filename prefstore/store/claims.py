@@ -13,23 +13,70 @@ from prefstore.store.projects import get_project
 
 # The statements that differ: PostgreSQL locks rows explicitly where SQLite's
 # BEGIN IMMEDIATE already holds the whole database.
-# The rater (locked on PostgreSQL, where SQLite's BEGIN IMMEDIATE already holds
-# the database) and their open claim in this project, in one round trip.
-_RATER_AND_OPEN_CLAIM = {
+# The rater (locked on PostgreSQL), their open claim in this project, the
+# project's queue epoch and the rater's cursors (one row per queue), in one round
+# trip. A cursor is usable while the epoch is unchanged and no claim has expired
+# since it was set (see _claim).
+_RATER_AND_CURSORS = {
     "sqlite": (
         "SELECT r.active, (SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id "
         "WHERE a.rater_id = r.id AND i.project_id = :p AND a.status = 'claimed' "
-        "AND a.expires_at > :now AND i.excluded_at IS NULL ORDER BY a.id LIMIT 1) FROM raters r WHERE r.id = :r"),
+        "AND a.expires_at > :now AND i.excluded_at IS NULL ORDER BY a.id LIMIT 1), "
+        "(SELECT p.queue_epoch FROM projects p WHERE p.id = :p), "
+        "c.is_gold, c.queue_rank, c.epoch, c.claimed_at, c.n_human, c.priority, c.item_id, "
+        "EXISTS (SELECT 1 FROM assignments x WHERE x.status = 'claimed' "
+        "  AND x.expires_at > c.claimed_at AND x.expires_at <= :now) "
+        "FROM raters r LEFT JOIN claim_cursors c ON c.rater_id = r.id AND c.project_id = :p "
+        "WHERE r.id = :r"),
     "postgres": (
         "SELECT r.active, (SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id "
         "WHERE a.rater_id = r.id AND i.project_id = :p AND a.status = 'claimed' "
-        "AND a.expires_at > :now AND i.excluded_at IS NULL ORDER BY a.id LIMIT 1) FROM raters r WHERE r.id = :r "
-        "FOR UPDATE OF r"),
+        "AND a.expires_at > :now AND i.excluded_at IS NULL ORDER BY a.id LIMIT 1), "
+        "(SELECT p.queue_epoch FROM projects p WHERE p.id = :p), "
+        "c.is_gold, c.queue_rank, c.epoch, c.claimed_at, c.n_human, c.priority, c.item_id, "
+        "EXISTS (SELECT 1 FROM assignments x WHERE x.status = 'claimed' "
+        "  AND x.expires_at > c.claimed_at AND x.expires_at <= :now) "
+        "FROM raters r LEFT JOIN claim_cursors c ON c.rater_id = r.id AND c.project_id = :p "
+        "WHERE r.id = :r FOR UPDATE OF r"),
 }
-_CANDIDATES = {
+# Candidates in one queue (gold or not, queue rank), in queue order (n_human,
+# priority DESC, id), each statement one range of the items_queue index:
+# AFTER_LEVEL takes the levels above :after (-1: the whole queue), SAME_PRIORITY
+# the rest of the cursor's (level, priority) after its item, LOWER_PRIORITY the
+# rest of its level. PostgreSQL's SKIP LOCKED: a claimant does not queue behind
+# another; the item it skips is being claimed or judged right now (when that
+# leaves nothing, _ANY_CANDIDATE decides whether to wait a moment). A few at
+# once: the recheck may refuse one.
+_AFTER_LEVEL = {
     "sqlite": (
-        "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id) FROM items i "
+        "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id), "
+        "i.n_human, i.priority FROM items i "
         "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
+        "AND i.n_human > :after AND i.n_human < :cap AND i.excluded_at IS NULL "
+        "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
+        "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
+        "AND NOT EXISTS (SELECT 1 FROM assignments x WHERE x.item_id = i.id "
+        "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
+        "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
+        "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1"),
+    "postgres": (
+        "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id), "
+        "i.n_human, i.priority FROM items i "
+        "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
+        "AND i.n_human > :after AND i.n_human < :cap AND i.excluded_at IS NULL "
+        "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
+        "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
+        "AND NOT EXISTS (SELECT 1 FROM assignments x WHERE x.item_id = i.id "
+        "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
+        "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
+        "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 8 FOR UPDATE OF i SKIP LOCKED"),
+}
+_SAME_PRIORITY = {
+    "sqlite": (
+        "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id), "
+        "i.n_human, i.priority FROM items i "
+        "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
+        "AND i.n_human = :level AND i.priority = :priority AND i.id > :item "
         "AND i.n_human < :cap AND i.excluded_at IS NULL "
         "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
         "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
@@ -37,12 +84,37 @@ _CANDIDATES = {
         "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
         "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
         "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1"),
-    # SKIP LOCKED: a claimant does not queue behind another; the item it skips is
-    # being claimed or judged right now (when that leaves nothing, _ANY_CANDIDATE
-    # decides whether to wait a moment). A few at once: the recheck may refuse one.
     "postgres": (
-        "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id) FROM items i "
+        "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id), "
+        "i.n_human, i.priority FROM items i "
         "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
+        "AND i.n_human = :level AND i.priority = :priority AND i.id > :item "
+        "AND i.n_human < :cap AND i.excluded_at IS NULL "
+        "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
+        "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
+        "AND NOT EXISTS (SELECT 1 FROM assignments x WHERE x.item_id = i.id "
+        "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
+        "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
+        "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 8 FOR UPDATE OF i SKIP LOCKED"),
+}
+_LOWER_PRIORITY = {
+    "sqlite": (
+        "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id), "
+        "i.n_human, i.priority FROM items i "
+        "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
+        "AND i.n_human = :level AND i.priority < :priority "
+        "AND i.n_human < :cap AND i.excluded_at IS NULL "
+        "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
+        "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
+        "AND NOT EXISTS (SELECT 1 FROM assignments x WHERE x.item_id = i.id "
+        "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
+        "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
+        "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1"),
+    "postgres": (
+        "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id), "
+        "i.n_human, i.priority FROM items i "
+        "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
+        "AND i.n_human = :level AND i.priority < :priority "
         "AND i.n_human < :cap AND i.excluded_at IS NULL "
         "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
         "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
@@ -69,6 +141,34 @@ LOCKED_RETRIES = 10
 _STILL_OPEN = (
     "SELECT i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
     "AND a.status = 'claimed' AND a.expires_at > :now) FROM items i WHERE i.id = :item")
+# The claim and the rater's cursor for the item's queue, written together.
+_CLAIM_AND_CURSOR = {
+    "sqlite": (
+        # An expired claim of this same rater is reused, so the pair stays unique.
+        "INSERT INTO assignments (item_id, rater_id, claimed_at, expires_at, status, "
+        "display_order, updated_at) VALUES (:item, :r, :now, :expires, 'claimed', :order, :now) "
+        "ON CONFLICT (item_id, rater_id) DO UPDATE SET claimed_at = excluded.claimed_at, "
+        "expires_at = excluded.expires_at, display_order = excluded.display_order, "
+        "updated_at = excluded.updated_at RETURNING id"),
+    "postgres": (
+        "WITH cursor AS (INSERT INTO claim_cursors (rater_id, project_id, is_gold, queue_rank, "
+        "epoch, claimed_at, n_human, priority, item_id) "
+        "VALUES (:r, :p, :gold, :rank, :epoch, :now, :level, :priority, :item) "
+        "ON CONFLICT (rater_id, project_id, is_gold, queue_rank) DO UPDATE SET "
+        "epoch = excluded.epoch, claimed_at = excluded.claimed_at, n_human = excluded.n_human, "
+        "priority = excluded.priority, item_id = excluded.item_id) "
+        "INSERT INTO assignments (item_id, rater_id, claimed_at, expires_at, status, "
+        "display_order, updated_at) VALUES (:item, :r, :now, :expires, 'claimed', :order, :now) "
+        "ON CONFLICT (item_id, rater_id) DO UPDATE SET claimed_at = excluded.claimed_at, "
+        "expires_at = excluded.expires_at, display_order = excluded.display_order, "
+        "updated_at = excluded.updated_at RETURNING id"),
+}
+_SET_CURSOR = (
+    "INSERT INTO claim_cursors (rater_id, project_id, is_gold, queue_rank, epoch, claimed_at, "
+    "n_human, priority, item_id) VALUES (:r, :p, :gold, :rank, :epoch, :now, :level, :priority, "
+    ":item) ON CONFLICT (rater_id, project_id, is_gold, queue_rank) DO UPDATE SET "
+    "epoch = excluded.epoch, claimed_at = excluded.claimed_at, n_human = excluded.n_human, "
+    "priority = excluded.priority, item_id = excluded.item_id")
 
 
 #: The flag reason of an item whose stored data cannot be read (the rater moves on).
@@ -110,6 +210,15 @@ def _claim(db, project_id: int, rater_id: int, *, now: dt.datetime | None,
     routed to humans, a gold item at the project's gold rate, then the items
     with the fewest human judgments. An item never goes to a rater twice, nor
     to more raters than ``raters_per_item``; claims expire.
+
+    The walk starts at the rater's cursor in each queue: the item they were
+    last served there. Every item before it was closed to them then, and stays
+    closed: their own items stay theirs, and a judgment only moves an item
+    later in the queue. What could reopen one (new items, a skip, a flag, an
+    exclusion lifted, routing, settings, a removed claim) bumps the project's
+    ``queue_epoch``, and an expired claim is seen by its expiry time; either
+    sends the next walk back to the start of the queue. So a rater who has
+    judged 100,000 items does not step over them on every claim.
     """
     project = get_project(db, project_id)
     if project["archived_at"] is not None:
@@ -121,43 +230,63 @@ def _claim(db, project_id: int, rater_id: int, *, now: dt.datetime | None,
     rng = rng or random.Random()
     cap = settings.raters_per_item
     with write(db):
-        rater = db.execute(_RATER_AND_OPEN_CLAIM[db.dialect],
-                           {"p": project_id, "now": now_s, "r": rater_id}).fetchone()
-        if rater is None:
+        rows = db.execute(_RATER_AND_CURSORS[db.dialect],
+                          {"p": project_id, "now": now_s, "r": rater_id}).fetchall()
+        if not rows:
             raise NotFound(f"rater {rater_id!r} does not exist")
-        if not rater[0]:
+        active, open_claim, epoch = rows[0][:3]
+        if not active:
             raise AccessDenied("this rater is deactivated")
-        if rater[1] is not None:
-            found = db.query("SELECT * FROM assignments WHERE id = ?", [rater[1]])
+        if open_claim is not None:
+            found = db.query("SELECT * FROM assignments WHERE id = ?", [open_claim])
             claim = next(iter(found))
             claim["display_order"] = loads(claim["display_order"])
             return claim
+        cursors = {(row[3], row[4]): row[7:10] for row in rows
+                   if row[3] is not None and row[5] == epoch and row[6] <= now_s and not row[10]}
         params = {"p": project_id, "r": rater_id, "now": now_s, "cap": cap}
 
-        def candidate(gold: int) -> tuple[int, int] | None:
+        def pick(statement: dict, query: dict) -> tuple | None:
+            if db.dialect == "sqlite":
+                return db.execute(statement["sqlite"], query).fetchone()
+            # Candidates that filled up meanwhile drop out of the next query's
+            # snapshot, so this loop ends.
+            while rows := db.execute(statement["postgres"], query).fetchall():
+                for row in rows:
+                    if db.execute(_STILL_OPEN, {"now": now_s, "item": row[0]}).fetchone()[0] < cap:
+                        return row
+            return None
+
+        def walk(query: dict) -> tuple | None:
+            """The first open item of one queue: from the cursor, else from the start."""
+            cursor = cursors.get((query["gold"], query["rank"]))
+            if cursor is not None:
+                level, priority, item = cursor
+                at = {**query, "level": level, "priority": priority, "item": item}
+                for statement in (_SAME_PRIORITY, _LOWER_PRIORITY):
+                    if row := pick(statement, at):
+                        return row
+                if row := pick(_AFTER_LEVEL, {**query, "after": level}):
+                    return row
+            # No cursor, or nothing after it: the whole queue, so that "nothing
+            # left" is never wrong.
+            for attempt in range(1 if db.dialect == "sqlite" else LOCKED_RETRIES):
+                if row := pick(_AFTER_LEVEL, {**query, "after": -1}):
+                    return row
+                # PostgreSQL, none free: wait out a claim or submit that holds an open item.
+                if db.dialect == "sqlite" or db.execute(_ANY_CANDIDATE, query).fetchone() is None:
+                    return None
+                time.sleep(0.02 * (attempt + 1))
+            return None
+
+        def candidate(gold: int) -> tuple | None:
             # One queue rank at a time (routed to humans, then not routed yet):
             # with equality on the rank, items_queue yields rows already in
             # (n_human, priority DESC, id) order and LIMIT stops at the first
             # fit instead of sorting every open item (benchmarks/README.md).
             for rank in (0, 1):
-                query = {**params, "gold": gold, "rank": rank}
-                if db.dialect == "sqlite":
-                    row = db.execute(_CANDIDATES["sqlite"], query).fetchone()
-                    if row:
-                        return row
-                    continue
-                for attempt in range(LOCKED_RETRIES):
-                    # Candidates that filled up meanwhile drop out of the next
-                    # query's snapshot, so this loop ends.
-                    while rows := db.execute(_CANDIDATES["postgres"], query).fetchall():
-                        for row in rows:
-                            if db.execute(_STILL_OPEN,
-                                          {"now": now_s, "item": row[0]}).fetchone()[0] < cap:
-                                return row
-                    # None free: wait out a claim or submit that holds an open item.
-                    if db.execute(_ANY_CANDIDATE, query).fetchone() is None:
-                        break
-                    time.sleep(0.02 * (attempt + 1))
+                if row := walk({**params, "gold": gold, "rank": rank}):
+                    return (gold, rank, *row)
             return None
 
         found = None
@@ -169,18 +298,15 @@ def _claim(db, project_id: int, rater_id: int, *, now: dt.datetime | None,
             found = candidate(1)
         if found is None:
             return None
-        item_id, n_responses = found
+        gold, rank, item_id, n_responses, level, priority = found
         order = list(range(n_responses))
         rng.shuffle(order)
-        # An expired claim of this same rater is reused, so the pair stays unique.
-        assignment_id = db.execute(
-            "INSERT INTO assignments (item_id, rater_id, claimed_at, expires_at, status, "
-            "display_order, updated_at) VALUES (?, ?, ?, ?, 'claimed', ?, ?) "
-            "ON CONFLICT (item_id, rater_id) DO UPDATE SET claimed_at = excluded.claimed_at, "
-            "expires_at = excluded.expires_at, display_order = excluded.display_order, "
-            "updated_at = excluded.updated_at RETURNING id",
-            [item_id, rater_id, now_s, expires, dumps(order), now_s],
-        ).fetchone()[0]
+        values = {"p": project_id, "r": rater_id, "gold": gold, "rank": rank, "epoch": epoch,
+                  "now": now_s, "expires": expires, "order": dumps(order), "level": level,
+                  "priority": priority, "item": item_id}
+        if db.dialect == "sqlite":
+            db.execute(_SET_CURSOR, values)
+        assignment_id = db.execute(_CLAIM_AND_CURSOR[db.dialect], values).fetchone()[0]
     return {"id": assignment_id, "item_id": item_id, "rater_id": rater_id,
             "claimed_at": now_s, "expires_at": expires, "status": "claimed", "reason": None,
             "display_order": order, "updated_at": now_s}
@@ -216,6 +342,11 @@ def release_assignment(db, assignment_id: int, rater_id: int, *, status: str,
     if status not in ("skipped", "flagged"):
         raise InvalidInput(f"status must be 'skipped' or 'flagged', got {status!r}")
     with write(db):
+        # The slot is free again, and may lie before other raters' cursors.
+        db.execute("UPDATE projects SET queue_epoch = queue_epoch + 1 WHERE id = "
+                   "(SELECT i.project_id FROM assignments a JOIN items i ON i.id = a.item_id "
+                   "WHERE a.id = ? AND a.rater_id = ? AND a.status = 'claimed')",
+                   [assignment_id, rater_id])
         cur = db.execute(
             "UPDATE assignments SET status = ?, reason = ?, updated_at = ?, resolution = NULL, "
             "resolved_at = NULL, resolved_by = NULL "

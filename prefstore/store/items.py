@@ -9,7 +9,7 @@ import pandas as pd
 
 from prefstore.errors import Conflict, InvalidInput, NotFound
 from prefstore.store.connection import dumps, loads, now_iso, write
-from prefstore.store.projects import log_action
+from prefstore.store.projects import bump_queue_epoch, log_action
 
 
 def insert_items(db, project_id: int, items: Iterable[dict]) -> list[int]:
@@ -42,6 +42,8 @@ def insert_items(db, project_id: int, items: Iterable[dict]) -> list[int]:
                  for i, r in enumerate(item["responses"])],
             )
             ids.append(item_id)
+        if ids:
+            bump_queue_epoch(db, project_id)
     return ids
 
 
@@ -179,6 +181,7 @@ def set_item_excluded(db, project_id: int, external_id: str, excluded: bool, *,
             "UPDATE items SET excluded_at = ? WHERE id = ? AND (excluded_at IS NULL) = ?",
             [now_iso() if excluded else None, item["id"], excluded])
         if cur.rowcount:
+            bump_queue_epoch(db, project_id)
             log_action(db, project_id, actor, "exclude_item" if excluded else "include_item",
                        {"item": external_id})
     return item_by_external(db, project_id, external_id)
@@ -488,6 +491,7 @@ def set_item_gold(db, project_id: int, item_id: int, *, choice: int | str | None
     with write(db):
         db.execute("UPDATE items SET gold = ?, is_gold = ? WHERE id = ?",
                    [dumps(gold), int(gold is not None), item_id])
+        bump_queue_epoch(db, project_id)
         log_action(db, project_id, actor, "mark_gold" if gold is not None else "unmark_gold",
                    {"item_id": item_id, "external_id": external_id, "gold": gold})
     return gold

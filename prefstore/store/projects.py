@@ -167,8 +167,18 @@ def update_project_settings(db, project_id: int, changes: dict, *, actor: str) -
     with write(db):
         db.execute("UPDATE projects SET settings = ? WHERE id = ?",
                    [dumps(merged.to_dict()), project_id])
+        bump_queue_epoch(db, project_id)
         log_action(db, project_id, actor, "update_settings", diff)
     return get_project(db, project_id)
+
+
+def bump_queue_epoch(db, project_id: int) -> None:
+    """Send every rater's next claim in the project back to the start of its queues.
+
+    Call it, in the same transaction, on any change that can reopen an item to
+    a rater or move it earlier in a queue (see ``claims._claim``).
+    """
+    db.execute("UPDATE projects SET queue_epoch = queue_epoch + 1 WHERE id = ?", [project_id])
 
 
 def log_action(db, project_id: int | None, actor: str, action: str, details: dict) -> None:

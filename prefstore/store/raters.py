@@ -9,7 +9,7 @@ import unicodedata
 
 from prefstore.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from prefstore.store.connection import now_iso, write
-from prefstore.store.projects import log_action
+from prefstore.store.projects import bump_queue_epoch, log_action
 
 RATER_KINDS = ("human", "llm")
 ROLES = ("rater", "admin")
@@ -190,8 +190,13 @@ def set_rater_active(db, rater_id: int, active: bool, *, actor: str = "system") 
             raise NotFound(f"rater {rater_id!r} does not exist")
         if not active:
             # Their open claims would otherwise hold slots until they expire.
+            freed = db.execute(
+                "SELECT DISTINCT i.project_id FROM assignments a JOIN items i ON i.id = a.item_id "
+                "WHERE a.rater_id = ? AND a.status = 'claimed'", [rater_id]).fetchall()
             db.execute("DELETE FROM assignments WHERE rater_id = ? AND status = 'claimed'",
                        [rater_id])
+            for (project_id,) in freed:
+                bump_queue_epoch(db, project_id)
         log_action(db, None, actor, "set_rater_active", {"rater_id": rater_id, "active": active})
 
 
@@ -221,6 +226,7 @@ def unassign_rater(db, rater_id: int, project_id: int, *, actor: str = "system")
             db.execute("DELETE FROM assignments WHERE rater_id = ? AND status = 'claimed' AND "
                        "item_id IN (SELECT id FROM items WHERE project_id = ?)",
                        [rater_id, project_id])
+            bump_queue_epoch(db, project_id)
             log_action(db, project_id, actor, "unassign_rater", {"rater_id": rater_id})
     return removed
 

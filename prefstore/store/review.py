@@ -18,7 +18,7 @@ import datetime as dt
 from prefstore.errors import Conflict, InvalidInput, NotFound
 from prefstore.store.connection import now_iso, write
 from prefstore.store.items import item_by_external
-from prefstore.store.projects import get_project, log_action
+from prefstore.store.projects import bump_queue_epoch, get_project, log_action
 from prefstore.store.raters import get_rater
 
 RESOLUTIONS = ("dismiss", "exclude", "requeue")
@@ -105,6 +105,8 @@ def resolve_review(db, project_id: int, item: str, rater: str, action: str, *, a
                 [assignment_id]).fetchone()
             raise Conflict(f"the review of item {item!r} by {rater_row['name']!r} is already "
                            f"resolved: {current[0]} by {current[1]!r} at {current[2]}")
+        if action == "requeue":
+            bump_queue_epoch(db, project["id"])
         if action == "exclude":
             db.execute("UPDATE items SET excluded_at = ? WHERE id = ? AND excluded_at IS NULL",
                        [at, found["id"]])

@@ -8,6 +8,7 @@ import pandas as pd
 
 from prefstore.errors import InvalidInput
 from prefstore.store.connection import dumps, now_iso, write
+from prefstore.store.projects import bump_queue_epoch
 
 ROUTES = ("human", "llm", "both")
 
@@ -37,6 +38,7 @@ def save_routing(db, project_id: int, decisions: list[dict]) -> None:
             "UPDATE items SET queue_rank = ?, priority = ? WHERE id = ? AND project_id = ?",
             [(rank[d["decision"]], d.get("priority") or 0.0, d["item_id"], project_id)
              for d in decisions])
+        bump_queue_epoch(db, project_id)
 
 
 def routing_frame(db, project_id: int) -> pd.DataFrame:

@@ -511,6 +511,45 @@ MIGRATIONS: list[Migration] = [
         ALTER TABLE assignments ADD COLUMN resolved_by TEXT;
         """,
     ),
+    Migration(
+        "m006_claim_cursors",
+        # Where each rater's last claim stood in each queue, so the next claim
+        # starts there instead of stepping over everything they have judged.
+        # queue_epoch moves with every change that can reopen an item before a
+        # cursor; the partial index finds claims that expired since a cursor.
+        sqlite="""
+        ALTER TABLE projects ADD COLUMN queue_epoch INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE claim_cursors (
+            rater_id INTEGER NOT NULL REFERENCES raters(id),
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            is_gold INTEGER NOT NULL,
+            queue_rank INTEGER NOT NULL,
+            epoch INTEGER NOT NULL,
+            claimed_at TEXT NOT NULL,
+            n_human INTEGER NOT NULL,
+            priority REAL NOT NULL,
+            item_id INTEGER NOT NULL,
+            PRIMARY KEY (rater_id, project_id, is_gold, queue_rank)
+        );
+        CREATE INDEX assignments_expiry ON assignments (expires_at) WHERE status = 'claimed';
+        """,
+        postgres="""
+        ALTER TABLE projects ADD COLUMN queue_epoch BIGINT NOT NULL DEFAULT 0;
+        CREATE TABLE claim_cursors (
+            rater_id BIGINT NOT NULL REFERENCES raters(id),
+            project_id BIGINT NOT NULL REFERENCES projects(id),
+            is_gold INTEGER NOT NULL,
+            queue_rank INTEGER NOT NULL,
+            epoch BIGINT NOT NULL,
+            claimed_at TEXT NOT NULL,
+            n_human INTEGER NOT NULL,
+            priority DOUBLE PRECISION NOT NULL,
+            item_id BIGINT NOT NULL,
+            PRIMARY KEY (rater_id, project_id, is_gold, queue_rank)
+        );
+        CREATE INDEX assignments_expiry ON assignments (expires_at) WHERE status = 'claimed';
+        """,
+    ),
 ]
 
 # Big JSON results (fits, reports) stay TEXT on PostgreSQL too: they are written
