@@ -7,6 +7,7 @@ import random
 import time
 
 from prefstore.errors import AccessDenied, InvalidInput, NotFound
+from prefstore.settings import ProjectSettings
 from prefstore.store.connection import dumps, loads, now_iso, write
 from prefstore.store.items import get_item
 from prefstore.store.projects import get_project
@@ -22,21 +23,31 @@ _RATER_AND_CURSORS = {
         "SELECT r.active, (SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id "
         "WHERE a.rater_id = r.id AND i.project_id = :p AND a.status = 'claimed' "
         "AND a.expires_at > :now AND i.excluded_at IS NULL ORDER BY a.id LIMIT 1), "
-        "(SELECT p.queue_epoch FROM projects p WHERE p.id = :p), "
+        "p.id, p.name, p.settings, p.archived_at, p.queue_epoch, "
+        "EXISTS (SELECT 1 FROM items q WHERE q.project_id = :p AND q.is_gold = 0 "
+        "  AND q.queue_rank = 0), "
+        "EXISTS (SELECT 1 FROM items q WHERE q.project_id = :p AND q.is_gold = 1 "
+        "  AND q.queue_rank = 0), "
         "c.is_gold, c.queue_rank, c.epoch, c.claimed_at, c.n_human, c.priority, c.item_id, "
         "EXISTS (SELECT 1 FROM assignments x WHERE x.status = 'claimed' "
         "  AND x.expires_at > c.claimed_at AND x.expires_at <= :now) "
-        "FROM raters r LEFT JOIN claim_cursors c ON c.rater_id = r.id AND c.project_id = :p "
+        "FROM raters r LEFT JOIN projects p ON p.id = :p "
+        "LEFT JOIN claim_cursors c ON c.rater_id = r.id AND c.project_id = :p "
         "WHERE r.id = :r"),
     "postgres": (
         "SELECT r.active, (SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id "
         "WHERE a.rater_id = r.id AND i.project_id = :p AND a.status = 'claimed' "
         "AND a.expires_at > :now AND i.excluded_at IS NULL ORDER BY a.id LIMIT 1), "
-        "(SELECT p.queue_epoch FROM projects p WHERE p.id = :p), "
+        "p.id, p.name, p.settings, p.archived_at, p.queue_epoch, "
+        "EXISTS (SELECT 1 FROM items q WHERE q.project_id = :p AND q.is_gold = 0 "
+        "  AND q.queue_rank = 0), "
+        "EXISTS (SELECT 1 FROM items q WHERE q.project_id = :p AND q.is_gold = 1 "
+        "  AND q.queue_rank = 0), "
         "c.is_gold, c.queue_rank, c.epoch, c.claimed_at, c.n_human, c.priority, c.item_id, "
         "EXISTS (SELECT 1 FROM assignments x WHERE x.status = 'claimed' "
         "  AND x.expires_at > c.claimed_at AND x.expires_at <= :now) "
-        "FROM raters r LEFT JOIN claim_cursors c ON c.rater_id = r.id AND c.project_id = :p "
+        "FROM raters r LEFT JOIN projects p ON p.id = :p "
+        "LEFT JOIN claim_cursors c ON c.rater_id = r.id AND c.project_id = :p "
         "WHERE r.id = :r FOR UPDATE OF r"),
 }
 # Candidates in one queue (gold or not, queue rank), in queue order (n_human,
@@ -45,8 +56,12 @@ _RATER_AND_CURSORS = {
 # the rest of the cursor's (level, priority) after its item, LOWER_PRIORITY the
 # rest of its level. PostgreSQL's SKIP LOCKED: a claimant does not queue behind
 # another; the item it skips is being claimed or judged right now (when that
-# leaves nothing, _ANY_CANDIDATE decides whether to wait a moment). A few at
-# once: the recheck may refuse one.
+# leaves nothing, _ANY_CANDIDATE decides whether to wait a moment). The rater's
+# own rows are probed per candidate as scalar subqueries: as NOT EXISTS, the
+# planner turned them into an anti join that read all of a long history on every
+# claim, cursor or not. One row at a
+# time: each locked row costs a write, and a row the claim's recheck refuses
+# has left the next query's snapshot.
 _AFTER_LEVEL = {
     "sqlite": (
         "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id), "
@@ -66,10 +81,11 @@ _AFTER_LEVEL = {
         "AND i.n_human > :after AND i.n_human < :cap AND i.excluded_at IS NULL "
         "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
         "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
-        "AND NOT EXISTS (SELECT 1 FROM assignments x WHERE x.item_id = i.id "
-        "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
-        "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
-        "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 8 FOR UPDATE OF i SKIP LOCKED"),
+        "AND (SELECT 1 FROM assignments x WHERE x.item_id = i.id AND x.rater_id = :r "
+        "  AND (x.status != 'claimed' OR x.expires_at > :now) LIMIT 1) IS NULL "
+        "AND (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id "
+        "  LIMIT 1) IS NULL "
+        "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1 FOR UPDATE OF i SKIP LOCKED"),
 }
 _SAME_PRIORITY = {
     "sqlite": (
@@ -92,10 +108,11 @@ _SAME_PRIORITY = {
         "AND i.n_human < :cap AND i.excluded_at IS NULL "
         "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
         "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
-        "AND NOT EXISTS (SELECT 1 FROM assignments x WHERE x.item_id = i.id "
-        "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
-        "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
-        "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 8 FOR UPDATE OF i SKIP LOCKED"),
+        "AND (SELECT 1 FROM assignments x WHERE x.item_id = i.id AND x.rater_id = :r "
+        "  AND (x.status != 'claimed' OR x.expires_at > :now) LIMIT 1) IS NULL "
+        "AND (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id "
+        "  LIMIT 1) IS NULL "
+        "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1 FOR UPDATE OF i SKIP LOCKED"),
 }
 _LOWER_PRIORITY = {
     "sqlite": (
@@ -118,10 +135,11 @@ _LOWER_PRIORITY = {
         "AND i.n_human < :cap AND i.excluded_at IS NULL "
         "AND i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
         "  AND a.status = 'claimed' AND a.expires_at > :now) < :cap "
-        "AND NOT EXISTS (SELECT 1 FROM assignments x WHERE x.item_id = i.id "
-        "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
-        "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
-        "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 8 FOR UPDATE OF i SKIP LOCKED"),
+        "AND (SELECT 1 FROM assignments x WHERE x.item_id = i.id AND x.rater_id = :r "
+        "  AND (x.status != 'claimed' OR x.expires_at > :now) LIMIT 1) IS NULL "
+        "AND (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id "
+        "  LIMIT 1) IS NULL "
+        "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1 FOR UPDATE OF i SKIP LOCKED"),
 }
 # The same candidates without locking: is an open item there, locked by a claim or a
 # submit in flight? SKIP LOCKED alone would then answer "nothing to rate" for a moment.
@@ -136,32 +154,35 @@ _ANY_CANDIDATE = (
     "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
     "LIMIT 1")
 LOCKED_RETRIES = 10
-# Run after the item row is locked, in a new statement (a new READ COMMITTED
-# snapshot): a claim committed while the candidate query ran is counted here.
-_STILL_OPEN = (
-    "SELECT i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
-    "AND a.status = 'claimed' AND a.expires_at > :now) FROM items i WHERE i.id = :item")
-# The claim and the rater's cursor for the item's queue, written together.
-_CLAIM_AND_CURSOR = {
+# The claim and the rater's cursor for the item's queue, written together. An
+# expired claim of this same rater is reused, so the pair stays unique. On
+# PostgreSQL the item row is locked by then, and this new statement (a new READ
+# COMMITTED snapshot) counts a claim committed while the candidate query ran:
+# no row comes back when the item filled meanwhile.
+_CLAIM = {
     "sqlite": (
-        # An expired claim of this same rater is reused, so the pair stays unique.
         "INSERT INTO assignments (item_id, rater_id, claimed_at, expires_at, status, "
         "display_order, updated_at) VALUES (:item, :r, :now, :expires, 'claimed', :order, :now) "
         "ON CONFLICT (item_id, rater_id) DO UPDATE SET claimed_at = excluded.claimed_at, "
         "expires_at = excluded.expires_at, display_order = excluded.display_order, "
         "updated_at = excluded.updated_at RETURNING id"),
     "postgres": (
-        "WITH cursor AS (INSERT INTO claim_cursors (rater_id, project_id, is_gold, queue_rank, "
+        "WITH claim AS (INSERT INTO assignments (item_id, rater_id, claimed_at, expires_at, "
+        "status, display_order, updated_at) "
+        "SELECT :item, :r, :now, :expires, 'claimed', CAST(:order AS jsonb), :now "
+        "WHERE (SELECT i.n_human + (SELECT COUNT(*) FROM assignments a WHERE a.item_id = i.id "
+        "  AND a.status = 'claimed' AND a.expires_at > :now) FROM items i WHERE i.id = :item) "
+        "  < :cap "
+        "ON CONFLICT (item_id, rater_id) DO UPDATE SET claimed_at = excluded.claimed_at, "
+        "expires_at = excluded.expires_at, display_order = excluded.display_order, "
+        "updated_at = excluded.updated_at RETURNING id), "
+        "cursor AS (INSERT INTO claim_cursors (rater_id, project_id, is_gold, queue_rank, "
         "epoch, claimed_at, n_human, priority, item_id) "
-        "VALUES (:r, :p, :gold, :rank, :epoch, :now, :level, :priority, :item) "
+        "SELECT :r, :p, :gold, :rank, :epoch, :now, :level, :priority, :item FROM claim "
         "ON CONFLICT (rater_id, project_id, is_gold, queue_rank) DO UPDATE SET "
         "epoch = excluded.epoch, claimed_at = excluded.claimed_at, n_human = excluded.n_human, "
         "priority = excluded.priority, item_id = excluded.item_id) "
-        "INSERT INTO assignments (item_id, rater_id, claimed_at, expires_at, status, "
-        "display_order, updated_at) VALUES (:item, :r, :now, :expires, 'claimed', :order, :now) "
-        "ON CONFLICT (item_id, rater_id) DO UPDATE SET claimed_at = excluded.claimed_at, "
-        "expires_at = excluded.expires_at, display_order = excluded.display_order, "
-        "updated_at = excluded.updated_at RETURNING id"),
+        "SELECT id FROM claim"),
 }
 _SET_CURSOR = (
     "INSERT INTO claim_cursors (rater_id, project_id, is_gold, queue_rank, epoch, claimed_at, "
@@ -220,21 +241,20 @@ def _claim(db, project_id: int, rater_id: int, *, now: dt.datetime | None,
     sends the next walk back to the start of the queue. So a rater who has
     judged 100,000 items does not step over them on every claim.
     """
-    project = get_project(db, project_id)
-    if project["archived_at"] is not None:
-        raise AccessDenied(f"project {project['name']!r} is archived: it takes no more ratings")
-    settings = project["settings"]
     now = now or dt.datetime.now(dt.UTC)
     now_s = now_iso(now)
-    expires = now_iso(now + dt.timedelta(seconds=settings.claim_ttl_seconds))
     rng = rng or random.Random()
-    cap = settings.raters_per_item
     with write(db):
         rows = db.execute(_RATER_AND_CURSORS[db.dialect],
                           {"p": project_id, "now": now_s, "r": rater_id}).fetchall()
         if not rows:
             raise NotFound(f"rater {rater_id!r} does not exist")
-        active, open_claim, epoch = rows[0][:3]
+        active, open_claim, found_project, name, stored, archived, epoch = rows[0][:7]
+        routed = {0: rows[0][7], 1: rows[0][8]}  # does the queue have items routed to humans?
+        if found_project is None:
+            raise NotFound(f"project {project_id!r} does not exist")
+        if archived is not None:
+            raise AccessDenied(f"project {name!r} is archived: it takes no more ratings")
         if not active:
             raise AccessDenied("this rater is deactivated")
         if open_claim is not None:
@@ -242,74 +262,77 @@ def _claim(db, project_id: int, rater_id: int, *, now: dt.datetime | None,
             claim = next(iter(found))
             claim["display_order"] = loads(claim["display_order"])
             return claim
-        cursors = {(row[3], row[4]): row[7:10] for row in rows
-                   if row[3] is not None and row[5] == epoch and row[6] <= now_s and not row[10]}
+        settings = ProjectSettings.from_stored(loads(stored, {}))
+        cap = settings.raters_per_item
+        expires = now_iso(now + dt.timedelta(seconds=settings.claim_ttl_seconds))
+        cursors = {(row[9], row[10]): row[13:16] for row in rows
+                   if row[9] is not None and row[11] == epoch and row[12] <= now_s
+                   and not row[16]}
         params = {"p": project_id, "r": rater_id, "now": now_s, "cap": cap}
+        claimed: dict = {}
 
-        def pick(statement: dict, query: dict) -> tuple | None:
+        def take(query: dict, row: tuple) -> bool:
+            """Claim a candidate; False when it filled meanwhile (PostgreSQL)."""
+            item_id, n_responses, level, priority = row
+            order = list(range(n_responses))
+            rng.shuffle(order)
+            values = {**query, "epoch": epoch, "expires": expires, "order": dumps(order),
+                      "level": level, "priority": priority, "item": item_id}
             if db.dialect == "sqlite":
-                return db.execute(statement["sqlite"], query).fetchone()
+                db.execute(_SET_CURSOR, values)
+            assignment = db.execute(_CLAIM[db.dialect], values).fetchone()
+            if assignment is None:
+                return False
+            claimed.update(id=assignment[0], item_id=item_id, display_order=order)
+            return True
+
+        def pick(statement: dict, query: dict) -> bool:
+            if db.dialect == "sqlite":
+                row = db.execute(statement["sqlite"], query).fetchone()
+                return row is not None and take(query, row)
             # Candidates that filled up meanwhile drop out of the next query's
             # snapshot, so this loop ends.
             while rows := db.execute(statement["postgres"], query).fetchall():
-                for row in rows:
-                    if db.execute(_STILL_OPEN, {"now": now_s, "item": row[0]}).fetchone()[0] < cap:
-                        return row
-            return None
+                if any(take(query, row) for row in rows):
+                    return True
+            return False
 
-        def walk(query: dict) -> tuple | None:
-            """The first open item of one queue: from the cursor, else from the start."""
+        def walk(query: dict) -> bool:
+            """Claim the first open item of one queue: from the cursor, else from the start."""
             cursor = cursors.get((query["gold"], query["rank"]))
             if cursor is not None:
                 level, priority, item = cursor
                 at = {**query, "level": level, "priority": priority, "item": item}
-                for statement in (_SAME_PRIORITY, _LOWER_PRIORITY):
-                    if row := pick(statement, at):
-                        return row
-                if row := pick(_AFTER_LEVEL, {**query, "after": level}):
-                    return row
+                if (pick(_SAME_PRIORITY, at) or pick(_LOWER_PRIORITY, at)
+                        or pick(_AFTER_LEVEL, {**query, "after": level})):
+                    return True
             # No cursor, or nothing after it: the whole queue, so that "nothing
             # left" is never wrong.
             for attempt in range(1 if db.dialect == "sqlite" else LOCKED_RETRIES):
-                if row := pick(_AFTER_LEVEL, {**query, "after": -1}):
-                    return row
+                if pick(_AFTER_LEVEL, {**query, "after": -1}):
+                    return True
                 # PostgreSQL, none free: wait out a claim or submit that holds an open item.
                 if db.dialect == "sqlite" or db.execute(_ANY_CANDIDATE, query).fetchone() is None:
-                    return None
+                    return False
                 time.sleep(0.02 * (attempt + 1))
-            return None
+            return False
 
-        def candidate(gold: int) -> tuple | None:
+        def serve(gold: int) -> bool:
             # One queue rank at a time (routed to humans, then not routed yet):
             # with equality on the rank, items_queue yields rows already in
             # (n_human, priority DESC, id) order and LIMIT stops at the first
             # fit instead of sorting every open item (benchmarks/README.md).
-            for rank in (0, 1):
-                if row := walk({**params, "gold": gold, "rank": rank}):
-                    return (gold, rank, *row)
-            return None
+            return ((routed[gold] and walk({**params, "gold": gold, "rank": 0}))
+                    or walk({**params, "gold": gold, "rank": 1}))
 
-        found = None
-        if settings.gold_rate > 0 and _gold_due(db, project_id, rater_id, settings.gold_rate):
-            found = candidate(1)
-        if found is None:
-            found = candidate(0)
-        if found is None and settings.gold_rate > 0:
-            found = candidate(1)
-        if found is None:
+        gold_first = settings.gold_rate > 0 and _gold_due(db, project_id, rater_id,
+                                                           settings.gold_rate)
+        if not ((gold_first and serve(1)) or serve(0)
+                or (settings.gold_rate > 0 and not gold_first and serve(1))):
             return None
-        gold, rank, item_id, n_responses, level, priority = found
-        order = list(range(n_responses))
-        rng.shuffle(order)
-        values = {"p": project_id, "r": rater_id, "gold": gold, "rank": rank, "epoch": epoch,
-                  "now": now_s, "expires": expires, "order": dumps(order), "level": level,
-                  "priority": priority, "item": item_id}
-        if db.dialect == "sqlite":
-            db.execute(_SET_CURSOR, values)
-        assignment_id = db.execute(_CLAIM_AND_CURSOR[db.dialect], values).fetchone()[0]
-    return {"id": assignment_id, "item_id": item_id, "rater_id": rater_id,
+    return {"id": claimed["id"], "item_id": claimed["item_id"], "rater_id": rater_id,
             "claimed_at": now_s, "expires_at": expires, "status": "claimed", "reason": None,
-            "display_order": order, "updated_at": now_s}
+            "display_order": claimed["display_order"], "updated_at": now_s}
 
 
 def _gold_due(db, project_id: int, rater_id: int, rate: float) -> bool:

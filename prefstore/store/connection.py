@@ -253,6 +253,9 @@ def _configure(conn) -> None:
     # JSON comes back as text on both backends, so one parser serves both.
     for name in ("json", "jsonb"):
         conn.adapters.register_loader(name, TextLoader)
+    # The store's statements are short index walks whose LIMIT the cost model
+    # ignores: a claim estimated at 340k took 62 ms to JIT-compile, 0.2 ms to run.
+    conn.execute("SET jit = off")
 
 
 def _pool(url: str):
