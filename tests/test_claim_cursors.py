@@ -42,8 +42,35 @@ def expected_next(db, project_id, rater_id, now):
     return min(open_items)[3] if open_items else None
 
 
+def open_items_counted(db, project_id):
+    cap = store.get_project(db, project_id)["settings"].raters_per_item
+    return db.execute("SELECT COUNT(*) FROM items WHERE project_id = ? AND queue_rank < 2 "
+                      "AND n_human < ? AND excluded_at IS NULL", [project_id, cap]).fetchone()[0]
+
+
+def served_counted(db, project_id):
+    return sorted(tuple(r) for r in db.execute(
+        "SELECT a.rater_id, COUNT(*), SUM(i.is_gold) FROM assignments a "
+        "JOIN items i ON i.id = a.item_id WHERE i.project_id = ? GROUP BY a.rater_id",
+        [project_id]).fetchall())
+
+
+def served_kept(db, project_id):
+    return sorted(tuple(r) for r in db.execute(
+        "SELECT rater_id, served, served_gold FROM served_counts WHERE project_id = ? "
+        "AND served > 0", [project_id]).fetchall())
+
+
+def open_items_kept(db, project_id):
+    return db.execute("SELECT open_items FROM projects WHERE id = ?", [project_id]).fetchone()[0]
+
+
 def test_cursor_claims_match_a_walk_from_the_start(db):
-    """Random sessions of three raters with every event that can reopen an item."""
+    """Random sessions of three raters with every event that can reopen an item.
+
+    After every step the project's open-item counter equals a count from the items,
+    and the served counters a count from the assignments.
+    """
     rng = random.Random(7)
     project = store.create_project(db, "p", "pairwise",
                                    {"raters_per_item": 2, "gold_rate": 0.0,
@@ -51,6 +78,7 @@ def test_cursor_claims_match_a_walk_from_the_start(db):
     pid = project["id"]
     store.insert_items(db, pid, items("a", 30))
     raters = [store.create_rater(db, name)[0] for name in ("ann", "bob", "cy")]
+    importer, _ = store.create_rater(db, "imported")
     now = T0
     claims = {}
     checked = {"cursor": 0, "claims": 0}
@@ -82,8 +110,17 @@ def test_cursor_claims_match_a_walk_from_the_start(db):
             store.release_assignment(db, open_claim["id"], rater["id"],
                                      status=rng.choice(["skipped", "flagged"]))
             del claims[rater["id"]]
-        elif action < 0.88:
+        elif action < 0.87:
             now += dt.timedelta(seconds=61)  # every open claim lapses
+        elif action < 0.88:  # an imported judgment fills an item outside the queue
+            fresh = [r[0] for r in db.execute(
+                "SELECT id FROM items WHERE project_id = ? AND id NOT IN "
+                "(SELECT item_id FROM judgments WHERE rater_id = ?)", [pid, importer["id"]])]
+            if fresh:
+                store.insert_judgments(db, [{
+                    "item_id": rng.choice(fresh), "rater_id": importer["id"], "kind": "human",
+                    "outcome": "choice", "choice": 0, "display_order": [0, 1],
+                    "submission_id": f"import-{step}"}])
         elif action < 0.9:
             store.insert_items(db, pid, items(f"n{new_items}-", 2))
             new_items += 1
@@ -98,6 +135,14 @@ def test_cursor_claims_match_a_walk_from_the_start(db):
                 {"item_id": i, "decision": rng.choice(["human", "llm", "both"]),
                  "priority": rng.choice([0.0, 0.5, 1.0])}
                 for i in rng.sample(ids, 6)])
+        elif action < 0.965:  # a gold mark changes what was served as gold
+            item_id = rng.choice([r[0] for r in db.execute(
+                "SELECT id FROM items WHERE project_id = ?", [pid])])
+            store.set_item_gold(db, pid, item_id, choice=rng.choice([0, None]), actor="admin")
+        elif action < 0.97:  # deactivated and back: their open claim is gone
+            store.set_rater_active(db, rater["id"], False, actor="admin")
+            store.set_rater_active(db, rater["id"], True, actor="admin")
+            claims.pop(rater["id"], None)
         elif action < 0.98:
             store.update_project_settings(db, pid, {"raters_per_item": rng.choice([2, 3])},
                                           actor="admin")
@@ -105,8 +150,10 @@ def test_cursor_claims_match_a_walk_from_the_start(db):
             queue = [e for e in store.review_queue(db, pid) if e["resolution"] is None]
             if queue:
                 entry = rng.choice(queue)
-                store.resolve_review(db, pid, entry["item"], entry["rater"], "requeue",
-                                     actor="admin", now=now)
+                store.resolve_review(db, pid, entry["item"], entry["rater"],
+                                     rng.choice(["requeue", "exclude"]), actor="admin", now=now)
+        assert open_items_kept(db, pid) == open_items_counted(db, pid), f"step {step}"
+        assert served_kept(db, pid) == served_counted(db, pid), f"step {step}"
     assert checked["claims"] > 150 and checked["cursor"] > 100, checked
 
 

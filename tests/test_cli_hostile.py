@@ -697,14 +697,22 @@ def env(tmp_path, template):
 
     def damaged_db(data_pages_only: bool = False) -> Path:
         # Random bytes over 5 whole pages (not page 1, the header): what a failing
-        # disk or a stray write leaves behind. In the back half of the file they
+        # disk or a stray write leaves behind. Over the judgments' leaf pages they
         # hit rows only, and the database still opens.
         path = tmp_path / "damaged.db"
         shutil.copy(template[1], path)
         rng = random.Random(2 if data_pages_only else 5)
         n = path.stat().st_size // 4096
-        pages = rng.sample(range(n // 2 if data_pages_only else 1, n), 5)
-        if not data_pages_only:
+        if data_pages_only:
+            # Leaf pages of the judgments table: rows only, wherever the schema's
+            # growth put them, and every command below reads them.
+            with sqlite3.connect(path) as conn:
+                leaves = [page - 1 for (page,) in conn.execute(
+                    "SELECT pageno FROM dbstat WHERE name = 'judgments' AND pagetype = 'leaf'")]
+            conn.close()
+            pages = rng.sample(leaves, min(5, len(leaves)))
+        else:
+            pages = rng.sample(range(1, n), 5)
             # And the root pages of the tables every command reads, so the damage is
             # met wherever the schema's growth moved the other pages.
             with sqlite3.connect(path) as conn:

@@ -267,6 +267,8 @@ def test_concurrent_claims_respect_raters_per_item(db_path):
         "SELECT item_id, COUNT(*), COUNT(DISTINCT rater_id) FROM judgments GROUP BY item_id"
     ).fetchall()
     assert counts == [(i, 2, 2) for i in range(1, 21)]
+    # Every item reached its quota in a race for its last slot: each closed exactly once.
+    assert db.execute("SELECT open_items FROM projects").fetchone()[0] == 0
 
 
 def test_threads_use_their_own_connections(db_path):

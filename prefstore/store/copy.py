@@ -16,7 +16,7 @@ from prefstore.store.connection import describe, write
 
 #: Every table, parents before children (foreign keys), as the copy fills them.
 TABLES = ("projects", "raters", "rater_projects", "items", "responses", "assignments",
-          "claim_cursors", "judgments", "fits", "reports", "jobs", "workers", "routing", "audit_log",
+          "claim_cursors", "served_counts", "judgments", "fits", "reports", "jobs", "workers", "routing", "audit_log",
           "judge_state", "judge_cache")
 BATCH = 5000
 _JSON = ("display_order", "ranking", "aspects", "reason_tags", "metadata")
@@ -53,7 +53,8 @@ def _insert(db, table: str, columns: list[str], rows: list[tuple]) -> None:
 
 
 # Tables keyed otherwise than by an identity ``id``.
-_NO_IDENTITY = ("workers", "rater_projects", "judge_cache", "claim_cursors")
+_NO_IDENTITY = ("workers", "rater_projects", "judge_cache", "claim_cursors",
+                "served_counts")
 
 
 def _reset_identity(db, table: str) -> None:

@@ -9,7 +9,12 @@ import pandas as pd
 
 from prefstore.errors import Conflict, InvalidInput, NotFound
 from prefstore.store.connection import dumps, loads, now_iso, write
-from prefstore.store.projects import bump_queue_epoch, log_action
+from prefstore.store.projects import (
+    bump_queue_epoch,
+    log_action,
+    recount_open_items,
+    recount_served,
+)
 
 
 def insert_items(db, project_id: int, items: Iterable[dict]) -> list[int]:
@@ -44,6 +49,9 @@ def insert_items(db, project_id: int, items: Iterable[dict]) -> list[int]:
             ids.append(item_id)
         if ids:
             bump_queue_epoch(db, project_id)
+            # New items have no judgments and are not routed yet: all open.
+            db.execute("UPDATE projects SET open_items = open_items + ? WHERE id = ?",
+                       [len(ids), project_id])
     return ids
 
 
@@ -182,6 +190,7 @@ def set_item_excluded(db, project_id: int, external_id: str, excluded: bool, *,
             [now_iso() if excluded else None, item["id"], excluded])
         if cur.rowcount:
             bump_queue_epoch(db, project_id)
+            recount_open_items(db, project_id)
             log_action(db, project_id, actor, "exclude_item" if excluded else "include_item",
                        {"item": external_id})
     return item_by_external(db, project_id, external_id)
@@ -492,6 +501,7 @@ def set_item_gold(db, project_id: int, item_id: int, *, choice: int | str | None
         db.execute("UPDATE items SET gold = ?, is_gold = ? WHERE id = ?",
                    [dumps(gold), int(gold is not None), item_id])
         bump_queue_epoch(db, project_id)
+        recount_served(db, project_id, item_id=item_id)
         log_action(db, project_id, actor, "mark_gold" if gold is not None else "unmark_gold",
                    {"item_id": item_id, "external_id": external_id, "gold": gold})
     return gold

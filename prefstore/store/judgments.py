@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from prefstore.errors import Conflict, InvalidInput, NotFound
+from prefstore.settings import ProjectSettings
 from prefstore.store.connection import (
     check_kind,
     dumps,
@@ -21,6 +22,7 @@ from prefstore.store.connection import (
     write,
 )
 from prefstore.store.items import id_list
+from prefstore.store.projects import recount_open_items
 
 OUTCOMES = ("choice", "tie", "both_bad")
 
@@ -90,8 +92,10 @@ _INSERT = (
     "ON CONFLICT (rater_id, submission_id) DO NOTHING RETURNING id")
 _CLAIM_DONE = ("UPDATE assignments SET status = 'done', updated_at = ? "
                "WHERE item_id = ? AND rater_id = ? AND status = 'claimed'")
-# The same three writes as one atomic statement (PostgreSQL's data-modifying CTEs):
-# the counters move only when the row was inserted, and only for a human. Spelled out
+# The same writes as one atomic statement (PostgreSQL's data-modifying CTEs):
+# the counters move only when the row was inserted, and only for a human. The
+# item's n_human comes back after its row lock, so of two submits racing for an
+# item's last slot exactly one sees it reach raters_per_item and closes it. Spelled out
 # in full, as every statement here is: SQL is never assembled from strings.
 _PG_SUBMIT = (
     "WITH ins AS (INSERT INTO judgments (item_id, rater_id, kind, display_order, outcome, "
@@ -99,7 +103,11 @@ _PG_SUBMIT = (
     "submission_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (rater_id, submission_id) DO NOTHING RETURNING id, kind), "
     "counted AS (UPDATE items SET n_human = n_human + 1 WHERE id = ? "
-    "AND EXISTS (SELECT 1 FROM ins WHERE kind = 'human') RETURNING id), "
+    "AND EXISTS (SELECT 1 FROM ins WHERE kind = 'human') "
+    "RETURNING project_id, n_human, queue_rank, excluded_at), "
+    "closed AS (UPDATE projects SET open_items = open_items - 1 WHERE id IN "
+    "(SELECT project_id FROM counted WHERE n_human = ? AND queue_rank < 2 "
+    "AND excluded_at IS NULL) RETURNING id), "
     "done AS (UPDATE assignments SET status = 'done', updated_at = ? "
     "WHERE item_id = ? AND rater_id = ? AND status = 'claimed' "
     "AND EXISTS (SELECT 1 FROM ins WHERE kind = 'human') RETURNING id) "
@@ -142,10 +150,13 @@ def submit_judgment(
     # ON CONFLICT still makes a racing double submit store one row.
     with contextlib.nullcontext(db) if postgres else write(db):
         # Everything the checks need, in one round trip.
-        existing, rater_kind, n_responses, claimed_at, claim_item, claim_order = db.execute(
+        (existing, rater_kind, n_responses, settings, claimed_at, claim_item,
+         claim_order) = db.execute(
             "SELECT (SELECT id FROM judgments WHERE rater_id = :r AND submission_id = :s), "
             "(SELECT kind FROM raters WHERE id = :r), "
             "(SELECT COUNT(*) FROM responses WHERE item_id = :i), "
+            "(SELECT p.settings FROM items i JOIN projects p ON p.id = i.project_id "
+            " WHERE i.id = :i), "
             "a.claimed_at, a.item_id, a.display_order "
             "FROM (SELECT 1 AS one) one LEFT JOIN assignments a ON a.id = :a AND a.rater_id = :r",
             {"r": rater_id, "s": submission_id, "i": item_id, "a": assignment_id}).fetchone()
@@ -174,13 +185,19 @@ def submit_judgment(
                   label["choice"], dumps(label["ranking"]), label["strength"],
                   dumps(aspects or None), rationale or None, dumps(reason_tags or None), edited,
                   dumps(metadata or {}), time_ms, submission_id, now_iso(now)]
+        cap = ProjectSettings.from_stored(loads(settings, {})).raters_per_item
         if postgres:
-            inserted = db.execute(_PG_SUBMIT, values + [item_id, now_iso(now), item_id,
+            inserted = db.execute(_PG_SUBMIT, values + [item_id, cap, now_iso(now), item_id,
                                                         rater_id]).fetchone()
         else:
             inserted = db.execute(_INSERT, values).fetchone()
             if inserted is not None and kind == "human":
-                db.execute("UPDATE items SET n_human = n_human + 1 WHERE id = ?", [item_id])
+                project_id, n_human, queue_rank, excluded_at = db.execute(
+                    "UPDATE items SET n_human = n_human + 1 WHERE id = ? "
+                    "RETURNING project_id, n_human, queue_rank, excluded_at", [item_id]).fetchone()
+                if n_human == cap and queue_rank < 2 and excluded_at is None:
+                    db.execute("UPDATE projects SET open_items = open_items - 1 WHERE id = ?",
+                               [project_id])
                 db.execute(_CLAIM_DONE, [now_iso(now), item_id, rater_id])
         if inserted is None:  # a concurrent double submit committed first
             return db.execute(existing_sql, [rater_id, submission_id]).fetchone()[0], False
@@ -335,7 +352,21 @@ def insert_judgments(db, rows: list[dict]) -> int:
                     human_counts[row["item_id"]] = human_counts.get(row["item_id"], 0) + 1
         db.executemany("UPDATE items SET n_human = n_human + ? WHERE id = ?",
                        [(n, item_id) for item_id, n in human_counts.items()])
+        for project_id in _projects_of(db, list(human_counts)):
+            recount_open_items(db, project_id)
     return inserted
+
+
+def _projects_of(db, item_ids: list[int]) -> list[int]:
+    if not item_ids:
+        return []
+    return [r[0] for r in db.execute(_PROJECTS_OF_ITEMS[db.dialect], [id_list(db, item_ids)])]
+
+
+_PROJECTS_OF_ITEMS = {
+    "sqlite": "SELECT DISTINCT project_id FROM items WHERE id IN (SELECT value FROM json_each(?))",
+    "postgres": "SELECT DISTINCT project_id FROM items WHERE id = ANY(?)",
+}
 
 
 def _judgment_row(row: dict) -> dict:

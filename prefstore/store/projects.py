@@ -168,6 +168,7 @@ def update_project_settings(db, project_id: int, changes: dict, *, actor: str) -
         db.execute("UPDATE projects SET settings = ? WHERE id = ?",
                    [dumps(merged.to_dict()), project_id])
         bump_queue_epoch(db, project_id)
+        recount_open_items(db, project_id)
         log_action(db, project_id, actor, "update_settings", diff)
     return get_project(db, project_id)
 
@@ -179,6 +180,68 @@ def bump_queue_epoch(db, project_id: int) -> None:
     a rater or move it earlier in a queue (see ``claims._claim``).
     """
     db.execute("UPDATE projects SET queue_epoch = queue_epoch + 1 WHERE id = ?", [project_id])
+
+
+def recount_open_items(db, project_id: int) -> None:
+    """Count the project's open items again: routed to humans or not yet routed, below
+    ``raters_per_item`` human judgments, not excluded.
+
+    A submit keeps ``projects.open_items`` current as it fills an item; changes
+    that move many items at once (routing, settings, imports, exclusions) call this.
+    """
+    cap = get_project(db, project_id)["settings"].raters_per_item
+    db.execute(
+        "UPDATE projects SET open_items = (SELECT COUNT(*) FROM items i WHERE i.project_id = ? "
+        "AND i.queue_rank < 2 AND i.n_human < ? AND i.excluded_at IS NULL) WHERE id = ?",
+        [project_id, cap, project_id])
+
+
+# How many items each rater was served in a project, and how many were gold: the
+# claim reads them to schedule gold. A claim adds one; these recount after a
+# change that removes claims or turns items gold, for the raters it touched.
+_RECOUNT_SERVED = {
+    "rater": (
+        "INSERT INTO served_counts (rater_id, project_id, served, served_gold) "
+        "SELECT a.rater_id, i.project_id, COUNT(*), COALESCE(SUM(i.is_gold), 0) "
+        "FROM assignments a JOIN items i ON i.id = a.item_id "
+        "WHERE i.project_id = :p AND a.rater_id = :r GROUP BY a.rater_id, i.project_id "
+        "ON CONFLICT (rater_id, project_id) DO UPDATE SET served = excluded.served, "
+        "served_gold = excluded.served_gold"),
+    "item": (
+        "INSERT INTO served_counts (rater_id, project_id, served, served_gold) "
+        "SELECT a.rater_id, i.project_id, COUNT(*), COALESCE(SUM(i.is_gold), 0) "
+        "FROM assignments a JOIN items i ON i.id = a.item_id "
+        "WHERE i.project_id = :p AND a.rater_id IN "
+        "(SELECT x.rater_id FROM assignments x WHERE x.item_id = :item) "
+        "GROUP BY a.rater_id, i.project_id "
+        "ON CONFLICT (rater_id, project_id) DO UPDATE SET served = excluded.served, "
+        "served_gold = excluded.served_gold"),
+    "project": (
+        "INSERT INTO served_counts (rater_id, project_id, served, served_gold) "
+        "SELECT a.rater_id, i.project_id, COUNT(*), COALESCE(SUM(i.is_gold), 0) "
+        "FROM assignments a JOIN items i ON i.id = a.item_id "
+        "WHERE i.project_id = :p GROUP BY a.rater_id, i.project_id "
+        "ON CONFLICT (rater_id, project_id) DO UPDATE SET served = excluded.served, "
+        "served_gold = excluded.served_gold"),
+}
+
+
+def recount_served(db, project_id: int, *, rater_id: int | None = None,
+                   item_id: int | None = None) -> None:
+    """Count again what was served in a project: to one rater, to the raters of one
+    item, or (neither given) to everyone."""
+    params = {"p": project_id, "r": rater_id, "item": item_id}
+    if rater_id is not None:
+        # A rater whose every claim was removed has no row to count from.
+        db.execute("UPDATE served_counts SET served = 0, served_gold = 0 "
+                   "WHERE project_id = :p AND rater_id = :r", params)
+        db.execute(_RECOUNT_SERVED["rater"], params)
+    elif item_id is not None:
+        db.execute(_RECOUNT_SERVED["item"], params)
+    else:
+        db.execute("UPDATE served_counts SET served = 0, served_gold = 0 WHERE project_id = :p",
+                   params)
+        db.execute(_RECOUNT_SERVED["project"], params)
 
 
 def log_action(db, project_id: int | None, actor: str, action: str, details: dict) -> None:

@@ -9,7 +9,7 @@ import unicodedata
 
 from prefstore.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from prefstore.store.connection import now_iso, write
-from prefstore.store.projects import bump_queue_epoch, log_action
+from prefstore.store.projects import bump_queue_epoch, log_action, recount_served
 
 RATER_KINDS = ("human", "llm")
 ROLES = ("rater", "admin")
@@ -197,6 +197,7 @@ def set_rater_active(db, rater_id: int, active: bool, *, actor: str = "system") 
                        [rater_id])
             for (project_id,) in freed:
                 bump_queue_epoch(db, project_id)
+                recount_served(db, project_id, rater_id=rater_id)
         log_action(db, None, actor, "set_rater_active", {"rater_id": rater_id, "active": active})
 
 
@@ -227,6 +228,7 @@ def unassign_rater(db, rater_id: int, project_id: int, *, actor: str = "system")
                        "item_id IN (SELECT id FROM items WHERE project_id = ?)",
                        [rater_id, project_id])
             bump_queue_epoch(db, project_id)
+            recount_served(db, project_id, rater_id=rater_id)
             log_action(db, project_id, actor, "unassign_rater", {"rater_id": rater_id})
     return removed
 

@@ -18,7 +18,12 @@ import datetime as dt
 from prefstore.errors import Conflict, InvalidInput, NotFound
 from prefstore.store.connection import now_iso, write
 from prefstore.store.items import item_by_external
-from prefstore.store.projects import bump_queue_epoch, get_project, log_action
+from prefstore.store.projects import (
+    bump_queue_epoch,
+    get_project,
+    log_action,
+    recount_open_items,
+)
 from prefstore.store.raters import get_rater
 
 RESOLUTIONS = ("dismiss", "exclude", "requeue")
@@ -110,6 +115,7 @@ def resolve_review(db, project_id: int, item: str, rater: str, action: str, *, a
         if action == "exclude":
             db.execute("UPDATE items SET excluded_at = ? WHERE id = ? AND excluded_at IS NULL",
                        [at, found["id"]])
+            recount_open_items(db, project["id"])
         log_action(db, project["id"], actor, "resolve_review",
                    {"item": item, "rater": rater_row["name"], "status": status,
                     "reason": reason, "resolution": action})

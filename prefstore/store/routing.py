@@ -8,7 +8,7 @@ import pandas as pd
 
 from prefstore.errors import InvalidInput
 from prefstore.store.connection import dumps, now_iso, write
-from prefstore.store.projects import bump_queue_epoch
+from prefstore.store.projects import bump_queue_epoch, recount_open_items
 
 ROUTES = ("human", "llm", "both")
 
@@ -39,6 +39,7 @@ def save_routing(db, project_id: int, decisions: list[dict]) -> None:
             [(rank[d["decision"]], d.get("priority") or 0.0, d["item_id"], project_id)
              for d in decisions])
         bump_queue_epoch(db, project_id)
+        recount_open_items(db, project_id)
 
 
 def routing_frame(db, project_id: int) -> pd.DataFrame:

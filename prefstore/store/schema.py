@@ -56,6 +56,14 @@ def _rater_name_keys(db) -> None:
     db.execute("CREATE UNIQUE INDEX raters_by_name_key ON raters (name_key)")
 
 
+def _count_open_items_and_served(db) -> None:
+    from prefstore.store.projects import recount_open_items, recount_served
+
+    for (project_id,) in db.execute("SELECT id FROM projects").fetchall():
+        recount_open_items(db, project_id)
+        recount_served(db, project_id)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(
         "m001_initial",
@@ -512,13 +520,17 @@ MIGRATIONS: list[Migration] = [
         """,
     ),
     Migration(
-        "m006_claim_cursors",
+        "m006_claim_cursors_open_items",
         # Where each rater's last claim stood in each queue, so the next claim
         # starts there instead of stepping over everything they have judged.
         # queue_epoch moves with every change that can reopen an item before a
         # cursor; the partial index finds claims that expired since a cursor.
+        # open_items counts the items a rater could still be served (progress
+        # reads it instead of counting 100,000 items on every rerun); served_counts
+        # how many items, and gold items, each rater was served (gold scheduling).
         sqlite="""
         ALTER TABLE projects ADD COLUMN queue_epoch INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE projects ADD COLUMN open_items INTEGER NOT NULL DEFAULT 0;
         CREATE TABLE claim_cursors (
             rater_id INTEGER NOT NULL REFERENCES raters(id),
             project_id INTEGER NOT NULL REFERENCES projects(id),
@@ -531,10 +543,18 @@ MIGRATIONS: list[Migration] = [
             item_id INTEGER NOT NULL,
             PRIMARY KEY (rater_id, project_id, is_gold, queue_rank)
         );
+        CREATE TABLE served_counts (
+            rater_id INTEGER NOT NULL REFERENCES raters(id),
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            served INTEGER NOT NULL,
+            served_gold INTEGER NOT NULL,
+            PRIMARY KEY (rater_id, project_id)
+        );
         CREATE INDEX assignments_expiry ON assignments (expires_at) WHERE status = 'claimed';
         """,
         postgres="""
         ALTER TABLE projects ADD COLUMN queue_epoch BIGINT NOT NULL DEFAULT 0;
+        ALTER TABLE projects ADD COLUMN open_items BIGINT NOT NULL DEFAULT 0;
         CREATE TABLE claim_cursors (
             rater_id BIGINT NOT NULL REFERENCES raters(id),
             project_id BIGINT NOT NULL REFERENCES projects(id),
@@ -547,8 +567,16 @@ MIGRATIONS: list[Migration] = [
             item_id BIGINT NOT NULL,
             PRIMARY KEY (rater_id, project_id, is_gold, queue_rank)
         );
+        CREATE TABLE served_counts (
+            rater_id BIGINT NOT NULL REFERENCES raters(id),
+            project_id BIGINT NOT NULL REFERENCES projects(id),
+            served BIGINT NOT NULL,
+            served_gold BIGINT NOT NULL,
+            PRIMARY KEY (rater_id, project_id)
+        );
         CREATE INDEX assignments_expiry ON assignments (expires_at) WHERE status = 'claimed';
         """,
+        python=_count_open_items_and_served,
     ),
 ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from prefstore.store.connection import now_iso, write
-from prefstore.store.projects import bump_queue_epoch
+from prefstore.store.projects import bump_queue_epoch, recount_open_items
 
 
 def seed_synthetic(db, project_id: int, *, n_items: int, n_judgments: int,
@@ -51,6 +51,7 @@ def seed_synthetic(db, project_id: int, *, n_items: int, n_judgments: int,
                     rows = []
         _insert_judgments(db, rows)
         bump_queue_epoch(db, project_id)
+        recount_open_items(db, project_id)
 
 
 def _insert_judgments(db, rows: list[tuple]) -> None:

@@ -34,3 +34,6 @@ def test_check_store_sees_a_broken_counter(db_path):
     db.execute("UPDATE items SET n_human = 1 WHERE external_id = 'i0'")
     report = workload.check_store(db, setup["project_id"], 3)
     assert report == {**workload.SOUND, "n_human": [(1, 1, 0)]}
+    db.execute("UPDATE projects SET open_items = 7 WHERE id = ?", [setup["project_id"]])
+    report = workload.check_store(db, setup["project_id"], 3)
+    assert report == {**workload.SOUND, "n_human": [(1, 1, 0)], "open_items": [(7, 3)]}

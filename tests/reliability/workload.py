@@ -288,7 +288,9 @@ def check_store(db, project_id: int, raters_per_item: int) -> dict:
     - ``repeat_rater``: (item, rater) pairs judged twice;
     - ``n_human``: items whose counter differs from their human judgment count;
     - ``not_done``: human judgments whose assignment is missing or not 'done';
-    - ``partial``: judgments with a NULL required field or unparseable JSON.
+    - ``partial``: judgments with a NULL required field or unparseable JSON;
+    - ``open_items``: (kept, counted) when the project's open-item counter differs from
+      a count of its open items.
     """
     q = db.execute
     partial = []
@@ -337,11 +339,15 @@ def check_store(db, project_id: int, raters_per_item: int) -> dict:
             "WHERE i.project_id = ? AND j.kind = 'human' AND a.status IS DISTINCT FROM 'done'",
             [project_id]).fetchall()],
         "partial": partial,
+        "open_items": [tuple(r) for r in q(
+            "SELECT p.open_items, (SELECT COUNT(*) FROM items i WHERE i.project_id = p.id "
+            "AND i.queue_rank < 2 AND i.n_human < ? AND i.excluded_at IS NULL) FROM projects p "
+            "WHERE p.id = ?", [raters_per_item, project_id]).fetchall() if r[0] != r[1]],
     }
 
 
 SOUND = {"integrity": "ok", "foreign_keys": [], "over_cap": [], "repeat_rater": [],
-         "n_human": [], "not_done": [], "partial": []}
+         "n_human": [], "not_done": [], "partial": [], "open_items": []}
 
 
 def stored_submissions(db, project_id: int) -> set[tuple[int, str]]:
