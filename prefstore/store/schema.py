@@ -525,6 +525,7 @@ MIGRATIONS: list[Migration] = [
         # starts there instead of stepping over everything they have judged.
         # queue_epoch moves with every change that can reopen an item before a
         # cursor; the partial index finds claims that expired since a cursor.
+        # judgments_rater_latest reads a rater's latest judgments in order.
         # open_items counts the items a rater could still be served (progress
         # reads it instead of counting 100,000 items on every rerun); served_counts
         # how many items, and gold items, each rater was served (gold scheduling).
@@ -551,6 +552,8 @@ MIGRATIONS: list[Migration] = [
             PRIMARY KEY (rater_id, project_id)
         );
         CREATE INDEX assignments_expiry ON assignments (expires_at) WHERE status = 'claimed';
+        -- A rater's latest judgments (the rate page's undo list) without sorting them all.
+        CREATE INDEX judgments_rater_latest ON judgments (rater_id, id);
         """,
         postgres="""
         ALTER TABLE projects ADD COLUMN queue_epoch BIGINT NOT NULL DEFAULT 0;
@@ -575,6 +578,8 @@ MIGRATIONS: list[Migration] = [
             PRIMARY KEY (rater_id, project_id)
         );
         CREATE INDEX assignments_expiry ON assignments (expires_at) WHERE status = 'claimed';
+        -- A rater's latest judgments (the rate page's undo list) without sorting them all.
+        CREATE INDEX judgments_rater_latest ON judgments (rater_id, id);
         """,
         python=_count_open_items_and_served,
     ),
