@@ -7,10 +7,9 @@ import random
 import time
 
 from prefstore.errors import AccessDenied, InvalidInput, NotFound
-from prefstore.settings import ProjectSettings
 from prefstore.store.connection import dumps, loads, now_iso, write
 from prefstore.store.items import get_item
-from prefstore.store.projects import get_project
+from prefstore.store.projects import get_project, settings_from_text
 
 # The statements that differ: PostgreSQL locks rows explicitly where SQLite's
 # BEGIN IMMEDIATE already holds the whole database.
@@ -279,7 +278,7 @@ def _claim(db, project_id: int, rater_id: int, *, now: dt.datetime | None,
             claim = next(iter(found))
             claim["display_order"] = loads(claim["display_order"])
             return claim
-        settings = ProjectSettings.from_stored(loads(stored, {}))
+        settings = settings_from_text(stored)
         cap = settings.raters_per_item
         expires = now_iso(now + dt.timedelta(seconds=settings.claim_ttl_seconds))
         cursors = {(gold, rank): (level, priority, item)

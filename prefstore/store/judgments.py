@@ -11,7 +11,6 @@ from typing import Any
 import pandas as pd
 
 from prefstore.errors import Conflict, InvalidInput, NotFound
-from prefstore.settings import ProjectSettings
 from prefstore.store.connection import (
     check_kind,
     dumps,
@@ -22,7 +21,7 @@ from prefstore.store.connection import (
     write,
 )
 from prefstore.store.items import id_list
-from prefstore.store.projects import recount_open_items
+from prefstore.store.projects import recount_open_items, settings_from_text
 
 OUTCOMES = ("choice", "tie", "both_bad")
 
@@ -185,7 +184,7 @@ def submit_judgment(
                   label["choice"], dumps(label["ranking"]), label["strength"],
                   dumps(aspects or None), rationale or None, dumps(reason_tags or None), edited,
                   dumps(metadata or {}), time_ms, submission_id, now_iso(now)]
-        cap = ProjectSettings.from_stored(loads(settings, {})).raters_per_item
+        cap = settings_from_text(settings).raters_per_item
         if postgres:
             inserted = db.execute(_PG_SUBMIT, values + [item_id, cap, now_iso(now), item_id,
                                                         rater_id]).fetchone()
