@@ -450,7 +450,8 @@ def _signed_pair_rows(data: PairwiseData) -> pd.DataFrame:
         "w_lo": w * lo_won, "w_hi": w * hi_won, "w_tie": w * tie,
     })
     out = frame.groupby(["kind", "lo", "hi"], sort=True, as_index=False).sum()
-    changed = (out[["n_lo", "n_hi", "n_tie"]] != 0).any(axis=1)
+    # A change can keep the row counts and move only the weights: both are checked.
+    changed = (out[list(PAIR_COUNT_COLUMNS[2:])] != 0).any(axis=1)
     return out[changed].reset_index(drop=True)
 
 
