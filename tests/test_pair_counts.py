@@ -185,7 +185,8 @@ def test_a_tiny_store_folds_to_exact_counts(db):
     assert store.pair_count_totals(db, project["id"]) == {
         "last_judgment_id": 0, "n_judgments": 0, "n_no_system": 0}
     assert fitting.refresh_pair_counts(db, "tiny") == {
-        "last_judgment_id": 3, "judgments": 3, "items_excluded": 0, "items_included": 0}
+        "last_judgment_id": 3, "judgments": 3, "items_excluded": 0, "items_included": 0,
+        "steps": 1}
     rows = store.stored_pair_counts(db, project["id"]).to_dict("records")
     resp = lambda item, k: str(r[item][k])  # noqa: E731
     assert rows == [
@@ -221,7 +222,8 @@ def test_a_tiny_store_folds_to_exact_counts(db):
     assert store.pair_counts_frame(db, project["id"], level="system").to_dict("records") == system
     # Nothing new: the fold is a no-op.
     assert fitting.refresh_pair_counts(db, "tiny") == {
-        "last_judgment_id": 4, "judgments": 0, "items_excluded": 0, "items_included": 0}
+        "last_judgment_id": 4, "judgments": 0, "items_excluded": 0, "items_included": 0,
+        "steps": 1}
     assert_counts_equal_recount(db, project["id"])
 
 
@@ -249,6 +251,9 @@ def test_counts_follow_judgments_changes_and_exclusions(db):
             store.set_item_excluded(db, project_id, external, True, actor="admin")
         if stage % 2:  # fold with some exclusions pending and some included again
             fitting.refresh_pair_counts(db, project_id)
+        else:  # a catch-up in small steps, one transaction each
+            assert store.fold_pair_counts(db, project_id, pair_count_deltas,
+                                          window=9)["steps"] >= 5
         for external in excluded[:2]:
             store.set_item_excluded(db, project_id, external, False, actor="admin")
         made += change_some(db, made, rng, 4, f"d{stage}")

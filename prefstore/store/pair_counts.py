@@ -33,6 +33,8 @@ KINDS = ("human", "llm")
 LEVELS = ("system", "response")
 # Above this many items a fold reads the project's responses whole, not by id list.
 _RESPONSES_BY_ID_MAX = 20_000
+#: Judgment ids one fold step (one transaction) covers at most.
+FOLD_WINDOW = 500_000
 
 # A horizon below every uncommitted judgment: see the module docstring.
 _HORIZON_LOCK = {
@@ -100,10 +102,12 @@ _ADD_COUNTS = (
     "w_hi = pair_counts.w_hi + excluded.w_hi, w_tie = pair_counts.w_tie + excluded.w_tie")
 _DROP_EMPTY = ("DELETE FROM pair_counts WHERE project_id = ? AND level = ? AND kind = ? "
                "AND lo = ? AND hi = ? AND n_lo = 0 AND n_hi = 0 AND n_tie = 0")
-_MOVE_MARK = (
-    "UPDATE pair_count_marks SET last_judgment_id = :h, n_human = n_human + :nh, "
-    "n_llm = n_llm + :nl, n_human_no_system = n_human_no_system + :sh, "
-    "n_llm_no_system = n_llm_no_system + :sl, updated_at = :now WHERE project_id = :p")
+_ADD_TOTALS = (
+    "UPDATE pair_count_marks SET n_human = n_human + :nh, n_llm = n_llm + :nl, "
+    "n_human_no_system = n_human_no_system + :sh, n_llm_no_system = n_llm_no_system + :sl "
+    "WHERE project_id = :p")
+_MOVE_MARK_ONLY = ("UPDATE pair_count_marks SET last_judgment_id = ?, updated_at = ? "
+                   "WHERE project_id = ?")
 _ADD_EXCLUDED = ("INSERT INTO pair_count_excluded (project_id, item_id) VALUES (?, ?)")
 _DROP_EXCLUDED = "DELETE FROM pair_count_excluded WHERE project_id = ? AND item_id = ?"
 _COUNTS = (
@@ -142,12 +146,15 @@ def _horizon(db) -> int:
         return int(db.execute(_HORIZON).fetchone()[0])
 
 
-def fold_pair_counts(db, project_id: int, expand: Expand) -> dict:
+def fold_pair_counts(db, project_id: int, expand: Expand, *,
+                     window: int = FOLD_WINDOW) -> dict:
     """Bring a project's pair counts up to the newest judgments; return what was folded.
 
-    One transaction, serialized against other folds: the count changes, the
-    watermark and the folded exclusions commit together or not at all, so a fold
-    killed half-way leaves the previous counts, and the next fold redoes it.
+    Each step is one transaction, serialized against other folds: the count
+    changes, the watermark and the folded exclusions commit together or not at
+    all, so a fold killed half-way leaves the counts of its last finished step and
+    the next fold goes on from there. A step folds at most ``window`` judgment ids,
+    which bounds the memory of a catch-up over millions of judgments.
 
     Parameters
     ----------
@@ -156,12 +163,14 @@ def fold_pair_counts(db, project_id: int, expand: Expand) -> dict:
     project_id : int
     expand : callable
         :func:`prefstore.models.adapter.pair_count_deltas`.
+    window : int
+        Judgment ids per step.
 
     Returns
     -------
     dict
         ``{"last_judgment_id", "judgments": rows added or taken back,
-        "items_excluded", "items_included"}``.
+        "items_excluded", "items_included", "steps"}``.
 
     Raises
     ------
@@ -169,6 +178,19 @@ def fold_pair_counts(db, project_id: int, expand: Expand) -> dict:
         From ``expand``, for a judgment the models cannot read.
     """
     horizon = None if db.dialect == "sqlite" else _horizon(db)
+    done = {"judgments": 0, "items_excluded": 0, "items_included": 0, "steps": 0}
+    while True:
+        step, caught_up = _fold_step(db, project_id, expand, horizon, window)
+        for key in ("judgments", "items_excluded", "items_included"):
+            done[key] += step[key]
+        done["steps"] += 1
+        done["last_judgment_id"] = step["last_judgment_id"]
+        if caught_up:
+            return done
+
+
+def _fold_step(db, project_id: int, expand: Expand, horizon: int | None,
+               window: int) -> tuple[dict, bool]:
     with write(db):
         if horizon is None:
             horizon = _horizon(db)
@@ -178,10 +200,11 @@ def fold_pair_counts(db, project_id: int, expand: Expand) -> dict:
         excluded_before = {r[0] for r in db.execute(_EXCLUDED_FOLDED, [project_id])}
         newly_excluded = sorted(excluded_now - excluded_before)
         included = sorted(excluded_before - excluded_now)
-        new_mark = max(mark, horizon)
+        new_mark = max(mark, min(horizon, mark + window))
+        caught_up = new_mark >= horizon
         if new_mark == mark and not newly_excluded and not included:
             return {"last_judgment_id": mark, "judgments": 0, "items_excluded": 0,
-                    "items_included": 0}
+                    "items_included": 0}, caught_up
         frames = []
         # Exclusions first, on the counts as of the old watermark ...
         for items, sign in ((included, 1), (newly_excluded, -1)):
@@ -202,31 +225,39 @@ def fold_pair_counts(db, project_id: int, expand: Expand) -> dict:
             frames.append(_judgment_frame(db.execute(_JUDGMENTS_BY_ID[db.dialect],
                                                      [id_list(db, old)]), -1))
         judgments = pd.concat(frames, ignore_index=True)
-        item_ids = sorted(set(judgments["item_id"].astype("int64")))
-        if len(item_ids) > _RESPONSES_BY_ID_MAX:
-            responses = db.frame(_RESPONSES_OF_PROJECT, [project_id])
-        else:
-            responses = db.frame(_RESPONSES_OF_ITEMS[db.dialect], [id_list(db, item_ids)])
-        deltas, totals = expand(judgments, responses)
-        for level in LEVELS:
-            delta = deltas[level]
-            if delta.empty:
-                continue
-            db.executemany(_ADD_COUNTS, [
-                (project_id, level, r.kind, r.lo, r.hi, int(r.n_lo), int(r.n_hi), int(r.n_tie),
-                 float(r.w_lo), float(r.w_hi), float(r.w_tie))
-                for r in delta.itertuples(index=False)])
-            shrunk = delta[(delta[["n_lo", "n_hi", "n_tie"]] < 0).any(axis=1)]
-            db.executemany(_DROP_EMPTY, [(project_id, level, r.kind, r.lo, r.hi)
-                                         for r in shrunk.itertuples(index=False)])
-        db.execute(_MOVE_MARK, {
-            "h": new_mark, "nh": totals["human"]["n"], "nl": totals["llm"]["n"],
-            "sh": totals["human"]["n_no_system"], "sl": totals["llm"]["n_no_system"],
-            "now": now_iso(), "p": project_id})
+        _apply(db, project_id, judgments, expand)
+        db.execute(_MOVE_MARK_ONLY, [new_mark, now_iso(), project_id])
         db.executemany(_ADD_EXCLUDED, [(project_id, i) for i in newly_excluded])
         db.executemany(_DROP_EXCLUDED, [(project_id, i) for i in included])
     return {"last_judgment_id": new_mark, "judgments": len(judgments),
-            "items_excluded": len(newly_excluded), "items_included": len(included)}
+            "items_excluded": len(newly_excluded), "items_included": len(included)}, caught_up
+
+
+def _apply(db, project_id: int, judgments: pd.DataFrame, expand: Expand) -> None:
+    """Add the signed judgments' pairwise rows to the counts, and their number to the totals."""
+    if judgments.empty:
+        return
+    item_ids = sorted(set(judgments["item_id"].astype("int64")))
+    if len(item_ids) > _RESPONSES_BY_ID_MAX:
+        responses = db.frame(_RESPONSES_OF_PROJECT, [project_id])
+    else:
+        responses = db.frame(_RESPONSES_OF_ITEMS[db.dialect], [id_list(db, item_ids)])
+    deltas, totals = expand(judgments, responses)
+    for level in LEVELS:
+        delta = deltas[level]
+        if delta.empty:
+            continue
+        db.executemany(_ADD_COUNTS, [
+            (project_id, level, r.kind, r.lo, r.hi, int(r.n_lo), int(r.n_hi), int(r.n_tie),
+             float(r.w_lo), float(r.w_hi), float(r.w_tie))
+            for r in delta.itertuples(index=False)])
+        shrunk = delta[(delta[["n_lo", "n_hi", "n_tie"]] < 0).any(axis=1)]
+        db.executemany(_DROP_EMPTY, [(project_id, level, r.kind, r.lo, r.hi)
+                                     for r in shrunk.itertuples(index=False)])
+    db.execute(_ADD_TOTALS, {
+        "nh": totals["human"]["n"], "nl": totals["llm"]["n"],
+        "sh": totals["human"]["n_no_system"], "sl": totals["llm"]["n_no_system"],
+        "p": project_id})
 
 
 def pair_counts_frame(db, project_id: int, *, level: str, kind: str = "all") -> pd.DataFrame:
