@@ -204,10 +204,12 @@ def test_a_tiny_store_folds_to_exact_counts(db):
     store.change_judgment(db, judgment_id=first, rater_id=ann["id"], submission_id="4",
                           choice=1)
     assert fitting.refresh_pair_counts(db, "tiny")["judgments"] == 2
-    system = store.pair_counts_frame(db, project["id"], level="system").to_dict("records")
-    assert system == [{"lo": "A", "hi": "B", "n_lo": 1, "n_hi": 1, "n_tie": 1,
-                       "w_lo": 1.0, "w_hi": 1.0, "w_tie": 1.0}]
-    # Excluding q2 takes its two judgments out; the empty response pairs are gone.
+    system = store.pair_counts_frame(db, project["id"], level="system", kind="human")
+    assert system.to_dict("records") == [{"lo": "A", "hi": "B", "n_lo": 1, "n_hi": 1,
+                                          "n_tie": 0, "w_lo": 1.0, "w_hi": 1.0, "w_tie": 0.0}]
+    # kind "all": a row per kind, for the adapter to sum.
+    assert len(store.pair_counts_frame(db, project["id"], level="system")) == 2
+    # Excluding q2 takes its two judgments out; the empty pairs are gone.
     store.set_item_excluded(db, project["id"], "q2", True, actor="admin")
     assert fitting.refresh_pair_counts(db, "tiny")["items_excluded"] == 1
     assert store.pair_counts_frame(db, project["id"], level="system").to_dict("records") == [
@@ -219,7 +221,8 @@ def test_a_tiny_store_folds_to_exact_counts(db):
     # Included again: back as it was.
     store.set_item_excluded(db, project["id"], "q2", False, actor="admin")
     assert fitting.refresh_pair_counts(db, "tiny")["items_included"] == 1
-    assert store.pair_counts_frame(db, project["id"], level="system").to_dict("records") == system
+    pd.testing.assert_frame_equal(
+        store.pair_counts_frame(db, project["id"], level="system", kind="human"), system)
     # Nothing new: the fold is a no-op.
     assert fitting.refresh_pair_counts(db, "tiny") == {
         "last_judgment_id": 4, "judgments": 0, "items_excluded": 0, "items_included": 0,
@@ -285,6 +288,13 @@ def test_a_slate_project_folds_choices_rankings_and_ties(db):
     # models/sparse_var.centred_var on both paths (components of 3 and 4 responses).
     assert assert_fits_equal_frame_path(db, "slate", response_ci=None) >= 10
     assert_counts_equal_recount(db, project["id"])
+    # Reset, the counts are rebuilt from watermark 0 to the same rows.
+    kept = store.stored_pair_counts(db, project["id"])
+    store.reset_pair_counts(db, project["id"])
+    assert store.stored_pair_counts(db, project["id"]).empty
+    assert store.pair_count_totals(db, project["id"])["last_judgment_id"] == 0
+    fitting.refresh_pair_counts(db, "slate")
+    pd.testing.assert_frame_equal(store.stored_pair_counts(db, project["id"]), kept)
 
 
 def test_a_response_without_a_system_fails_the_system_fit_as_the_judgments_do(db):

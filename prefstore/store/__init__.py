@@ -123,6 +123,7 @@ from prefstore.store.pair_counts import (
     fold_pair_counts,
     pair_count_totals,
     pair_counts_frame,
+    reset_pair_counts,
     stored_pair_counts,
 )
 from prefstore.store.projects import (
@@ -173,5 +174,4 @@ from prefstore.store.synthetic import seed_synthetic
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in (
     "claims", "connection", "items", "jobs", "judging", "judgments", "pair_counts", "projects",
-    "raters",
-    "reports", "review", "routing", "schema", "synthetic")]
+    "raters", "reports", "review", "routing", "schema", "synthetic")]

@@ -110,15 +110,10 @@ _MOVE_MARK_ONLY = ("UPDATE pair_count_marks SET last_judgment_id = ?, updated_at
                    "WHERE project_id = ?")
 _ADD_EXCLUDED = ("INSERT INTO pair_count_excluded (project_id, item_id) VALUES (?, ?)")
 _DROP_EXCLUDED = "DELETE FROM pair_count_excluded WHERE project_id = ? AND item_id = ?"
+# A pair has a row per kind; the adapter sums the repeats (no GROUP BY, no sort).
 _COUNTS = (
-    "SELECT lo, hi, CAST(SUM(n_lo) AS BIGINT) AS n_lo, CAST(SUM(n_hi) AS BIGINT) AS n_hi, "
-    "CAST(SUM(n_tie) AS BIGINT) AS n_tie, "
-    "SUM(w_lo) AS w_lo, SUM(w_hi) AS w_hi, SUM(w_tie) AS w_tie FROM pair_counts "
-    "WHERE project_id = :p AND level = :level AND (:kind = 'all' OR kind = :kind) "
-    "GROUP BY lo, hi")
-_COUNTS_OF_KIND = (
     "SELECT lo, hi, n_lo, n_hi, n_tie, w_lo, w_hi, w_tie FROM pair_counts "
-    "WHERE project_id = :p AND level = :level AND kind = :kind")
+    "WHERE project_id = :p AND level = :level AND (:kind = 'all' OR kind = :kind)")
 _MARK = ("SELECT last_judgment_id, n_human, n_llm, n_human_no_system, n_llm_no_system "
          "FROM pair_count_marks WHERE project_id = ?")
 
@@ -261,13 +256,13 @@ def _apply(db, project_id: int, judgments: pd.DataFrame, expand: Expand) -> None
 
 
 def pair_counts_frame(db, project_id: int, *, level: str, kind: str = "all") -> pd.DataFrame:
-    """Return a project's folded pair counts at ``level``, summed over judgment kinds.
+    """Return a project's folded pair counts at ``level`` for judgments of ``kind``.
 
-    Columns: lo, hi, n_lo, n_hi, n_tie, w_lo, w_hi, w_tie (one row per pair; a pair
-    whose judgments were all taken back is gone). ``kind`` is "all", "human" or "llm".
+    Columns: lo, hi, n_lo, n_hi, n_tie, w_lo, w_hi, w_tie; with ``kind`` "all" a pair
+    has a row per judgment kind (:func:`prefstore.models.adapter.pairwise_from_counts`
+    sums them). A pair whose judgments were all taken back is gone.
     """
-    sql = _COUNTS if kind == "all" else _COUNTS_OF_KIND
-    return db.frame(sql, {"p": project_id, "level": level, "kind": kind})
+    return db.frame(_COUNTS, {"p": project_id, "level": level, "kind": kind})
 
 
 def pair_count_totals(db, project_id: int, *, kind: str = "all") -> dict:
@@ -284,6 +279,16 @@ def pair_count_totals(db, project_id: int, *, kind: str = "all") -> dict:
     return {"last_judgment_id": last, "n_judgments": n, "n_no_system": s}
 
 
+def reset_pair_counts(db, project_id: int) -> None:
+    """Forget a project's pair counts: the next fold recounts from watermark 0."""
+    with write(db):
+        db.execute(_ENSURE_MARK, [project_id])
+        db.execute(_LOCK_MARK[db.dialect], [project_id])
+        db.execute("DELETE FROM pair_counts WHERE project_id = ?", [project_id])
+        db.execute("DELETE FROM pair_count_excluded WHERE project_id = ?", [project_id])
+        db.execute("DELETE FROM pair_count_marks WHERE project_id = ?", [project_id])
+
+
 def stored_pair_counts(db, project_id: int) -> pd.DataFrame:
     """Return every stored count row of a project: level, kind and the count columns.
 
@@ -298,5 +303,6 @@ __all__ = [
     "fold_pair_counts",
     "pair_count_totals",
     "pair_counts_frame",
+    "reset_pair_counts",
     "stored_pair_counts",
 ]
