@@ -419,7 +419,8 @@ def pair_count_deltas(
                   "n_no_system": int(sign[(kinds == k) & no_system].sum())}
               for k in ("human", "llm")}
     # The adapter keeps each row's rater: the label carries the judgment's kind and sign.
-    labelled = judgments.assign(rater=[f"{k} {s}" for k, s in zip(kinds, sign)])
+    labelled = judgments.assign(rater=np.char.add(kinds.astype(str),
+                                                  np.where(sign > 0, " 1", " -1")))
     deltas = {}
     for level in LEVELS:
         rows = labelled[~no_system] if level == "system" else labelled
@@ -434,9 +435,10 @@ def pair_count_deltas(
 
 def _signed_pair_rows(data: PairwiseData) -> pd.DataFrame:
     names = np.array(data.names, dtype=object)
-    labels = np.array(data.rater_names, dtype=object)[data.raters]
-    kind = np.array([label.split(" ")[0] for label in labels], dtype=object)
-    sign = np.array([int(label.split(" ")[1]) for label in labels], dtype=np.int64)
+    # A handful of labels ("human 1", "llm -1", ...): split those, then index.
+    kind = np.array([label.split(" ")[0] for label in data.rater_names], dtype=object)
+    sign = np.array([int(label.split(" ")[1]) for label in data.rater_names], dtype=np.int64)
+    kind, sign = kind[data.raters], sign[data.raters]
     win, lose = names[data.winners], names[data.losers]
     swap = (win > lose).astype(bool)
     lo, hi = np.where(swap, lose, win), np.where(swap, win, lose)
