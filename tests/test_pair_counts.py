@@ -18,7 +18,8 @@ from prefstore.models.adapter import pair_count_deltas
 
 pytestmark = pytest.mark.both_backends
 
-SYSTEMS = ["alpha", "beta", "gamma", "delta", "eps"]
+# Mixed case and a non-ASCII name: both paths must order names the same way.
+SYSTEMS = ["alpha", "Beta", "gamma", "delta", "Émile"]
 # Fits of the two paths agree to this (they are equal in practice: same sums, same order).
 ATOL = 1e-10
 COUNT_COLUMNS = ["level", "kind", "lo", "hi", "n_lo", "n_hi", "n_tie", "w_lo", "w_hi", "w_tie"]

@@ -483,9 +483,9 @@ def pairwise_from_counts(counts: pd.DataFrame, level: str) -> tuple[PairwiseData
     counts = counts[(counts[["n_lo", "n_hi", "n_tie"]].to_numpy() != 0).any(axis=1)]
     codes, uniques = pd.factorize(np.concatenate([counts["lo"].to_numpy(dtype=object),
                                                   counts["hi"].to_numpy(dtype=object)]))
-    keys = [str(u) for u in uniques]
-    order = sorted(range(len(keys)), key=(lambda k: keys[k]) if level == "system"
-                   else (lambda k: int(keys[k])))
+    keys = np.asarray(uniques, dtype=object).astype(str)
+    # Names sort as pairwise_from_frames sorts them: by code point, response ids as numbers.
+    order = np.argsort(keys if level == "system" else keys.astype(np.int64), kind="stable")
     rank = np.empty(len(keys), dtype=np.intp)
     rank[order] = np.arange(len(keys))
     m = len(counts)
@@ -504,7 +504,7 @@ def pairwise_from_counts(counts: pd.DataFrame, level: str) -> tuple[PairwiseData
         n_items=len(keys),
         ties=np.concatenate([np.full(int(k.sum()), c[2]) for c, k in zip(cells, keep)]),
         weights=np.concatenate([c[3][k] for c, k in zip(cells, keep)]),
-        names=[keys[k] for k in order],
+        names=keys[order].tolist(),
         level=level,
     )
     n_comparisons = int(counts[["n_lo", "n_hi", "n_tie"]].to_numpy().sum())
