@@ -227,8 +227,29 @@ def test_a_tiny_store_folds_to_exact_counts(db):
     # Nothing new: the fold is a no-op.
     assert fitting.refresh_pair_counts(db, "tiny") == {
         "last_judgment_id": 4, "judgments": 0, "items_excluded": 0, "items_included": 0,
-        "steps": 1}
+        "steps": 0}
     assert_counts_equal_recount(db, project["id"])
+
+
+@pytest.mark.sqlite_only("SQLite's one write lock")
+def test_a_fit_on_current_counts_takes_no_write_lock(db, db_path):
+    project = store.create_project(db, "lock", "pairwise", {})
+    store.insert_items(db, project["id"], [
+        {"external_id": "q1", "prompt": "p", "responses": [{"text": "x", "system": "A"},
+                                                           {"text": "y", "system": "B"}]}])
+    ann = store.create_rater(db, "ann")[0]
+    item = next(store.iter_items(db, project["id"]))["id"]
+    for k, choice in enumerate([0, 1, "tie"]):
+        store.submit_judgment(db, item_id=item, rater_id=ann["id"], submission_id=str(k),
+                              choice=choice)
+    fitting.refresh_pair_counts(db, "lock")
+    writer = store.connect(db_path)
+    with store.write(writer):  # another process's long write transaction, say
+        start = time.perf_counter()
+        out = fitting.fit_project(db, "lock", save=False)
+        assert time.perf_counter() - start < 5  # the busy timeout is 30 s
+    writer.close()
+    assert out["n_comparisons"] == 3
 
 
 # --------------------------------------------------------------------------

@@ -172,8 +172,12 @@ def fold_pair_counts(db, project_id: int, expand: Expand, *,
     InvalidInput
         From ``expand``, for a judgment the models cannot read.
     """
-    horizon = None if db.dialect == "sqlite" else _horizon(db)
     done = {"judgments": 0, "items_excluded": 0, "items_included": 0, "steps": 0}
+    mark = _current_mark(db, project_id)
+    if mark is not None:  # nothing new: no write lock, no horizon lock
+        done["last_judgment_id"] = mark
+        return done
+    horizon = None if db.dialect == "sqlite" else _horizon(db)
     while True:
         step, caught_up = _fold_step(db, project_id, expand, horizon, window)
         for key in ("judgments", "items_excluded", "items_included"):
@@ -182,6 +186,20 @@ def fold_pair_counts(db, project_id: int, expand: Expand, *,
         done["last_judgment_id"] = step["last_judgment_id"]
         if caught_up:
             return done
+
+
+def _current_mark(db, project_id: int) -> int | None:
+    """The watermark if the counts are plainly up to date (read without locks), else None.
+
+    Judgments the read does not see yet (uncommitted) are left for the next fold:
+    the watermark only moves under the locks of a fold step.
+    """
+    row = db.execute(_MARK, [project_id]).fetchone()
+    if row is None or int(db.execute(_HORIZON).fetchone()[0]) > int(row[0]):
+        return None
+    excluded_now = [r[0] for r in db.execute(_EXCLUDED_NOW, [project_id])]
+    excluded_before = [r[0] for r in db.execute(_EXCLUDED_FOLDED, [project_id])]
+    return int(row[0]) if excluded_now == excluded_before else None
 
 
 def _fold_step(db, project_id: int, expand: Expand, horizon: int | None,
