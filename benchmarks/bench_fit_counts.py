@@ -61,6 +61,16 @@ def build(target: str, args) -> tuple[int, float]:
     return project["id"], time.perf_counter() - start
 
 
+def reusable(target: str, args) -> int | None:
+    """The "bench" project of a store kept from an earlier run (--keep, --pg-url), if any."""
+    if args.backend == "sqlite" and not (args.keep and Path(args.keep).exists()):
+        return None
+    if args.backend == "postgres" and not args.pg_url:
+        return None
+    project = store.find_project(store.connect(target), "bench")
+    return None if project is None else project["id"]
+
+
 def add_judgments(db, project_id: int, n: int, rng: random.Random, tag: str) -> None:
     """Store ``n`` more judgments (the import path: validated rows, one transaction)."""
     items = db.execute("SELECT MIN(id), MAX(id) FROM items WHERE project_id = ?",
@@ -130,7 +140,8 @@ def run(target: str, project_id: int, args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--pg-url", help="a PostgreSQL server (default: a throwaway cluster)")
+    parser.add_argument("--pg-url", help="a PostgreSQL database (default: a throwaway "
+                        "cluster); a store built there earlier is reused")
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--judgments", type=int, default=1_000_000)
     parser.add_argument("--raters", type=int, default=100)
@@ -156,9 +167,10 @@ def main() -> None:
                 target = url
             else:
                 target = args.keep or str(Path(tmp) / "bench.db")
-            if args.keep and Path(args.keep).exists():
-                project_id = store.get_project(store.connect(target), "bench")["id"]
-                print(f"reusing {target}")
+            existing = reusable(target, args)
+            if existing is not None:
+                project_id = existing
+                print(f"reusing the store at {target}")
             else:
                 project_id, seconds = build(target, args)
                 print(f"built in {seconds:.1f} s")
