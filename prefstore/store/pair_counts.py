@@ -7,9 +7,9 @@ effective judgments (the last row of each ``supersedes`` chain, on items not
 excluded) up to the watermark ``pair_count_marks.last_judgment_id``, with the items
 that were excluded at the last fold listed in ``pair_count_excluded``.
 
-:func:`fold_pair_counts` brings them up to date in one transaction, with the new
-watermark: it adds the judgments after the watermark, takes out the rows they
-supersede, and takes out (or adds back) the judgments of items excluded (or
+:func:`fold_pair_counts` brings them up to date, each step one transaction with
+its new watermark: it adds the judgments after the watermark, takes out the rows
+they supersede, and takes out (or adds back) the judgments of items excluded (or
 included again) since the last fold. Folds are serialized: SQLite's write lock,
 PostgreSQL's lock on the project's watermark row. Submits are never touched.
 
@@ -231,8 +231,8 @@ def _fold_step(db, project_id: int, expand: Expand, horizon: int | None,
         new = new[~new["item_id"].isin(excluded_now)]
         replaced = set(new["supersedes"].dropna().astype("int64"))
         frames.append(new[~new["id"].isin(replaced)])
-        # A new row supersedes at most one row (a unique index); if that row is
-        # older than the watermark, it is in the counts and comes out.
+        # A row is superseded at most once (a unique index): a replaced row older
+        # than the watermark is in the counts, and comes out.
         old = sorted(r for r in replaced if r <= mark)
         if old:
             frames.append(_judgment_frame(db.execute(_JUDGMENTS_BY_ID[db.dialect],
