@@ -100,6 +100,18 @@ _ADD_COUNTS = (
     "n_lo = pair_counts.n_lo + excluded.n_lo, n_hi = pair_counts.n_hi + excluded.n_hi, "
     "n_tie = pair_counts.n_tie + excluded.n_tie, w_lo = pair_counts.w_lo + excluded.w_lo, "
     "w_hi = pair_counts.w_hi + excluded.w_hi, w_tie = pair_counts.w_tie + excluded.w_tie")
+# PostgreSQL: the same upsert for a whole level in one statement from arrays, as
+# one round trip per row made a fold of 2,000 judgments cost 0.4 s there.
+_ADD_COUNTS_FROM_ARRAYS = (
+    "INSERT INTO pair_counts (project_id, level, kind, lo, hi, n_lo, n_hi, n_tie, "
+    "w_lo, w_hi, w_tie) SELECT :p, :level, u.kind, u.lo, u.hi, u.n_lo, u.n_hi, u.n_tie, "
+    "u.w_lo, u.w_hi, u.w_tie FROM unnest(:kind::text[], :lo::text[], :hi::text[], "
+    ":n_lo::bigint[], :n_hi::bigint[], :n_tie::bigint[], :w_lo::float8[], :w_hi::float8[], "
+    ":w_tie::float8[]) AS u(kind, lo, hi, n_lo, n_hi, n_tie, w_lo, w_hi, w_tie) "
+    "ON CONFLICT (project_id, level, kind, lo, hi) DO UPDATE SET "
+    "n_lo = pair_counts.n_lo + excluded.n_lo, n_hi = pair_counts.n_hi + excluded.n_hi, "
+    "n_tie = pair_counts.n_tie + excluded.n_tie, w_lo = pair_counts.w_lo + excluded.w_lo, "
+    "w_hi = pair_counts.w_hi + excluded.w_hi, w_tie = pair_counts.w_tie + excluded.w_tie")
 _DROP_EMPTY = ("DELETE FROM pair_counts WHERE project_id = ? AND level = ? AND kind = ? "
                "AND lo = ? AND hi = ? AND n_lo = 0 AND n_hi = 0 AND n_tie = 0")
 _ADD_TOTALS = (
@@ -260,10 +272,7 @@ def _apply(db, project_id: int, judgments: pd.DataFrame, expand: Expand) -> None
         delta = deltas[level]
         if delta.empty:
             continue
-        db.executemany(_ADD_COUNTS, [
-            (project_id, level, r.kind, r.lo, r.hi, int(r.n_lo), int(r.n_hi), int(r.n_tie),
-             float(r.w_lo), float(r.w_hi), float(r.w_tie))
-            for r in delta.itertuples(index=False)])
+        _add_counts(db, project_id, level, delta)
         shrunk = delta[(delta[["n_lo", "n_hi", "n_tie"]] < 0).any(axis=1)]
         db.executemany(_DROP_EMPTY, [(project_id, level, r.kind, r.lo, r.hi)
                                      for r in shrunk.itertuples(index=False)])
@@ -271,6 +280,18 @@ def _apply(db, project_id: int, judgments: pd.DataFrame, expand: Expand) -> None
         "nh": totals["human"]["n"], "nl": totals["llm"]["n"],
         "sh": totals["human"]["n_no_system"], "sl": totals["llm"]["n_no_system"],
         "p": project_id})
+
+
+def _add_counts(db, project_id: int, level: str, delta: pd.DataFrame) -> None:
+    if db.dialect == "postgres":
+        columns = {c: delta[c].tolist() for c in ("kind", "lo", "hi", "n_lo", "n_hi", "n_tie",
+                                                  "w_lo", "w_hi", "w_tie")}
+        db.execute(_ADD_COUNTS_FROM_ARRAYS, {"p": project_id, "level": level, **columns})
+        return
+    db.executemany(_ADD_COUNTS, [
+        (project_id, level, r.kind, r.lo, r.hi, int(r.n_lo), int(r.n_hi), int(r.n_tie),
+         float(r.w_lo), float(r.w_hi), float(r.w_tie))
+        for r in delta.itertuples(index=False)])
 
 
 def pair_counts_frame(db, project_id: int, *, level: str, kind: str = "all") -> pd.DataFrame:
