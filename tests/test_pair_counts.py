@@ -231,6 +231,25 @@ def test_a_tiny_store_folds_to_exact_counts(db):
     assert_counts_equal_recount(db, project["id"])
 
 
+def test_a_fold_of_same_system_pairs_only_adds_no_system_rows(db):
+    """Regression: a fold whose judgments made no system-level rows failed to read its labels."""
+    project = store.create_project(db, "same", "pairwise", {})
+    store.insert_items(db, project["id"], [
+        {"external_id": "q1", "prompt": "p", "responses": [{"text": "x", "system": "A"},
+                                                           {"text": "y", "system": "A"}]}])
+    ann = store.create_rater(db, "ann")[0]
+    item = next(store.iter_items(db, project["id"]))
+    store.submit_judgment(db, item_id=item["id"], rater_id=ann["id"], submission_id="1",
+                          choice=1)
+    assert fitting.refresh_pair_counts(db, "same")["judgments"] == 1
+    rows = store.stored_pair_counts(db, project["id"])
+    assert rows[["level", "kind", "n_lo", "n_hi", "n_tie"]].to_dict("records") == [
+        {"level": "response", "kind": "human", "n_lo": 0, "n_hi": 1, "n_tie": 0}]
+    assert_counts_equal_recount(db, project["id"])
+    # Only Bradley-Terry at response level fits (kinds all and human); the rest fail alike.
+    assert assert_fits_equal_frame_path(db, "same") == 2
+
+
 @pytest.mark.sqlite_only("SQLite's one write lock")
 def test_a_fit_on_current_counts_takes_no_write_lock(db, db_path):
     project = store.create_project(db, "lock", "pairwise", {})

@@ -434,6 +434,8 @@ def pair_count_deltas(
 
 
 def _signed_pair_rows(data: PairwiseData) -> pd.DataFrame:
+    if len(data) == 0:  # e.g. only same-system pairs: no labels to read back either
+        return pd.DataFrame(columns=["kind", *PAIR_COUNT_COLUMNS])
     names = np.array(data.names, dtype=object)
     # A handful of labels ("human 1", "llm -1", ...): split those, then index.
     kind = np.array([label.split(" ")[0] for label in data.rater_names], dtype=object)
