@@ -73,6 +73,7 @@ def reusable(target: str, args) -> int | None:
 
 def add_judgments(db, project_id: int, n: int, rng: random.Random, tag: str) -> None:
     """Store ``n`` more judgments (the import path: validated rows, one transaction)."""
+    before = store.count_judgments(db, project_id)
     items = db.execute("SELECT MIN(id), MAX(id) FROM items WHERE project_id = ?",
                        [project_id]).fetchone()
     raters = [r[0] for r in db.execute("SELECT id FROM raters WHERE kind = 'human'")]
@@ -80,6 +81,7 @@ def add_judgments(db, project_id: int, n: int, rng: random.Random, tag: str) -> 
         {"item_id": rng.randint(*items), "rater_id": rng.choice(raters), "kind": "human",
          "outcome": "choice", "choice": rng.randrange(2), "strength": 1 + rng.randrange(3),
          "display_order": [0, 1], "submission_id": f"{tag}-{k}"} for k in range(n)])
+    assert store.count_judgments(db, project_id) == before + n
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:
@@ -113,7 +115,8 @@ def run(target: str, project_id: int, args) -> None:
         times = {"frames": [], "behind": [], "current": []}
         gaps = []
         for r in range(args.repeats):
-            add_judgments(db, project_id, args.behind, rng, f"bench-{level}-{r}")
+            # New submission ids on a reused store too, or the rows would be duplicates.
+            add_judgments(db, project_id, args.behind, rng, f"bench-{time.time_ns()}")
             fit = {"level": level, "save": False, **options}
             t_behind, counted = timed(fitting.fit_project, db, project_id, **fit)
             t_current, _ = timed(fitting.fit_project, db, project_id, **fit)
