@@ -173,7 +173,7 @@ def _data_from_counts(db, proj: dict, level: str, kind: str):
     models cannot read, or (level "system") one on an item whose response has no system.
     """
     try:
-        refresh_pair_counts(db, proj["id"])
+        store.fold_pair_counts(db, proj["id"], pair_count_deltas)
     except InvalidInput:
         return None
     totals = store.pair_count_totals(db, proj["id"], kind=kind)
