@@ -22,6 +22,8 @@ from prefstore.errors import InvalidInput, NotConverged
 from prefstore.models import MODELS, get_model
 from prefstore.models.adapter import (
     hybrid_items_from_frames,
+    pair_count_deltas,
+    pairwise_from_counts,
     pairwise_from_frames,
     pairwise_style_from_frames,
     rankings_from_frames,
@@ -42,6 +44,11 @@ HYBRID_MODEL = "bt+hybrid"
 RESPONSE_ALPHA = 1.0
 
 
+# The models whose fits read the running pair counts instead of every judgment
+# (issue 17): their likelihood only needs the summed weights per pair and outcome.
+COUNTS_MODELS = ("bt", "davidson")
+
+
 # The weak prior a background or dashboard fit falls back to when the maximum-likelihood
 # estimate does not exist (a system that never lost yet, a split comparison graph).
 FALLBACK_ALPHA = 0.01
@@ -54,7 +61,7 @@ def fit_project(db, project: str | int, *, model: str = "bt", level: str = "syst
                 save: bool = True, style_control: bool = False,
                 style_features: str | list[str] | tuple[str, ...] | None = None,
                 style_alpha: float | None = None, hybrid_judge: str | None = None,
-                ppi_lambda: float | str = "auto") -> dict:
+                ppi_lambda: float | str = "auto", from_counts: bool = True) -> dict:
     """Fit ``model`` on a project's judgments and return the JSON-able result.
 
     The result holds at least ``model, level, scores, ci95, log_likelihood,
@@ -68,6 +75,11 @@ def fit_project(db, project: str | int, *, model: str = "bt", level: str = "syst
     ``style_control`` (Bradley-Terry at system level only) fits
     :func:`fit_style_project` instead; ``hybrid_judge`` (the same) fits
     :func:`fit_hybrid_project` with that LLM judge and ``ppi_lambda``.
+
+    Bradley-Terry and Davidson fits without bootstrap intervals read the running
+    pair counts (:func:`refresh_pair_counts` first folds in what is new), O(pairs)
+    rows instead of every judgment, with the same result; ``from_counts=False``
+    reads the judgments instead (the reference the counts are tested against).
 
     Raises
     ------
@@ -96,15 +108,21 @@ def fit_project(db, project: str | int, *, model: str = "bt", level: str = "syst
         raise InvalidInput(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     proj = store.get_project(db, project)
     start = time.perf_counter()
-    judgments = store.judgments_frame(db, proj["id"], kind=kind, columns="model")
-    if judgments.empty:
-        which = "" if kind == "all" else f"{kind} "
-        raise InvalidInput(f"project {proj['name']!r} has no {which}judgments to fit")
-    responses = store.responses_frame(db, proj["id"], with_text=False)
-    if spec.data == "rankings":
-        data = rankings_from_frames(judgments, responses, level=level, kind=kind)
+    counted = None
+    if from_counts and model in COUNTS_MODELS and ci != "bootstrap":
+        counted = _data_from_counts(db, proj, level, kind)
+    if counted is not None:
+        data, n_judgments, n_comparisons = counted
     else:
-        data = pairwise_from_frames(judgments, responses, level=level, kind=kind)
+        judgments = store.judgments_frame(db, proj["id"], kind=kind, columns="model")
+        if judgments.empty:
+            raise _no_judgments(proj, kind)
+        responses = store.responses_frame(db, proj["id"], with_text=False)
+        if spec.data == "rankings":
+            data = rankings_from_frames(judgments, responses, level=level, kind=kind)
+        else:
+            data = pairwise_from_frames(judgments, responses, level=level, kind=kind)
+        n_judgments, n_comparisons = len(judgments), len(data)
     options = {"k": k} if model == "mixture" else {}
     if alpha is not None:  # else the model's own default prior
         options["alpha"] = alpha
@@ -123,14 +141,49 @@ def fit_project(db, project: str | int, *, model: str = "bt", level: str = "syst
     if notes:
         out["notes"] = notes
     out.update({"model": model, "level": level, "kind": kind, "seconds": seconds,
-                "project": proj["name"]})
+                "project": proj["name"], "n_comparisons": n_comparisons})
     if save:
         params = {"alpha": options.get("alpha", alpha), "ci": ci, "n_boot": n_boot,
                   "seed": seed, "k": k}
         out["fit_id"] = store.save_fit(
             db, proj["id"], model=model, level=level, kind=kind, params=params, result=out,
-            n_judgments=len(judgments), seconds=seconds)
+            n_judgments=n_judgments, seconds=seconds)
     return out
+
+
+def _no_judgments(proj: dict, kind: str) -> InvalidInput:
+    which = "" if kind == "all" else f"{kind} "
+    return InvalidInput(f"project {proj['name']!r} has no {which}judgments to fit")
+
+
+def refresh_pair_counts(db, project: str | int) -> dict:
+    """Fold a project's new judgments, changes and exclusions into its pair counts.
+
+    Returns :func:`prefstore.store.fold_pair_counts`'s summary. Safe to call from
+    several processes at once: folds are serialized and never count a judgment twice.
+    """
+    proj = store.get_project(db, project)
+    return store.fold_pair_counts(db, proj["id"], pair_count_deltas)
+
+
+def _data_from_counts(db, proj: dict, level: str, kind: str):
+    """Return ``(data, n_judgments, n_comparisons)`` from the pair counts, or None.
+
+    None sends the fit to the judgments, which name the problem: a judgment the
+    models cannot read, or (level "system") one on an item whose response has no system.
+    """
+    try:
+        store.fold_pair_counts(db, proj["id"], pair_count_deltas)
+    except InvalidInput:
+        return None
+    totals = store.pair_count_totals(db, proj["id"], kind=kind)
+    if totals["n_judgments"] == 0:
+        raise _no_judgments(proj, kind)
+    if level == "system" and totals["n_no_system"]:
+        return None
+    counts = store.pair_counts_frame(db, proj["id"], level=level, kind=kind)
+    data, n_comparisons = pairwise_from_counts(counts, level)
+    return data, totals["n_judgments"], n_comparisons
 
 
 def default_models(project: dict) -> list[tuple[str, str]]:

@@ -101,6 +101,10 @@ def test_copy_db_sqlite_to_postgres_and_back(tmp_path, pg_url, pandalm_files, ca
     assert store.rater_for_token(pg, token)["id"] == rater["id"]  # links keep working
     # New rows continue after the copied ids (the identity sequences were moved on).
     assert store.create_rater(pg, "bob")[0]["id"] == rater["id"] + 1
+    # The running pair counts come along with their watermark: no refold needed.
+    assert store.pair_count_totals(pg, 1) == store.pair_count_totals(lite, 1)
+    assert (store.stored_pair_counts(pg, 1).to_dict("records")
+            == store.stored_pair_counts(lite, 1).to_dict("records") != [])
 
     back = store.connect(tmp_path / "b.db")
     summary = copy_database(pg, back)

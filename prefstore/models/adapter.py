@@ -361,6 +361,158 @@ def _pairwise_vectorized(judgments: pd.DataFrame, responses: pd.DataFrame, level
     )
 
 
+#: Columns of a pair-count table: node names ``lo < hi`` (as strings), pairwise rows
+#: won by ``lo``, won by ``hi`` and tied, and the same rows' summed strength weights.
+PAIR_COUNT_COLUMNS = ("lo", "hi", "n_lo", "n_hi", "n_tie", "w_lo", "w_hi", "w_tie")
+
+
+def _no_system_items(responses: pd.DataFrame) -> np.ndarray:
+    system = responses["system"]
+    missing = system.isna().to_numpy() | (system.astype(object) == "").to_numpy()
+    return np.unique(responses["item_id"].to_numpy(dtype=np.int64)[missing])
+
+
+def pair_count_deltas(
+    judgments: pd.DataFrame,
+    responses: pd.DataFrame,
+    strength_weights: dict[int, float] | None = STRENGTH_WEIGHTS,
+) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, int]]]:
+    """Sum signed judgments into pair counts at both levels, per judgment kind.
+
+    A judgment contributes the rows :func:`pairwise_from_frames` makes of it (ties and
+    "both_bad" as ties, same-system pairs dropped), times its ``sign``: +1 adds it to
+    running counts, -1 takes it back out (a superseded or newly excluded judgment).
+    At level "system" a judgment on an item with a response without a system has no
+    rows: it is counted in ``n_no_system`` instead, so a fit can refuse as the
+    frame path does.
+
+    Parameters
+    ----------
+    judgments : DataFrame
+        Columns ``id, item_id, kind, outcome, choice, ranking, strength, sign``.
+    responses : DataFrame
+        Columns ``item_id, idx, system, response_id``, for every judged item.
+    strength_weights : dict, optional
+        As in :func:`pairwise_from_frames`.
+
+    Returns
+    -------
+    deltas : dict
+        Level ("system", "response") to a DataFrame with ``kind`` and
+        :data:`PAIR_COUNT_COLUMNS`, one row per (kind, pair) whose counts change;
+        ``lo < hi`` as strings.
+    totals : dict
+        Kind ("human", "llm") to ``{"n": signed judgments, "n_no_system": those on
+        items with a response without a system}``.
+
+    Raises
+    ------
+    InvalidInput
+        As :func:`pairwise_from_frames`.
+    """
+    _check_columns(judgments, "judgments", ("id", "item_id", "kind", "outcome", "choice",
+                                            "ranking", "strength", "sign"))
+    sign = judgments["sign"].to_numpy(dtype=np.int64)
+    kinds = judgments["kind"].astype(str).to_numpy(dtype=object)
+    no_system = np.isin(judgments["item_id"].to_numpy(dtype=np.int64), _no_system_items(responses))
+    totals = {k: {"n": int(sign[kinds == k].sum()),
+                  "n_no_system": int(sign[(kinds == k) & no_system].sum())}
+              for k in ("human", "llm")}
+    # The adapter keeps each row's rater: the label carries the judgment's kind and sign.
+    labelled = judgments.assign(rater=np.char.add(kinds.astype(str),
+                                                  np.where(sign > 0, " 1", " -1")))
+    deltas = {}
+    for level in LEVELS:
+        rows = labelled[~no_system] if level == "system" else labelled
+        if rows.empty:
+            deltas[level] = pd.DataFrame(columns=["kind", *PAIR_COUNT_COLUMNS])
+            continue
+        data = pairwise_from_frames(rows, responses, level=level,
+                                    strength_weights=strength_weights)
+        deltas[level] = _signed_pair_rows(data)
+    return deltas, totals
+
+
+def _signed_pair_rows(data: PairwiseData) -> pd.DataFrame:
+    if len(data) == 0:  # e.g. only same-system pairs: no labels to read back either
+        return pd.DataFrame(columns=["kind", *PAIR_COUNT_COLUMNS])
+    names = np.array(data.names, dtype=object)
+    # A handful of labels ("human 1", "llm -1", ...): split those, then index.
+    kind = np.array([label.split(" ")[0] for label in data.rater_names], dtype=object)
+    sign = np.array([int(label.split(" ")[1]) for label in data.rater_names], dtype=np.int64)
+    kind, sign = kind[data.raters], sign[data.raters]
+    win, lose = names[data.winners], names[data.losers]
+    swap = (win > lose).astype(bool)
+    lo, hi = np.where(swap, lose, win), np.where(swap, win, lose)
+    tie = data.ties
+    lo_won = ~tie & ~swap
+    hi_won = ~tie & swap
+    w = data.weights * sign
+    frame = pd.DataFrame({
+        "kind": kind, "lo": lo, "hi": hi,
+        "n_lo": sign * lo_won, "n_hi": sign * hi_won, "n_tie": sign * tie,
+        "w_lo": w * lo_won, "w_hi": w * hi_won, "w_tie": w * tie,
+    })
+    out = frame.groupby(["kind", "lo", "hi"], sort=True, as_index=False).sum()
+    # A change can keep the row counts and move only the weights: both are checked.
+    changed = (out[list(PAIR_COUNT_COLUMNS[2:])] != 0).any(axis=1)
+    return out[changed].reset_index(drop=True)
+
+
+def pairwise_from_counts(counts: pd.DataFrame, level: str) -> tuple[PairwiseData, int]:
+    """Build pairwise data from stored pair counts (:data:`PAIR_COUNT_COLUMNS`).
+
+    One row per (pair, outcome) carrying the outcome's summed weight: the models
+    aggregate judgments to exactly these sums first, so a fit on this data equals
+    the fit on :func:`pairwise_from_frames` of the same judgments (names sorted the
+    same way). Only the bootstrap, which resamples single judgments, needs the frames.
+
+    Parameters
+    ----------
+    counts : DataFrame
+        Columns :data:`PAIR_COUNT_COLUMNS`; a pair may repeat (e.g. once per kind).
+    level : {"system", "response"}
+        Node names are systems, or response ids as text (sorted as numbers).
+
+    Returns
+    -------
+    data : PairwiseData
+    n_comparisons : int
+        The number of pairwise rows the counts stand for (``len`` of the frame-path data).
+    """
+    _check_choice("level", level, LEVELS)
+    _check_columns(counts, "counts", PAIR_COUNT_COLUMNS)
+    counts = counts[(counts[["n_lo", "n_hi", "n_tie"]].to_numpy() != 0).any(axis=1)]
+    codes, uniques = pd.factorize(np.concatenate([counts["lo"].to_numpy(dtype=object),
+                                                  counts["hi"].to_numpy(dtype=object)]))
+    keys = np.asarray(uniques, dtype=object).astype(str)
+    # Names sort as pairwise_from_frames sorts them: by code point, response ids as numbers.
+    order = np.argsort(keys if level == "system" else keys.astype(np.int64), kind="stable")
+    rank = np.empty(len(keys), dtype=np.intp)
+    rank[order] = np.arange(len(keys))
+    m = len(counts)
+    a, b = rank[codes[:m]], rank[codes[m:]]
+    swap = a > b
+    lo, hi = np.where(swap, b, a), np.where(swap, a, b)
+    w_lo = counts["w_lo"].to_numpy(dtype=float)
+    w_hi = counts["w_hi"].to_numpy(dtype=float)
+    w_tie = counts["w_tie"].to_numpy(dtype=float)
+    w_lo, w_hi = np.where(swap, w_hi, w_lo), np.where(swap, w_lo, w_hi)
+    cells = [(lo, hi, False, w_lo), (hi, lo, False, w_hi), (lo, hi, True, w_tie)]
+    keep = [w > 0 for *_, w in cells]
+    data = PairwiseData(
+        winners=np.concatenate([c[0][k] for c, k in zip(cells, keep)]),
+        losers=np.concatenate([c[1][k] for c, k in zip(cells, keep)]),
+        n_items=len(keys),
+        ties=np.concatenate([np.full(int(k.sum()), c[2]) for c, k in zip(cells, keep)]),
+        weights=np.concatenate([c[3][k] for c, k in zip(cells, keep)]),
+        names=keys[order].tolist(),
+        level=level,
+    )
+    n_comparisons = int(counts[["n_lo", "n_hi", "n_tie"]].to_numpy().sum())
+    return data, n_comparisons
+
+
 def rankings_from_frames(
     judgments: pd.DataFrame,
     responses: pd.DataFrame,
@@ -623,8 +775,11 @@ def hybrid_items_from_frames(
 
 
 __all__ = [
+    "PAIR_COUNT_COLUMNS",
     "STRENGTH_WEIGHTS",
     "hybrid_items_from_frames",
+    "pair_count_deltas",
+    "pairwise_from_counts",
     "pairwise_from_frames",
     "pairwise_style_from_frames",
     "rankings_from_frames",

@@ -475,9 +475,10 @@ class FitResult:
         out: dict[str, Any] = {
             "model": self.model,
             "level": self.level,
-            "scores": {n: float(s) for n, s in zip(self.names, self.scores)},
-            "ci95": {n: [_finite(lo), _finite(hi)] for n, (lo, hi) in zip(self.names, self.ci95)},
-            "elo": {n: float(e) for n, e in zip(self.names, elo)},
+            # Whole arrays to Python floats at once: a response-level fit has 100k+ names.
+            "scores": dict(zip(self.names, np.asarray(self.scores, float).tolist())),
+            "ci95": dict(zip(self.names, _finite_rows(self.ci95))),
+            "elo": dict(zip(self.names, np.asarray(elo, float).tolist())),
             "log_likelihood": float(self.log_likelihood),
             "n_comparisons": int(self.n_comparisons),
             "seconds": float(self.seconds),
@@ -500,6 +501,14 @@ class FitResult:
             out["bic"] = float(self.bic)
             out["k"] = int(self.k)
         return out
+
+
+def _finite_rows(values: np.ndarray) -> list[list[float | None]]:
+    """Rows of floats for JSON, NaN as null: :func:`_finite` over a whole array."""
+    values = np.asarray(values, float)
+    out = values.astype(object)
+    out[~np.isfinite(values)] = None
+    return out.tolist()
 
 
 def _finite(value: float) -> float | None:

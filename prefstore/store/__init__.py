@@ -13,7 +13,8 @@ Modules: :mod:`~prefstore.store.connection` (opening, transactions, backup),
 :mod:`~prefstore.store.items`, :mod:`~prefstore.store.claims`,
 :mod:`~prefstore.store.judgments`, :mod:`~prefstore.store.judging` (the LLM
 judges' per-item state and response cache), :mod:`~prefstore.store.jobs`,
-:mod:`~prefstore.store.reports`, :mod:`~prefstore.store.review` (the admin's
+:mod:`~prefstore.store.reports`, :mod:`~prefstore.store.pair_counts` (the
+pairwise models' running counts), :mod:`~prefstore.store.review` (the admin's
 review of skips and flags), :mod:`~prefstore.store.routing` and
 :mod:`~prefstore.store.synthetic` (benchmark data). Their functions are
 re-exported here, so callers write ``store.claim_next(db, ...)``.
@@ -118,6 +119,13 @@ from prefstore.store.judgments import (
     recent_judgments,
     submit_judgment,
 )
+from prefstore.store.pair_counts import (
+    fold_pair_counts,
+    pair_count_totals,
+    pair_counts_frame,
+    reset_pair_counts,
+    stored_pair_counts,
+)
 from prefstore.store.projects import (
     TASK_KINDS,
     audit_log,
@@ -165,5 +173,5 @@ from prefstore.store.routing import ROUTES, routing_counts, routing_frame, save_
 from prefstore.store.synthetic import seed_synthetic
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in (
-    "claims", "connection", "items", "jobs", "judging", "judgments", "projects", "raters",
-    "reports", "review", "routing", "schema", "synthetic")]
+    "claims", "connection", "items", "jobs", "judging", "judgments", "pair_counts", "projects",
+    "raters", "reports", "review", "routing", "schema", "synthetic")]

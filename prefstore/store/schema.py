@@ -583,6 +583,74 @@ MIGRATIONS: list[Migration] = [
         """,
         python=_count_open_items_and_served,
     ),
+    Migration(
+        "m007_pair_counts",
+        # The pairwise models' sufficient statistics (prefstore.store.pair_counts), kept
+        # from a watermark over judgment ids that a fit advances, so a refit reads
+        # O(pairs) rows (issue 17). lo < hi are node names (a system, or a response id
+        # as text); n_* count pairwise rows, w_* sum their strength weights. A store
+        # made before this migration starts at watermark 0: its first fold is the backfill.
+        sqlite="""
+        CREATE TABLE pair_counts (
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            level TEXT NOT NULL CHECK (level IN ('system', 'response')),
+            kind TEXT NOT NULL CHECK (kind IN ('human', 'llm')),
+            lo TEXT NOT NULL,
+            hi TEXT NOT NULL,
+            n_lo INTEGER NOT NULL,
+            n_hi INTEGER NOT NULL,
+            n_tie INTEGER NOT NULL,
+            w_lo REAL NOT NULL,
+            w_hi REAL NOT NULL,
+            w_tie REAL NOT NULL,
+            PRIMARY KEY (project_id, level, kind, lo, hi)
+        );
+        CREATE TABLE pair_count_marks (
+            project_id INTEGER PRIMARY KEY REFERENCES projects(id),
+            last_judgment_id INTEGER NOT NULL DEFAULT 0,
+            n_human INTEGER NOT NULL DEFAULT 0,
+            n_llm INTEGER NOT NULL DEFAULT 0,
+            n_human_no_system INTEGER NOT NULL DEFAULT 0,
+            n_llm_no_system INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT
+        );
+        CREATE TABLE pair_count_excluded (
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            item_id INTEGER NOT NULL REFERENCES items(id),
+            PRIMARY KEY (project_id, item_id)
+        );
+        """,
+        postgres="""
+        CREATE TABLE pair_counts (
+            project_id BIGINT NOT NULL REFERENCES projects(id),
+            level TEXT NOT NULL CHECK (level IN ('system', 'response')),
+            kind TEXT NOT NULL CHECK (kind IN ('human', 'llm')),
+            lo TEXT COLLATE "C" NOT NULL,
+            hi TEXT COLLATE "C" NOT NULL,
+            n_lo BIGINT NOT NULL,
+            n_hi BIGINT NOT NULL,
+            n_tie BIGINT NOT NULL,
+            w_lo DOUBLE PRECISION NOT NULL,
+            w_hi DOUBLE PRECISION NOT NULL,
+            w_tie DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (project_id, level, kind, lo, hi)
+        );
+        CREATE TABLE pair_count_marks (
+            project_id BIGINT PRIMARY KEY REFERENCES projects(id),
+            last_judgment_id BIGINT NOT NULL DEFAULT 0,
+            n_human BIGINT NOT NULL DEFAULT 0,
+            n_llm BIGINT NOT NULL DEFAULT 0,
+            n_human_no_system BIGINT NOT NULL DEFAULT 0,
+            n_llm_no_system BIGINT NOT NULL DEFAULT 0,
+            updated_at TEXT
+        );
+        CREATE TABLE pair_count_excluded (
+            project_id BIGINT NOT NULL REFERENCES projects(id),
+            item_id BIGINT NOT NULL REFERENCES items(id),
+            PRIMARY KEY (project_id, item_id)
+        );
+        """,
+    ),
 ]
 
 # Big JSON results (fits, reports) stay TEXT on PostgreSQL too: they are written

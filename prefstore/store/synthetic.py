@@ -9,12 +9,15 @@ from prefstore.store.projects import bump_queue_epoch, recount_open_items
 
 
 def seed_synthetic(db, project_id: int, *, n_items: int, n_judgments: int,
-                   n_raters: int = 100, seed: int = 0, batch: int = 50_000) -> None:
+                   n_raters: int = 100, seed: int = 0, batch: int = 50_000,
+                   n_systems: int = 2) -> None:
     """Bulk-fill a project with synthetic pairwise items and human judgments.
 
     Judgments go to items round-robin from the first item, ``n_judgments //
     n_items`` (+1) per item, each by a different synthetic rater, with
     ``n_human`` kept in step. Everything is written with ``executemany``.
+    Item ``i`` compares systems ``s0`` and ``s1``, or with ``n_systems`` > 2 the
+    ordered pair ``i mod n (n - 1)`` of ``s0 .. s{n-1}``, so every pair is met.
     """
     rng = random.Random(seed)
     created = now_iso()
@@ -38,8 +41,8 @@ def seed_synthetic(db, project_id: int, *, n_items: int, n_judgments: int,
                      created]).fetchone()[0])
             db.executemany(
                 "INSERT INTO responses (item_id, idx, text, system) VALUES (?, ?, ?, ?)",
-                [(item_ids[first + (i - start)], k, f"synthetic response {i}.{k}", f"s{k}")
-                 for i in chunk for k in range(2)])
+                [(item_ids[first + (i - start)], k, f"synthetic response {i}.{k}", system)
+                 for i in chunk for k, system in enumerate(_systems(i, n_systems))])
         rows = []
         for i in range(n_items):
             for n in range(per_item[i]):
@@ -52,6 +55,14 @@ def seed_synthetic(db, project_id: int, *, n_items: int, n_judgments: int,
         _insert_judgments(db, rows)
         bump_queue_epoch(db, project_id)
         recount_open_items(db, project_id)
+
+
+def _systems(i: int, n_systems: int) -> tuple[str, str]:
+    if n_systems <= 2:
+        return "s0", "s1"
+    pair = i % (n_systems * (n_systems - 1))
+    first, second = divmod(pair, n_systems - 1)
+    return f"s{first}", f"s{second + (second >= first)}"
 
 
 def _insert_judgments(db, rows: list[tuple]) -> None:
