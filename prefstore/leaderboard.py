@@ -133,13 +133,20 @@ def rater_type_rows(result: dict) -> list[dict]:
     return rows
 
 
-def project_win_rates(db, project: str | int, *, kinds: tuple[str, ...] = KINDS) -> dict:
-    """Return ``{kind: win_rate_pairwise(...) + {"n_judgments"}}`` of a project at system level."""
+def project_win_rates(db, project: str | int, *, kinds: tuple[str, ...] = KINDS,
+                      frames: tuple | None = None) -> dict:
+    """Return ``{kind: win_rate_pairwise(...) + {"n_judgments"}}`` of a project at system level.
+
+    ``frames`` is ``(judgments, responses)`` when the caller has read them already
+    (judgments with at least ``store.judgments_frame(columns="model")``'s columns).
+    """
     from prefstore import store
 
     proj = store.get_project(db, project)
-    judgments = store.judgments_frame(db, proj["id"])
-    responses = store.responses_frame(db, proj["id"], with_text=False)
+    if frames is None:
+        frames = (store.judgments_frame(db, proj["id"], columns="model"),
+                  store.responses_frame(db, proj["id"], with_text=False))
+    judgments, responses = frames
     out = {}
     for kind in kinds:
         data = pairwise_from_frames(judgments, responses, level="system", kind=kind,
@@ -149,15 +156,20 @@ def project_win_rates(db, project: str | int, *, kinds: tuple[str, ...] = KINDS)
     return out
 
 
-def refresh_win_rates(db, project: str | int, *, kinds: tuple[str, ...] = KINDS) -> dict[str, int]:
-    """Compute and store the system win-rate matrix per kind; return the report ids."""
+def refresh_win_rates(db, project: str | int, *, kinds: tuple[str, ...] = KINDS,
+                      frames: tuple | None = None) -> dict[str, int]:
+    """Compute and store the system win-rate matrix per kind; return the report ids.
+
+    ``frames``: see :func:`project_win_rates`; with them, the stored judgment count
+    is the frame's length instead of a count query.
+    """
     from prefstore import store
 
     proj = store.get_project(db, project)
     start = time.perf_counter()
-    rates = project_win_rates(db, proj["id"], kinds=kinds)
+    rates = project_win_rates(db, proj["id"], kinds=kinds, frames=frames)
     seconds = time.perf_counter() - start
-    total = store.count_judgments(db, proj["id"])
+    total = len(frames[0]) if frames is not None else store.count_judgments(db, proj["id"])
     return {kind: store.save_report(db, proj["id"], name=REPORT, kind=kind, result=result,
                                       n_judgments=total, seconds=seconds)
             for kind, result in rates.items()}

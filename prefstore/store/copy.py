@@ -18,6 +18,8 @@ from prefstore.store.connection import describe, write
 TABLES = ("projects", "raters", "rater_projects", "items", "responses", "assignments",
           "judgments", "fits", "reports", "jobs", "workers", "routing", "audit_log",
           "judge_state", "judge_cache")
+#: Caches that are not copied: the copy rebuilds them on first use.
+CACHES = ("judgment_columns",)
 BATCH = 5000
 _JSON = ("display_order", "ranking", "aspects", "reason_tags", "metadata")
 
