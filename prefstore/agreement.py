@@ -49,6 +49,7 @@ from sklearn.metrics import f1_score
 from statsmodels.stats.inter_rater import fleiss_kappa as _sm_fleiss_kappa
 
 from prefstore.errors import InvalidInput
+from prefstore.memory import release_freed_memory
 
 __all__ = [
     "LEVELS",
@@ -76,6 +77,7 @@ BOTH_BAD = -2
 
 MIN_SHARED = 20
 KINDS = ("human", "llm", "all")
+OUTCOMES = ("choice", "tie", "both_bad")
 JUDGMENT_COLUMNS = (
     "id",
     "item_id",
@@ -186,11 +188,41 @@ def _long_value_counts(unit: np.ndarray, value: np.ndarray, n_units: int
     one row per unit ``0..n_units-1``, the values sorted.
     """
     keep = ~np.isnan(value)
-    values, code = np.unique(value[keep], return_inverse=True)
+    values, code = _sorted_codes(value[keep])
     n_values = len(values)
     flat = unit[keep] * n_values + code.reshape(-1)
     counts = np.bincount(flat, minlength=n_units * n_values).reshape(n_units, n_values)
     return counts.astype(float), counts.sum(axis=1), values
+
+
+def _sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` by hashing, not sorting every value."""
+    code, uniques = pd.factorize(values, sort=True)
+    return np.asarray(uniques), code
+
+
+def _dense_codes(codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique`` of integer codes in ``[0, n)`` with the inverse, by counting."""
+    present = np.bincount(codes, minlength=n) > 0
+    rank = np.cumsum(present) - 1
+    return np.flatnonzero(present), rank[codes]
+
+
+def _row_patterns(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(table, axis=0, return_inverse=True)`` of a small non-negative integer table.
+
+    Each row becomes one integer key (a mixed-radix number) when it fits in 63 bits.
+    """
+    table = np.asarray(table)
+    ints = table.astype(np.int64)
+    if len(ints) and ints.shape[1] and np.array_equal(ints, table) and ints.min() >= 0:
+        base = int(ints.max()) + 1
+        if base ** ints.shape[1] < 2**62:
+            key = ints @ (base ** np.arange(ints.shape[1] - 1, -1, -1, dtype=np.int64))
+            first, inverse = np.unique(key, return_index=True, return_inverse=True)[1:]
+            return table[first], inverse.reshape(-1)
+    unique, inverse = np.unique(table, axis=0, return_inverse=True)
+    return unique, inverse.reshape(-1)
 
 
 def _alpha_from_coincidence(coinc: np.ndarray, values: np.ndarray, level: str) -> np.ndarray:
@@ -323,33 +355,41 @@ def _bootstrap_alpha_cis(
     """
     patterns = []
     for counts, m, _, _ in jobs:
-        pairable = counts[m >= 2]
-        unique, inverse = np.unique(pairable, axis=0, return_inverse=True)
-        patterns.append((inverse.reshape(-1), _unit_coincidence_rows(unique, unique.sum(axis=1))))
+        unique, inverse = _row_patterns(counts[m >= 2])
+        patterns.append((inverse, _unit_coincidence_rows(unique, unique.sum(axis=1))))
     out: list[dict[str, tuple[float, float]]] = [{} for _ in jobs]
     tail = (1 - confidence) / 2 * 100
     for n_units in sorted({len(inverse) for inverse, _ in patterns}):
         members = [k for k, (inverse, _) in enumerate(patterns) if len(inverse) == n_units]
+        groups = [(patterns[k][0], {k: patterns[k][1]}) for k in members]
+        if len(members) > 1:
+            # Jobs drawn together can share one count per replicate, over their joint
+            # patterns, when those are not many more than each job's own.
+            joint, code = _row_patterns(np.column_stack([patterns[k][0] for k in members]))
+            if len(joint) <= 2 * max(len(patterns[k][1]) for k in members):
+                groups = [(code.reshape(-1), {k: patterns[k][1][joint[:, slot]]
+                                              for slot, k in enumerate(members)})]
         alphas: dict[tuple[int, str], list[np.ndarray]] = {}
         rng = np.random.default_rng(seed)
-        chunk = max(1, _BOOT_CHUNK // max(len(patterns[k][1]) for k in members))
+        widest = max(len(next(iter(rows.values()))) for _, rows in groups)
+        chunk = max(1, _BOOT_CHUNK // widest)
         for start in range(0, int(n_boot), chunk):
             size = min(chunk, int(n_boot) - start)
-            weights = {k: np.empty((size, len(patterns[k][1]))) for k in members}
+            weights = [np.empty((size, len(next(iter(rows.values()))))) for _, rows in groups]
             for b in range(size):
                 # One replicate at a time keeps its draws in cache; int32 draws are the
                 # same numbers as the default int64 ones (the stream does not depend on
                 # how the draws are split into calls).
                 drawn = rng.integers(0, n_units, size=n_units, dtype=np.int32)
-                for k in members:
-                    inverse, rows = patterns[k]
-                    weights[k][b] = np.bincount(inverse[drawn], minlength=len(rows))
-            for k in members:
-                values, levels = jobs[k][2], jobs[k][3]
-                boot = (weights[k] @ patterns[k][1]).reshape(size, len(values), len(values))
-                for level in levels:
-                    alphas.setdefault((k, level), []).append(
-                        _alpha_from_coincidence(boot, values, level))
+                for g, (inverse, _) in enumerate(groups):
+                    weights[g][b] = np.bincount(inverse[drawn], minlength=weights[g].shape[1])
+            for g, (_, rows) in enumerate(groups):
+                for k, pattern_rows in rows.items():
+                    values, levels = jobs[k][2], jobs[k][3]
+                    boot = (weights[g] @ pattern_rows).reshape(size, len(values), len(values))
+                    for level in levels:
+                        alphas.setdefault((k, level), []).append(
+                            _alpha_from_coincidence(boot, values, level))
         for (k, level), parts in alphas.items():
             alpha = np.concatenate(parts)
             alpha = alpha[np.isfinite(alpha)]
@@ -568,20 +608,30 @@ def cohen_kappa_pairs(
 
 def _pair_contingency(n_raters: int, n_units: int, rater: np.ndarray, unit: np.ndarray,
                       code: np.ndarray, n_codes: int) -> np.ndarray:
-    """Return ``T[i, j, a, b]``: units where rater i gave code a and rater j code b.
+    """Return ``T[i, j, a, b]`` for ``i < j``: units where rater i gave a and rater j gave b.
 
-    One sparse product of the (units, raters x codes) indicator matrix with itself:
-    the work is the number of (judgment, judgment) pairs on shared units, not a
-    pass over the units per rater pair (issue 17: 4,950 pairs at 100 raters).
+    The ratings are sorted by unit; the ratings ``d`` places apart on the same unit
+    are pairs, for ``d = 1 .. (most ratings of a unit) - 1``, and each pass counts
+    its pairs with one ``bincount``. The work is the number of (rating, rating)
+    pairs on shared units, in memory linear in the ratings (issue 17: no pass over
+    the units per rater pair, no (units, raters) matrix). Each rater rates a unit
+    at most once, so a pair is two raters; ``T[j, i]`` for ``i < j`` stays zero.
     """
-    from scipy import sparse
-
     width = n_raters * n_codes
-    if len(rater) == 0 or width == 0:
-        return np.zeros((n_raters, n_raters, n_codes, n_codes))
-    indicator = sparse.csr_matrix(
-        (np.ones(len(rater)), (unit, rater * n_codes + code)), shape=(n_units, width))
-    table = (indicator.T @ indicator).toarray()
+    table = np.zeros(width * width)
+    if len(rater):
+        order = np.argsort(unit, kind="stable")
+        unit = unit[order]
+        slot = rater[order].astype(np.int64) * n_codes + code[order]
+        rater = rater[order]
+        del order
+        most = int(np.bincount(unit).max())
+        for d in range(1, most):
+            same = np.flatnonzero(unit[d:] == unit[:-d])
+            first, second = slot[same], slot[same + d]
+            swap = rater[same] > rater[same + d]
+            low, high = np.where(swap, second, first), np.where(swap, first, second)
+            table += np.bincount(low * width + high, minlength=width * width)
     return table.reshape(n_raters, n_codes, n_raters, n_codes).transpose(0, 2, 1, 3)
 
 
@@ -609,7 +659,7 @@ def _kappa_pairs_long(
     ``ordinal`` is ``(rater, unit, value, scale)`` of the ordinal ratings, or None.
     """
     n_raters = len(names)
-    cats, code = np.unique(label, return_inverse=True)
+    cats, code = _sorted_codes(label)
     table = _pair_contingency(n_raters, n_units, rater, unit, code.reshape(-1), len(cats))
     first, second = np.triu_indices(n_raters, 1)
     conf = table[first, second]
@@ -745,10 +795,25 @@ def _n_responses(responses: pd.DataFrame | None, items: pd.DataFrame | None) -> 
     if responses is not None and len(responses):
         n.update(responses.groupby("item_id")["idx"].nunique().astype(int).to_dict())
     if items is not None and len(items) and "n_responses" in items.columns:
-        for item_id, k in zip(items["item_id"], items["n_responses"]):
-            if not _missing(k):
-                n[item_id] = int(k)
+        given = items["n_responses"].notna().to_numpy()
+        n.update(zip(items["item_id"].to_numpy()[given].tolist(),
+                     items["n_responses"].to_numpy()[given].astype(int).tolist()))
     return n
+
+
+def _category_codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
+    """Index of each value in ``categories`` (-1 for any other); a categorical is recoded."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        lookup = np.array([categories.index(c) if c in categories else -1
+                           for c in values.cat.categories.tolist()] + [-1])
+        return lookup[values.cat.codes.to_numpy()]
+    return pd.Categorical(values, categories=categories).codes.astype(np.int64)
+
+
+def _names(raters: pd.Series) -> pd.Categorical:
+    """The rater column as a categorical of ``str`` names (one string per rater, not per row)."""
+    cat = raters.astype("category")
+    return cat.cat.rename_categories([str(c) for c in cat.cat.categories]).array
 
 
 def _prepare(
@@ -760,14 +825,16 @@ def _prepare(
     _check_columns(judgments, "judgments", ("id", "item_id", "rater", "kind", "outcome", "choice"))
     n = len(judgments)
     ids = judgments["id"].to_numpy()
-    outcome = judgments["outcome"].to_numpy(dtype=object)
-    bad = ~np.isin(outcome, ("choice", "tie", "both_bad"))
+    # Category codes, not a million string comparisons (issue 17).
+    outcome = _category_codes(judgments["outcome"], OUTCOMES)
+    bad = outcome < 0
     if bad.any():
         k = int(bad.argmax())
         raise InvalidInput(
-            f'judgment {ids[k]}: "outcome" must be choice, tie or both_bad, got {outcome[k]!r}'
+            f'judgment {ids[k]}: "outcome" must be choice, tie or both_bad, '
+            f'got {judgments["outcome"].iloc[k]!r}'
         )
-    tie = outcome != "choice"
+    tie = outcome != 0
     choice = pd.to_numeric(judgments["choice"], errors="coerce").to_numpy(
         dtype=float, na_value=np.nan)
     missing = ~tie & np.isnan(choice)
@@ -776,7 +843,9 @@ def _prepare(
             f'judgment {ids[int(missing.argmax())]}: outcome "choice" needs a "choice", got None')
     label = np.where(tie, float(TIE), choice)
     item_ids = judgments["item_id"].to_numpy()
-    n_resp = pd.Series(item_ids).map(_n_responses(responses, items)).fillna(2).to_numpy()
+    known = _n_responses(responses, items)
+    where = pd.Index(list(known)).get_indexer(item_ids)
+    n_resp = np.where(where >= 0, np.asarray(list(known.values()) + [2])[where], 2)
     pairwise = n_resp == 2
 
     def numeric(name: str) -> np.ndarray:
@@ -820,8 +889,8 @@ def _prepare(
 
     # Only the judges' swap consistency is read: look at the LLM rows alone.
     swap = np.full(n, np.nan)
+    llm = np.flatnonzero((judgments["kind"] == "llm").to_numpy())
     if "metadata" in judgments.columns:
-        llm = np.flatnonzero(judgments["kind"].to_numpy() == "llm")
         metas = judgments["metadata"].to_numpy(dtype=object)[llm]
         swap[llm] = [float(m["swap_consistent"]) if isinstance(m, Mapping)
                      and isinstance(m.get("swap_consistent"), bool | np.bool_) else np.nan
@@ -829,17 +898,17 @@ def _prepare(
     w = pd.DataFrame({
         "id": judgments["id"].to_numpy(),
         "item_id": item_ids,
-        "rater": judgments["rater"].astype(str).to_numpy(),
-        "kind": judgments["kind"].to_numpy(),
+        "rater": _names(judgments["rater"]),
+        "kind": pd.Categorical(judgments["kind"]),
         "label": label,
-        "nominal": np.where(outcome == "both_bad", float(BOTH_BAD), label),
+        "nominal": np.where(outcome == 2, float(BOTH_BAD), label),
         "signed": signed,
         "is_tie": tie.astype(float),
         "left": left,
         "longer": longer,
-        "swap_ok": swap,
-        "first": first,
-    }, index=judgments.index)
+    }, index=judgments.index, copy=False)  # no consolidated copy of every column
+    if llm.size:  # what only the judges' metrics read
+        w["swap_ok"], w["first"] = swap, first
     if "time_ms" in judgments.columns:
         w["seconds"] = pd.to_numeric(judgments["time_ms"], errors="coerce") / 1000.0
     else:
@@ -1076,14 +1145,22 @@ def agreement_reports(
         raise InvalidInput(f'"over_time" must be None, "W" or "D", got {over_time!r}')
     for kind in kinds:
         _check_kind(kind)
-    w = _prepare(judgments, responses, items)
-    gold = {}
-    if items is not None and len(items) and "gold_choice" in items.columns:
-        gold = {
-            i: float(int(g))
-            for i, g in zip(items["item_id"], items["gold_choice"])
-            if not _missing(g)
-        }
+    return _reports(_prepare(judgments, responses, items), _gold_of(items), kinds, seed, n_boot,
+                    min_shared, over_time)
+
+
+def _gold_of(items: pd.DataFrame | None) -> dict:
+    """The items' gold labels by item id (a response index as a float)."""
+    if items is None or not len(items) or "gold_choice" not in items.columns:
+        return {}
+    given = items["gold_choice"].notna().to_numpy()
+    return {i: float(int(g)) for i, g in zip(items["item_id"].to_numpy()[given].tolist(),
+                                             items["gold_choice"].to_numpy()[given])}
+
+
+def _reports(w: pd.DataFrame, gold: dict, kinds: tuple[str, ...], seed: int, n_boot: int,
+             min_shared: int, over_time: str | None) -> dict[str, dict]:
+    """:func:`agreement_reports` of a prepared frame."""
     codes = _Codes(w, gold)
     judge_notes: list[str] = []
     judges = None
@@ -1121,22 +1198,35 @@ class _Codes:
     """Integer codes of a prepared frame's raters and items, and the sort key of "latest"."""
 
     def __init__(self, w: pd.DataFrame, gold: dict):
-        self.rater, self.rater_names = pd.factorize(w["rater"].to_numpy(dtype=object), sort=True)
-        self.item, self.item_ids = pd.factorize(w["item_id"].to_numpy(), sort=True)
-        created = w["created"].to_numpy(dtype="datetime64[ns]").view("i8").copy()
-        # pandas sorts a missing time last, so such a judgment counts as the latest.
-        created[np.isnat(w["created"].to_numpy(dtype="datetime64[ns]"))] = np.iinfo(np.int64).max
+        names = w["rater"].cat.categories.to_numpy(dtype=object)
+        order = np.argsort(names, kind="stable")
+        rank = np.empty(len(names), dtype=np.int64)
+        rank[order] = np.arange(len(names))
+        self.rater_names = names[order]
+        self.rater = rank.astype(np.int32)[w["rater"].cat.codes.to_numpy()]
+        item, self.item_ids = pd.factorize(w["item_id"].to_numpy(), sort=True)
+        self.item = item.astype(np.int32)  # half the memory of a million int64 codes
+        stamps = w["created"].to_numpy(dtype="datetime64[ns]")
+        created = stamps.view("i8")
+        missing = np.isnat(stamps)
+        if missing.any():
+            # pandas sorts a missing time last, so such a judgment counts as the latest.
+            created = np.where(missing, np.iinfo(np.int64).max, created)
         self.created = created
         self.ids = w["id"].to_numpy()
-        self.kind = w["kind"].to_numpy(dtype=object)
-        item_gold = pd.Series(self.item_ids).map(gold).to_numpy(dtype=float)
-        self.gold = item_gold[self.item]
+        self.kind = w["kind"]
+        # Gold labels per item; per judgment when asked (most projects have no gold).
+        self.item_gold = pd.Series(self.item_ids).map(gold).to_numpy(dtype=float)
+
+    def gold(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's gold label, NaN where its item has none."""
+        return self.item_gold[self.item[rows]]
 
     def select(self, kind: str) -> np.ndarray:
         """Row positions of the kind's judgments."""
         if kind == "all":
             return np.arange(len(self.rater))
-        return np.flatnonzero(self.kind == kind)
+        return np.flatnonzero((self.kind == kind).to_numpy())
 
     def latest(self, rows: np.ndarray) -> np.ndarray:
         """Row positions (among ``rows``) of each rater's latest judgment per item."""
@@ -1148,11 +1238,14 @@ def _latest_positions(rows, rater, item, created, ids) -> np.ndarray:
     """The rows that are last of their (rater, item) group by (created, id)."""
     if len(rows) == 0:
         return rows
-    order = np.lexsort((ids, created, item, rater))
-    r, i = rater[order], item[order]
-    last = np.ones(len(order), dtype=bool)
-    last[:-1] = (r[1:] != r[:-1]) | (i[1:] != i[:-1])
-    return np.sort(rows[order[last]])
+    order = None
+    if not (np.all(created[1:] >= created[:-1]) and np.all(
+            (created[1:] > created[:-1]) | (ids[1:] > ids[:-1]))):
+        order = np.lexsort((ids, created))  # rows are usually stored in time order already
+        rater, item = rater[order], item[order]
+    key = rater.astype(np.int64) * (int(item.max()) + 1) + item
+    last = np.flatnonzero(~pd.Series(key).duplicated(keep="last").to_numpy())
+    return np.sort(rows[last if order is None else order[last]])
 
 
 def _report_for(w: pd.DataFrame, codes: _Codes, rows: np.ndarray, kind: str, seed: int,
@@ -1160,9 +1253,9 @@ def _report_for(w: pd.DataFrame, codes: _Codes, rows: np.ndarray, kind: str, see
     """The agreement figures of one selection of judgments, on long rows (no dense matrix)."""
     notes: list[str] = []
     latest = codes.latest(rows)
-    rater_codes, rater = np.unique(codes.rater[latest], return_inverse=True)
-    unit_codes, unit = np.unique(codes.item[latest], return_inverse=True)
-    rater, unit = rater.reshape(-1), unit.reshape(-1)
+    rater_codes, rater = _dense_codes(codes.rater[latest], len(codes.rater_names))
+    unit_codes, unit = _dense_codes(codes.item[latest], len(codes.item_ids))
+    rater, unit = rater.astype(np.int32), unit.astype(np.int32)
     names = [str(n) for n in codes.rater_names[rater_codes]]
     n_raters, n_units = len(names), len(unit_codes)
     nominal = w["nominal"].to_numpy()[latest]
@@ -1216,8 +1309,7 @@ def _report_for(w: pd.DataFrame, codes: _Codes, rows: np.ndarray, kind: str, see
         if multi else {})
 
     fleiss = math.nan
-    cats, label_code = np.unique(nominal, return_inverse=True)
-    label_code = label_code.reshape(-1)
+    cats, label_code = _sorted_codes(nominal)
     counts = np.bincount(unit * len(cats) + label_code,
                          minlength=n_units * len(cats)).reshape(n_units, len(cats))
     if multi:
@@ -1248,7 +1340,7 @@ def _report_for(w: pd.DataFrame, codes: _Codes, rows: np.ndarray, kind: str, see
 
     consensus = _consensus_long(rater, unit, label_code, counts, cats, n_raters)
     behaviour = _behaviour_by_rater(w, codes.rater[rows], rater_codes, rows)
-    gold = codes.gold[latest]
+    gold = codes.gold(latest)
     graded = ~np.isnan(gold)
     hits = np.bincount(rater[graded], weights=(w["label"].to_numpy()[latest][graded]
                                                == gold[graded]).astype(float),
@@ -1350,6 +1442,7 @@ def _judges(w: pd.DataFrame, gold: dict, notes: list) -> list[dict]:
     llm = w["kind"] == "llm"
     if not llm.any():
         return []
+    w = w.assign(rater=w["rater"].astype(object))
     human_latest = _latest(w[w["kind"] == "human"])
     return [_judge_metrics(rows, human_latest, gold, notes)
             for _, rows in w[llm].groupby("rater", sort=True)]
@@ -1406,8 +1499,7 @@ def _over_time(w: pd.DataFrame, codes: _Codes, freq: str, kind: str) -> list[dic
     for k, start in enumerate(periods):
         in_bin = rows[np.sort(order[bounds[k]:bounds[k + 1]])]
         latest = codes.latest(in_bin)
-        _, unit = np.unique(codes.item[latest], return_inverse=True)
-        unit = unit.reshape(-1)
+        unit = _dense_codes(codes.item[latest], len(codes.item_ids))[1]
         n_units = int(unit.max()) + 1
         counts, m, values = _long_value_counts(unit, nominal[latest], n_units)
         multi = int((m >= 2).sum())
@@ -1528,8 +1620,7 @@ def project_agreement(db, project: str | int, *, kind: str = "human", seed: int 
 
 def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("human", "all"),
                       seed: int = 0, n_boot: int = 1000,
-                      frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None
-                      ) -> dict[str, int]:
+                      frames: tuple | list | None = None) -> dict[str, int]:
     """Compute and store the agreement report per kind; return the report ids.
 
     Each report carries the judges' style bias (:func:`with_style_bias`), computed
@@ -1541,7 +1632,9 @@ def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("huma
     frames : (judgments, responses, items), optional
         The project's frames, when the caller has read them for other reports too
         (the worker's refit); judgments need the columns of
-        ``store.judgments_frame(columns="report")``. Read here when omitted.
+        ``store.judgments_frame(columns="report")``. Read here when omitted. A
+        list is handed over: its judgments frame is taken out of it, so that the
+        frame is freed once the report has its own rows.
     """
     import time
 
@@ -1550,18 +1643,26 @@ def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("huma
     proj = store.get_project(db, project)
     start = time.perf_counter()
     if frames is None:
-        frames = (store.judgments_frame(db, proj["id"], columns="report"),
+        frames = [store.judgments_frame(db, proj["id"], columns="report"),
                   store.responses_frame(db, proj["id"], with_text=False),
-                  store.items_frame(db, proj["id"]))
-    judgments = frames[0]
+                  store.items_frame(db, proj["id"])]
+    elif isinstance(frames, list):
+        frames = [frames.pop(0), *frames]  # handed over: no copy stays with the caller
+    judgments, responses, items = frames
+    del frames
+    n_judgments = len(judgments)
     bias = project_style_bias(db, proj["id"], judgments)  # the same for every kind
-    reports = agreement_reports(*frames, kinds=kinds, seed=seed, n_boot=n_boot,
-                                over_time="W")
+    for kind in kinds:
+        _check_kind(kind)
+    prepared = _prepare(judgments, responses, items)
+    del judgments  # the report works on its own rows from here
+    release_freed_memory()
+    reports = _reports(prepared, _gold_of(items), kinds, seed, n_boot, MIN_SHARED, "W")
     seconds = time.perf_counter() - start
     return {kind: store.save_report(
         db, proj["id"], name="agreement", kind=kind,
         result={"project": proj["name"], **with_style_bias(report, bias)},
-        n_judgments=len(judgments), seconds=seconds) for kind, report in reports.items()}
+        n_judgments=n_judgments, seconds=seconds) for kind, report in reports.items()}
 
 
 # --------------------------------------------------------------------------

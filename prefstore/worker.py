@@ -90,6 +90,7 @@ def refit_cycle(db, project_id: int, progress: Callable[[str], None] | None = No
         ``edits``, ``routing``).
     """
     from prefstore import agreement, edits, fitting, leaderboard
+    from prefstore.memory import release_freed_memory
 
     progress = progress or (lambda message: None)
     seconds = {}
@@ -99,22 +100,27 @@ def refit_cycle(db, project_id: int, progress: Callable[[str], None] | None = No
     start = time.perf_counter()
     judgments = store.report_frame(db, project_id)
     responses = store.responses_frame(db, project_id, with_text=False)
-    items = store.items_frame(db, project_id)
+    items = store.items_report_frame(db, project_id)
     seconds["read"] = time.perf_counter() - start
-    start = time.perf_counter()
-    result["agreement_reports"] = agreement.refresh_agreement(
-        db, project_id, frames=(judgments, responses, items))
-    seconds["agreement"] = time.perf_counter() - start
-    progress("agreement report stored")
+    release_freed_memory()
     start = time.perf_counter()
     result["win_rate_reports"] = leaderboard.refresh_win_rates(db, project_id,
                                                                frames=(judgments, responses))
     seconds["win_rates"] = time.perf_counter() - start
+    release_freed_memory()
+    n_judgments = len(judgments)
     start = time.perf_counter()
-    result["edit_report"] = edits.refresh_edit_report(db, project_id, n_judgments=len(judgments))
+    # Handed over in a list: the agreement report frees the judgments once it has its rows.
+    frames = [judgments, responses, items]
+    del judgments
+    result["agreement_reports"] = agreement.refresh_agreement(db, project_id, frames=frames)
+    seconds["agreement"] = time.perf_counter() - start
+    progress("agreement and win-rate reports stored")
+    start = time.perf_counter()
+    result["edit_report"] = edits.refresh_edit_report(db, project_id, n_judgments=n_judgments)
     seconds["edits"] = time.perf_counter() - start
-    progress("win-rate and edit reports stored")
-    del judgments, responses, items
+    progress("edit report stored")
+    del frames, responses, items
     start = time.perf_counter()
     _enqueue_route_if_judged(db, project_id)
     seconds["routing"] = time.perf_counter() - start

@@ -72,12 +72,16 @@ def assert_matches_a_fresh_read(db, project_id):
     assert sorted(kept) == sorted(scratch)
     for name in kept:
         assert np.array_equal(kept[name], scratch[name]), name
-    # And the reports built on the copy are the reports built on the fresh read.
+    # And the reports built on the copy are the reports built on the whole frame, with the
+    # lean items frame the worker reads.
     responses = store.responses_frame(db, project_id, with_text=False)
     items = store.items_frame(db, project_id)
-    assert_same(agreement.agreement_reports(frame, responses, items, kinds=("human", "all"),
-                                            n_boot=50, min_shared=3, over_time="D"),
-                agreement.agreement_reports(fresh, responses, items, kinds=("human", "all"),
+    whole = store.judgments_frame(db, project_id)
+    assert_same(agreement.agreement_reports(frame, responses,
+                                            store.items_report_frame(db, project_id),
+                                            kinds=("human", "all"), n_boot=50, min_shared=3,
+                                            over_time="D"),
+                agreement.agreement_reports(whole, responses, items, kinds=("human", "all"),
                                             n_boot=50, min_shared=3, over_time="D"))
     assert_same(leaderboard.project_win_rates(db, project_id, frames=(frame, responses)),
                 leaderboard.project_win_rates(db, project_id))
@@ -96,6 +100,8 @@ def test_copy_follows_new_judgments_undos_and_exclusions(db):
     pid = project["id"]
     assert len(store.report_frame(db, pid)) == 0 and chunk_rows(db, pid) == []
     first = judge_items(db, items[:6], raters, judge, rng, "a")
+    store.set_item_gold(db, pid, items[2], choice=1, actor="admin")
+    store.set_item_gold(db, pid, items[4], choice="tie", actor="admin")
     frame = assert_matches_a_fresh_read(db, pid)
     assert len(frame) == 6 * 4
     assert chunk_rows(db, pid) == [(min(frame["id"]), max(frame["id"]), 24)]

@@ -60,6 +60,7 @@ from prefstore.store.items import (
     item_ids_by_external,
     items_frame,
     items_missing_judgment,
+    items_report_frame,
     iter_items,
     open_item_count,
     responses_for_items,

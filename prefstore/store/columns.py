@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +33,7 @@ KINDS = ("human", "llm")
 NULL = np.iinfo(np.int64).min  # a missing integer in a stored column
 #: More chunks than this are merged into one on the next write.
 MAX_CHUNKS = 8
+READ_BATCH = 50_000
 _INT_COLUMNS = ("id", "item_id", "rater_id", "supersedes", "choice", "strength",
                 "first_shown", "time_ms", "created_ns")
 _CODE_COLUMNS = ("kind", "outcome", "swap")
@@ -157,15 +157,21 @@ def judgment_columns(db, project_id: int) -> dict[str, np.ndarray]:
             "WHERE i.project_id = ? AND j.id <= ?", [project_id, last]).fetchone()[0]
         if upto != n_rows:  # a row below the watermark committed late: start again
             chunks, last = [], 0
-    rows = db.execute(_ROWS_SQL[db.dialect], [project_id, last]).fetchall()
-    loaded = [_unpack(c["data"]) for c in chunks]
-    if rows:
-        loaded.append(_encode(rows))
-    if not loaded:
-        return _encode([])
+    loaded = [_unpack(c.pop("data")) for c in chunks]
+    # Encoded a batch at a time: a first read of a million rows never holds them as tuples.
+    fresh, batch = [], []
+    for row in db.stream(_ROWS_SQL[db.dialect], [project_id, last], READ_BATCH):
+        batch.append(row)
+        if len(batch) == READ_BATCH:
+            fresh.append(_encode(batch))
+            batch = []
+    if batch:
+        fresh.append(_encode(batch))
+    if not fresh:
+        return _concat(loaded) if loaded else _encode([])
+    loaded.append(_concat(fresh))
+    del fresh
     columns = _concat(loaded)
-    if not rows:
-        return columns
     merge = not chunks or len(loaded) > MAX_CHUNKS
     stored = columns if merge else loaded[-1]
     with write(db):
@@ -223,14 +229,15 @@ def report_frame(db, project_id: int) -> pd.DataFrame:
                                                   created).view("datetime64[ns]"), utc=True)
     position = np.full(len(ids), -1)
     position[keep] = np.arange(len(keep))
-    for name, parse in (("ranking", json.loads), ("aspects", json.loads)):
-        values: list[Any] = [None] * len(keep)
+    for name in ("ranking", "aspects"):
+        values = np.full(len(keep), None, dtype=object)
         for row, text in zip(columns[f"{name}_rows"].tolist(), _texts(columns, name)):
             if position[row] >= 0:
-                values[position[row]] = parse(text)
+                values[position[row]] = json.loads(text)
         frame[name] = values
     swap = columns["swap"][keep]
-    meta: list[Any] = [{}] * len(keep)
+    meta = np.empty(len(keep), dtype=object)
+    meta.fill({})  # one shared empty dict, as judgments_frame shares equal short JSON
     for k in np.flatnonzero(swap >= 0).tolist():
         meta[k] = {"swap_consistent": bool(swap[k])}
     frame["metadata"] = meta
