@@ -27,6 +27,11 @@ Goal (issue 17): the whole cycle at 1M judgments < 10 s wall and < 500 MB peak R
 
     python benchmarks/bench_worker_cycle.py [--items 100000] [--judgments 1000000]
                                             [--raters 100] [--repeats 3] [--new 10000]
+                                            [--without-fits]
+
+``--without-fits`` replaces the fits with a no-op in the child: the stages that
+remain (everything but the fits) and their peak memory, to combine with a
+measure of the fits taken apart.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ import json, resource, sys, time
 sys.path.insert(0, {repo!r})
 from prefstore import agreement, edits, fitting, leaderboard, store, worker
 import prefstore.models, scipy.sparse, sklearn.metrics, statsmodels.stats.inter_rater
+if {without_fits!r}:  # the reports alone, to combine with a separate measure of the fits
+    fitting.refit_all = lambda db, project, progress=None: {{}}
 db = store.connect({db!r})
 project = store.get_project(db, "bench")["id"]
 start = time.perf_counter()
@@ -102,8 +109,9 @@ def add_judgments(path: Path, n: int, tag: str) -> None:
     db.close()
 
 
-def run_cycle(path: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD.format(repo=str(REPO), db=str(path))],
+def run_cycle(path: Path, without_fits: bool) -> dict:
+    child = CHILD.format(repo=str(REPO), db=str(path), without_fits=without_fits)
+    out = subprocess.run([sys.executable, "-c", child],
                          capture_output=True, text=True, timeout=1800, check=False)
     if out.returncode != 0:
         raise SystemExit(f"the cycle failed:\n{out.stderr[-3000:]}")
@@ -132,12 +140,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--new", type=int, default=10_000,
                         help="judgments that arrive before each warm run")
+    parser.add_argument("--without-fits", action="store_true",
+                        help="skip fitting.refit_all (its stage reads 0): the reports alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="prefstore-cycle-") as tmp:
         path = Path(tmp) / "cycle.db"
         seconds = build(path, args.items, args.judgments, args.raters)
         print(f"store: {args.items:,} items, {args.judgments:,} judgments, {args.raters} raters, "
-              f"built in {seconds:.1f} s")
+              f"built in {seconds:.1f} s" + (" (fits skipped)" if args.without_fits else ""))
         cases: dict[str, list[dict]] = {"cold": [], "warm": []}
         for k in range(args.repeats):
             for case in cases:
@@ -145,7 +155,7 @@ def main() -> None:
                     drop_copy(path)
                 else:
                     add_judgments(path, args.new, str(k))
-                run = run_cycle(path)
+                run = run_cycle(path, args.without_fits)
                 run["reports"] = sum(run[part] for part in REPORTS)
                 cases[case].append(run)
                 print(f"{case} run {k + 1}: " + ", ".join(

@@ -622,16 +622,20 @@ def _pair_contingency(n_raters: int, n_units: int, rater: np.ndarray, unit: np.n
     if len(rater):
         order = np.argsort(unit, kind="stable")
         unit = unit[order]
-        slot = rater[order].astype(np.int64) * n_codes + code[order]
+        small = np.int32 if width < 2**31 else np.int64  # a million codes in half the memory
+        slot = (rater[order].astype(np.int64) * n_codes + code[order]).astype(small)
         rater = rater[order]
         del order
         most = int(np.bincount(unit).max())
         for d in range(1, most):
-            same = np.flatnonzero(unit[d:] == unit[:-d])
+            same = np.flatnonzero(unit[d:] == unit[:-d]).astype(small)
             first, second = slot[same], slot[same + d]
             swap = rater[same] > rater[same + d]
-            low, high = np.where(swap, second, first), np.where(swap, first, second)
-            table += np.bincount(low * width + high, minlength=width * width)
+            low = np.where(swap, second, first).astype(np.int64)
+            low *= width
+            low += np.where(swap, first, second)
+            del first, second, swap, same
+            table += np.bincount(low, minlength=width * width)
     return table.reshape(n_raters, n_codes, n_raters, n_codes).transpose(0, 2, 1, 3)
 
 
@@ -918,7 +922,9 @@ def _prepare(
         w["created"] = created.dt.tz_localize(None)
     else:
         w["created"] = pd.NaT
-    w["aspects"] = judgments["aspects"] if "aspects" in judgments.columns else None
+    # No column of a million Nones: only when some judgment has aspects.
+    if "aspects" in judgments.columns and judgments["aspects"].notna().any():
+        w["aspects"] = judgments["aspects"]
     return w
 
 
@@ -1306,7 +1312,7 @@ def _report_for(w: pd.DataFrame, codes: _Codes, rows: np.ndarray, kind: str, see
     report["krippendorff_alpha_ci95"] = ci
     report["krippendorff_alpha_aspects"] = (
         _aspect_alphas(w["aspects"].to_numpy(dtype=object)[latest], unit, n_units)
-        if multi else {})
+        if multi and "aspects" in w.columns else {})
 
     fleiss = math.nan
     cats, label_code = _sorted_codes(nominal)

@@ -526,6 +526,9 @@ MIGRATIONS: list[Migration] = [
             created_at TEXT NOT NULL,
             PRIMARY KEY (project_id, first_id)
         );
+        -- Whether a project has LLM judgments (the refit's routing check, the style
+        -- bias) was a scan of every human judgment; this index holds the LLM ones only.
+        CREATE INDEX judgments_llm ON judgments (item_id) WHERE kind = 'llm';
         """,
         postgres="""
         CREATE TABLE judgment_columns (
@@ -537,6 +540,7 @@ MIGRATIONS: list[Migration] = [
             created_at TEXT NOT NULL,
             PRIMARY KEY (project_id, first_id)
         );
+        CREATE INDEX judgments_llm ON judgments (item_id) WHERE kind = 'llm';
         """,
     ),
 ]
