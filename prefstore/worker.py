@@ -97,6 +97,7 @@ def refit_cycle(db, project_id: int, progress: Callable[[str], None] | None = No
     start = time.perf_counter()
     result = fitting.refit_all(db, project_id, progress=progress)
     seconds["fits"] = time.perf_counter() - start
+    release_freed_memory()
     start = time.perf_counter()
     judgments = store.report_frame(db, project_id)
     responses = store.responses_frame(db, project_id, with_text=False)
