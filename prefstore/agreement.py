@@ -1665,10 +1665,15 @@ def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("huma
     release_freed_memory()
     reports = _reports(prepared, _gold_of(items), kinds, seed, n_boot, MIN_SHARED, "W")
     seconds = time.perf_counter() - start
-    return {kind: store.save_report(
-        db, proj["id"], name="agreement", kind=kind,
-        result={"project": proj["name"], **with_style_bias(report, bias)},
-        n_judgments=n_judgments, seconds=seconds) for kind, report in reports.items()}
+    ids = {}
+    for kind, report in reports.items():
+        over_time = report.pop("over_time")  # last, as the stored reports always had it
+        ids[kind] = store.save_report(
+            db, proj["id"], name="agreement", kind=kind,
+            result={"project": proj["name"], **with_style_bias(report, bias),
+                    "over_time": over_time},
+            n_judgments=n_judgments, seconds=seconds)
+    return ids
 
 
 # --------------------------------------------------------------------------

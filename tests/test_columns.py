@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from prefstore import agreement, leaderboard, store
+from prefstore.models import pairwise_from_frames
 from prefstore.store import columns as cols
 from tests.test_agreement_report_oracle import assert_same
 
@@ -157,3 +158,39 @@ def test_a_row_that_commits_below_the_watermark_rebuilds_the_copy(db, backend):
             [late, items[5], raters[0]["id"], store.now_iso()])
     frame = assert_matches_a_fresh_read(db, pid)
     assert late in set(frame["id"]) and len(frame) == 13
+
+
+def test_the_refit_stores_the_reports_the_previous_code_computed(db):
+    """What refit_cycle stores equals the previous implementation on a whole frame read."""
+    from prefstore import worker
+    from tests import agreement_reference as reference
+
+    rng = np.random.default_rng(3)
+    project, items, raters, judge = make_project(db)
+    pid = project["id"]
+    judge_items(db, items, raters, judge, rng, "f")
+    store.set_item_gold(db, pid, items[3], choice=0, actor="admin")
+    store.report_frame(db, pid)  # a copy exists: the refit extends it
+    judge_items(db, items[:5], raters[:1], judge, rng, "g")
+    result = worker.refit_cycle(db, pid)
+    whole = store.judgments_frame(db, pid)
+    responses = store.responses_frame(db, pid, with_text=False)
+    frame_items = store.items_frame(db, pid)
+    bias = agreement.project_style_bias(db, pid, whole)
+    for kind in ("human", "all"):
+        stored = store.latest_report(db, pid, name="agreement", kind=kind)
+        assert stored["id"] == result["agreement_reports"][kind]
+        want = reference.agreement_report(whole, responses, frame_items, kind=kind)
+        want = {"project": "p", **agreement.with_style_bias(want, bias),
+                "over_time": reference.agreement_over_time(
+                    whole, kind="human" if kind == "all" else kind)}
+        assert_same(stored["result"], want, kind)
+        assert stored["n_judgments"] == len(whole)
+    for kind in ("human", "llm", "all"):
+        rates = store.latest_report(db, pid, name="win_rate", kind=kind)["result"]
+        data = pairwise_from_frames(whole, store.responses_frame(db, pid, with_text=False),
+                                    level="system", kind=kind, strength_weights=None)
+        n = len(whole) if kind == "all" else int((whole["kind"] == kind).sum())
+        assert rates == {**leaderboard.win_rate_pairwise(data), "n_judgments": n}
+    assert set(result["seconds"]) == {"fits", "read", "win_rates", "agreement", "edits",
+                                      "routing"}
