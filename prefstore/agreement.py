@@ -299,8 +299,8 @@ def krippendorff_alpha_ci(
 
     Each replicate resamples the pairable units with replacement and recomputes
     alpha from the summed per-unit coincidence matrices (Krippendorff 2011),
-    all replicates at once as a weight-matrix product. Replicates where alpha is
-    undefined are ignored.
+    summed over the units' count patterns (:func:`_bootstrap_alpha_cis`).
+    Replicates where alpha is undefined are ignored.
 
     Parameters
     ----------

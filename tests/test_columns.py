@@ -156,8 +156,15 @@ def test_a_row_that_commits_below_the_watermark_rebuilds_the_copy(db, backend):
             "INSERT INTO judgments (id, item_id, rater_id, kind, outcome, choice, metadata, "
             "submission_id, created_at) VALUES (?, ?, ?, 'human', 'choice', 1, '{}', 'late', ?)",
             [late, items[5], raters[0]["id"], store.now_iso()])
-    frame = assert_matches_a_fresh_read(db, pid)
+    frame = store.report_frame(db, pid)  # the count differs: the copy is rebuilt
     assert late in set(frame["id"]) and len(frame) == 13
+    # The rebuilt copy was stored: the next read finds it whole and extends it.
+    assert chunk_rows(db, pid) == [(min(frame["id"]), max(frame["id"]), 13)]
+    assert_matches_a_fresh_read(db, pid)
+    judge_items(db, items[3:4], raters[:1], judge, rng, "h")
+    store.report_frame(db, pid)
+    assert [r[2] for r in chunk_rows(db, pid)] == [13, 2]
+    assert len(assert_matches_a_fresh_read(db, pid)) == 15
 
 
 def test_the_refit_stores_the_reports_the_previous_code_computed(db):

@@ -151,6 +151,7 @@ def judgment_columns(db, project_id: int) -> dict[str, np.ndarray]:
     texts of ``ranking`` and ``aspects`` on the rows that have one.
     """
     chunks, last, n_rows = _stored(db, project_id)
+    stored_last = last
     if chunks and db.dialect == "postgres":
         upto = db.execute(
             "SELECT COUNT(*) FROM judgments j JOIN items i ON i.id = j.item_id "
@@ -178,7 +179,7 @@ def judgment_columns(db, project_id: int) -> dict[str, np.ndarray]:
         # Another process may have extended the copy meanwhile: then keep its chunks.
         now = db.execute("SELECT COALESCE(MAX(last_id), 0) FROM judgment_columns "
                          "WHERE project_id = ?", [project_id]).fetchone()[0]
-        if now == (chunks[-1]["last_id"] if chunks else 0):
+        if now == stored_last:
             if merge:
                 db.execute("DELETE FROM judgment_columns WHERE project_id = ?", [project_id])
             db.execute(
