@@ -27,7 +27,7 @@ Goal (issue 17): the whole cycle at 1M judgments < 10 s wall and < 500 MB peak R
 
     python benchmarks/bench_worker_cycle.py [--items 100000] [--judgments 1000000]
                                             [--raters 100] [--repeats 3] [--new 10000]
-                                            [--without-fits]
+                                            [--without-fits] [--postgres]
 
 ``--without-fits`` replaces the fits with a no-op in the child: the stages that
 remain (everything but the fits) and their peak memory, to combine with a
@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -75,7 +76,7 @@ print(json.dumps(times))
 """
 
 
-def build(path: Path, n_items: int, n_judgments: int, n_raters: int) -> float:
+def build(path, n_items: int, n_judgments: int, n_raters: int) -> float:
     start = time.perf_counter()
     db = store.connect(path)
     project = store.create_project(db, "bench", "pairwise", {
@@ -87,7 +88,7 @@ def build(path: Path, n_items: int, n_judgments: int, n_raters: int) -> float:
     return time.perf_counter() - start
 
 
-def drop_copy(path: Path) -> None:
+def drop_copy(path) -> None:
     """Forget the columnar copy: the next cycle reads every judgment again."""
     db = store.connect(path)
     with store.write(db):
@@ -95,7 +96,7 @@ def drop_copy(path: Path) -> None:
     db.close()
 
 
-def add_judgments(path: Path, n: int, tag: str) -> None:
+def add_judgments(path, n: int, tag: str) -> None:
     """Store ``n`` new judgments on the first items, by one new synthetic rater."""
     db = store.connect(path)
     project = store.get_project(db, "bench")["id"]
@@ -109,7 +110,7 @@ def add_judgments(path: Path, n: int, tag: str) -> None:
     db.close()
 
 
-def run_cycle(path: Path, without_fits: bool) -> dict:
+def run_cycle(path, without_fits: bool) -> dict:
     child = CHILD.format(repo=str(REPO), db=str(path), without_fits=without_fits)
     out = subprocess.run([sys.executable, "-c", child],
                          capture_output=True, text=True, timeout=1800, check=False)
@@ -142,29 +143,53 @@ def main() -> None:
                         help="judgments that arrive before each warm run")
     parser.add_argument("--without-fits", action="store_true",
                         help="skip fitting.refit_all (its stage reads 0): the reports alone")
+    parser.add_argument("--postgres", action="store_true",
+                        help="the store on a throwaway PostgreSQL cluster (tests.pgcluster), "
+                             "stopped at the end")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
+    cluster = None
     with tempfile.TemporaryDirectory(prefix="prefstore-cycle-") as tmp:
-        path = Path(tmp) / "cycle.db"
-        seconds = build(path, args.items, args.judgments, args.raters)
-        print(f"store: {args.items:,} items, {args.judgments:,} judgments, {args.raters} raters, "
-              f"built in {seconds:.1f} s" + (" (fits skipped)" if args.without_fits else ""))
-        cases: dict[str, list[dict]] = {"cold": [], "warm": []}
-        for k in range(args.repeats):
-            for case in cases:
-                if case == "cold":
-                    drop_copy(path)
-                else:
-                    add_judgments(path, args.new, str(k))
-                run = run_cycle(path, args.without_fits)
-                run["reports"] = sum(run[part] for part in REPORTS)
-                cases[case].append(run)
-                print(f"{case} run {k + 1}: " + ", ".join(
-                    f"{p} {run[p]:.2f} s" for p in (*STAGES, "total"))
-                    + f", peak {run['peak_mb']:.0f} MB (load {os.getloadavg()[0]:.2f})"
-                    + (f", failed fits: {run['failed']}" if run["failed"] else ""), flush=True)
+        try:
+            if args.postgres:
+                from tests import pgcluster
+
+                cluster = pgcluster.Cluster().start()
+                path = cluster.url()
+                print(f"started a throwaway PostgreSQL cluster at {path}", flush=True)
+            else:
+                path = Path(tmp) / "cycle.db"
+            cases = run_cases(path, args)
+        finally:
+            store.close_pools()
+            if cluster is not None:
+                cluster.stop()
     for case, runs in cases.items():
         summary(case, runs)
     print(f"load average at end {os.getloadavg()[0]:.2f}")
+
+
+def run_cases(path, args) -> dict[str, list[dict]]:
+    """Build the store, then run the cold and warm cycles, alternating."""
+    seconds = build(path, args.items, args.judgments, args.raters)
+    print(f"store: {args.items:,} items, {args.judgments:,} judgments, {args.raters} raters, "
+          f"{'PostgreSQL' if args.postgres else 'SQLite'}, built in {seconds:.1f} s"
+          + (" (fits skipped)" if args.without_fits else ""))
+    cases: dict[str, list[dict]] = {"cold": [], "warm": []}
+    for k in range(args.repeats):
+        for case in cases:
+            if case == "cold":
+                drop_copy(path)
+            else:
+                add_judgments(path, args.new, str(k))
+            run = run_cycle(path, args.without_fits)
+            run["reports"] = sum(run[part] for part in REPORTS)
+            cases[case].append(run)
+            print(f"{case} run {k + 1}: " + ", ".join(
+                f"{p} {run[p]:.2f} s" for p in (*STAGES, "total"))
+                + f", peak {run['peak_mb']:.0f} MB (load {os.getloadavg()[0]:.2f})"
+                + (f", failed fits: {run['failed']}" if run["failed"] else ""), flush=True)
+    return cases
 
 
 if __name__ == "__main__":
