@@ -1,19 +1,37 @@
-"""Time the worker's whole refit cycle on a big store, part by part, with its peak memory.
+"""Time the worker's whole refit cycle on a big store, stage by stage, with its peak memory.
 
-The cycle is what a refit job runs (``worker.run_refit``): the default model fits
-(``fitting.refit_all``), the agreement report, the win-rate matrices and the
-edit report. The store (SQLite): ``--items`` pairwise items with ``--judgments``
-human judgments from ``--raters`` synthetic raters (``store.seed_synthetic``,
-round-robin, so every pair of raters shares items).
+The cycle is what a refit job runs, ``worker.refit_cycle`` (``run_refit`` calls
+it): the default model fits (``fitting.refit_all``), one read of the project's
+frames (the judgments from their columnar copy, ``store.report_frame``), the
+win-rate matrices, the agreement report, the edit report and the routing check,
+each timed by the cycle itself. The store (SQLite): ``--items`` pairwise items with
+``--judgments`` human judgments from ``--raters`` synthetic raters
+(``store.seed_synthetic``, round-robin, so every pair of raters shares items),
+built once and reused by every run.
 
-Each repeat runs the cycle in a fresh child process on the same store, so its
-peak RSS (``ru_maxrss``) is the cycle's own, not the store build's. Times are
-wall seconds; the figures are medians over ``--repeats``.
+Two cases, ``--repeats`` runs each:
+
+- **cold**: the columnar copy is dropped first, so the read fetches every row
+  and stores the copy again: the first cycle on a store, or after a copy-db.
+- **warm**: ``--new`` judgments arrive first (on the first items, by a new
+  synthetic rater each run), as between two scheduled refits; the read fetches
+  only those. The store grows by ``--new`` per warm run.
+
+Each run is a fresh child process (started and waited for here, nothing outlives
+it), so its peak RSS (``ru_maxrss``) is the cycle's own, not the store build's.
+The child times ``refit_cycle`` as a whole; imports happen before the clock
+starts, as in a running worker. Times are wall seconds; the figures are medians
+(``statistics.median``) over the runs of each case.
 
 Goal (issue 17): the whole cycle at 1M judgments < 10 s wall and < 500 MB peak RSS.
 
     python benchmarks/bench_worker_cycle.py [--items 100000] [--judgments 1000000]
-                                            [--raters 100] [--repeats 3]
+                                            [--raters 100] [--repeats 3] [--new 10000]
+                                            [--without-fits] [--postgres]
+
+``--without-fits`` replaces the fits with a no-op in the child: the stages that
+remain (everything but the fits) and their peak memory, to combine with a
+measure of the fits taken apart.
 """
 
 from __future__ import annotations
@@ -21,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -35,35 +54,29 @@ from prefstore import store  # noqa: E402
 
 GOAL_S = 10.0
 GOAL_MB = 500.0
-PARTS = ("fits", "agreement", "win_rates", "edits")
+STAGES = ("fits", "read", "win_rates", "agreement", "edits", "routing")
+# What issue 17 left to this part of the work: everything but the fits.
+REPORTS = ("read", "win_rates", "agreement", "edits", "routing")
 
 CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {repo!r})
-from prefstore import agreement, edits, fitting, leaderboard, store
+from prefstore import agreement, edits, fitting, leaderboard, store, worker
+import prefstore.models, scipy.sparse, sklearn.metrics, statsmodels.stats.inter_rater
+if {without_fits!r}:  # the reports alone, to combine with a separate measure of the fits
+    fitting.refit_all = lambda db, project, progress=None: {{}}
 db = store.connect({db!r})
 project = store.get_project(db, "bench")["id"]
-times = {{}}
 start = time.perf_counter()
-fits = fitting.refit_all(db, project)
-times["fits"] = time.perf_counter() - start
-t = time.perf_counter()
-agreement.refresh_agreement(db, project)
-times["agreement"] = time.perf_counter() - t
-t = time.perf_counter()
-leaderboard.refresh_win_rates(db, project)
-times["win_rates"] = time.perf_counter() - t
-t = time.perf_counter()
-edits.refresh_edit_report(db, project)
-times["edits"] = time.perf_counter() - t
-times["total"] = time.perf_counter() - start
+result = worker.refit_cycle(db, project)
+times = dict(result["seconds"], total=time.perf_counter() - start)
 times["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-times["failed"] = sorted(fits.get("failed", {{}}))
+times["failed"] = sorted(result.get("failed", {{}}))
 print(json.dumps(times))
 """
 
 
-def build(path: Path, n_items: int, n_judgments: int, n_raters: int) -> float:
+def build(path, n_items: int, n_judgments: int, n_raters: int) -> float:
     start = time.perf_counter()
     db = store.connect(path)
     project = store.create_project(db, "bench", "pairwise", {
@@ -75,12 +88,49 @@ def build(path: Path, n_items: int, n_judgments: int, n_raters: int) -> float:
     return time.perf_counter() - start
 
 
-def run_cycle(path: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD.format(repo=str(REPO), db=str(path))],
+def drop_copy(path) -> None:
+    """Forget the columnar copy: the next cycle reads every judgment again."""
+    db = store.connect(path)
+    with store.write(db):
+        db.execute("DELETE FROM judgment_columns")
+    db.close()
+
+
+def add_judgments(path, n: int, tag: str) -> None:
+    """Store ``n`` new judgments on the first items, by one new synthetic rater."""
+    db = store.connect(path)
+    project = store.get_project(db, "bench")["id"]
+    rater, _ = store.create_rater(db, f"new-{tag}")
+    items = [r[0] for r in db.execute(
+        "SELECT id FROM items WHERE project_id = ? ORDER BY id LIMIT ?", [project, n])]
+    store.insert_judgments(db, [
+        {"item_id": item, "rater_id": rater["id"], "kind": "human", "display_order": [0, 1],
+         "outcome": "choice", "choice": k % 2, "strength": 1 + k % 3, "time_ms": 1000,
+         "submission_id": f"new-{tag}-{item}"} for k, item in enumerate(items)])
+    db.close()
+
+
+def run_cycle(path, without_fits: bool) -> dict:
+    child = CHILD.format(repo=str(REPO), db=str(path), without_fits=without_fits)
+    out = subprocess.run([sys.executable, "-c", child],
                          capture_output=True, text=True, timeout=1800, check=False)
     if out.returncode != 0:
         raise SystemExit(f"the cycle failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def summary(case: str, runs: list[dict]) -> None:
+    print(f"\n{case}: medians of {len(runs)} runs")
+    for part in (*STAGES, "reports", "total", "peak_mb"):
+        values = [r[part] for r in runs]
+        unit = "MB" if part == "peak_mb" else "s"
+        print(f"  {part:<10} {statistics.median(values):8.2f} {unit} "
+              f"(range {min(values):.2f}-{max(values):.2f})")
+    total = statistics.median(r["total"] for r in runs)
+    peak = statistics.median(r["peak_mb"] for r in runs)
+    met = total < GOAL_S and peak < GOAL_MB
+    print(f"  goal: cycle < {GOAL_S:.0f} s and peak < {GOAL_MB:.0f} MB: "
+          f"{'met' if met else 'NOT met'} ({total:.2f} s, {peak:.0f} MB)")
 
 
 def main() -> None:
@@ -89,31 +139,57 @@ def main() -> None:
     parser.add_argument("--judgments", type=int, default=1_000_000)
     parser.add_argument("--raters", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--new", type=int, default=10_000,
+                        help="judgments that arrive before each warm run")
+    parser.add_argument("--without-fits", action="store_true",
+                        help="skip fitting.refit_all (its stage reads 0): the reports alone")
+    parser.add_argument("--postgres", action="store_true",
+                        help="the store on a throwaway PostgreSQL cluster (tests.pgcluster), "
+                             "stopped at the end")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
+    cluster = None
     with tempfile.TemporaryDirectory(prefix="prefstore-cycle-") as tmp:
-        path = Path(tmp) / "cycle.db"
-        seconds = build(path, args.items, args.judgments, args.raters)
-        print(f"store: {args.items:,} items, {args.judgments:,} judgments, {args.raters} raters, "
-              f"built in {seconds:.1f} s")
-        runs = []
-        for k in range(args.repeats):
-            runs.append(run_cycle(path))
-            print(f"run {k + 1}: " + ", ".join(
-                f"{p} {runs[-1][p]:.2f} s" for p in (*PARTS, "total"))
-                + f", peak {runs[-1]['peak_mb']:.0f} MB (load {os.getloadavg()[0]:.2f})"
-                + (f", failed fits: {runs[-1]['failed']}" if runs[-1]["failed"] else ""))
-    print(f"\nmedians of {len(runs)} runs:")
-    for part in (*PARTS, "total", "peak_mb"):
-        values = [r[part] for r in runs]
-        unit = "MB" if part == "peak_mb" else "s"
-        print(f"  {part:<10} {statistics.median(values):8.2f} {unit} "
-              f"(range {min(values):.2f}-{max(values):.2f})")
-    total = statistics.median(r["total"] for r in runs)
-    peak = statistics.median(r["peak_mb"] for r in runs)
-    met = total < GOAL_S and peak < GOAL_MB
-    print(f"goal: cycle < {GOAL_S:.0f} s and peak < {GOAL_MB:.0f} MB: "
-          f"{'met' if met else 'NOT met'} ({total:.2f} s, {peak:.0f} MB); "
-          f"load average at end {os.getloadavg()[0]:.2f}")
+        try:
+            if args.postgres:
+                from tests import pgcluster
+
+                cluster = pgcluster.Cluster().start()
+                path = cluster.url()
+                print(f"started a throwaway PostgreSQL cluster at {path}", flush=True)
+            else:
+                path = Path(tmp) / "cycle.db"
+            cases = run_cases(path, args)
+        finally:
+            store.close_pools()
+            if cluster is not None:
+                cluster.stop()
+    for case, runs in cases.items():
+        summary(case, runs)
+    print(f"load average at end {os.getloadavg()[0]:.2f}")
+
+
+def run_cases(path, args) -> dict[str, list[dict]]:
+    """Build the store, then run the cold and warm cycles, alternating."""
+    seconds = build(path, args.items, args.judgments, args.raters)
+    print(f"store: {args.items:,} items, {args.judgments:,} judgments, {args.raters} raters, "
+          f"{'PostgreSQL' if args.postgres else 'SQLite'}, built in {seconds:.1f} s"
+          + (" (fits skipped)" if args.without_fits else ""))
+    cases: dict[str, list[dict]] = {"cold": [], "warm": []}
+    for k in range(args.repeats):
+        for case in cases:
+            if case == "cold":
+                drop_copy(path)
+            else:
+                add_judgments(path, args.new, str(k))
+            run = run_cycle(path, args.without_fits)
+            run["reports"] = sum(run[part] for part in REPORTS)
+            cases[case].append(run)
+            print(f"{case} run {k + 1}: " + ", ".join(
+                f"{p} {run[p]:.2f} s" for p in (*STAGES, "total"))
+                + f", peak {run['peak_mb']:.0f} MB (load {os.getloadavg()[0]:.2f})"
+                + (f", failed fits: {run['failed']}" if run["failed"] else ""), flush=True)
+    return cases
 
 
 if __name__ == "__main__":

@@ -36,26 +36,27 @@ Arena. NeurIPS Datasets and Benchmarks (agreement with and without ties).
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Iterable, Mapping
-from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 from sklearn.metrics import f1_score
-from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as _sm_fleiss_kappa
 
 from prefstore.errors import InvalidInput
+from prefstore.memory import release_freed_memory
 
 __all__ = [
     "LEVELS",
     "TIE",
     "agreement_over_time",
     "agreement_report",
+    "agreement_reports",
     "cohen_kappa_pairs",
     "edit_stats",
     "fleiss_kappa_counts",
@@ -76,6 +77,7 @@ BOTH_BAD = -2
 
 MIN_SHARED = 20
 KINDS = ("human", "llm", "all")
+OUTCOMES = ("choice", "tie", "both_bad")
 JUDGMENT_COLUMNS = (
     "id",
     "item_id",
@@ -146,31 +148,81 @@ def _value_counts(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return counts[:, keep].astype(float), m, values
 
 
-def _unit_coincidences(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the per-unit coincidence matrices of pairable units and the value domain."""
-    counts, m, values = _value_counts(data)
+def _unit_coincidence_rows(counts: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Return each pairable unit's coincidence matrix, flattened: (pairable units, V * V)."""
     pairable = m >= 2
     counts, m = counts[pairable], m[pairable]
-    n_values = len(values)
+    n_values = counts.shape[1]
     coinc = counts[:, :, None] * counts[:, None, :]
     coinc[:, np.arange(n_values), np.arange(n_values)] -= counts
-    return coinc / (m - 1)[:, None, None], values
+    coinc /= (m - 1)[:, None, None]
+    return coinc.reshape(len(counts), n_values * n_values)
 
 
-def _coincidences(data: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """Return the summed coincidence matrix (``None`` without a pairable unit) and the domain.
+def _coincidence_sum(counts: np.ndarray, m: np.ndarray) -> np.ndarray | None:
+    """Return the summed coincidence matrix of a count table, ``None`` without a pairable unit.
 
     ``o = C^T diag(w) C - diag(w^T C)`` with ``C`` the (units, values) counts and
     ``w_u = 1 / (m_u - 1)`` on pairable units, 0 elsewhere: one small matmul.
     """
-    counts, m, values = _value_counts(data)
     pairable = m >= 2
     if not pairable.any():
-        return None, values
+        return None
     w = np.divide(1.0, m - 1, out=np.zeros(len(m)), where=pairable)
     coinc = counts.T @ (counts * w[:, None])
     coinc[np.diag_indices_from(coinc)] -= w @ counts
-    return coinc, values
+    return coinc
+
+
+def _coincidences(data: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """Return the summed coincidence matrix (``None`` without a pairable unit) and the domain."""
+    counts, m, values = _value_counts(data)
+    return _coincidence_sum(counts, m), values
+
+
+def _long_value_counts(unit: np.ndarray, value: np.ndarray, n_units: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_value_counts` of long rows (unit index, value; ``NaN`` for missing).
+
+    The same table as the dense (raters, units) matrix gives, without building it:
+    one row per unit ``0..n_units-1``, the values sorted.
+    """
+    keep = ~np.isnan(value)
+    values, code = _sorted_codes(value[keep])
+    n_values = len(values)
+    flat = unit[keep] * n_values + code.reshape(-1)
+    counts = np.bincount(flat, minlength=n_units * n_values).reshape(n_units, n_values)
+    return counts.astype(float), counts.sum(axis=1), values
+
+
+def _sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` by hashing, not sorting every value."""
+    code, uniques = pd.factorize(values, sort=True)
+    return np.asarray(uniques), code
+
+
+def _dense_codes(codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique`` of integer codes in ``[0, n)`` with the inverse, by counting."""
+    present = np.bincount(codes, minlength=n) > 0
+    rank = np.cumsum(present) - 1
+    return np.flatnonzero(present), rank[codes]
+
+
+def _row_patterns(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(table, axis=0, return_inverse=True)`` of a small non-negative integer table.
+
+    Each row becomes one integer key (a mixed-radix number) when it fits in 63 bits.
+    """
+    table = np.asarray(table)
+    ints = table.astype(np.int64)
+    if len(ints) and ints.shape[1] and np.array_equal(ints, table) and ints.min() >= 0:
+        base = int(ints.max()) + 1
+        if base ** ints.shape[1] < 2**62:
+            key = ints @ (base ** np.arange(ints.shape[1] - 1, -1, -1, dtype=np.int64))
+            first, inverse = np.unique(key, return_index=True, return_inverse=True)[1:]
+            return table[first], inverse.reshape(-1)
+    unique, inverse = np.unique(table, axis=0, return_inverse=True)
+    return unique, inverse.reshape(-1)
 
 
 def _alpha_from_coincidence(coinc: np.ndarray, values: np.ndarray, level: str) -> np.ndarray:
@@ -247,8 +299,8 @@ def krippendorff_alpha_ci(
 
     Each replicate resamples the pairable units with replacement and recomputes
     alpha from the summed per-unit coincidence matrices (Krippendorff 2011),
-    all replicates at once as a weight-matrix product. Replicates where alpha is
-    undefined are ignored.
+    summed over the units' count patterns (:func:`_bootstrap_alpha_cis`).
+    Replicates where alpha is undefined are ignored.
 
     Parameters
     ----------
@@ -278,28 +330,75 @@ def krippendorff_alpha_ci(
         raise InvalidInput(f'"n_boot" must be at least 1, got {n_boot}')
     if not 0 < confidence < 1:
         raise InvalidInput(f'"confidence" must be in (0, 1), got {confidence}')
-    coinc, values = _unit_coincidences(_as_matrix(data))
-    n_units, n_values = len(coinc), len(values)
-    if n_units == 0:
+    counts, m, values = _value_counts(_as_matrix(data))
+    if not (m >= 2).any():
         return (math.nan, math.nan)
-    flat = coinc.reshape(n_units, n_values * n_values)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _BOOT_CHUNK // n_units)
-    alphas = []
-    for start in range(0, int(n_boot), chunk):
-        size = min(chunk, int(n_boot) - start)
-        draws = rng.integers(0, n_units, size=(size, n_units))
-        offsets = (draws + np.arange(size)[:, None] * n_units).ravel()
-        weights = np.bincount(offsets, minlength=size * n_units).reshape(size, n_units)
-        boot = (weights @ flat).reshape(size, n_values, n_values)
-        alphas.append(_alpha_from_coincidence(boot, values, level))
-    alpha = np.concatenate(alphas)
-    alpha = alpha[np.isfinite(alpha)]
-    if alpha.size == 0:
-        return (math.nan, math.nan)
+    [cis] = _bootstrap_alpha_cis([(counts, m, values, (level,))], n_boot, seed, confidence)
+    return cis[level]
+
+
+def _bootstrap_alpha_cis(
+    jobs: list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]],
+    n_boot: int,
+    seed: int,
+    confidence: float = 0.95,
+) -> list[dict[str, tuple[float, float]]]:
+    """Bootstrap alpha intervals for several count tables, sharing the unit draws.
+
+    Each job is ``(counts, m, values, levels)`` with at least one pairable unit. A
+    replicate draws the pairable units with ``default_rng(seed).integers``, as
+    :func:`krippendorff_alpha_ci` does for one table, so jobs with as many pairable
+    units share the draws. Units with the same value counts have the same
+    coincidence matrix, so a replicate's sum runs over those patterns (a few
+    thousand at most for labels and short scales) weighted by how often each was
+    drawn, not over every unit (issue 17: 100k units x 1,000 replicates).
+    """
+    patterns = []
+    for counts, m, _, _ in jobs:
+        unique, inverse = _row_patterns(counts[m >= 2])
+        patterns.append((inverse, _unit_coincidence_rows(unique, unique.sum(axis=1))))
+    out: list[dict[str, tuple[float, float]]] = [{} for _ in jobs]
     tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(alpha, [tail, 100 - tail])
-    return (float(low), float(high))
+    for n_units in sorted({len(inverse) for inverse, _ in patterns}):
+        members = [k for k, (inverse, _) in enumerate(patterns) if len(inverse) == n_units]
+        groups = [(patterns[k][0], {k: patterns[k][1]}) for k in members]
+        if len(members) > 1:
+            # Jobs drawn together can share one count per replicate, over their joint
+            # patterns, when those are not many more than each job's own.
+            joint, code = _row_patterns(np.column_stack([patterns[k][0] for k in members]))
+            if len(joint) <= 2 * max(len(patterns[k][1]) for k in members):
+                groups = [(code.reshape(-1), {k: patterns[k][1][joint[:, slot]]
+                                              for slot, k in enumerate(members)})]
+        alphas: dict[tuple[int, str], list[np.ndarray]] = {}
+        rng = np.random.default_rng(seed)
+        widest = max(len(next(iter(rows.values()))) for _, rows in groups)
+        chunk = max(1, _BOOT_CHUNK // widest)
+        for start in range(0, int(n_boot), chunk):
+            size = min(chunk, int(n_boot) - start)
+            weights = [np.empty((size, len(next(iter(rows.values()))))) for _, rows in groups]
+            for b in range(size):
+                # One replicate at a time keeps its draws in cache; int32 draws are the
+                # same numbers as the default int64 ones (the stream does not depend on
+                # how the draws are split into calls).
+                drawn = rng.integers(0, n_units, size=n_units, dtype=np.int32)
+                for g, (inverse, _) in enumerate(groups):
+                    weights[g][b] = np.bincount(inverse[drawn], minlength=weights[g].shape[1])
+            for g, (_, rows) in enumerate(groups):
+                for k, pattern_rows in rows.items():
+                    values, levels = jobs[k][2], jobs[k][3]
+                    boot = (weights[g] @ pattern_rows).reshape(size, len(values), len(values))
+                    for level in levels:
+                        alphas.setdefault((k, level), []).append(
+                            _alpha_from_coincidence(boot, values, level))
+        for (k, level), parts in alphas.items():
+            alpha = np.concatenate(parts)
+            alpha = alpha[np.isfinite(alpha)]
+            if alpha.size == 0:
+                out[k][level] = (math.nan, math.nan)
+            else:
+                low, high = np.percentile(alpha, [tail, 100 - tail])
+                out[k][level] = (float(low), float(high))
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -498,31 +597,106 @@ def cohen_kappa_pairs(
     ordv = None if ordinal is None else _as_matrix(ordinal, "ordinal")
     if ordv is not None and ordv.shape != arr.shape:
         raise InvalidInput(f'"ordinal" must have shape {arr.shape}, got {ordv.shape}')
-    scale = None if ordv is None else _ordinal_labels(ordv)
-    present = (~np.isnan(arr)).astype(float)
-    shared = present @ present.T
-    out = []
-    for i, j in combinations(range(arr.shape[0]), 2):
-        if shared[i, j] < min_shared:
-            continue
-        mask = ~np.isnan(arr[i]) & ~np.isnan(arr[j])
-        weighted, n_weighted = math.nan, 0
-        if ordv is not None:
-            wmask = ~np.isnan(ordv[i]) & ~np.isnan(ordv[j])
-            n_weighted = int(wmask.sum())
-            if n_weighted >= min_shared:
-                weighted = _kappa(ordv[i, wmask], ordv[j, wmask], scale, "linear")
-        out.append(
-            {
-                "a": names[i],
-                "b": names[j],
-                "kappa": _kappa(arr[i, mask], arr[j, mask]),
-                "weighted_kappa": weighted,
-                "n": int(mask.sum()),
-                "n_weighted": n_weighted,
-            }
-        )
-    return out
+    rater, unit = np.nonzero(~np.isnan(arr))
+    ordinal_long = None
+    if ordv is not None:
+        o_rater, o_unit = np.nonzero(~np.isnan(ordv))
+        ordinal_long = (o_rater, o_unit, ordv[o_rater, o_unit], _ordinal_labels(ordv))
+    return _kappa_pairs_long(names, arr.shape[1], rater, unit, arr[rater, unit], ordinal_long,
+                             min_shared)
+
+
+def _pair_contingency(n_raters: int, n_units: int, rater: np.ndarray, unit: np.ndarray,
+                      code: np.ndarray, n_codes: int) -> np.ndarray:
+    """Return ``T[i, j, a, b]`` for ``i < j``: units where rater i gave a and rater j gave b.
+
+    The ratings are sorted by unit; the ratings ``d`` places apart on the same unit
+    are pairs, for ``d = 1 .. (most ratings of a unit) - 1``, and each pass counts
+    its pairs with one ``bincount``. The work is the number of (rating, rating)
+    pairs on shared units, in memory linear in the ratings (issue 17: no pass over
+    the units per rater pair, no (units, raters) matrix). Each rater rates a unit
+    at most once, so a pair is two raters; ``T[j, i]`` for ``i < j`` stays zero.
+    """
+    width = n_raters * n_codes
+    table = np.zeros(width * width)
+    if len(rater):
+        order = np.argsort(unit, kind="stable")
+        unit = unit[order]
+        small = np.int32 if width < 2**31 else np.int64  # a million codes in half the memory
+        slot = (rater[order].astype(np.int64) * n_codes + code[order]).astype(small)
+        rater = rater[order]
+        del order
+        most = int(np.bincount(unit).max())
+        for d in range(1, most):
+            same = np.flatnonzero(unit[d:] == unit[:-d]).astype(small)
+            first, second = slot[same], slot[same + d]
+            swap = rater[same] > rater[same + d]
+            low = np.where(swap, second, first).astype(np.int64)
+            low *= width
+            low += np.where(swap, first, second)
+            del first, second, swap, same
+            table += np.bincount(low, minlength=width * width)
+    return table.reshape(n_raters, n_codes, n_raters, n_codes).transpose(0, 2, 1, 3)
+
+
+def _kappas(conf: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Cohen's kappa of a stack of confusion matrices (pairs, K, K), :func:`_kappa`'s formula."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = conf.sum(axis=(1, 2))
+        expected = conf.sum(axis=2)[:, :, None] * conf.sum(axis=1)[:, None, :] / n[:, None, None]
+        denominator = (weights * expected).sum(axis=(1, 2))
+        kappa = 1.0 - (weights * conf).sum(axis=(1, 2)) / denominator
+    return np.where((n == 0) | (denominator == 0), np.nan, kappa)
+
+
+def _kappa_pairs_long(
+    names: list[str],
+    n_units: int,
+    rater: np.ndarray,
+    unit: np.ndarray,
+    label: np.ndarray,
+    ordinal: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
+    min_shared: int,
+) -> list[dict]:
+    """:func:`cohen_kappa_pairs` on long rows: (rater index, unit index, label) per rating.
+
+    ``ordinal`` is ``(rater, unit, value, scale)`` of the ordinal ratings, or None.
+    """
+    n_raters = len(names)
+    cats, code = _sorted_codes(label)
+    table = _pair_contingency(n_raters, n_units, rater, unit, code.reshape(-1), len(cats))
+    first, second = np.triu_indices(n_raters, 1)
+    conf = table[first, second]
+    shared = conf.sum(axis=(1, 2))
+    keep = shared >= min_shared
+    first, second, conf, shared = first[keep], second[keep], conf[keep], shared[keep]
+    kappa = _kappas(conf, 1.0 - np.eye(len(cats)))
+    weighted = np.full(len(first), np.nan)
+    n_weighted = np.zeros(len(first), dtype=int)
+    if ordinal is not None:
+        o_rater, o_unit, o_value, scale = ordinal
+        scale = np.asarray(scale, float)
+        inside = np.isin(o_value, scale)
+        o_code = np.searchsorted(scale, o_value[inside])
+        o_table = _pair_contingency(n_raters, n_units, o_rater[inside], o_unit[inside], o_code,
+                                    len(scale))
+        o_conf = o_table[first, second]
+        n_weighted = np.rint(o_conf.sum(axis=(1, 2))).astype(int)
+        index = np.arange(len(scale))
+        linear = np.abs(index[:, None] - index[None, :]).astype(float)
+        enough = n_weighted >= min_shared
+        weighted[enough] = _kappas(o_conf[enough], linear)
+    return [
+        {
+            "a": names[i],
+            "b": names[j],
+            "kappa": float(kappa[k]),
+            "weighted_kappa": float(weighted[k]),
+            "n": int(shared[k]),
+            "n_weighted": int(n_weighted[k]),
+        }
+        for k, (i, j) in enumerate(zip(first.tolist(), second.tolist()))
+    ]
 
 
 def kappa_matrix(
@@ -625,10 +799,25 @@ def _n_responses(responses: pd.DataFrame | None, items: pd.DataFrame | None) -> 
     if responses is not None and len(responses):
         n.update(responses.groupby("item_id")["idx"].nunique().astype(int).to_dict())
     if items is not None and len(items) and "n_responses" in items.columns:
-        for item_id, k in zip(items["item_id"], items["n_responses"]):
-            if not _missing(k):
-                n[item_id] = int(k)
+        given = items["n_responses"].notna().to_numpy()
+        n.update(zip(items["item_id"].to_numpy()[given].tolist(),
+                     items["n_responses"].to_numpy()[given].astype(int).tolist()))
     return n
+
+
+def _category_codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
+    """Index of each value in ``categories`` (-1 for any other); a categorical is recoded."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        lookup = np.array([categories.index(c) if c in categories else -1
+                           for c in values.cat.categories.tolist()] + [-1])
+        return lookup[values.cat.codes.to_numpy()]
+    return pd.Categorical(values, categories=categories).codes.astype(np.int64)
+
+
+def _names(raters: pd.Series) -> pd.Categorical:
+    """The rater column as a categorical of ``str`` names (one string per rater, not per row)."""
+    cat = raters.astype("category")
+    return cat.cat.rename_categories([str(c) for c in cat.cat.categories]).array
 
 
 def _prepare(
@@ -640,14 +829,16 @@ def _prepare(
     _check_columns(judgments, "judgments", ("id", "item_id", "rater", "kind", "outcome", "choice"))
     n = len(judgments)
     ids = judgments["id"].to_numpy()
-    outcome = judgments["outcome"].to_numpy(dtype=object)
-    bad = ~np.isin(outcome, ("choice", "tie", "both_bad"))
+    # Category codes, not a million string comparisons (issue 17).
+    outcome = _category_codes(judgments["outcome"], OUTCOMES)
+    bad = outcome < 0
     if bad.any():
         k = int(bad.argmax())
         raise InvalidInput(
-            f'judgment {ids[k]}: "outcome" must be choice, tie or both_bad, got {outcome[k]!r}'
+            f'judgment {ids[k]}: "outcome" must be choice, tie or both_bad, '
+            f'got {judgments["outcome"].iloc[k]!r}'
         )
-    tie = outcome != "choice"
+    tie = outcome != 0
     choice = pd.to_numeric(judgments["choice"], errors="coerce").to_numpy(
         dtype=float, na_value=np.nan)
     missing = ~tie & np.isnan(choice)
@@ -656,7 +847,9 @@ def _prepare(
             f'judgment {ids[int(missing.argmax())]}: outcome "choice" needs a "choice", got None')
     label = np.where(tie, float(TIE), choice)
     item_ids = judgments["item_id"].to_numpy()
-    n_resp = pd.Series(item_ids).map(_n_responses(responses, items)).fillna(2).to_numpy()
+    known = _n_responses(responses, items)
+    where = pd.Index(list(known)).get_indexer(item_ids)
+    n_resp = np.where(where >= 0, np.asarray(list(known.values()) + [2])[where], 2)
     pairwise = n_resp == 2
 
     def numeric(name: str) -> np.ndarray:
@@ -672,9 +865,13 @@ def _prepare(
     signed[scored & (label == 0)] = strength[scored & (label == 0)]
     signed[scored & (label == 1)] = -strength[scored & (label == 1)]
 
-    orders = judgments["display_order"] if "display_order" in judgments.columns else [None] * n
-    first = np.array([float(o[0]) if isinstance(o, list | tuple | np.ndarray) and len(o)
-                      else np.nan for o in orders], dtype=float)
+    if "first_shown" in judgments.columns:  # the store's lean frame reads display_order[0]
+        first = numeric("first_shown")
+    else:
+        orders = (judgments["display_order"] if "display_order" in judgments.columns
+                  else [None] * n)
+        first = np.array([float(o[0]) if isinstance(o, list | tuple | np.ndarray) and len(o)
+                          else np.nan for o in orders], dtype=float)
     decided = ~tie & pairwise
     left = np.full(n, np.nan)
     shown = decided & ~np.isnan(first)
@@ -694,24 +891,28 @@ def _prepare(
         known &= mine != other
         longer[known] = (mine[known] > other[known]).astype(float)
 
-    metas = judgments["metadata"] if "metadata" in judgments.columns else [None] * n
-    swap = np.array([float(m["swap_consistent"]) if isinstance(m, Mapping)
+    # Only the judges' swap consistency is read: look at the LLM rows alone.
+    swap = np.full(n, np.nan)
+    llm = np.flatnonzero((judgments["kind"] == "llm").to_numpy())
+    if "metadata" in judgments.columns:
+        metas = judgments["metadata"].to_numpy(dtype=object)[llm]
+        swap[llm] = [float(m["swap_consistent"]) if isinstance(m, Mapping)
                      and isinstance(m.get("swap_consistent"), bool | np.bool_) else np.nan
-                     for m in metas], dtype=float)
+                     for m in metas]
     w = pd.DataFrame({
         "id": judgments["id"].to_numpy(),
         "item_id": item_ids,
-        "rater": judgments["rater"].astype(str).to_numpy(),
-        "kind": judgments["kind"].to_numpy(),
+        "rater": _names(judgments["rater"]),
+        "kind": pd.Categorical(judgments["kind"]),
         "label": label,
-        "nominal": np.where(outcome == "both_bad", float(BOTH_BAD), label),
+        "nominal": np.where(outcome == 2, float(BOTH_BAD), label),
         "signed": signed,
         "is_tie": tie.astype(float),
         "left": left,
         "longer": longer,
-        "swap_ok": swap,
-        "first": first,
-    }, index=judgments.index)
+    }, index=judgments.index, copy=False)  # no consolidated copy of every column
+    if llm.size:  # what only the judges' metrics read
+        w["swap_ok"], w["first"] = swap, first
     if "time_ms" in judgments.columns:
         w["seconds"] = pd.to_numeric(judgments["time_ms"], errors="coerce") / 1000.0
     else:
@@ -721,7 +922,9 @@ def _prepare(
         w["created"] = created.dt.tz_localize(None)
     else:
         w["created"] = pd.NaT
-    w["aspects"] = judgments["aspects"] if "aspects" in judgments.columns else None
+    # No column of a million Nones: only when some judgment has aspects.
+    if "aspects" in judgments.columns and judgments["aspects"].notna().any():
+        w["aspects"] = judgments["aspects"]
     return w
 
 
@@ -769,23 +972,6 @@ def _gold(latest_rows: pd.DataFrame, gold: dict) -> float:
         if item in gold
     ]
     return float(np.mean(hits)) if hits else math.nan
-
-
-def _consensus(labels: np.ndarray) -> np.ndarray:
-    """Per rater, agreement with the strict leave-one-out majority of the others."""
-    counts, cats = _category_counts(labels)
-    out = np.full(labels.shape[0], np.nan)
-    for r in range(labels.shape[0]):
-        rated = ~np.isnan(labels[r])
-        if not rated.any():
-            continue
-        own = labels[r, rated][:, None] == cats[None, :]
-        others = counts[rated] - own
-        strict = others.max(axis=1) * 2 > others.sum(axis=1)
-        if strict.any():
-            majority = cats[others.argmax(axis=1)]
-            out[r] = np.mean(majority[strict] == labels[r, rated][strict])
-    return out
 
 
 def _label_name(code: float) -> str:
@@ -871,29 +1057,6 @@ def _judge_metrics(
     return out
 
 
-def _alpha_or_none(data: np.ndarray, level: str, what: str, notes: list) -> float:
-    if np.isnan(data).all():
-        notes.append(f"{what}: no strength recorded on any choice, alpha not computed")
-        return math.nan
-    value = krippendorff_alpha(data, level)
-    if math.isnan(value):
-        notes.append(f"{what}: alpha undefined (fewer than 2 values per item or a single value)")
-    return value
-
-
-def _aspect_matrices(latest: pd.DataFrame, raters: list[str], units: list) -> dict:
-    names = sorted({k for a in latest["aspects"] if isinstance(a, Mapping) for k in a}, key=str)
-    out = {}
-    for name in names:
-        scores = [
-            pd.to_numeric(a.get(name), errors="coerce") if isinstance(a, Mapping) else math.nan
-            for a in latest["aspects"]
-        ]
-        frame = latest[["rater", "item_id"]].assign(score=np.asarray(scores, dtype=float))
-        out[str(name)] = _matrix(frame, "score", raters, units)
-    return out
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -910,12 +1073,6 @@ def _jsonable(value: Any) -> Any:
     if _missing(value):
         return None
     return value
-
-
-def _select(w: pd.DataFrame, kind: str) -> pd.DataFrame:
-    if kind not in KINDS:
-        raise InvalidInput(f'"kind" must be one of {", ".join(KINDS)}, got {kind!r}')
-    return w if kind == "all" else w[w["kind"] == kind]
 
 
 def agreement_report(
@@ -940,7 +1097,9 @@ def agreement_report(
     Parameters
     ----------
     judgments, responses, items : pandas.DataFrame
-        The store's frames; see the module docstring for the label rules.
+        The store's frames; see the module docstring for the label rules. A
+        ``first_shown`` column (the first entry of ``display_order``), as the
+        store's lean frame has, stands in for ``display_order``.
     kind : {"human", "llm", "all"}
         Raters whose agreement is measured and who are listed in ``"raters"``.
     seed : int
@@ -965,31 +1124,158 @@ def agreement_report(
     InvalidInput
         If a frame lacks a column, ``kind`` is unknown or a judgment is malformed.
     """
+    return agreement_reports(judgments, responses, items, kinds=(kind,), seed=seed,
+                             n_boot=n_boot, min_shared=min_shared)[kind]
+
+
+def agreement_reports(
+    judgments: pd.DataFrame,
+    responses: pd.DataFrame,
+    items: pd.DataFrame,
+    kinds: tuple[str, ...] = ("human", "all"),
+    seed: int = 0,
+    n_boot: int = 1000,
+    min_shared: int = MIN_SHARED,
+    over_time: str | None = None,
+) -> dict[str, dict]:
+    """Return :func:`agreement_report` for several kinds, sharing the work between them.
+
+    The frames are prepared once, the judges compared once, and a kind that
+    selects the same judgments as an earlier one (``"all"`` in a project without
+    LLM judgments) reuses its figures; the alpha intervals of a report share
+    their unit draws (:func:`_bootstrap_alpha_cis`). With ``over_time`` ("W" or
+    "D"), each report also holds ``"over_time"``: :func:`agreement_over_time` of
+    its kind at that frequency, of the human raters for ``"all"``.
+    """
+    if over_time not in (None, "W", "D"):
+        raise InvalidInput(f'"over_time" must be None, "W" or "D", got {over_time!r}')
+    for kind in kinds:
+        _check_kind(kind)
+    return _reports(_prepare(judgments, responses, items), _gold_of(items), kinds, seed, n_boot,
+                    min_shared, over_time)
+
+
+def _gold_of(items: pd.DataFrame | None) -> dict:
+    """The items' gold labels by item id (a response index as a float)."""
+    if items is None or not len(items) or "gold_choice" not in items.columns:
+        return {}
+    given = items["gold_choice"].notna().to_numpy()
+    return {i: float(int(g)) for i, g in zip(items["item_id"].to_numpy()[given].tolist(),
+                                             items["gold_choice"].to_numpy()[given])}
+
+
+def _reports(w: pd.DataFrame, gold: dict, kinds: tuple[str, ...], seed: int, n_boot: int,
+             min_shared: int, over_time: str | None) -> dict[str, dict]:
+    """:func:`agreement_reports` of a prepared frame."""
+    codes = _Codes(w, gold)
+    judge_notes: list[str] = []
+    judges = None
+    out: dict[str, dict] = {}
+    done: dict[bytes, str] = {}
+    for kind in kinds:
+        rows = codes.select(kind)
+        key = rows.tobytes()
+        if key in done and out[done[key]]["n_items_multi_rated"]:
+            out[kind] = {**copy.deepcopy(out[done[key]]), "kind": kind}
+            continue
+        if judges is None:
+            judges = _judges(w, gold, judge_notes)
+        report = _report_for(w, codes, rows, kind, seed, n_boot, min_shared)
+        report["judges"] = copy.deepcopy(judges)
+        report["notes"] += judge_notes
+        out[kind] = _jsonable(report)
+        done.setdefault(key, kind)
+    if over_time is not None:
+        bins: dict[str, list[dict]] = {}
+        for kind in kinds:
+            binned = "human" if kind == "all" else kind
+            if binned not in bins:
+                bins[binned] = _over_time(w, codes, over_time, binned)
+            out[kind]["over_time"] = copy.deepcopy(bins[binned])
+    return out
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise InvalidInput(f'"kind" must be one of {", ".join(KINDS)}, got {kind!r}')
+
+
+class _Codes:
+    """Integer codes of a prepared frame's raters and items, and the sort key of "latest"."""
+
+    def __init__(self, w: pd.DataFrame, gold: dict):
+        names = w["rater"].cat.categories.to_numpy(dtype=object)
+        order = np.argsort(names, kind="stable")
+        rank = np.empty(len(names), dtype=np.int64)
+        rank[order] = np.arange(len(names))
+        self.rater_names = names[order]
+        self.rater = rank.astype(np.int32)[w["rater"].cat.codes.to_numpy()]
+        item, self.item_ids = pd.factorize(w["item_id"].to_numpy(), sort=True)
+        self.item = item.astype(np.int32)  # half the memory of a million int64 codes
+        stamps = w["created"].to_numpy(dtype="datetime64[ns]")
+        created = stamps.view("i8")
+        missing = np.isnat(stamps)
+        if missing.any():
+            # pandas sorts a missing time last, so such a judgment counts as the latest.
+            created = np.where(missing, np.iinfo(np.int64).max, created)
+        self.created = created
+        self.ids = w["id"].to_numpy()
+        self.kind = w["kind"]
+        # Gold labels per item; per judgment when asked (most projects have no gold).
+        self.item_gold = pd.Series(self.item_ids).map(gold).to_numpy(dtype=float)
+
+    def gold(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's gold label, NaN where its item has none."""
+        return self.item_gold[self.item[rows]]
+
+    def select(self, kind: str) -> np.ndarray:
+        """Row positions of the kind's judgments."""
+        if kind == "all":
+            return np.arange(len(self.rater))
+        return np.flatnonzero((self.kind == kind).to_numpy())
+
+    def latest(self, rows: np.ndarray) -> np.ndarray:
+        """Row positions (among ``rows``) of each rater's latest judgment per item."""
+        return _latest_positions(rows, self.rater[rows], self.item[rows], self.created[rows],
+                                 self.ids[rows])
+
+
+def _latest_positions(rows, rater, item, created, ids) -> np.ndarray:
+    """The rows that are last of their (rater, item) group by (created, id)."""
+    if len(rows) == 0:
+        return rows
+    order = None
+    if not (np.all(created[1:] >= created[:-1]) and np.all(
+            (created[1:] > created[:-1]) | (ids[1:] > ids[:-1]))):
+        order = np.lexsort((ids, created))  # rows are usually stored in time order already
+        rater, item = rater[order], item[order]
+    key = rater.astype(np.int64) * (int(item.max()) + 1) + item
+    last = np.flatnonzero(~pd.Series(key).duplicated(keep="last").to_numpy())
+    return np.sort(rows[last if order is None else order[last]])
+
+
+def _report_for(w: pd.DataFrame, codes: _Codes, rows: np.ndarray, kind: str, seed: int,
+                n_boot: int, min_shared: int) -> dict:
+    """The agreement figures of one selection of judgments, on long rows (no dense matrix)."""
     notes: list[str] = []
-    w = _prepare(judgments, responses, items)
-    gold = {}
-    if items is not None and len(items) and "gold_choice" in items.columns:
-        gold = {
-            i: float(int(g))
-            for i, g in zip(items["item_id"], items["gold_choice"])
-            if not _missing(g)
-        }
-    sel = _select(w, kind)
-    latest = _latest(sel)
-    raters = sorted(latest["rater"].unique().tolist())
-    units = sorted(latest["item_id"].unique().tolist())
-    labels = _matrix(latest, "nominal", raters, units)
-    signed = _matrix(latest, "signed", raters, units)
-    if not latest.loc[latest["is_tie"] == 0, "signed"].notna().any():
+    latest = codes.latest(rows)
+    rater_codes, rater = _dense_codes(codes.rater[latest], len(codes.rater_names))
+    unit_codes, unit = _dense_codes(codes.item[latest], len(codes.item_ids))
+    rater, unit = rater.astype(np.int32), unit.astype(np.int32)
+    names = [str(n) for n in codes.rater_names[rater_codes]]
+    n_raters, n_units = len(names), len(unit_codes)
+    nominal = w["nominal"].to_numpy()[latest]
+    signed = w["signed"].to_numpy()[latest]
+    if not np.any((w["is_tie"].to_numpy()[latest] == 0) & ~np.isnan(signed)):
         # Ties alone (signed 0) would make a biased sample of the strength scale.
         signed = np.full_like(signed, np.nan)
-    multi = int(((~np.isnan(labels)).sum(axis=0) >= 2).sum()) if len(units) else 0
-
+    per_unit = np.bincount(unit, minlength=n_units)
+    multi = int((per_unit >= 2).sum())
     report: dict[str, Any] = {
         "kind": kind,
-        "n_judgments": int(len(sel)),
-        "n_raters": len(raters),
-        "n_items": len(units),
+        "n_judgments": int(len(rows)),
+        "n_raters": n_raters,
+        "n_items": n_units,
         "n_items_multi_rated": multi,
     }
     alpha = {"nominal": math.nan, "ordinal": math.nan, "interval": math.nan}
@@ -997,54 +1283,175 @@ def agreement_report(
     if multi == 0:
         notes.append(f"no item has judgments from two {kind} raters: agreement not computed")
     else:
-        for level, data in (("nominal", labels), ("ordinal", signed), ("interval", signed)):
-            what = "label" if level == "nominal" else "signed strength"
-            alpha[level] = _alpha_or_none(data, level, f"{level} alpha on {what}", notes)
-            if math.isfinite(alpha[level]):
-                ci[level] = list(krippendorff_alpha_ci(data, level, n_boot, seed))
+        jobs = []
+        for levels, data, what in ((("nominal",), nominal, "label"),
+                                   (("ordinal", "interval"), signed, "signed strength")):
+            if np.isnan(data).all():
+                for level in levels:
+                    notes.append(f"{level} alpha on {what}: no strength recorded on any choice, "
+                                 "alpha not computed")
+                continue
+            counts, m, values = _long_value_counts(unit, data, n_units)
+            coinc = _coincidence_sum(counts, m)
+            finite = []
+            for level in levels:
+                value = (math.nan if coinc is None
+                         else float(_alpha_from_coincidence(coinc, values, level)))
+                alpha[level] = value
+                if math.isnan(value):
+                    notes.append(f"{level} alpha on {what}: alpha undefined (fewer than 2 values "
+                                 "per item or a single value)")
+                elif math.isfinite(value):
+                    finite.append(level)
+            if finite:
+                jobs.append((counts, m, values, tuple(finite)))
+        for cis in _bootstrap_alpha_cis(jobs, n_boot, seed):
+            for level, pair in cis.items():
+                ci[level] = list(pair)
     report["krippendorff_alpha"] = alpha
     report["krippendorff_alpha_ci95"] = ci
-    report["krippendorff_alpha_aspects"] = {
-        name: krippendorff_alpha(data, "interval")
-        for name, data in (_aspect_matrices(latest, raters, units) if multi else {}).items()
-    }
+    report["krippendorff_alpha_aspects"] = (
+        _aspect_alphas(w["aspects"].to_numpy(dtype=object)[latest], unit, n_units)
+        if multi and "aspects" in w.columns else {})
 
     fleiss = math.nan
+    cats, label_code = _sorted_codes(nominal)
+    counts = np.bincount(unit * len(cats) + label_code,
+                         minlength=n_units * len(cats)).reshape(n_units, len(cats))
     if multi:
-        rated = labels[:, (~np.isnan(labels)).sum(axis=0) >= 2]
-        per_item = sorted(set((~np.isnan(rated)).sum(axis=0).tolist()))
+        rated = per_unit >= 2
+        per_item = sorted(set(per_unit[rated].tolist()))
         if len(per_item) > 1:
             notes.append(
                 f"Fleiss' kappa not computed: raters per item vary ({per_item[0]} to "
                 f"{per_item[-1]}); use Krippendorff's alpha, which allows missing judgments"
             )
         else:
-            counts, _ = aggregate_raters(rated.T[~np.isnan(rated.T)].reshape(rated.shape[1], -1))
-            fleiss = fleiss_kappa_counts(counts)
+            table = counts[rated]
+            fleiss = fleiss_kappa_counts(table[:, table.sum(axis=0) > 0])
     report["fleiss_kappa"] = fleiss
-    report["percent_agreement"] = percent_agreement(labels) if multi else math.nan
-    report["cohen_kappa"] = cohen_kappa_pairs(labels, raters, signed, min_shared=min_shared)
+    percent = math.nan
+    if multi:
+        keep = per_unit >= 2
+        pairs = (counts[keep] * (counts[keep] - 1)).sum(axis=1)
+        percent = float(np.mean(pairs / (per_unit[keep] * (per_unit[keep] - 1))))
+    report["percent_agreement"] = percent
+    has_signed = ~np.isnan(signed)
+    scale = _ordinal_labels(signed)
+    report["cohen_kappa"] = _kappa_pairs_long(
+        names, n_units, rater, unit, nominal,
+        (rater[has_signed], unit[has_signed], signed[has_signed], scale), min_shared)
     if multi and not report["cohen_kappa"]:
         notes.append(f"Cohen's kappa: no rater pair shares {min_shared} items")
 
-    consensus = _consensus(labels) if len(raters) else np.array([])
-    rater_rows = []
-    for r, name in enumerate(raters):
-        rows = sel[sel["rater"] == name]
-        entry = {"rater": name}
-        entry.update(_behaviour(rows))
-        entry["agreement_with_consensus"] = consensus[r]
-        entry["gold_accuracy"] = _gold(latest[latest["rater"] == name], gold)
-        rater_rows.append(entry)
-    report["raters"] = rater_rows
-
-    human_latest = _latest(w[w["kind"] == "human"])
-    judges = []
-    for _, rows in w[w["kind"] == "llm"].groupby("rater", sort=True):
-        judges.append(_judge_metrics(rows, human_latest, gold, notes))
-    report["judges"] = judges
+    consensus = _consensus_long(rater, unit, label_code, counts, cats, n_raters)
+    behaviour = _behaviour_by_rater(w, codes.rater[rows], rater_codes, rows)
+    gold = codes.gold(latest)
+    graded = ~np.isnan(gold)
+    hits = np.bincount(rater[graded], weights=(w["label"].to_numpy()[latest][graded]
+                                               == gold[graded]).astype(float),
+                       minlength=n_raters)
+    graded_n = np.bincount(rater[graded], minlength=n_raters)
+    report["raters"] = [
+        {"rater": name, **behaviour[r], "agreement_with_consensus": consensus[r],
+         "gold_accuracy": float(hits[r] / graded_n[r]) if graded_n[r] else math.nan}
+        for r, name in enumerate(names)
+    ]
+    report["judges"] = []
     report["notes"] = notes
-    return _jsonable(report)
+    return report
+
+
+def _consensus_long(rater: np.ndarray, unit: np.ndarray, code: np.ndarray, counts: np.ndarray,
+                    cats: np.ndarray, n_raters: int) -> np.ndarray:
+    """Per rater, agreement with the strict leave-one-out majority of the others (long rows)."""
+    if len(unit) == 0:
+        return np.full(n_raters, np.nan)
+    others = counts[unit].copy()
+    others[np.arange(len(unit)), code] -= 1
+    strict = others.max(axis=1) * 2 > others.sum(axis=1)
+    agree = (others.argmax(axis=1) == code) & strict
+    n_strict = np.bincount(rater[strict], minlength=n_raters)
+    n_agree = np.bincount(rater[agree], minlength=n_raters)
+    out = np.full(n_raters, np.nan)
+    has = n_strict > 0
+    out[has] = n_agree[has] / n_strict[has]
+    return out
+
+
+def _binom_cached(cache: dict, k: int, n: int) -> float:
+    if (k, n) not in cache:
+        cache[(k, n)] = float(binomtest(k, n, 0.5).pvalue)
+    return cache[(k, n)]
+
+
+def _behaviour_by_rater(w: pd.DataFrame, rater_of_row: np.ndarray, rater_codes: np.ndarray,
+                        rows: np.ndarray) -> list[dict]:
+    """:func:`_behaviour` of every rater at once, from group sums over the selected rows."""
+    index = np.full(int(rater_codes.max()) + 1 if len(rater_codes) else 0, -1)
+    index[rater_codes] = np.arange(len(rater_codes))
+    group = index[rater_of_row]
+    n_raters = len(rater_codes)
+    size = np.bincount(group, minlength=n_raters)
+
+    def rates(column: str) -> tuple[np.ndarray, np.ndarray]:
+        values = w[column].to_numpy()[rows]
+        known = ~np.isnan(values)
+        return (np.bincount(group[known], weights=values[known], minlength=n_raters),
+                np.bincount(group[known], minlength=n_raters))
+
+    left, left_n = rates("left")
+    longer, longer_n = rates("longer")
+    ties, ties_n = rates("is_tie")
+    seconds = w["seconds"].to_numpy(dtype=float)[rows]
+    timed = ~np.isnan(seconds)
+    order = np.lexsort((seconds[timed], group[timed]))
+    sorted_seconds = seconds[timed][order]
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(group[timed], minlength=n_raters))])
+    pvalues: dict = {}
+    out = []
+    for r in range(n_raters):
+        mine = sorted_seconds[bounds[r]:bounds[r + 1]]
+        out.append({
+            "n": int(size[r]),
+            "position_bias": left[r] / left_n[r] if left_n[r] else math.nan,
+            "position_bias_p": (_binom_cached(pvalues, int(left[r]), int(left_n[r]))
+                                if left_n[r] else math.nan),
+            "length_bias": longer[r] / longer_n[r] if longer_n[r] else math.nan,
+            "length_bias_p": (_binom_cached(pvalues, int(longer[r]), int(longer_n[r]))
+                              if longer_n[r] else math.nan),
+            "tie_rate": ties[r] / ties_n[r] if ties_n[r] else math.nan,
+            "median_seconds": float(np.median(mine)) if len(mine) else None,
+        })
+    return out
+
+
+def _aspect_alphas(aspects: np.ndarray, unit: np.ndarray, n_units: int) -> dict:
+    """Interval alpha of each aspect score over the latest judgments (long rows)."""
+    present = np.flatnonzero(pd.notna(aspects))  # most judgments have no aspects
+    scored = present[[isinstance(a, Mapping) for a in aspects[present]]]
+    names = sorted({k for a in aspects[scored] for k in a}, key=str)
+    out = {}
+    for name in names:
+        scores = np.full(len(aspects), np.nan)
+        scores[scored] = np.asarray(
+            [pd.to_numeric(a.get(name), errors="coerce") for a in aspects[scored]], dtype=float)
+        counts, m, values = _long_value_counts(unit, scores, n_units)
+        coinc = _coincidence_sum(counts, m)
+        out[str(name)] = (math.nan if coinc is None
+                          else float(_alpha_from_coincidence(coinc, values, "interval")))
+    return out
+
+
+def _judges(w: pd.DataFrame, gold: dict, notes: list) -> list[dict]:
+    """Each LLM judge compared with the human raters (:func:`_judge_metrics`)."""
+    llm = w["kind"] == "llm"
+    if not llm.any():
+        return []
+    w = w.assign(rater=w["rater"].astype(object))
+    human_latest = _latest(w[w["kind"] == "human"])
+    return [_judge_metrics(rows, human_latest, gold, notes)
+            for _, rows in w[llm].groupby("rater", sort=True)]
 
 
 def agreement_over_time(
@@ -1075,25 +1482,48 @@ def agreement_over_time(
     if freq not in ("W", "D"):
         raise InvalidInput(f'"freq" must be "W" or "D", got {freq!r}')
     _check_columns(judgments, "judgments", ("created_at",))
-    w = _select(_prepare(judgments), kind)
-    w = w[w["created"].notna()]
-    if w.empty:
+    _check_kind(kind)
+    w = _prepare(judgments)
+    return _over_time(w, _Codes(w, {}), freq, kind)
+
+
+def _over_time(w: pd.DataFrame, codes: _Codes, freq: str, kind: str) -> list[dict]:
+    rows = codes.select(kind)
+    created = w["created"].to_numpy(dtype="datetime64[ns]")[rows]
+    rows = rows[~np.isnat(created)]
+    if len(rows) == 0:
         return []
-    period = w["created"].dt.to_period(freq).dt.start_time
+    days = w["created"].to_numpy(dtype="datetime64[ns]")[rows].astype("datetime64[D]")
+    if freq == "W":  # weeks end on Sunday: a bin starts on Monday (1970-01-01 was a Thursday)
+        days = days - ((days.view("i8") + 3) % 7).astype("timedelta64[D]")
+    periods, period = np.unique(days, return_inverse=True)
+    period = period.reshape(-1)
+    order = np.argsort(period, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(period, minlength=len(periods)))])
+    nominal = w["nominal"].to_numpy()
     out = []
-    for start, rows in w.groupby(period, sort=True):
-        latest = _latest(rows)
-        raters = sorted(latest["rater"].unique().tolist())
-        units = sorted(latest["item_id"].unique().tolist())
-        labels = _matrix(latest, "nominal", raters, units)
-        multi = int(((~np.isnan(labels)).sum(axis=0) >= 2).sum())
+    for k, start in enumerate(periods):
+        in_bin = rows[np.sort(order[bounds[k]:bounds[k + 1]])]
+        latest = codes.latest(in_bin)
+        unit = _dense_codes(codes.item[latest], len(codes.item_ids))[1]
+        n_units = int(unit.max()) + 1
+        counts, m, values = _long_value_counts(unit, nominal[latest], n_units)
+        multi = int((m >= 2).sum())
+        percent = alpha = None
+        if multi:
+            keep = m >= 2
+            table = counts[keep].astype(np.int64)
+            percent = float(np.mean((table * (table - 1)).sum(axis=1)
+                                    / (m[keep] * (m[keep] - 1))))
+            alpha = float(_alpha_from_coincidence(_coincidence_sum(counts, m), values,
+                                                  "nominal"))
         out.append(
             {
-                "period": start.strftime("%Y-%m-%d"),
-                "n_judgments": int(len(rows)),
+                "period": str(start),
+                "n_judgments": int(len(in_bin)),
                 "n_items_multi_rated": multi,
-                "percent_agreement": percent_agreement(labels) if multi else None,
-                "krippendorff_alpha": krippendorff_alpha(labels) if multi else None,
+                "percent_agreement": percent,
+                "krippendorff_alpha": alpha,
             }
         )
     return _jsonable(out)
@@ -1195,34 +1625,54 @@ def project_agreement(db, project: str | int, *, kind: str = "human", seed: int 
 
 
 def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("human", "all"),
-                      seed: int = 0, n_boot: int = 1000) -> dict[str, int]:
+                      seed: int = 0, n_boot: int = 1000,
+                      frames: tuple | list | None = None) -> dict[str, int]:
     """Compute and store the agreement report per kind; return the report ids.
 
-    Each report carries the judges' style bias (:func:`with_style_bias`), computed once.
+    Each report carries the judges' style bias (:func:`with_style_bias`), computed
+    once, and ``over_time`` (:func:`agreement_over_time` of its kind; of the human
+    raters for ``"all"``). The kinds share their work (:func:`agreement_reports`).
+
+    Parameters
+    ----------
+    frames : (judgments, responses, items), optional
+        The project's frames, when the caller has read them for other reports too
+        (the worker's refit); judgments need the columns of
+        ``store.judgments_frame(columns="report")``. Read here when omitted. A
+        list is handed over: its judgments frame is taken out of it, so that the
+        frame is freed once the report has its own rows.
     """
     import time
 
     from prefstore import store
 
     proj = store.get_project(db, project)
-    judgments = store.judgments_frame(db, proj["id"])
-    responses = store.responses_frame(db, proj["id"], with_text=False)
-    items = store.items_frame(db, proj["id"])
     start = time.perf_counter()
+    if frames is None:
+        frames = [store.judgments_frame(db, proj["id"], columns="report"),
+                  store.responses_frame(db, proj["id"], with_text=False),
+                  store.items_frame(db, proj["id"])]
+    elif isinstance(frames, list):
+        frames = [frames.pop(0), *frames]  # handed over: no copy stays with the caller
+    judgments, responses, items = frames
+    del frames
+    n_judgments = len(judgments)
     bias = project_style_bias(db, proj["id"], judgments)  # the same for every kind
-    bias_seconds = time.perf_counter() - start
-    ids = {}
     for kind in kinds:
-        start = time.perf_counter()
-        report = agreement_report(judgments, responses, items, kind=kind, seed=seed,
-                                  n_boot=n_boot)
-        report = with_style_bias(report, bias)
-        report["over_time"] = agreement_over_time(judgments, kind=kind if kind != "all"
-                                                  else "human")
+        _check_kind(kind)
+    prepared = _prepare(judgments, responses, items)
+    del judgments  # the report works on its own rows from here
+    release_freed_memory()
+    reports = _reports(prepared, _gold_of(items), kinds, seed, n_boot, MIN_SHARED, "W")
+    seconds = time.perf_counter() - start
+    ids = {}
+    for kind, report in reports.items():
+        over_time = report.pop("over_time")  # last, as the stored reports always had it
         ids[kind] = store.save_report(
-            db, proj["id"], name="agreement", kind=kind, result={"project": proj["name"],
-                                                                 **report},
-            n_judgments=len(judgments), seconds=time.perf_counter() - start + bias_seconds)
+            db, proj["id"], name="agreement", kind=kind,
+            result={"project": proj["name"], **with_style_bias(report, bias),
+                    "over_time": over_time},
+            n_judgments=n_judgments, seconds=seconds)
     return ids
 
 

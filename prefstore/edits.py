@@ -47,8 +47,12 @@ def example_ids(per_judgment: list[dict], k: int = N_EXAMPLES) -> list[int]:
     return [ordered[round(i * step)]["id"] for i in range(k)]
 
 
-def project_edit_report(db, project: str | int) -> dict:
-    """Return edit_stats over a project's edited judgments plus counts and example ids."""
+def project_edit_report(db, project: str | int, *, n_judgments: int | None = None) -> dict:
+    """Return edit_stats over a project's edited judgments plus counts and example ids.
+
+    ``n_judgments`` is the project's count of effective judgments when the caller
+    knows it already (the worker's refit); counted here otherwise.
+    """
     from prefstore import store
 
     proj = store.get_project(db, project)
@@ -59,20 +63,23 @@ def project_edit_report(db, project: str | int) -> dict:
         [{"item_id": r["item_id"], "idx": r["idx"], "text": r["text"]}
          for rows in texts.values() for r in rows], columns=["item_id", "idx", "text"])
     stats = edit_stats(edited, responses)
-    total = store.count_judgments(db, proj["id"])
+    total = store.count_judgments(db, proj["id"]) if n_judgments is None else n_judgments
     stats.update(n_judgments=total,
                  share_edited=stats["n_edited"] / total if total else None,
                  examples=example_ids(stats["per_judgment"]))
     return stats
 
 
-def refresh_edit_report(db, project: str | int) -> int:
-    """Compute and store the edit report of a project; return its id."""
+def refresh_edit_report(db, project: str | int, *, n_judgments: int | None = None) -> int:
+    """Compute and store the edit report of a project; return its id.
+
+    ``n_judgments``: see :func:`project_edit_report`.
+    """
     from prefstore import store
 
     proj = store.get_project(db, project)
     start = time.perf_counter()
-    report = project_edit_report(db, proj["id"])
+    report = project_edit_report(db, proj["id"], n_judgments=n_judgments)
     return store.save_report(db, proj["id"], name=REPORT, kind="all", result=report,
                                n_judgments=report["n_judgments"],
                                seconds=time.perf_counter() - start)

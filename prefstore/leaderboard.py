@@ -7,14 +7,17 @@ rates as a report (``name="win_rate"``), so the dashboard reads one row.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 
 import numpy as np
+import pandas as pd
 
 from prefstore.models import PairwiseData, pairwise_from_frames
 
 KINDS = ("human", "llm", "all")
+OUTCOMES = ("choice", "tie", "both_bad")
 REPORT = "win_rate"
 
 
@@ -33,14 +36,15 @@ def win_rate_pairwise(data: PairwiseData) -> dict:
         ``rate[i][j] = wins[i][j] / games[i][j]`` (``None`` where they never met).
     """
     n = data.n_items
-    wins = np.zeros((n, n))
-    games = np.zeros((n, n))
     w, lo, tie = data.winners, data.losers, data.ties
-    np.add.at(wins, (w[~tie], lo[~tie]), 1.0)
-    np.add.at(wins, (w[tie], lo[tie]), 0.5)
-    np.add.at(wins, (lo[tie], w[tie]), 0.5)
-    np.add.at(games, (w, lo), 1.0)
-    np.add.at(games, (lo, w), 1.0)
+
+    def count(rows, cols, weight=None) -> np.ndarray:
+        # Whole and half games sum exactly in any order: a bincount, not np.add.at.
+        return np.bincount(rows * n + cols, weights=weight, minlength=n * n).reshape(n, n)
+
+    half = np.where(tie, 0.5, 1.0)
+    wins = count(w, lo, half) + count(lo[tie], w[tie], np.full(int(tie.sum()), 0.5))
+    games = count(w, lo).astype(float) + count(lo, w)
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.where(games > 0, wins / games, np.nan)
     return {
@@ -133,31 +137,116 @@ def rater_type_rows(result: dict) -> list[dict]:
     return rows
 
 
-def project_win_rates(db, project: str | int, *, kinds: tuple[str, ...] = KINDS) -> dict:
-    """Return ``{kind: win_rate_pairwise(...) + {"n_judgments"}}`` of a project at system level."""
+def _system_games(judgments: pd.DataFrame, responses: pd.DataFrame,
+                  rows: np.ndarray) -> PairwiseData | None:
+    """The system-level games of ``pairwise_from_frames`` for the usual two-response case.
+
+    Only what :func:`win_rate_pairwise` reads (names, winners, losers, ties), straight
+    from the columns: the adapter's rater names and weights cost a string per
+    judgment (issue 17: they made the win rates the peak of the refit's memory).
+    Returns None where the adapter must decide (a ranking, an item without exactly
+    responses 0 and 1, a response without a system, a choice or outcome it refuses).
+    """
+    if judgments["ranking"].iloc[rows].notna().any():
+        return None
+    pairs = responses[responses["idx"].isin((0, 1))]
+    size = responses.groupby("item_id")["idx"].agg(["size", "min", "max"])
+    two = size.index[(size["size"] == 2) & (size["min"] == 0) & (size["max"] == 1)]
+    pairs = pairs[pairs["item_id"].isin(two)]
+    if pairs["system"].isna().any() or (pairs["system"] == "").any():
+        return None
+    systems, names = pd.factorize(pairs["system"].astype(str).to_numpy(dtype=object))
+    first = pd.Series(systems[(pairs["idx"] == 0).to_numpy()],
+                      index=pairs["item_id"].to_numpy()[(pairs["idx"] == 0).to_numpy()])
+    second = pd.Series(systems[(pairs["idx"] == 1).to_numpy()],
+                       index=pairs["item_id"].to_numpy()[(pairs["idx"] == 1).to_numpy()])
+    where = first.index.get_indexer(judgments["item_id"].to_numpy()[rows])
+    if (where < 0).any():
+        return None
+    a = first.to_numpy()[where]
+    b = second.reindex(first.index).to_numpy()[where]
+    outcome = judgments["outcome"].iloc[rows]
+    if isinstance(outcome.dtype, pd.CategoricalDtype):  # recode the categories, not the rows
+        lookup = np.array([OUTCOMES.index(c) if c in OUTCOMES else -1
+                           for c in outcome.cat.categories.tolist()] + [-1])
+        outcome = lookup[outcome.cat.codes.to_numpy()]
+    else:
+        outcome = pd.Categorical(outcome, categories=OUTCOMES).codes
+    choice = pd.to_numeric(judgments["choice"].iloc[rows], errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan)
+    is_choice = outcome == 0
+    if (outcome < 0).any() or (is_choice & ~np.isin(choice, (0.0, 1.0))).any():
+        return None
+    second_won = is_choice & (choice == 1.0)
+    winner, loser = np.where(second_won, b, a), np.where(second_won, a, b)
+    # Same-system pairs say nothing about systems, as in the adapter.
+    keep = winner != loser
+    winner, loser, ties = winner[keep], loser[keep], ~is_choice[keep]
+    used = np.unique(np.concatenate([winner, loser]))
+    ordered = sorted(used.tolist(), key=lambda c: names[c])
+    remap = np.full(len(names), -1, dtype=np.intp)
+    remap[ordered] = np.arange(len(ordered))
+    return PairwiseData(winners=remap[winner], losers=remap[loser], n_items=len(ordered),
+                        ties=ties, weights=np.ones(len(winner)),
+                        raters=np.zeros(len(winner), dtype=np.intp),
+                        names=[str(names[c]) for c in ordered], level="system")
+
+
+def project_win_rates(db, project: str | int, *, kinds: tuple[str, ...] = KINDS,
+                      frames: tuple | None = None) -> dict:
+    """Return :func:`win_rates` of a project's frames (read here unless ``frames`` is given).
+
+    ``frames`` is ``(judgments, responses)`` when the caller has read them already
+    (judgments with at least ``store.judgments_frame(columns="model")``'s columns).
+    """
     from prefstore import store
 
     proj = store.get_project(db, project)
-    judgments = store.judgments_frame(db, proj["id"])
-    responses = store.responses_frame(db, proj["id"], with_text=False)
-    out = {}
+    if frames is None:
+        frames = (store.judgments_frame(db, proj["id"], columns="model"),
+                  store.responses_frame(db, proj["id"], with_text=False))
+    return win_rates(*frames, kinds=kinds)
+
+
+def win_rates(judgments: pd.DataFrame, responses: pd.DataFrame,
+              kinds: tuple[str, ...] = KINDS) -> dict:
+    """Return ``{kind: win_rate_pairwise(...) + {"n_judgments"}}`` at system level.
+
+    The games are ``pairwise_from_frames(level="system", strength_weights=None)``'s;
+    a kind that selects the same judgments as an earlier one reuses its matrices.
+    """
+    out: dict[str, dict] = {}
+    seen: dict[bytes, str] = {}
     for kind in kinds:
-        data = pairwise_from_frames(judgments, responses, level="system", kind=kind,
-                                    strength_weights=None)
-        n = len(judgments) if kind == "all" else int((judgments["kind"] == kind).sum())
-        out[kind] = {**win_rate_pairwise(data), "n_judgments": n}
+        rows = (np.arange(len(judgments)) if kind == "all"
+                else np.flatnonzero((judgments["kind"] == kind).to_numpy()))
+        if (same := seen.get(rows.tobytes())) is not None:
+            # "all" in a project of one kind of rater: the same judgments, the same matrix.
+            out[kind] = copy.deepcopy(out[same])
+            continue
+        data = _system_games(judgments, responses, rows)
+        if data is None:  # rankings, slates or a malformed row: the general adapter
+            data = pairwise_from_frames(judgments, responses, level="system", kind=kind,
+                                        strength_weights=None)
+        out[kind] = {**win_rate_pairwise(data), "n_judgments": len(rows)}
+        seen[rows.tobytes()] = kind
     return out
 
 
-def refresh_win_rates(db, project: str | int, *, kinds: tuple[str, ...] = KINDS) -> dict[str, int]:
-    """Compute and store the system win-rate matrix per kind; return the report ids."""
+def refresh_win_rates(db, project: str | int, *, kinds: tuple[str, ...] = KINDS,
+                      frames: tuple | None = None) -> dict[str, int]:
+    """Compute and store the system win-rate matrix per kind; return the report ids.
+
+    ``frames``: see :func:`project_win_rates`; with them, the stored judgment count
+    is the frame's length instead of a count query.
+    """
     from prefstore import store
 
     proj = store.get_project(db, project)
     start = time.perf_counter()
-    rates = project_win_rates(db, proj["id"], kinds=kinds)
+    rates = project_win_rates(db, proj["id"], kinds=kinds, frames=frames)
     seconds = time.perf_counter() - start
-    total = store.count_judgments(db, proj["id"])
+    total = len(frames[0]) if frames is not None else store.count_judgments(db, proj["id"])
     return {kind: store.save_report(db, proj["id"], name=REPORT, kind=kind, result=result,
                                       n_judgments=total, seconds=seconds)
             for kind, result in rates.items()}

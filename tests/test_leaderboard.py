@@ -1,5 +1,6 @@
 """prefstore.leaderboard: exact win rates and table rows on tiny inputs."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -84,3 +85,27 @@ def test_no_judgments_gives_an_empty_matrix(db, kind):
     project = store.create_project(db, "empty", "pairwise")
     out = leaderboard.project_win_rates(db, project["id"], kinds=(kind,))
     assert out[kind] == {"names": [], "wins": [], "games": [], "rate": [], "n_judgments": 0}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_win_rates_equal_the_adapter_path(seed):
+    """The direct system games give what win_rate_pairwise(pairwise_from_frames) gives."""
+    from prefstore.leaderboard import KINDS, win_rates
+    from prefstore.models import pairwise_from_frames
+    from tests.test_agreement_report_oracle import random_frames
+
+    judgments, responses, _ = random_frames(seed, slates=seed == 3, n_judges=seed % 3)
+    responses["response_id"] = range(1, len(responses) + 1)
+    if seed == 1:  # a pair of responses from one system says nothing about systems
+        responses.loc[responses["item_id"] == 2, "system"] = "s0"
+    if seed == 2:  # categoricals, as the store's report frame has them
+        judgments = judgments.astype({"rater": "category", "kind": "category",
+                                      "outcome": "category"})
+    got = win_rates(judgments, responses)
+    direct = leaderboard._system_games(judgments, responses, np.arange(len(judgments)))
+    assert (direct is None) == (seed == 3)  # slates go through the adapter
+    for kind in KINDS:
+        data = pairwise_from_frames(judgments, responses, level="system", kind=kind,
+                                    strength_weights=None)
+        n = len(judgments) if kind == "all" else int((judgments["kind"] == kind).sum())
+        assert got[kind] == {**leaderboard.win_rate_pairwise(data), "n_judgments": n}

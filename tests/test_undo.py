@@ -362,4 +362,4 @@ def test_every_reader_of_judgments_filters_effective_rows():
     assert {"recent_judgments", "iter_judgment_rows", "_JUDGMENTS_OF_ITEMS",
             "count_judgment_rows", "iter_pair_export_rows", "_JUDGMENT_FRAME_SQL",
             "count_judgments", "has_llm_judgments", "project_stats", "project_rater_summary",
-            "gold_judgments", "edited_judgments_frame"} == effective
+            "gold_judgments", "edited_judgments_frame", "_REPORT_FRAME_SQL"} == effective

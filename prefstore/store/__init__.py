@@ -15,7 +15,8 @@ Modules: :mod:`~prefstore.store.connection` (opening, transactions, backup),
 judges' per-item state and response cache), :mod:`~prefstore.store.jobs`,
 :mod:`~prefstore.store.reports`, :mod:`~prefstore.store.pair_counts` (the
 pairwise models' running counts), :mod:`~prefstore.store.review` (the admin's
-review of skips and flags), :mod:`~prefstore.store.routing` and
+review of skips and flags), :mod:`~prefstore.store.columns` (a columnar copy of
+the judgments for the worker's reports), :mod:`~prefstore.store.routing` and
 :mod:`~prefstore.store.synthetic` (benchmark data). Their functions are
 re-exported here, so callers write ``store.claim_next(db, ...)``.
 """
@@ -26,6 +27,7 @@ from prefstore.store.claims import (
     rater_progress,
     release_assignment,
 )
+from prefstore.store.columns import judgment_columns, report_frame
 from prefstore.store.connection import (
     BUSY_TIMEOUT_MS,
     DEFAULT_DB,
@@ -59,6 +61,7 @@ from prefstore.store.items import (
     item_ids_by_external,
     items_frame,
     items_missing_judgment,
+    items_report_frame,
     iter_items,
     open_item_count,
     responses_for_items,

@@ -19,6 +19,8 @@ TABLES = ("projects", "raters", "rater_projects", "items", "responses", "assignm
           "claim_cursors", "served_counts", "judgments", "fits", "reports", "jobs", "workers",
           "routing", "audit_log", "judge_state", "judge_cache", "pair_counts", "pair_count_marks",
           "pair_count_excluded")
+#: Caches that are not copied: the copy rebuilds them on first use.
+CACHES = ("judgment_columns",)
 BATCH = 5000
 _JSON = ("display_order", "ranking", "aspects", "reason_tags", "metadata")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 
+import numpy as np
 import pandas as pd
 
 from prefstore.errors import Conflict, InvalidInput, NotFound
@@ -149,6 +150,22 @@ def items_frame(db, project_id: int) -> pd.DataFrame:
         [g.get("choice") if g and isinstance(g.get("choice"), int) else None for g in gold],
         dtype="Int64")
     frame["metadata"] = [json.loads(m) if isinstance(m, str) else {} for m in frame["metadata"]]
+    return frame.drop(columns=["gold"])
+
+
+def items_report_frame(db, project_id: int) -> pd.DataFrame:
+    """Return what the agreement report reads of a project's items: item_id, gold_choice,
+    n_responses (:func:`items_frame`'s values, without parsing every item's metadata)."""
+    frame = db.frame(
+        "SELECT i.id AS item_id, i.gold, "
+        "(SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id) AS n_responses "
+        "FROM items i WHERE i.project_id = ? ORDER BY i.id", [project_id])
+    choice = [None] * len(frame)
+    for k in np.flatnonzero(frame["gold"].notna().to_numpy()).tolist():
+        gold = json.loads(frame["gold"].iloc[k])
+        if gold and isinstance(gold.get("choice"), int):
+            choice[k] = gold["choice"]
+    frame["gold_choice"] = pd.array(choice, dtype="Int64")
     return frame.drop(columns=["gold"])
 
 

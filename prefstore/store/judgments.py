@@ -542,6 +542,32 @@ _JUDGMENT_FRAME_SQL = {
         "ORDER BY j.id"),
 }
 
+# What the worker's reports read (agreement, win rates, style bias): the model columns,
+# the first response shown instead of the whole display order, and the metadata of LLM
+# judgments only (their swap flags); JSON paths differ between the dialects.
+_REPORT_FRAME_SQL = {
+    "sqlite": (
+        "SELECT j.id, j.item_id, r.name AS rater, j.kind, j.outcome, j.choice, j.ranking, "
+        "j.strength, json_extract(j.display_order, '$[0]') AS first_shown, j.time_ms, "
+        "j.created_at, CASE WHEN j.kind = 'llm' THEN j.metadata END AS metadata, j.aspects "
+        "FROM judgments j CROSS JOIN items i ON i.id = j.item_id "
+        "JOIN raters r ON r.id = j.rater_id "
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL "
+        "ORDER BY j.id"),
+    "postgres": (
+        "SELECT j.id, j.item_id, r.name AS rater, j.kind, j.outcome, j.choice, j.ranking, "
+        "j.strength, (j.display_order ->> 0)::integer AS first_shown, j.time_ms, "
+        "j.created_at, CASE WHEN j.kind = 'llm' THEN j.metadata END AS metadata, j.aspects "
+        "FROM judgments j CROSS JOIN items i ON i.id = j.item_id "
+        "JOIN raters r ON r.id = j.rater_id "
+        "WHERE i.project_id = :p AND (:kind = 'all' OR j.kind = :kind) AND "
+        "NOT EXISTS (SELECT 1 FROM judgments sj WHERE sj.supersedes = j.id) "
+        "AND i.excluded_at IS NULL "
+        "ORDER BY j.id"),
+}
+
 
 def _parse_json_column(values, default=None) -> list:
     """Parse a JSON text column; equal short texts (e.g. "[0, 1]") are parsed once.
@@ -571,19 +597,27 @@ def judgments_frame(db, project_id: int, *, kind: str = "all",
     outcome, choice, ranking, strength, display_order, aspects, rationale,
     reason_tags, edited, metadata, time_ms, submission_id, created_at.
     ``columns="model"``: id, item_id, rater, kind, outcome, choice, ranking,
-    strength, which is all the model adapter reads. JSON columns are parsed;
-    treat the frame as read-only (equal short JSON values share one object).
+    strength, which is all the model adapter reads. ``columns="report"``: the
+    model columns plus first_shown (the first entry of display_order), time_ms,
+    created_at, metadata (of LLM judgments only, ``{}`` for the others) and
+    aspects: what the worker's agreement and win-rate reports read. JSON columns
+    are parsed; treat the frame as read-only (equal short JSON values share one
+    object).
     """
     check_kind(kind)
-    if columns not in _JUDGMENT_FRAME_SQL:
-        raise InvalidInput(f'columns must be "all" or "model", got {columns!r}')
-    frame = db.frame(_JUDGMENT_FRAME_SQL[columns], {"p": project_id, "kind": kind})
+    if columns == "report":
+        sql = _REPORT_FRAME_SQL[db.dialect]
+    elif columns in _JUDGMENT_FRAME_SQL:
+        sql = _JUDGMENT_FRAME_SQL[columns]
+    else:
+        raise InvalidInput(f'columns must be "all", "model" or "report", got {columns!r}')
+    frame = db.frame(sql, {"p": project_id, "kind": kind})
     for col in ("ranking", "display_order", "aspects", "reason_tags"):
         if col in frame:
             frame[col] = _parse_json_column(frame[col])
     if "metadata" in frame:
         frame["metadata"] = _parse_json_column(frame["metadata"], dict)
-    for col in ("choice", "strength", "time_ms"):
+    for col in ("choice", "strength", "time_ms", "first_shown"):
         if col in frame:
             frame[col] = frame[col].astype("Int64")
     return frame

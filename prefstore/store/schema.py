@@ -651,6 +651,38 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        "m008_judgment_columns",
+        # Issue 17: a columnar copy of each project's judgment rows for the worker's
+        # reports, in chunks up to a watermark (prefstore/store/columns.py). A cache:
+        # dropping its rows only makes the next refit read everything again.
+        sqlite="""
+        CREATE TABLE judgment_columns (
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            first_id INTEGER NOT NULL,
+            last_id INTEGER NOT NULL,
+            n_rows INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (project_id, first_id)
+        );
+        -- Whether a project has LLM judgments (the refit's routing check, the style
+        -- bias) was a scan of every human judgment; this index holds the LLM ones only.
+        CREATE INDEX judgments_llm ON judgments (item_id) WHERE kind = 'llm';
+        """,
+        postgres="""
+        CREATE TABLE judgment_columns (
+            project_id BIGINT NOT NULL REFERENCES projects(id),
+            first_id BIGINT NOT NULL,
+            last_id BIGINT NOT NULL,
+            n_rows BIGINT NOT NULL,
+            data BYTEA NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (project_id, first_id)
+        );
+        CREATE INDEX judgments_llm ON judgments (item_id) WHERE kind = 'llm';
+        """,
+    ),
 ]
 
 # Big JSON results (fits, reports) stay TEXT on PostgreSQL too: they are written
