@@ -340,6 +340,20 @@ def test_sparse_variances_of_a_pool_equal_the_dense_inverse(per_prompt):
     np.testing.assert_allclose(sparse_var.centred_var(h), _dense_var(h), rtol=1e-9)
 
 
+def test_sparse_variances_of_prompts_with_different_response_counts():
+    # Components of 2, 3 and 4 responses (a slate project): batching blocks by size
+    # once indexed a batch's nodes by their global ids and raised IndexError.
+    rng = np.random.default_rng(5)
+    sizes = rng.choice([2, 3, 4], size=120)
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    prompt = rng.integers(0, sizes.size, 3000)
+    a = rng.integers(0, sizes[prompt])
+    b = (a + rng.integers(1, sizes[prompt])) % sizes[prompt]
+    data = PairwiseData(first[prompt] + a, first[prompt] + b, int(sizes.sum()))
+    h, _, _ = _hessian(data, 1.0)  # several components: only a prior makes it regular
+    np.testing.assert_allclose(sparse_var.centred_var(h), _dense_var(h), rtol=1e-9)
+
+
 def test_hessian_ci_of_a_pool_above_the_old_limit_in_closed_form():
     # 6,000 prompts x 2 responses: each block [[w + 2a, -w], [-w, w + 2a]] has
     # (H^-1)_ii = (w + 2a) / (4 a w + 4 a^2); centring subtracts 1 / (2 a n).

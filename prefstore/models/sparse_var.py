@@ -136,8 +136,9 @@ def _dense_blocks(s, comps, label, local, rows, cols, vals, row_size, ground, d,
         blocks = np.zeros((last - first, s, s))
         sel = (e_block >= first) & (e_block < last)
         blocks[e_block[sel] - first, local[e_rows[sel]], local[e_cols[sel]]] = e_vals[sel]
-        here = nodes[(node_block >= first) & (node_block < last)]
-        b, i = node_block[here] - first, local[here]
+        in_batch = (node_block >= first) & (node_block < last)
+        here = nodes[in_batch]
+        b, i = node_block[in_batch] - first, local[here]
         blocks[b, i, i] += ground[here]
         try:
             inv = np.linalg.inv(blocks)
