@@ -89,7 +89,7 @@ def test_cursor_claims_match_a_walk_from_the_start(db):
         action = rng.random()
         open_claim = claims.get(rater["id"])
         if open_claim is not None and open_claim["expires_at"] <= store.connection.now_iso(now):
-            open_claim = claims.pop(rater["id"])  # lapsed: the next claim walks again
+            del claims[rater["id"]]  # lapsed: the next claim walks again
             open_claim = None
         if open_claim is None and action < 0.6:
             cursors = db.execute("SELECT COUNT(*) FROM claim_cursors WHERE rater_id = ?",
