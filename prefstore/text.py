@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 
-#: Characters shown before a long text is cut, with a control to show the rest: about
-#: a screen, so the browser lays out little per item on load.
-PREVIEW_CHARS = 3_000
+#: Characters and lines shown before a long text is cut, with a control to show the
+#: rest: about a screen, so the browser lays out little per item on load.
+PREVIEW_CHARS = 1_500
+PREVIEW_LINES = 40
 
 # Everything CommonMark lets a backslash escape, plus Streamlit's own markup:
 # ":" (emoji and icon shortcodes), "$" (math) and "~" (strikethrough).
@@ -77,13 +78,23 @@ def inert_markdown(text: str | None) -> str:
     return "\n".join(lines)
 
 
-def split_long(text: str | None, limit: int = PREVIEW_CHARS) -> tuple[str, str]:
+def split_long(text: str | None, limit: int = PREVIEW_CHARS,
+               max_lines: int = PREVIEW_LINES) -> tuple[str, str]:
     """Split ``text`` into a first screen of about ``limit`` characters and the rest.
 
     The cut falls on a line break near the limit when there is one, so a code
-    block or a paragraph is not cut mid-line.
+    block or a paragraph is not cut mid-line. At most ``max_lines`` lines are
+    kept: a screen of many short lines costs the browser as much as long ones.
     """
     text = text or ""
+    line_end = -1
+    for _ in range(max_lines):
+        line_end = text.find("\n", line_end + 1, limit)
+        if line_end == -1:
+            break
+    else:  # max_lines line breaks before the limit: cut at the last of them
+        if line_end + 1 < len(text):
+            return text[:line_end], text[line_end:]
     if len(text) <= limit:
         return text, ""
     cut = text.rfind("\n", limit // 2, limit)

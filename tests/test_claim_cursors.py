@@ -6,6 +6,7 @@ import random
 import pytest
 
 from prefstore import store
+from tests.reliability import workload
 
 pytestmark = pytest.mark.both_backends
 
@@ -154,6 +155,8 @@ def test_cursor_claims_match_a_walk_from_the_start(db):
                                      rng.choice(["requeue", "exclude"]), actor="admin", now=now)
         assert open_items_kept(db, pid) == open_items_counted(db, pid), f"step {step}"
         assert served_kept(db, pid) == served_counted(db, pid), f"step {step}"
+        assert (workload.progress_kept(db, pid) == workload.progress_counted(db, pid)
+                ), f"step {step}"
     assert checked["claims"] > 150 and checked["cursor"] > 100, checked
 
 

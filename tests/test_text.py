@@ -71,12 +71,24 @@ def test_escape_keeps_plain_names_readable():
 
 def test_split_long_cuts_at_a_line_near_the_limit():
     body = "\n".join(f"line {k:05d}" for k in range(5000))
-    first, rest = text.split_long(body, limit=1000)
+    first, rest = text.split_long(body, limit=1000, max_lines=1000)
     assert first + rest == body
     assert len(first) <= 1000 and first.endswith(("0", "1", "2", "3", "4", "5", "6", "7", "8",
                                                   "9"))
     assert rest.startswith("\nline ")
     assert text.split_long("short") == ("short", "")
+
+
+def test_split_long_keeps_at_most_max_lines():
+    body = "\n".join(f"l{k}" for k in range(100))
+    first, rest = text.split_long(body, limit=10_000, max_lines=3)
+    assert (first, rest[:4]) == ("l0\nl1\nl2", "\nl3\n")
+    assert first + rest == body
+    # Exactly max_lines lines, or a last line break with nothing after it: not cut.
+    assert text.split_long("a\nb\nc", max_lines=2) == ("a\nb", "\nc")
+    assert text.split_long("a\nb\n", max_lines=2) == ("a\nb\n", "")
+    assert text.split_long("a\nb", max_lines=2) == ("a\nb", "")
+    assert text.split_long("\n" * 5000)[0] == "\n" * (text.PREVIEW_LINES - 1)
 
 
 def test_plain_line_drops_markdown_and_keeps_link_text():

@@ -167,8 +167,7 @@ def test_excluded_items_drop_out_of_every_count(db):
     ann, _ = store.create_rater(db, "ann")
     for k, item in enumerate(items):
         submit(db, ann, item, 0, f"a{k}")
-    db.execute("UPDATE items SET excluded_at = '2026-01-01T00:00:00+00:00' WHERE id = ?",
-               [items[1]])
+    store.set_item_excluded(db, project["id"], "q1", True, actor="admin")
     assert store.count_judgments(db, project["id"]) == 2
     stats = store.project_stats(db, project["id"])
     assert (stats["items"], stats["responses"], stats["judgments"]["human"]) == (2, 4, 2)

@@ -24,7 +24,6 @@ re-exported here, so callers write ``store.claim_next(db, ...)``.
 from prefstore.store.claims import (
     claim_next,
     get_assignment,
-    rater_progress,
     release_assignment,
 )
 from prefstore.store.columns import judgment_columns, report_frame
@@ -129,6 +128,7 @@ from prefstore.store.pair_counts import (
     reset_pair_counts,
     stored_pair_counts,
 )
+from prefstore.store.progress import rater_progress
 from prefstore.store.projects import (
     TASK_KINDS,
     audit_log,
@@ -176,5 +176,5 @@ from prefstore.store.routing import ROUTES, routing_counts, routing_frame, save_
 from prefstore.store.synthetic import seed_synthetic
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in (
-    "claims", "connection", "items", "jobs", "judging", "judgments", "pair_counts", "projects",
-    "raters", "reports", "review", "routing", "schema", "synthetic")]
+    "claims", "connection", "items", "jobs", "judging", "judgments", "pair_counts", "progress",
+    "projects", "raters", "reports", "review", "routing", "schema", "synthetic")]

@@ -9,7 +9,8 @@ import time
 from prefstore.errors import AccessDenied, InvalidInput, NotFound
 from prefstore.store.connection import dumps, loads, now_iso, write
 from prefstore.store.items import get_item
-from prefstore.store.projects import get_project, settings_from_text
+from prefstore.store.progress import count_release, lock_item_for_rater, lock_project_counts
+from prefstore.store.projects import settings_from_text
 
 # The statements that differ: PostgreSQL locks rows explicitly where SQLite's
 # BEGIN IMMEDIATE already holds the whole database.
@@ -376,55 +377,26 @@ def release_assignment(db, assignment_id: int, rater_id: int, *, status: str,
     """
     if status not in ("skipped", "flagged"):
         raise InvalidInput(f"status must be 'skipped' or 'flagged', got {status!r}")
+    claim = db.execute(
+        "SELECT a.item_id, i.project_id, p.settings FROM assignments a "
+        "JOIN items i ON i.id = a.item_id JOIN projects p ON p.id = i.project_id "
+        "WHERE a.id = ? AND a.rater_id = ?", [assignment_id, rater_id]).fetchone()
+    if claim is None:
+        raise NotFound(f"assignment {assignment_id!r} does not belong to this rater")
+    item_id, project_id, settings = claim
     with write(db):
-        # The slot is free again, and may lie before other raters' cursors.
-        db.execute("UPDATE projects SET queue_epoch = queue_epoch + 1 WHERE id = "
-                   "(SELECT i.project_id FROM assignments a JOIN items i ON i.id = a.item_id "
-                   "WHERE a.id = ? AND a.rater_id = ? AND a.status = 'claimed')",
-                   [assignment_id, rater_id])
+        # Lock order, as in a submit: the counter lock, the item, the counters, the project.
+        lock_project_counts(db, project_id, exclusive=False)
+        item = lock_item_for_rater(db, item_id, rater_id,
+                                   settings_from_text(settings).raters_per_item)
         cur = db.execute(
             "UPDATE assignments SET status = ?, reason = ?, updated_at = ?, resolution = NULL, "
             "resolved_at = NULL, resolved_by = NULL "
             "WHERE id = ? AND rater_id = ? AND status = 'claimed'",
             [status, reason, now_iso(), assignment_id, rater_id],
         )
-        if cur.rowcount == 0:
-            row = db.execute("SELECT status FROM assignments WHERE id = ? AND rater_id = ?",
-                             [assignment_id, rater_id]).fetchone()
-            if row is None:
-                raise NotFound(f"assignment {assignment_id!r} does not belong to this rater")
-
-
-def rater_progress(db, project_id: int, rater_id: int) -> dict:
-    """Return the rater's progress in a project: ``k`` of ``n`` done.
-
-    ``k`` counts the items they judged (a changed judgment is still one item;
-    excluded items drop out) and the items they skipped or flagged.
-    ``n`` is every item they can ever be served here: those, plus the items
-    still open to them (routed to humans, below their quota, not yet theirs).
-    ``n`` does not move when they submit; it shrinks only when other raters
-    fill an item's quota, and grows when items are added. Excluded items
-    count nowhere.
-
-    Returns ``{"done", "skipped", "k", "n", "remaining"}``, read in one statement.
-    """
-    cap = get_project(db, project_id)["settings"].raters_per_item
-    # Open items (kept by the writes, see projects.open_items) minus the open
-    # ones that are theirs, counted from the rater's own rows.
-    done, skipped, open_items, open_mine = db.execute(
-        "SELECT "
-        "(SELECT COUNT(DISTINCT j.item_id) FROM judgments j JOIN items i ON i.id = j.item_id "
-        " WHERE j.rater_id = :r AND i.project_id = :p AND i.excluded_at IS NULL), "
-        "(SELECT COUNT(*) FROM assignments a JOIN items i ON i.id = a.item_id "
-        " WHERE a.rater_id = :r AND i.project_id = :p AND a.status IN ('skipped', 'flagged') "
-        " AND i.excluded_at IS NULL), "
-        "(SELECT p.open_items FROM projects p WHERE p.id = :p), "
-        "(SELECT COUNT(*) FROM items i WHERE i.project_id = :p AND i.queue_rank < 2 "
-        " AND i.n_human < :cap AND i.excluded_at IS NULL AND i.id IN ("
-        "   SELECT j.item_id FROM judgments j WHERE j.rater_id = :r "
-        "   UNION SELECT a.item_id FROM assignments a WHERE a.rater_id = :r "
-        "   AND a.status IN ('skipped', 'flagged')))",
-        {"r": rater_id, "p": project_id, "cap": cap}).fetchone()
-    remaining = open_items - open_mine
-    return {"done": done, "skipped": skipped, "k": done + skipped,
-            "n": done + skipped + remaining, "remaining": remaining}
+        if cur.rowcount:
+            count_release(db, rater_id, item, delta=1)
+            # The slot is free again, and may lie before other raters' cursors.
+            db.execute("UPDATE projects SET queue_epoch = queue_epoch + 1 WHERE id = ?",
+                       [project_id])

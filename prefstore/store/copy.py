@@ -16,9 +16,9 @@ from prefstore.store.connection import describe, write
 
 #: Every table, parents before children (foreign keys), as the copy fills them.
 TABLES = ("projects", "raters", "rater_projects", "items", "responses", "assignments",
-          "claim_cursors", "served_counts", "judgments", "fits", "reports", "jobs", "workers",
-          "routing", "audit_log", "judge_state", "judge_cache", "pair_counts", "pair_count_marks",
-          "pair_count_excluded")
+          "claim_cursors", "served_counts", "rater_counts", "judgments", "fits", "reports",
+          "jobs", "workers", "routing", "audit_log", "judge_state", "judge_cache", "pair_counts",
+          "pair_count_marks", "pair_count_excluded")
 #: Caches that are not copied: the copy rebuilds them on first use.
 CACHES = ("judgment_columns",)
 BATCH = 5000
@@ -57,7 +57,7 @@ def _insert(db, table: str, columns: list[str], rows: list[tuple]) -> None:
 
 # Tables keyed otherwise than by an identity ``id``.
 _NO_IDENTITY = ("workers", "rater_projects", "judge_cache", "claim_cursors", "served_counts",
-                "pair_counts", "pair_count_marks", "pair_count_excluded")
+                "rater_counts", "pair_counts", "pair_count_marks", "pair_count_excluded")
 
 
 def _reset_identity(db, table: str) -> None:

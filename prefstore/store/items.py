@@ -10,10 +10,11 @@ import pandas as pd
 
 from prefstore.errors import Conflict, InvalidInput, NotFound
 from prefstore.store.connection import dumps, loads, now_iso, write
+from prefstore.store.progress import lock_project_counts
 from prefstore.store.projects import (
     bump_queue_epoch,
     log_action,
-    recount_open_items,
+    recount_queue_counts,
     recount_served,
 )
 
@@ -201,13 +202,14 @@ def set_item_excluded(db, project_id: int, external_id: str, excluded: bool, *,
     logs nothing. Returns the item row. Raises NotFound for an unknown id.
     """
     with write(db):
+        lock_project_counts(db, project_id, exclusive=True)
         item = item_by_external(db, project_id, external_id)
         cur = db.execute(
             "UPDATE items SET excluded_at = ? WHERE id = ? AND (excluded_at IS NULL) = ?",
             [now_iso() if excluded else None, item["id"], excluded])
         if cur.rowcount:
             bump_queue_epoch(db, project_id)
-            recount_open_items(db, project_id)
+            recount_queue_counts(db, project_id)
             log_action(db, project_id, actor, "exclude_item" if excluded else "include_item",
                        {"item": external_id})
     return item_by_external(db, project_id, external_id)

@@ -21,7 +21,8 @@ from prefstore.store.connection import (
     write,
 )
 from prefstore.store.items import id_list
-from prefstore.store.projects import recount_open_items, settings_from_text
+from prefstore.store.progress import PG_COUNTS_LOCK, count_judgment, lock_project_counts
+from prefstore.store.projects import recount_queue_counts, settings_from_text
 
 OUTCOMES = ("choice", "tie", "both_bad")
 
@@ -91,26 +92,15 @@ _INSERT = (
     "ON CONFLICT (rater_id, submission_id) DO NOTHING RETURNING id")
 _CLAIM_DONE = ("UPDATE assignments SET status = 'done', updated_at = ? "
                "WHERE item_id = ? AND rater_id = ? AND status = 'claimed'")
-# The same writes as one atomic statement (PostgreSQL's data-modifying CTEs):
-# the counters move only when the row was inserted, and only for a human. The
-# item's n_human comes back after its row lock, so of two submits racing for an
-# item's last slot exactly one sees it reach raters_per_item and closes it. Spelled out
-# in full, as every statement here is: SQL is never assembled from strings.
+# The same writes as one call of the function the schema defines (m009): the
+# counters move only when the row was inserted, the item's row lock comes first,
+# and each statement inside takes a new snapshot. One round trip.
 _PG_SUBMIT = (
-    "WITH ins AS (INSERT INTO judgments (item_id, rater_id, kind, display_order, outcome, "
-    "choice, ranking, strength, aspects, rationale, reason_tags, edited, metadata, time_ms, "
-    "submission_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (rater_id, submission_id) DO NOTHING RETURNING id, kind), "
-    "counted AS (UPDATE items SET n_human = n_human + 1 WHERE id = ? "
-    "AND EXISTS (SELECT 1 FROM ins WHERE kind = 'human') "
-    "RETURNING project_id, n_human, queue_rank, excluded_at), "
-    "closed AS (UPDATE projects SET open_items = open_items - 1 WHERE id IN "
-    "(SELECT project_id FROM counted WHERE n_human = ? AND queue_rank < 2 "
-    "AND excluded_at IS NULL) RETURNING id), "
-    "done AS (UPDATE assignments SET status = 'done', updated_at = ? "
-    "WHERE item_id = ? AND rater_id = ? AND status = 'claimed' "
-    "AND EXISTS (SELECT 1 FROM ins WHERE kind = 'human') RETURNING id) "
-    "SELECT id FROM ins")
+    "SELECT prefstore_submit(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), "
+    "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), "
+    "CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), "
+    "CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), "
+    "CAST(? AS INTEGER), CAST(? AS INTEGER))")
 
 
 def submit_judgment(
@@ -149,13 +139,13 @@ def submit_judgment(
     # ON CONFLICT still makes a racing double submit store one row.
     with contextlib.nullcontext(db) if postgres else write(db):
         # Everything the checks need, in one round trip.
-        (existing, rater_kind, n_responses, settings, claimed_at, claim_item,
+        (existing, rater_kind, n_responses, settings, project_id, claimed_at, claim_item,
          claim_order) = db.execute(
             "SELECT (SELECT id FROM judgments WHERE rater_id = :r AND submission_id = :s), "
             "(SELECT kind FROM raters WHERE id = :r), "
             "(SELECT COUNT(*) FROM responses WHERE item_id = :i), "
             "(SELECT p.settings FROM items i JOIN projects p ON p.id = i.project_id "
-            " WHERE i.id = :i), "
+            " WHERE i.id = :i), (SELECT i.project_id FROM items i WHERE i.id = :i), "
             "a.claimed_at, a.item_id, a.display_order "
             "FROM (SELECT 1 AS one) one LEFT JOIN assignments a ON a.id = :a AND a.rater_id = :r",
             {"r": rater_id, "s": submission_id, "i": item_id, "a": assignment_id}).fetchone()
@@ -186,18 +176,24 @@ def submit_judgment(
                   dumps(metadata or {}), time_ms, submission_id, now_iso(now)]
         cap = settings_from_text(settings).raters_per_item
         if postgres:
-            inserted = db.execute(_PG_SUBMIT, values + [item_id, cap, now_iso(now), item_id,
-                                                        rater_id]).fetchone()
+            inserted = db.execute(_PG_SUBMIT, values + [project_id, cap, PG_COUNTS_LOCK]
+                                  ).fetchone()
+            inserted = None if inserted[0] is None else inserted
         else:
             inserted = db.execute(_INSERT, values).fetchone()
-            if inserted is not None and kind == "human":
-                project_id, n_human, queue_rank, excluded_at = db.execute(
-                    "UPDATE items SET n_human = n_human + 1 WHERE id = ? "
-                    "RETURNING project_id, n_human, queue_rank, excluded_at", [item_id]).fetchone()
-                if n_human == cap and queue_rank < 2 and excluded_at is None:
+            if inserted is not None:
+                human = kind == "human"
+                n_human, queue_rank, excluded_at = db.execute(
+                    "UPDATE items SET n_human = n_human + ? WHERE id = ? "
+                    "RETURNING n_human, queue_rank, excluded_at", [int(human), item_id]).fetchone()
+                if human and n_human == cap and queue_rank < 2 and excluded_at is None:
                     db.execute("UPDATE projects SET open_items = open_items - 1 WHERE id = ?",
                                [project_id])
-                db.execute(_CLAIM_DONE, [now_iso(now), item_id, rater_id])
+                if human:
+                    db.execute(_CLAIM_DONE, [now_iso(now), item_id, rater_id])
+                count_judgment(db, judgment_id=inserted[0], item_id=item_id, rater_id=rater_id,
+                               project_id=project_id, n_human=n_human, queue_rank=queue_rank,
+                               excluded=excluded_at is not None, human=human, cap=cap)
         if inserted is None:  # a concurrent double submit committed first
             return db.execute(existing_sql, [rater_id, submission_id]).fetchone()[0], False
     return inserted[0], True
@@ -335,6 +331,10 @@ def insert_judgments(db, rows: list[dict]) -> int:
     inserted = 0
     human_counts: dict[int, int] = {}
     with write(db):
+        # The recount below must not miss a submit in flight.
+        projects = sorted(_projects_of(db, sorted({row["item_id"] for row in rows})))
+        for project_id in projects:
+            lock_project_counts(db, project_id, exclusive=True)
         for row in rows:
             new = db.execute(
                 _INSERT,
@@ -351,8 +351,9 @@ def insert_judgments(db, rows: list[dict]) -> int:
                     human_counts[row["item_id"]] = human_counts.get(row["item_id"], 0) + 1
         db.executemany("UPDATE items SET n_human = n_human + ? WHERE id = ?",
                        [(n, item_id) for item_id, n in human_counts.items()])
-        for project_id in _projects_of(db, list(human_counts)):
-            recount_open_items(db, project_id)
+        if inserted:
+            for project_id in projects:
+                recount_queue_counts(db, project_id)
     return inserted
 
 

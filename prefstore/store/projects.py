@@ -9,6 +9,7 @@ from typing import Any
 from prefstore.errors import Conflict, InvalidInput, NotFound
 from prefstore.settings import ProjectSettings
 from prefstore.store.connection import dumps, loads, now_iso, write
+from prefstore.store.progress import lock_project_counts, recount_rater_counts
 
 TASK_KINDS = ("pairwise", "slate")
 MAX_NAME_CHARS = 200
@@ -173,10 +174,11 @@ def update_project_settings(db, project_id: int, changes: dict, *, actor: str) -
     if not diff:
         return project
     with write(db):
+        lock_project_counts(db, project_id, exclusive=True)
         db.execute("UPDATE projects SET settings = ? WHERE id = ?",
                    [dumps(merged.to_dict()), project_id])
         bump_queue_epoch(db, project_id)
-        recount_open_items(db, project_id)
+        recount_queue_counts(db, project_id)
         log_action(db, project_id, actor, "update_settings", diff)
     return get_project(db, project_id)
 
@@ -190,18 +192,28 @@ def bump_queue_epoch(db, project_id: int) -> None:
     db.execute("UPDATE projects SET queue_epoch = queue_epoch + 1 WHERE id = ?", [project_id])
 
 
-def recount_open_items(db, project_id: int) -> None:
-    """Count the project's open items again: routed to humans or not yet routed, below
-    ``raters_per_item`` human judgments, not excluded.
+def recount_queue_counts(db, project_id: int) -> None:
+    """Count the project's open items and every rater's progress in it again.
 
-    A submit keeps ``projects.open_items`` current as it fills an item; changes
-    that move many items at once (routing, settings, imports, exclusions) call this.
+    Open items: routed to humans or not yet routed, below ``raters_per_item``
+    human judgments, not excluded. A submit keeps ``projects.open_items`` and
+    the raters' counters (``prefstore.store.progress``) current as it fills an
+    item; changes that move many items at once (routing, settings, imports,
+    exclusions) call this, having called ``lock_project_counts(db, project_id,
+    exclusive=True)`` first thing in their transaction.
     """
+    cap = recount_open_items(db, project_id)
+    recount_rater_counts(db, project_id, cap)
+
+
+def recount_open_items(db, project_id: int) -> int:
+    """Count the project's open items again (``projects.open_items``); return its cap."""
     cap = get_project(db, project_id)["settings"].raters_per_item
     db.execute(
         "UPDATE projects SET open_items = (SELECT COUNT(*) FROM items i WHERE i.project_id = ? "
         "AND i.queue_rank < 2 AND i.n_human < ? AND i.excluded_at IS NULL) WHERE id = ?",
         [project_id, cap, project_id])
+    return cap
 
 
 # How many items each rater was served in a project, and how many were gold: the

@@ -18,11 +18,12 @@ import datetime as dt
 from prefstore.errors import Conflict, InvalidInput, NotFound
 from prefstore.store.connection import now_iso, write
 from prefstore.store.items import item_by_external
+from prefstore.store.progress import count_release, lock_item_for_rater, lock_project_counts
 from prefstore.store.projects import (
     bump_queue_epoch,
     get_project,
     log_action,
-    recount_open_items,
+    recount_queue_counts,
 )
 from prefstore.store.raters import get_rater
 
@@ -88,6 +89,8 @@ def resolve_review(db, project_id: int, item: str, rater: str, action: str, *, a
     rater_row = get_rater(db, rater)
     at = now_iso(now)
     with write(db):
+        # Exclusive: a requeue counts the rater's skip out, an exclusion recounts.
+        lock_project_counts(db, project["id"], exclusive=True)
         row = db.execute(
             "SELECT id, status, reason, resolution, resolved_by, resolved_at FROM assignments "
             "WHERE item_id = ? AND rater_id = ?", [found["id"], rater_row["id"]]).fetchone()
@@ -111,11 +114,13 @@ def resolve_review(db, project_id: int, item: str, rater: str, action: str, *, a
             raise Conflict(f"the review of item {item!r} by {rater_row['name']!r} is already "
                            f"resolved: {current[0]} by {current[1]!r} at {current[2]}")
         if action == "requeue":
+            count_release(db, rater_row["id"], lock_item_for_rater(
+                db, found["id"], rater_row["id"], project["settings"].raters_per_item), delta=-1)
             bump_queue_epoch(db, project["id"])
         if action == "exclude":
             db.execute("UPDATE items SET excluded_at = ? WHERE id = ? AND excluded_at IS NULL",
                        [at, found["id"]])
-            recount_open_items(db, project["id"])
+            recount_queue_counts(db, project["id"])
         log_action(db, project["id"], actor, "resolve_review",
                    {"item": item, "rater": rater_row["name"], "status": status,
                     "reason": reason, "resolution": action})

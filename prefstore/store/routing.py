@@ -8,7 +8,8 @@ import pandas as pd
 
 from prefstore.errors import InvalidInput
 from prefstore.store.connection import dumps, now_iso, write
-from prefstore.store.projects import bump_queue_epoch, recount_open_items
+from prefstore.store.progress import lock_project_counts
+from prefstore.store.projects import bump_queue_epoch, recount_queue_counts
 
 ROUTES = ("human", "llm", "both")
 
@@ -26,6 +27,7 @@ def save_routing(db, project_id: int, decisions: list[dict]) -> None:
                                f"got {d['decision']!r}")
     created = now_iso()
     with write(db):
+        lock_project_counts(db, project_id, exclusive=True)
         db.execute("DELETE FROM routing WHERE project_id = ?", [project_id])
         db.executemany(
             "INSERT INTO routing (project_id, item_id, decision, predicted_agreement, priority, "
@@ -39,7 +41,7 @@ def save_routing(db, project_id: int, decisions: list[dict]) -> None:
             [(rank[d["decision"]], d.get("priority") or 0.0, d["item_id"], project_id)
              for d in decisions])
         bump_queue_epoch(db, project_id)
-        recount_open_items(db, project_id)
+        recount_queue_counts(db, project_id)
 
 
 def routing_frame(db, project_id: int) -> pd.DataFrame:

@@ -64,6 +64,15 @@ def _count_open_items_and_served(db) -> None:
         recount_served(db, project_id)
 
 
+def _count_rater_progress(db) -> None:
+    from prefstore.store.progress import recount_rater_counts
+    from prefstore.store.projects import get_project
+
+    for (project_id,) in db.execute("SELECT id FROM projects").fetchall():
+        recount_rater_counts(db, project_id, get_project(db, project_id)["settings"]
+                             .raters_per_item)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(
         "m001_initial",
@@ -682,6 +691,107 @@ MIGRATIONS: list[Migration] = [
         );
         CREATE INDEX judgments_llm ON judgments (item_id) WHERE kind = 'llm';
         """,
+    ),
+    Migration(
+        "m009_rater_counts",
+        # Issue 17: each rater's progress kept by the writes (prefstore/store/progress.py),
+        # so the rate page reads one row whatever the rater's history. On PostgreSQL a
+        # submit is one function call: its statements take fresh snapshots in turn,
+        # so after it locks the item it sees every committed touch of it.
+        sqlite="""
+        CREATE TABLE rater_counts (
+            rater_id INTEGER NOT NULL REFERENCES raters(id),
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            done INTEGER NOT NULL DEFAULT 0,
+            skipped INTEGER NOT NULL DEFAULT 0,
+            open_mine INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (rater_id, project_id)
+        );
+        """,
+        postgres="""
+        CREATE TABLE rater_counts (
+            rater_id BIGINT NOT NULL REFERENCES raters(id),
+            project_id BIGINT NOT NULL REFERENCES projects(id),
+            done BIGINT NOT NULL DEFAULT 0,
+            skipped BIGINT NOT NULL DEFAULT 0,
+            open_mine BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (rater_id, project_id)
+        );
+        CREATE FUNCTION prefstore_submit(
+            p_item BIGINT, p_rater BIGINT, p_kind TEXT, p_display_order TEXT, p_outcome TEXT,
+            p_choice INTEGER, p_ranking TEXT, p_strength INTEGER, p_aspects TEXT,
+            p_rationale TEXT, p_reason_tags TEXT, p_edited TEXT, p_metadata TEXT,
+            p_time_ms BIGINT, p_submission_id TEXT, p_created_at TEXT, p_project BIGINT,
+            p_cap INTEGER, p_lock_key INTEGER) RETURNS BIGINT LANGUAGE plpgsql AS $$
+        DECLARE
+            new_id BIGINT;
+            human INTEGER := CASE WHEN p_kind = 'human' THEN 1 ELSE 0 END;
+            item_project BIGINT;
+            item_n INTEGER;
+            item_rank INTEGER;
+            item_excluded TEXT;
+            first_judgment BOOLEAN;
+            touched BOOLEAN;
+            open_before BOOLEAN;
+            open_after BOOLEAN;
+        BEGIN
+            -- Shared: a recount of the project's counters waits for this write.
+            PERFORM pg_advisory_xact_lock_shared(p_lock_key, CAST(p_project AS INTEGER));
+            INSERT INTO judgments (item_id, rater_id, kind, display_order, outcome, choice,
+                ranking, strength, aspects, rationale, reason_tags, edited, metadata, time_ms,
+                submission_id, created_at)
+            VALUES (p_item, p_rater, p_kind, CAST(p_display_order AS JSONB), p_outcome,
+                p_choice, CAST(p_ranking AS JSONB), p_strength, CAST(p_aspects AS JSONB),
+                p_rationale, CAST(p_reason_tags AS JSONB), p_edited,
+                CAST(p_metadata AS JSONB), p_time_ms, p_submission_id, p_created_at)
+            ON CONFLICT (rater_id, submission_id) DO NOTHING RETURNING id INTO new_id;
+            IF new_id IS NULL THEN
+                RETURN NULL;  -- a double submit: the first one is kept
+            END IF;
+            -- The item's row lock: of two submits racing for its last slot exactly one
+            -- sees it fill, and the statements below see every committed touch of it.
+            UPDATE items SET n_human = n_human + human WHERE id = p_item
+                RETURNING project_id, n_human, queue_rank, excluded_at
+                INTO item_project, item_n, item_rank, item_excluded;
+            IF human = 1 THEN
+                UPDATE assignments SET status = 'done', updated_at = p_created_at
+                    WHERE item_id = p_item AND rater_id = p_rater AND status = 'claimed';
+            END IF;
+            IF item_excluded IS NOT NULL THEN
+                RETURN new_id;  -- excluded items count nowhere
+            END IF;
+            open_after := item_rank < 2 AND item_n < p_cap;
+            open_before := item_rank < 2 AND item_n - human < p_cap;
+            first_judgment := NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = p_rater
+                AND j.item_id = p_item AND j.id <> new_id);
+            touched := NOT first_judgment OR EXISTS (SELECT 1 FROM assignments a
+                WHERE a.rater_id = p_rater AND a.item_id = p_item
+                AND a.status IN ('skipped', 'flagged'));
+            INSERT INTO rater_counts (rater_id, project_id) VALUES (p_rater, item_project)
+                ON CONFLICT (rater_id, project_id) DO NOTHING;
+            IF open_before AND NOT open_after THEN
+                -- Counter rows locked in rater order: two closing submits never wait
+                -- on each other in a cycle.
+                PERFORM 1 FROM rater_counts c WHERE c.project_id = item_project
+                    AND c.rater_id IN (SELECT j.rater_id FROM judgments j
+                        WHERE j.item_id = p_item AND j.id <> new_id
+                        UNION SELECT a.rater_id FROM assignments a WHERE a.item_id = p_item
+                        AND a.status IN ('skipped', 'flagged') UNION SELECT p_rater)
+                    ORDER BY c.rater_id FOR UPDATE;
+                UPDATE rater_counts SET open_mine = open_mine - 1
+                    WHERE project_id = item_project AND rater_id IN (
+                        SELECT j.rater_id FROM judgments j WHERE j.item_id = p_item
+                        AND j.id <> new_id UNION SELECT a.rater_id FROM assignments a
+                        WHERE a.item_id = p_item AND a.status IN ('skipped', 'flagged'));
+                UPDATE projects SET open_items = open_items - 1 WHERE id = item_project;
+            END IF;
+            UPDATE rater_counts SET done = done + CAST(first_judgment AS INTEGER),
+                open_mine = open_mine + CAST(NOT touched AND open_after AS INTEGER)
+                WHERE rater_id = p_rater AND project_id = item_project;
+            RETURN new_id;
+        END $$;
+        """,
+        python=_count_rater_progress,
     ),
 ]
 

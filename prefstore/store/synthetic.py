@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 from prefstore.store.connection import now_iso, write
-from prefstore.store.projects import bump_queue_epoch, recount_open_items
+from prefstore.store.progress import lock_project_counts
+from prefstore.store.projects import bump_queue_epoch, recount_queue_counts
 
 
 def seed_synthetic(db, project_id: int, *, n_items: int, n_judgments: int,
@@ -22,6 +23,7 @@ def seed_synthetic(db, project_id: int, *, n_items: int, n_judgments: int,
     rng = random.Random(seed)
     created = now_iso()
     with write(db):
+        lock_project_counts(db, project_id, exclusive=True)
         raters = [db.execute(
             "INSERT INTO raters (name, kind, role, active, created_at) "
             "VALUES (?, 'human', 'rater', 1, ?) RETURNING id",
@@ -54,7 +56,7 @@ def seed_synthetic(db, project_id: int, *, n_items: int, n_judgments: int,
                     rows = []
         _insert_judgments(db, rows)
         bump_queue_epoch(db, project_id)
-        recount_open_items(db, project_id)
+        recount_queue_counts(db, project_id)
 
 
 def _systems(i: int, n_systems: int) -> tuple[str, str]:

@@ -37,3 +37,8 @@ def test_check_store_sees_a_broken_counter(db_path):
     db.execute("UPDATE projects SET open_items = 7 WHERE id = ?", [setup["project_id"]])
     report = workload.check_store(db, setup["project_id"], 3)
     assert report == {**workload.SOUND, "n_human": [(1, 1, 0)], "open_items": [(7, 3)]}
+    rater = setup["rater_ids"][0]
+    db.execute("INSERT INTO rater_counts (rater_id, project_id, done, skipped, open_mine) "
+               "VALUES (?, ?, 1, 0, 0)", [rater, setup["project_id"]])
+    report = workload.check_store(db, setup["project_id"], 3)
+    assert report["progress"] == [([(rater, 1, 0, 0)], [])]

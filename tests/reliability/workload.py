@@ -28,6 +28,9 @@ from prefstore import assignment, store
 
 PROJECT = "soak"
 DOUBLE_CLICK_RATE = 0.05
+# Some claims are skipped instead: a skip and a submit that fills the same item race
+# on the raters' progress counters.
+SKIP_RATE = 0.05
 # A writer that has not connected by then is stuck (a CI run once hung here
 # until its job was killed); it fails the soak instead, with its stack.
 START_TIMEOUT_S = 180.0
@@ -105,6 +108,7 @@ class Tally:
     """What one process did, and every error it saw (the tests want none)."""
 
     created: int = 0
+    skips: int = 0
     duplicates: int = 0
     double_created: int = 0
     starved: bool = False
@@ -169,6 +173,10 @@ def soak_worker(path: str, project_id: int, rater_ids: list[int], n: int, seed: 
                 idle += 1
                 continue
             idle = 0
+            if rng.random() < SKIP_RATE:
+                store.release_assignment(db, claim["id"], rater_id, status="skipped")
+                tally.skips += 1
+                continue
             tally.acked.append(submit_one(db, clicker, claim, rater_id, rng, tally))
         except Exception as exc:
             # "database is locked" on SQLite; a deadlock or serialization failure on PostgreSQL
@@ -227,6 +235,7 @@ def run_soak(path, *, processes: int, per_process: int, raters_per_item: int = 3
         "project_id": setup["project_id"], "items": n_items,
         "submissions": len(acked), "distinct_submissions": len(set(acked)), "acked": acked,
         "created": sum(t.created for t in tallies),
+        "skips": sum(t.skips for t in tallies),
         "duplicates_rejected": sum(t.duplicates for t in tallies),
         "double_created": sum(t.double_created for t in tallies),
         "starved": sum(t.starved for t in tallies),
@@ -290,7 +299,9 @@ def check_store(db, project_id: int, raters_per_item: int) -> dict:
     - ``not_done``: human judgments whose assignment is missing or not 'done';
     - ``partial``: judgments with a NULL required field or unparseable JSON;
     - ``open_items``: (kept, counted) when the project's open-item counter differs from
-      a count of its open items.
+      a count of its open items;
+    - ``progress``: (kept, counted) when the raters' progress counters differ from a
+      count of their rows.
     """
     q = db.execute
     partial = []
@@ -343,11 +354,43 @@ def check_store(db, project_id: int, raters_per_item: int) -> dict:
             "SELECT p.open_items, (SELECT COUNT(*) FROM items i WHERE i.project_id = p.id "
             "AND i.queue_rank < 2 AND i.n_human < ? AND i.excluded_at IS NULL) FROM projects p "
             "WHERE p.id = ?", [raters_per_item, project_id]).fetchall() if r[0] != r[1]],
+        "progress": [] if progress_kept(db, project_id) == progress_counted(db, project_id)
+        else [(progress_kept(db, project_id), progress_counted(db, project_id))],
     }
 
 
+def progress_counted(db, project_id: int) -> list[tuple]:
+    """Every rater's progress from their rows: (rater, done, skipped, open items touched)."""
+    cap = store.get_project(db, project_id)["settings"].raters_per_item
+    items = {item_id: rank < 2 and n_human < cap for item_id, rank, n_human in db.execute(
+        "SELECT id, queue_rank, n_human FROM items WHERE project_id = ? "
+        "AND excluded_at IS NULL", [project_id]).fetchall()}
+    touched: dict[tuple, list] = {}
+    for rater_id, item_id in db.execute("SELECT rater_id, item_id FROM judgments").fetchall():
+        if item_id in items:
+            touched.setdefault((rater_id, item_id), [False, False])[0] = True
+    for rater_id, item_id in db.execute("SELECT rater_id, item_id FROM assignments "
+                                        "WHERE status IN ('skipped', 'flagged')").fetchall():
+        if item_id in items:
+            touched.setdefault((rater_id, item_id), [False, False])[1] = True
+    out: dict[int, list] = {}
+    for (rater_id, item_id), (judged, skipped) in touched.items():
+        row = out.setdefault(rater_id, [0, 0, 0])
+        row[0] += judged
+        row[1] += skipped
+        row[2] += items[item_id]
+    return sorted((r, *v) for r, v in out.items())
+
+
+def progress_kept(db, project_id: int) -> list[tuple]:
+    """The raters' progress counters kept by the writes, in the same form."""
+    return sorted(tuple(r) for r in db.execute(
+        "SELECT rater_id, done, skipped, open_mine FROM rater_counts WHERE project_id = ? "
+        "AND (done > 0 OR skipped > 0 OR open_mine <> 0)", [project_id]).fetchall())
+
+
 SOUND = {"integrity": "ok", "foreign_keys": [], "over_cap": [], "repeat_rater": [],
-         "n_human": [], "not_done": [], "partial": [], "open_items": []}
+         "n_human": [], "not_done": [], "partial": [], "open_items": [], "progress": []}
 
 
 def stored_submissions(db, project_id: int) -> set[tuple[int, str]]:
@@ -379,6 +422,9 @@ def crash_writer(path: str, seed: int) -> None:
             idle += 1
             continue
         idle = 0
+        if rng.random() < SKIP_RATE:
+            store.release_assignment(db, claim["id"], rater_id, status="skipped")
+            continue
         rater, sub = submit_one(db, clicker, claim, rater_id, rng, tally)
         # One write per line: a pipe write this short is atomic, so a kill
         # leaves at most a missing line, never half of one.
