@@ -304,8 +304,11 @@ def time_claims(db, project_id: int, raters: list[int], samples: int, warmup: in
     """Time ``warmup + samples`` claims, each followed by a submit; keep the last ``samples``.
 
     ``raters`` has one id per claim (fresh raters) or one id for all (one rater).
+    After each submit the rater's progress is read too, as the rate page does on
+    its next rerun: ``progress`` times that call, ``claim_progress`` the two calls
+    of one rerun together.
     """
-    times = []
+    times, progress, both = [], [], []
     for k in range(warmup + samples):
         rater = raters[k % len(raters)]
         t = time.perf_counter()
@@ -318,9 +321,15 @@ def time_claims(db, project_id: int, raters: list[int], samples: int, warmup: in
                                            assignment_id=claim["id"])
         if not created:  # the claim would stay open and the next one would only resume it
             raise RuntimeError(f"{label}: submit {k} stored nothing")
+        t = time.perf_counter()
+        store.rater_progress(db, project_id, rater)
+        read = (time.perf_counter() - t) * 1000
         if k >= warmup:
             times.append(elapsed)
-    return percentiles(times)
+            progress.append(read)
+            both.append(elapsed + read)
+    return {**percentiles(times), "progress": percentiles(progress),
+            "claim_progress": percentiles(both)}
 
 
 def set_cap(db, project_id: int, cap: int) -> None:
@@ -434,6 +443,10 @@ def table(results: dict, args) -> str:
         add(f"{label}: p50 / p95 / max ms",
             lambda r, key=key: f"{r['big'][key]['p50_ms']:.2f} / {r['big'][key]['p95_ms']:.2f}"
                                f" / {r['big'][key]['max_ms']:.1f}")
+        for part in ("progress", "claim_progress"):
+            add(f"  {part.replace('_', ' + ')} after each of those claims: p50 / p95 ms",
+                lambda r, key=key, part=part: f"{r['big'][key][part]['p50_ms']:.2f} / "
+                                              f"{r['big'][key][part]['p95_ms']:.2f}")
     add("export pairs: rows, seconds",
         lambda r: f"{r['big']['export']['rows']:,}, {r['big']['export']['seconds']:.1f}")
     add("export pairs: rows/s", lambda r: f"{r['big']['export']['rows_per_s']:,.0f}")

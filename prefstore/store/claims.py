@@ -7,7 +7,7 @@ import random
 import time
 
 from prefstore.errors import AccessDenied, InvalidInput, NotFound
-from prefstore.store.connection import dumps, loads, now_iso, write
+from prefstore.store.connection import dumps, loads, now_iso, prepared, write
 from prefstore.store.items import get_item
 from prefstore.store.progress import count_release, lock_item_for_rater, lock_project_counts
 from prefstore.store.projects import settings_from_text
@@ -37,7 +37,7 @@ _RATER_AND_CURSORS = {
         "FROM raters r LEFT JOIN projects p ON p.id = :p "
         "LEFT JOIN claim_cursors c ON c.rater_id = r.id AND c.project_id = :p "
         "WHERE r.id = :r"),
-    "postgres": (
+    "postgres": prepared(
         "SELECT r.active, (SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id "
         "WHERE a.rater_id = r.id AND i.project_id = :p AND a.status = 'claimed' "
         "AND a.expires_at > :now AND i.excluded_at IS NULL ORDER BY a.id LIMIT 1), "
@@ -80,7 +80,7 @@ _AFTER_LEVEL = {
         "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
         "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
         "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1"),
-    "postgres": (
+    "postgres": prepared(
         "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id), "
         "i.n_human, i.priority FROM items i "
         "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
@@ -106,7 +106,7 @@ _SAME_PRIORITY = {
         "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
         "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
         "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1"),
-    "postgres": (
+    "postgres": prepared(
         "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id), "
         "i.n_human, i.priority FROM items i "
         "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
@@ -133,7 +133,7 @@ _LOWER_PRIORITY = {
         "  AND x.rater_id = :r AND (x.status != 'claimed' OR x.expires_at > :now)) "
         "AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = :r AND j.item_id = i.id) "
         "ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1"),
-    "postgres": (
+    "postgres": prepared(
         "SELECT i.id, (SELECT COUNT(*) FROM responses r WHERE r.item_id = i.id), "
         "i.n_human, i.priority FROM items i "
         "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
@@ -149,7 +149,7 @@ _LOWER_PRIORITY = {
 }
 # The same candidates without locking: is an open item there, locked by a claim or a
 # submit in flight? SKIP LOCKED alone would then answer "nothing to rate" for a moment.
-_ANY_CANDIDATE = (
+_ANY_CANDIDATE = prepared(
     "SELECT i.id FROM items i "
     "WHERE i.project_id = :p AND i.is_gold = :gold AND i.queue_rank = :rank "
     "AND i.n_human < :cap AND i.excluded_at IS NULL "
@@ -172,7 +172,7 @@ _CLAIM = {
         "ON CONFLICT (item_id, rater_id) DO UPDATE SET claimed_at = excluded.claimed_at, "
         "expires_at = excluded.expires_at, display_order = excluded.display_order, "
         "updated_at = excluded.updated_at RETURNING id"),
-    "postgres": (
+    "postgres": prepared(
         "WITH claim AS (INSERT INTO assignments (item_id, rater_id, claimed_at, expires_at, "
         "status, display_order, updated_at) "
         "SELECT :item, :r, :now, :expires, 'claimed', CAST(:order AS jsonb), :now "

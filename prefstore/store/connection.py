@@ -243,6 +243,23 @@ class Result:
             yield row
 
 
+# Statements bound on the server and prepared once per connection (PostgreSQL).
+# Everything else is bound on the client: one parse and plan per call, but any
+# parameter may stand where PostgreSQL could not infer its type (``? IS NULL``).
+_PREPARED: set[str] = set()
+
+
+def prepared(sql: str) -> str:
+    """Mark a hot statement to be prepared on PostgreSQL; return it unchanged.
+
+    Planning the submit's first read took 1.1 of its 1.5 ms; prepared, the
+    plan is kept per connection. Its parameters must have types PostgreSQL can
+    infer from where they stand (a column they are compared with, a ``CAST``).
+    """
+    _PREPARED.add(sql)
+    return sql
+
+
 _pools: dict[str, Any] = {}
 _pools_lock = threading.Lock()
 
@@ -329,7 +346,12 @@ class PostgresDatabase:
 
     def execute(self, sql: str, params: Any = None) -> Result:
         with self._connection() as conn:
-            cur = conn.execute(pg_sql(sql), params if params is not None else None)
+            if sql in _PREPARED:
+                import psycopg
+
+                cur = psycopg.Cursor(conn).execute(pg_sql(sql), params, prepare=True)
+            else:
+                cur = conn.execute(pg_sql(sql), params if params is not None else None)
             rows = cur.fetchall() if cur.description is not None else []
             return Result(rows, cur.description, cur.rowcount)
 

@@ -18,6 +18,7 @@ from prefstore.store.connection import (
     loads,
     now_iso,
     parse_iso,
+    prepared,
     write,
 )
 from prefstore.store.items import id_list
@@ -92,10 +93,19 @@ _INSERT = (
     "ON CONFLICT (rater_id, submission_id) DO NOTHING RETURNING id")
 _CLAIM_DONE = ("UPDATE assignments SET status = 'done', updated_at = ? "
                "WHERE item_id = ? AND rater_id = ? AND status = 'claimed'")
+# Everything a submit's checks need, in one round trip.
+_SUBMIT_CONTEXT = prepared(
+    "SELECT (SELECT id FROM judgments WHERE rater_id = :r AND submission_id = :s), "
+    "(SELECT kind FROM raters WHERE id = :r), "
+    "(SELECT COUNT(*) FROM responses WHERE item_id = :i), "
+    "(SELECT p.settings FROM items i JOIN projects p ON p.id = i.project_id "
+    " WHERE i.id = :i), (SELECT i.project_id FROM items i WHERE i.id = :i), "
+    "a.claimed_at, a.item_id, a.display_order "
+    "FROM (SELECT 1 AS one) one LEFT JOIN assignments a ON a.id = :a AND a.rater_id = :r")
 # The same writes as one call of the function the schema defines (m009): the
 # counters move only when the row was inserted, the item's row lock comes first,
 # and each statement inside takes a new snapshot. One round trip.
-_PG_SUBMIT = (
+_PG_SUBMIT = prepared(
     "SELECT prefstore_submit(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), "
     "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), "
     "CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), "
@@ -135,19 +145,12 @@ def submit_judgment(
     existing_sql = "SELECT id FROM judgments WHERE rater_id = ? AND submission_id = ?"
     postgres = db.dialect == "postgres"
     # On PostgreSQL the checks read outside a transaction and the writes are one
-    # statement: 2 round trips instead of 6, the cost of a submit there. Its
+    # call of prefstore_submit: 2 round trips, both prepared statements. Its
     # ON CONFLICT still makes a racing double submit store one row.
     with contextlib.nullcontext(db) if postgres else write(db):
-        # Everything the checks need, in one round trip.
         (existing, rater_kind, n_responses, settings, project_id, claimed_at, claim_item,
          claim_order) = db.execute(
-            "SELECT (SELECT id FROM judgments WHERE rater_id = :r AND submission_id = :s), "
-            "(SELECT kind FROM raters WHERE id = :r), "
-            "(SELECT COUNT(*) FROM responses WHERE item_id = :i), "
-            "(SELECT p.settings FROM items i JOIN projects p ON p.id = i.project_id "
-            " WHERE i.id = :i), (SELECT i.project_id FROM items i WHERE i.id = :i), "
-            "a.claimed_at, a.item_id, a.display_order "
-            "FROM (SELECT 1 AS one) one LEFT JOIN assignments a ON a.id = :a AND a.rater_id = :r",
+            _SUBMIT_CONTEXT,
             {"r": rater_id, "s": submission_id, "i": item_id, "a": assignment_id}).fetchone()
         if existing is not None:
             return existing, False
