@@ -32,7 +32,7 @@ again (counted and printed; the clock runs from the first press).
    the parts of the script runs, and the top functions;
 2. AppTest reruns of a click on "A is better", in this process under cProfile
    around Streamlit's ``ScriptRunner._run_script`` (the script thread: the
-   button's callback, app.py and pages/rate.py, building the elements; not the
+   button's callback, app.py and the rate page, building the elements; not the
    websocket, the protobuf serialization or the browser), with one script cache
    shared across runs as the server has.
 
@@ -302,14 +302,14 @@ def percentiles(times: list[float]) -> tuple[float, float]:
 PARTS = (
     ("the page script (exec of app.py + pages/rate.py)",
      (("exec_code.py", "exec_func_with_error_handling"),)),
-    ("submit (the button's callback, before the script)", (("rate.py", "answer_on_click"),)),
+    ("submit (the button's callback, before the script)", (("rate_page.py", "answer_on_click"),)),
     ("claim_next", (("assignment.py", "next_item"),)),
     ("rater_progress", (("claims.py", "rater_progress"),)),
     ("recent_judgments (Previous judgments)", (("judgments.py", "recent_judgments"),)),
     ("identity gate (token lookup)", (("common.py", "gate"),)),
     ("visible_projects", (("access.py", "visible_projects"),)),
     ("show_item + show_responses (markdown)",
-     (("rate.py", "show_item"), ("rate.py", "show_responses"))),
+     (("rate_page.py", "show_item"), ("rate_page.py", "show_responses"))),
     ("keyboard component", (("keyboard.py", "rating_keys"),)),
     ("st.* commands (building elements and widgets)", (("metrics_util.py", "wrapped_func"),)),
     ("  of which queueing their messages (_enqueue)",

@@ -96,3 +96,23 @@ def test_plain_line_drops_markdown_and_keeps_link_text():
                            "[docs](https://x)") == "Bold answer with code - a list pic docs"
     assert text.plain_line("x" * 200, limit=10) == "x" * 9 + "…"
     assert text.plain_line(None) == ""
+
+
+def test_plain_line_of_a_long_text_is_cut_from_its_start_alone():
+    # The link straddles the first point where the line is checked (2 x limit).
+    long_text = "**a** [" + "t" * 30 + "](" + "u" * 300 + ") " + "b " * 500_000
+    assert text.plain_line(long_text, limit=40) == "a " + "t" * 30 + " b b b …"
+    assert text.plain_line("word " * 200_000, limit=12) == "word word w…"
+    assert text.plain_line("  a  " + " " * 1_000 + "[x](y)", limit=10) == "a x"
+
+
+@pytest.mark.parametrize("limit", [1, 5, 17, 60])
+def test_plain_line_says_what_the_whole_flattened_text_says(limit):
+    pieces = ["ab", " ", "\n", "**", "`", "#", "[t](u)", "![p](http://x)", "[", "](", ")",
+              "x" * 7, "   ", "|", "[]()"]
+    for seed in range(300):
+        order = [pieces[(seed * 7 + k * k * 3) % len(pieces)] for k in range(seed % 40)]
+        source = "".join(order) * (1 + seed % 5)
+        whole = " ".join(text._MARKUP.sub(lambda m: m.group(1) or " ", source).split())
+        expected = whole if len(whole) <= limit else whole[:limit - 1] + "…"
+        assert text.plain_line(source, limit) == expected
