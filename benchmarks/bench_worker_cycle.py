@@ -62,7 +62,7 @@ CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {repo!r})
 from prefstore import agreement, edits, fitting, leaderboard, store, worker
-import prefstore.models, scipy.sparse, sklearn.metrics, statsmodels.stats.inter_rater
+import prefstore.models  # what the cycle imports, and nothing more (sklearn: judges only)
 if {without_fits!r}:  # the reports alone, to combine with a separate measure of the fits
     fitting.refit_all = lambda db, project, progress=None: {{}}
 db = store.connect({db!r})

@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
-from sklearn.metrics import f1_score
 from statsmodels.stats.inter_rater import fleiss_kappa as _sm_fleiss_kappa
 
 from prefstore.errors import InvalidInput
@@ -196,7 +195,21 @@ def _long_value_counts(unit: np.ndarray, value: np.ndarray, n_units: int
 
 
 def _sorted_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(values, return_inverse=True)`` by hashing, not sorting every value."""
+    """``np.unique(values, return_inverse=True)`` by hashing, not sorting every value.
+
+    Small integer codes (labels, strengths) are counted instead: a hash table sized
+    for a million values was the agreement report's memory peak (issue 17).
+    """
+    if values.dtype.kind == "f" and len(values):
+        low, high = np.min(values), np.max(values)  # NaN in either: not this path
+        if high - low < _DENSE_RANGE:
+            code = values.astype(np.intp)
+            if np.array_equal(code, values):  # whole numbers, exactly
+                code -= int(low)
+                present = np.flatnonzero(np.bincount(code))
+                rank = np.zeros(int(high - low) + 1, dtype=np.intp)
+                rank[present] = np.arange(len(present))
+                return (present + int(low)).astype(float), rank[code]
     code, uniques = pd.factorize(values, sort=True)
     return np.asarray(uniques), code
 
@@ -657,13 +670,15 @@ def _kappa_pairs_long(
     label: np.ndarray,
     ordinal: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
     min_shared: int,
+    coded: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[dict]:
     """:func:`cohen_kappa_pairs` on long rows: (rater index, unit index, label) per rating.
 
-    ``ordinal`` is ``(rater, unit, value, scale)`` of the ordinal ratings, or None.
+    ``ordinal`` is ``(rater, unit, value, scale)`` of the ordinal ratings, or None;
+    ``coded`` is ``_sorted_codes(label)`` when the caller has it already.
     """
     n_raters = len(names)
-    cats, code = _sorted_codes(label)
+    cats, code = coded if coded is not None else _sorted_codes(label)
     table = _pair_contingency(n_raters, n_units, rater, unit, code.reshape(-1), len(cats))
     first, second = np.triu_indices(n_raters, 1)
     conf = table[first, second]
@@ -677,9 +692,10 @@ def _kappa_pairs_long(
         o_rater, o_unit, o_value, scale = ordinal
         scale = np.asarray(scale, float)
         inside = np.isin(o_value, scale)
-        o_code = np.searchsorted(scale, o_value[inside])
-        o_table = _pair_contingency(n_raters, n_units, o_rater[inside], o_unit[inside], o_code,
-                                    len(scale))
+        if not inside.all():
+            o_rater, o_unit, o_value = o_rater[inside], o_unit[inside], o_value[inside]
+        o_table = _pair_contingency(n_raters, n_units, o_rater, o_unit,
+                                    np.searchsorted(scale, o_value), len(scale))
         o_conf = o_table[first, second]
         n_weighted = np.rint(o_conf.sum(axis=(1, 2))).astype(int)
         index = np.arange(len(scale))
@@ -824,10 +840,18 @@ def _prepare(
     judgments: pd.DataFrame,
     responses: pd.DataFrame | None = None,
     items: pd.DataFrame | None = None,
+    handed_over: bool = False,
 ) -> pd.DataFrame:
-    """One row per judgment with the numeric fields every metric needs (vectorized)."""
+    """One row per judgment with the numeric fields every metric needs (vectorized).
+
+    ``handed_over``: the caller keeps no use of ``judgments``; its columns are
+    dropped from it as they are read, so they are freed while the rows are built.
+    """
     _check_columns(judgments, "judgments", ("id", "item_id", "rater", "kind", "outcome", "choice"))
     n = len(judgments)
+    take = judgments.pop if handed_over else judgments.__getitem__
+    if handed_over and "ranking" in judgments.columns:
+        del judgments["ranking"]  # no agreement figure reads it
     ids = judgments["id"].to_numpy()
     # Category codes, not a million string comparisons (issue 17).
     outcome = _category_codes(judgments["outcome"], OUTCOMES)
@@ -839,24 +863,27 @@ def _prepare(
             f'got {judgments["outcome"].iloc[k]!r}'
         )
     tie = outcome != 0
-    choice = pd.to_numeric(judgments["choice"], errors="coerce").to_numpy(
-        dtype=float, na_value=np.nan)
+    choice = pd.to_numeric(take("choice"), errors="coerce").to_numpy(
+        dtype=float, na_value=np.nan, copy=True)
     missing = ~tie & np.isnan(choice)
     if missing.any():
         raise InvalidInput(
             f'judgment {ids[int(missing.argmax())]}: outcome "choice" needs a "choice", got None')
-    label = np.where(tie, float(TIE), choice)
+    label = choice  # the choice column is this function's own: labelled in place
+    label[tie] = float(TIE)
+    del choice
     item_ids = judgments["item_id"].to_numpy()
     known = _n_responses(responses, items)
-    where = pd.Index(list(known)).get_indexer(item_ids)
-    n_resp = np.where(where >= 0, np.asarray(list(known.values()) + [2])[where], 2)
-    pairwise = n_resp == 2
+    # Per item whether it has two responses; an item not listed counts as two.
+    two = np.array([v == 2 for v in known.values()] + [True], dtype=bool)
+    pairwise = two[pd.Index(list(known)).get_indexer(item_ids)]
+    del known, two
 
     def numeric(name: str) -> np.ndarray:
         if name not in judgments.columns:
             return np.full(n, np.nan)
-        return pd.to_numeric(judgments[name], errors="coerce").to_numpy(dtype=float,
-                                                                       na_value=np.nan)
+        return pd.to_numeric(take(name), errors="coerce").to_numpy(dtype=float,
+                                                                   na_value=np.nan)
 
     strength = numeric("strength")
     signed = np.full(n, np.nan)
@@ -864,6 +891,7 @@ def _prepare(
     scored = ~tie & pairwise & ~np.isnan(strength)
     signed[scored & (label == 0)] = strength[scored & (label == 0)]
     signed[scored & (label == 1)] = -strength[scored & (label == 1)]
+    del strength, scored
 
     if "first_shown" in judgments.columns:  # the store's lean frame reads display_order[0]
         first = numeric("first_shown")
@@ -882,19 +910,21 @@ def _prepare(
         _check_columns(responses, "responses", ("item_id", "idx", "length"))
         by_idx = responses.dropna(subset=["length"]).pivot_table(
             index="item_id", columns="idx", values="length", aggfunc="first")
-        len0 = (by_idx[0] if 0 in by_idx.columns else pd.Series(dtype=float)).reindex(item_ids)
-        len1 = (by_idx[1] if 1 in by_idx.columns else pd.Series(dtype=float)).reindex(item_ids)
-        len0, len1 = len0.to_numpy(dtype=float), len1.to_numpy(dtype=float)
-        mine = np.where(label == 0, len0, len1)
-        other = np.where(label == 0, len1, len0)
-        known = decided & np.isin(label, (0.0, 1.0)) & ~np.isnan(mine) & ~np.isnan(other)
-        known &= mine != other
-        longer[known] = (mine[known] > other[known]).astype(float)
+        by_idx = by_idx.reindex(columns=[0, 1])  # a missing index: its lengths are NaN
+        # Per item, response 0's length minus response 1's (NaN when either is unknown):
+        # the chosen one is longer when the gap has the chosen side's sign.
+        gap = (by_idx[0].to_numpy(dtype=float) - by_idx[1].to_numpy(dtype=float))
+        gap = np.append(gap, np.nan)[by_idx.index.get_indexer(item_ids)]
+        known = decided & np.isin(label, (0.0, 1.0)) & ~np.isnan(gap) & (gap != 0)
+        longer[known] = np.where(label[known] == 0, gap[known] > 0, gap[known] < 0)
+        del gap, known
 
     # Only the judges' swap consistency is read: look at the LLM rows alone.
-    swap = np.full(n, np.nan)
+    swap = None
     llm = np.flatnonzero((judgments["kind"] == "llm").to_numpy())
-    if "metadata" in judgments.columns:
+    if llm.size:
+        swap = np.full(n, np.nan)
+    if llm.size and "metadata" in judgments.columns:
         metas = judgments["metadata"].to_numpy(dtype=object)[llm]
         swap[llm] = [float(m["swap_consistent"]) if isinstance(m, Mapping)
                      and isinstance(m.get("swap_consistent"), bool | np.bool_) else np.nan
@@ -914,11 +944,11 @@ def _prepare(
     if llm.size:  # what only the judges' metrics read
         w["swap_ok"], w["first"] = swap, first
     if "time_ms" in judgments.columns:
-        w["seconds"] = pd.to_numeric(judgments["time_ms"], errors="coerce") / 1000.0
+        w["seconds"] = pd.to_numeric(take("time_ms"), errors="coerce") / 1000.0
     else:
         w["seconds"] = math.nan
     if "created_at" in judgments.columns:
-        created = pd.to_datetime(judgments["created_at"], utc=True, format="ISO8601")
+        created = pd.to_datetime(take("created_at"), utc=True, format="ISO8601")
         w["created"] = created.dt.tz_localize(None)
     else:
         w["created"] = pd.NaT
@@ -1030,6 +1060,8 @@ def _judge_metrics(
     names = sorted(set(majority.tolist()) | set(judge.tolist()), key=lambda c: (c == TIE, c))
     labels = [_label_name(c) for c in names]
     confusion = [[int(np.sum((majority == a) & (judge == b))) for b in names] for a in names]
+    from sklearn.metrics import f1_score  # only judges need it: ~20 MB the refit can spare
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         macro = f1_score(majority, judge, labels=names, average="macro", zero_division=0)
@@ -1316,6 +1348,8 @@ def _report_for(w: pd.DataFrame, codes: _Codes, rows: np.ndarray, kind: str, see
 
     fleiss = math.nan
     cats, label_code = _sorted_codes(nominal)
+    if len(cats) <= np.iinfo(np.int8).max:
+        label_code = label_code.astype(np.int8)  # a few label codes: one byte per rating
     counts = np.bincount(unit * len(cats) + label_code,
                          minlength=n_units * len(cats)).reshape(n_units, len(cats))
     if multi:
@@ -1338,9 +1372,11 @@ def _report_for(w: pd.DataFrame, codes: _Codes, rows: np.ndarray, kind: str, see
     report["percent_agreement"] = percent
     has_signed = ~np.isnan(signed)
     scale = _ordinal_labels(signed)
-    report["cohen_kappa"] = _kappa_pairs_long(
-        names, n_units, rater, unit, nominal,
-        (rater[has_signed], unit[has_signed], signed[has_signed], scale), min_shared)
+    ordinal = ((rater, unit, signed, scale) if has_signed.all()  # no copy of every rating
+               else (rater[has_signed], unit[has_signed], signed[has_signed], scale))
+    report["cohen_kappa"] = _kappa_pairs_long(names, n_units, rater, unit, nominal, ordinal,
+                                              min_shared, coded=(cats, label_code))
+    del ordinal
     if multi and not report["cohen_kappa"]:
         notes.append(f"Cohen's kappa: no rater pair shares {min_shared} items")
 
@@ -1367,7 +1403,9 @@ def _consensus_long(rater: np.ndarray, unit: np.ndarray, code: np.ndarray, count
     """Per rater, agreement with the strict leave-one-out majority of the others (long rows)."""
     if len(unit) == 0:
         return np.full(n_raters, np.nan)
-    others = counts[unit].copy()
+    # A rater's row of the others' counts: a gather is a copy already. Counts are at most
+    # the ratings of one unit, so int32 holds them, in half the memory.
+    others = counts.astype(np.int32)[unit]
     others[np.arange(len(unit)), code] -= 1
     strict = others.max(axis=1) * 2 > others.sum(axis=1)
     agree = (others.argmax(axis=1) == code) & strict
@@ -1489,21 +1527,22 @@ def agreement_over_time(
 
 def _over_time(w: pd.DataFrame, codes: _Codes, freq: str, kind: str) -> list[dict]:
     rows = codes.select(kind)
-    created = w["created"].to_numpy(dtype="datetime64[ns]")[rows]
-    rows = rows[~np.isnat(created)]
+    rows = rows[~np.isnat(w["created"].to_numpy(dtype="datetime64[ns]")[rows])]
     if len(rows) == 0:
         return []
     days = w["created"].to_numpy(dtype="datetime64[ns]")[rows].astype("datetime64[D]")
     if freq == "W":  # weeks end on Sunday: a bin starts on Monday (1970-01-01 was a Thursday)
-        days = days - ((days.view("i8") + 3) % 7).astype("timedelta64[D]")
+        days -= ((days.view("i8") + 3) % 7).astype("timedelta64[D]")
     periods, period = np.unique(days, return_inverse=True)
+    del days
     period = period.reshape(-1)
-    order = np.argsort(period, kind="stable")
+    order = np.argsort(period, kind="stable")  # within a bin, rows stay in ascending order
     bounds = np.concatenate([[0], np.cumsum(np.bincount(period, minlength=len(periods)))])
+    del period
     nominal = w["nominal"].to_numpy()
     out = []
     for k, start in enumerate(periods):
-        in_bin = rows[np.sort(order[bounds[k]:bounds[k + 1]])]
+        in_bin = rows if len(periods) == 1 else rows[order[bounds[k]:bounds[k + 1]]]
         latest = codes.latest(in_bin)
         unit = _dense_codes(codes.item[latest], len(codes.item_ids))[1]
         n_units = int(unit.max()) + 1
@@ -1648,6 +1687,7 @@ def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("huma
 
     proj = store.get_project(db, project)
     start = time.perf_counter()
+    handed_over = frames is None or isinstance(frames, list)
     if frames is None:
         frames = [store.judgments_frame(db, proj["id"], columns="report"),
                   store.responses_frame(db, proj["id"], with_text=False),
@@ -1660,7 +1700,8 @@ def refresh_agreement(db, project: str | int, *, kinds: tuple[str, ...] = ("huma
     bias = project_style_bias(db, proj["id"], judgments)  # the same for every kind
     for kind in kinds:
         _check_kind(kind)
-    prepared = _prepare(judgments, responses, items)
+    # A frame handed over gives up its columns as the report's own rows are made.
+    prepared = _prepare(judgments, responses, items, handed_over=handed_over)
     del judgments  # the report works on its own rows from here
     release_freed_memory()
     reports = _reports(prepared, _gold_of(items), kinds, seed, n_boot, MIN_SHARED, "W")

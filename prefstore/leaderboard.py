@@ -147,7 +147,7 @@ def _system_games(judgments: pd.DataFrame, responses: pd.DataFrame,
     Returns None where the adapter must decide (a ranking, an item without exactly
     responses 0 and 1, a response without a system, a choice or outcome it refuses).
     """
-    if judgments["ranking"].iloc[rows].notna().any():
+    if judgments["ranking"].notna().to_numpy()[rows].any():
         return None
     pairs = responses[responses["idx"].isin((0, 1))]
     size = responses.groupby("item_id")["idx"].agg(["size", "min", "max"])
@@ -156,6 +156,7 @@ def _system_games(judgments: pd.DataFrame, responses: pd.DataFrame,
     if pairs["system"].isna().any() or (pairs["system"] == "").any():
         return None
     systems, names = pd.factorize(pairs["system"].astype(str).to_numpy(dtype=object))
+    systems = systems.astype(np.int32)  # per-judgment gathers in half the memory
     first = pd.Series(systems[(pairs["idx"] == 0).to_numpy()],
                       index=pairs["item_id"].to_numpy()[(pairs["idx"] == 0).to_numpy()])
     second = pd.Series(systems[(pairs["idx"] == 1).to_numpy()],
@@ -165,10 +166,11 @@ def _system_games(judgments: pd.DataFrame, responses: pd.DataFrame,
         return None
     a = first.to_numpy()[where]
     b = second.reindex(first.index).to_numpy()[where]
+    del where
     outcome = judgments["outcome"].iloc[rows]
     if isinstance(outcome.dtype, pd.CategoricalDtype):  # recode the categories, not the rows
         lookup = np.array([OUTCOMES.index(c) if c in OUTCOMES else -1
-                           for c in outcome.cat.categories.tolist()] + [-1])
+                           for c in outcome.cat.categories.tolist()] + [-1], dtype=np.int8)
         outcome = lookup[outcome.cat.codes.to_numpy()]
     else:
         outcome = pd.Categorical(outcome, categories=OUTCOMES).codes
@@ -179,10 +181,13 @@ def _system_games(judgments: pd.DataFrame, responses: pd.DataFrame,
         return None
     second_won = is_choice & (choice == 1.0)
     winner, loser = np.where(second_won, b, a), np.where(second_won, a, b)
+    del a, b, second_won, choice
     # Same-system pairs say nothing about systems, as in the adapter.
     keep = winner != loser
     winner, loser, ties = winner[keep], loser[keep], ~is_choice[keep]
-    used = np.unique(np.concatenate([winner, loser]))
+    # The systems that play, in code order, counted instead of sorted.
+    used = np.flatnonzero(np.bincount(winner, minlength=len(names))
+                          + np.bincount(loser, minlength=len(names)))
     ordered = sorted(used.tolist(), key=lambda c: names[c])
     remap = np.full(len(names), -1, dtype=np.intp)
     remap[ordered] = np.arange(len(ordered))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import sys
 
 
 def release_freed_memory() -> None:
@@ -14,6 +15,9 @@ def release_freed_memory() -> None:
     and in the peak of whatever comes next. The worker's refit calls this
     between its stages.
     """
+    arrow = sys.modules.get("pyarrow")  # pandas' string columns allocate in arrow's own pool
+    if arrow is not None:
+        arrow.default_memory_pool().release_unused()
     name = ctypes.util.find_library("c")
     try:
         ctypes.CDLL(name).malloc_trim(0)

@@ -573,3 +573,24 @@ def test_kappa_matches_sklearn_on_random_labels():
         sa, sb = rng.integers(-3, 4, n).astype(float), rng.integers(-3, 4, n).astype(float)
         assert agreement._kappa(sa, sb, scale, "linear") == pytest.approx(
             cohen_kappa_score(sa, sb, labels=scale, weights="linear"), abs=ATOL, nan_ok=True)
+
+
+@pytest.mark.parametrize("values", [
+    [2.0, -1.0, 2.0, 0.0, -2.0],  # labels with tie and both-bad codes
+    [3.0, -3.0, 0.0, 1.0, -1.0, 3.0],  # signed strengths
+    [5.0],
+    [0.5, 1.0, 0.5],  # not whole numbers: hashed
+    [1.0, np.nan, 0.0],  # a missing value: hashed, code -1
+    [1e300, 0.0],  # too wide a range to count
+    [0.0, 63.0, 64.0],  # just past the counted range
+    [],
+])
+def test_sorted_codes_is_pandas_factorize(values):
+    """The counted path for small whole numbers gives factorize's values and codes."""
+    from prefstore.agreement import _sorted_codes
+
+    values = np.array(values, dtype=float)
+    uniques, codes = _sorted_codes(values)
+    want_codes, want_uniques = pd.factorize(values, sort=True)
+    assert uniques.tolist() == np.asarray(want_uniques).tolist() and uniques.dtype == float
+    assert codes.tolist() == want_codes.tolist() and codes.dtype == want_codes.dtype

@@ -201,3 +201,35 @@ def test_the_refit_stores_the_reports_the_previous_code_computed(db):
         assert rates == {**leaderboard.win_rate_pairwise(data), "n_judgments": n}
     assert set(result["seconds"]) == {"fits", "read", "win_rates", "agreement", "edits",
                                       "routing"}
+
+
+def test_chunks_store_narrow_integers_and_read_the_older_int64_chunks(db):
+    """Integer columns are stored narrow (the type's minimum for missing); a chunk stored
+    all int64, as before, reads the same."""
+    import io
+
+    rng = np.random.default_rng(4)
+    project, items, raters, judge = make_project(db)
+    pid = project["id"]
+    judge_items(db, items[:4], raters, judge, rng, "n")
+    frame = assert_matches_a_fresh_read(db, pid)
+    [data] = [r[0] for r in db.execute(
+        "SELECT data FROM judgment_columns WHERE project_id = ?", [pid]).fetchall()]
+    with np.load(io.BytesIO(bytes(data))) as stored:
+        assert stored["choice"].dtype == np.int8  # 0, 1 and missing (ties)
+        assert stored["supersedes"].dtype == np.int8  # all missing
+        assert stored["created_ns"].dtype == np.int64
+        assert (stored["choice"] == np.iinfo(np.int8).min).sum() == int(
+            frame["choice"].isna().sum())
+    wide = cols.judgment_columns(db, pid)
+    assert all(wide[name].dtype == np.int64 for name in cols._INT_COLUMNS)
+    buffer = io.BytesIO()
+    np.savez(buffer, **wide)
+    with store.write(db):
+        db.execute("UPDATE judgment_columns SET data = ? WHERE project_id = ?",
+                   [buffer.getvalue(), pid])
+    old = store.report_frame(db, pid)
+    for name in COMPARED:
+        assert [None if v is pd.NA else v for v in old[name].tolist()] == [
+            None if v is pd.NA else v for v in frame[name].tolist()], name
+    assert old["created_at"].tolist() == frame["created_at"].tolist()
