@@ -6,6 +6,7 @@ import choix
 import numpy as np
 import pytest
 from scipy.optimize import approx_fprime, check_grad
+from scipy.sparse.csgraph import connected_components
 
 from prefstore.errors import InvalidInput, NotConverged
 from prefstore.models import (
@@ -14,6 +15,7 @@ from prefstore.models import (
     Davidson,
     PairwiseData,
     aggregate_pairwise,
+    bradley_terry,
     bt_gradient,
     bt_hessian,
     bt_objective,
@@ -26,6 +28,7 @@ from prefstore.models import (
     sparse_var,
 )
 from prefstore.models import base as models_base
+from prefstore.models.bradley_terry import bt_pairwise_var
 
 ATOL = 1e-4  # published values are given to 4 decimals
 RTOL = 1e-6  # agreement with choix run to a tight tolerance
@@ -420,3 +423,115 @@ def test_to_dict_without_intervals_is_strict_json():
     out = BradleyTerry().fit(data, ci=None).to_dict()
     assert out["ci95"] == {"0": [None, None], "1": [None, None], "2": [None, None]}
     json.dumps(out, allow_nan=False)
+
+
+# --- a prior splits the fit over connected components (issue 17) ---------------------
+
+
+def _one_newton_solve(counts, alpha, ties="half", tol=1e-13):
+    """The fit as bt_pairwise made it before the split: one Newton solve over every item."""
+
+    def fgh(x, order=2):
+        f = bt_objective(x, counts, alpha, ties)
+        if order == 0:
+            return f
+        if order == 1:
+            return f, bt_gradient(x, counts, alpha, ties)
+        return f, bt_gradient(x, counts, alpha, ties), bt_hessian(x, counts, alpha, ties)
+
+    x, _, _ = models_base.newton_minimize(fgh, np.zeros(counts.n_items), None, tol=tol)
+    return x - x.mean()
+
+
+def _groups(rng, sizes, ties=True):
+    """Judgments only within groups of ``sizes`` items (a pool's prompts), each group connected."""
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    n = int(np.sum(sizes))
+    theta = 2.0 * rng.normal(size=n)
+    i, j = [], []
+    for start, s in zip(first, sizes):
+        if s < 2:
+            continue
+        chain = start + np.arange(s)  # a chain keeps the group one component
+        extra = int(rng.integers(0, 3 * s))
+        a = start + rng.integers(0, s, extra)
+        b = start + (a - start + rng.integers(1, s, extra)) % s
+        i += [chain[:-1], a]
+        j += [chain[1:], b]
+    i, j = np.concatenate(i), np.concatenate(j)
+    win = rng.random(i.size) < 1.0 / (1.0 + np.exp(theta[j] - theta[i]))
+    w, lose = np.where(win, i, j), np.where(win, j, i)
+    if not ties:
+        return PairwiseData(w, lose, n)
+    return PairwiseData(w, lose, n, ties=rng.random(i.size) < 0.15,
+                        weights=rng.choice([1.0, 2.0, 3.0], i.size))
+
+
+def _component_sizes(data):
+    counts = aggregate_pairwise(data)
+    edges = np.zeros((data.n_items, data.n_items))
+    edges[counts.lo, counts.hi] = 1.0
+    _, label = connected_components(edges, directed=False)
+    return set(np.bincount(label).tolist())
+
+
+MIXED = [2] * 40 + [3] * 30 + [4] * 30 + [1, 1] + [80]  # 80 > BLOCK_MAX: the sparse path
+
+
+@pytest.mark.parametrize("alpha", [0.01, 1.0])
+@pytest.mark.parametrize("ties", ["half", "drop"])
+def test_split_fit_equals_one_solve_on_components_of_mixed_sizes(alpha, ties):
+    rng = np.random.default_rng(17)
+    data = _groups(rng, MIXED)
+    assert _component_sizes(data) == {1, 2, 3, 4, 80}
+    counts = aggregate_pairwise(data)
+    mine = bt_pairwise(data, alpha=alpha, ties=ties)
+    np.testing.assert_allclose(mine, _one_newton_solve(counts, alpha, ties), rtol=0, atol=1e-9)
+    # The optimum itself: the gradient of the penalized objective vanishes.
+    assert np.abs(bt_gradient(mine, counts, alpha, ties)).max() < 1e-8
+
+
+@pytest.mark.parametrize("alpha", [0.1, 1.0])
+def test_split_fit_matches_choix_map(alpha):
+    rng = np.random.default_rng(3)
+    data = _groups(rng, [2] * 30 + [3] * 20 + [4] * 20 + [1], ties=False)
+    theirs = choix.opt_pairwise(data.n_items, list(zip(data.winners, data.losers)),
+                                alpha=alpha, tol=1e-12)
+    np.testing.assert_allclose(bt_pairwise(data, alpha=alpha), theirs - theirs.mean(),
+                               rtol=0, atol=1e-6)
+
+
+def test_one_component_keeps_the_one_solve():
+    rng = np.random.default_rng(8)
+    i, j = random_pairs(rng, 150, 900, rng.normal(size=150))
+    counts = aggregate_pairwise(PairwiseData(i, j, 150, ties=rng.random(900) < 0.1))
+    assert _component_sizes(PairwiseData(i, j, 150)) == {150}
+    # Bit for bit the single solve: the same path, not merely the same optimum.
+    np.testing.assert_array_equal(bt_pairwise(counts, alpha=0.5),
+                                  _one_newton_solve(counts, 0.5, tol=1e-11))
+
+
+def test_split_fit_in_several_batches_and_from_a_warm_start(monkeypatch):
+    rng = np.random.default_rng(11)
+    data = _groups(rng, [2] * 25 + [3] * 25 + [4] * 25)
+    whole = bt_pairwise(data, alpha=0.05)
+    start = rng.normal(size=data.n_items)  # two-item blocks start off their line
+    np.testing.assert_allclose(bt_pairwise(data, alpha=0.05, initial_params=start), whole,
+                               rtol=0, atol=1e-10)
+    monkeypatch.setattr(bradley_terry, "_BATCH_ELEMENTS", 40)  # 2-4 blocks per batch
+    np.testing.assert_allclose(bt_pairwise(data, alpha=0.05), whole, rtol=0, atol=1e-12)
+    monkeypatch.setattr(bradley_terry, "BLOCK_MAX", 1)  # every component by the sparse path
+    np.testing.assert_allclose(bt_pairwise(data, alpha=0.05), whole, rtol=0, atol=1e-9)
+
+
+def test_split_fit_keeps_the_hessian_intervals():
+    rng = np.random.default_rng(5)
+    data = _groups(rng, [2] * 40 + [3] * 30 + [4] * 30)
+    counts = aggregate_pairwise(data)
+    fit = BradleyTerry().fit(data, alpha=0.5, ci="hessian")
+    theta = _one_newton_solve(counts, 0.5)
+    before = models_base.wald_ci(theta, bt_pairwise_var(theta, counts, 0.5))
+    np.testing.assert_allclose(fit.ci95, before, rtol=0, atol=1e-9)
+    # ... which are the dense inverse's.
+    half = 1.959963984540054 * np.sqrt(_dense_var(bt_hessian(theta, counts, 0.5)))
+    np.testing.assert_allclose(fit.ci95[:, 1] - fit.scores, half, rtol=1e-8)

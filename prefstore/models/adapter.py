@@ -472,7 +472,8 @@ def pairwise_from_counts(counts: pd.DataFrame, level: str) -> tuple[PairwiseData
     counts : DataFrame
         Columns :data:`PAIR_COUNT_COLUMNS`; a pair may repeat (e.g. once per kind).
     level : {"system", "response"}
-        Node names are systems, or response ids as text (sorted as numbers).
+        Node names are systems, or response ids (integers or their text; named as
+        text, sorted as numbers).
 
     Returns
     -------
@@ -483,15 +484,22 @@ def pairwise_from_counts(counts: pd.DataFrame, level: str) -> tuple[PairwiseData
     _check_choice("level", level, LEVELS)
     _check_columns(counts, "counts", PAIR_COUNT_COLUMNS)
     counts = counts[(counts[["n_lo", "n_hi", "n_tie"]].to_numpy() != 0).any(axis=1)]
-    codes, uniques = pd.factorize(np.concatenate([counts["lo"].to_numpy(dtype=object),
-                                                  counts["hi"].to_numpy(dtype=object)]))
-    keys = np.asarray(uniques, dtype=object).astype(str)
-    # Names sort as pairwise_from_frames sorts them: by code point, response ids as numbers.
-    order = np.argsort(keys if level == "system" else keys.astype(np.int64), kind="stable")
-    rank = np.empty(len(keys), dtype=np.intp)
-    rank[order] = np.arange(len(keys))
     m = len(counts)
-    a, b = rank[codes[:m]], rank[codes[m:]]
+    # Names sort as pairwise_from_frames sorts them: by code point, response ids as numbers.
+    if level == "system":
+        codes, uniques = pd.factorize(np.concatenate([counts["lo"].to_numpy(dtype=object),
+                                                      counts["hi"].to_numpy(dtype=object)]))
+        keys = np.asarray(uniques, dtype=object).astype(str)
+        order = np.argsort(keys, kind="stable")
+        rank = np.empty(len(keys), dtype=np.intp)
+        rank[order] = np.arange(len(keys))
+        a, b = rank[codes[:m]], rank[codes[m:]]
+        names = keys[order].tolist()
+    else:
+        ids = np.concatenate([counts["lo"].to_numpy(), counts["hi"].to_numpy()])
+        ids, ranks = np.unique(ids.astype(np.int64), return_inverse=True)
+        a, b = ranks[:m], ranks[m:]
+        names = list(map(str, ids.tolist()))
     swap = a > b
     lo, hi = np.where(swap, b, a), np.where(swap, a, b)
     w_lo = counts["w_lo"].to_numpy(dtype=float)
@@ -503,10 +511,10 @@ def pairwise_from_counts(counts: pd.DataFrame, level: str) -> tuple[PairwiseData
     data = PairwiseData(
         winners=np.concatenate([c[0][k] for c, k in zip(cells, keep)]),
         losers=np.concatenate([c[1][k] for c, k in zip(cells, keep)]),
-        n_items=len(keys),
+        n_items=len(names),
         ties=np.concatenate([np.full(int(k.sum()), c[2]) for c, k in zip(cells, keep)]),
         weights=np.concatenate([c[3][k] for c, k in zip(cells, keep)]),
-        names=keys[order].tolist(),
+        names=names,
         level=level,
     )
     n_comparisons = int(counts[["n_lo", "n_hi", "n_tie"]].to_numpy().sum())

@@ -39,7 +39,7 @@ def _as_int_array(name: str, values: Any) -> np.ndarray:
 def _default_names(n: int, names: list[str] | None, what: str = "names") -> list[str]:
     if names is None:
         return [str(i) for i in range(n)]
-    names = [str(x) for x in names]
+    names = list(map(str, names))
     if len(names) != n:
         raise InvalidInput(f'"{what}" must have {n} entries, got {len(names)}')
     return names

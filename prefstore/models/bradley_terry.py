@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.sparse import bmat, csr_matrix, issparse
+from scipy.sparse import bmat, coo_matrix, csr_matrix, issparse
+from scipy.sparse.csgraph import connected_components
 
-from prefstore.errors import InvalidInput
+from prefstore.errors import InvalidInput, NotConverged
 from prefstore.models.base import (
     DENSE_MAX,
     FitResult,
@@ -36,6 +37,12 @@ from prefstore.models.base import (
 from prefstore.models.sparse_var import centred_var
 
 TIE_POLICIES = ("half", "drop")
+
+#: With a prior the fit splits over connected components; those up to this many
+#: items are solved together by batched dense Newton steps, larger ones by the
+#: sparse path. A response-level pool has one component of 2-4 items per prompt.
+BLOCK_MAX = 64
+_BATCH_ELEMENTS = 1 << 22  # Hessian entries of the stacked blocks solved at once
 
 
 @dataclass
@@ -201,7 +208,10 @@ def bt_pairwise(
     """Compute the (penalized) ML estimate of Bradley-Terry log-strengths.
 
     Bradley & Terry (1952); maximized with Newton's method on the aggregated
-    pairs, whose Hessian is a weighted graph Laplacian.
+    pairs, whose Hessian is a weighted graph Laplacian. With a prior
+    (``alpha > 0``) and a comparison graph in several connected components (a
+    response-level pool: one per prompt) each component is its own problem, and
+    the small ones are solved side by side in batches (:func:`_bt_by_component`).
 
     Parameters
     ----------
@@ -235,11 +245,254 @@ def bt_pairwise(
     a, b = _half_ties(counts, ties)
     check_identifiable(counts.n_items, *_edges(counts, a, b), names, alpha)
     x0 = np.zeros(counts.n_items) if initial_params is None else initial_params
+    if alpha > 0:
+        n_comp, label = connected_components(
+            coo_matrix((np.ones(counts.n_pairs), (counts.lo, counts.hi)),
+                       shape=(counts.n_items, counts.n_items)),
+            directed=False,
+        )
+        if n_comp > 1:
+            theta = _bt_by_component(counts, alpha, ties, np.asarray(x0, float), label, tol,
+                                     cold=initial_params is None)
+            return theta - theta.mean()
     gauge = np.ones(counts.n_items, bool) if alpha == 0 else None
     theta, _, _ = newton_minimize(
         _bt_fgh(counts, alpha, ties), x0, gauge, tol=tol, what="Bradley-Terry fit"
     )
     return theta - theta.mean()
+
+
+def _bt_by_component(
+    counts: PairCounts,
+    alpha: float,
+    ties: str,
+    x0: np.ndarray,
+    label: np.ndarray,
+    tol: float,
+    cold: bool = False,
+) -> np.ndarray:
+    """Minimize the penalized objective one connected component at a time.
+
+    With ``alpha > 0`` the objective is a sum of one term per component, so its
+    minimum is the components' minima side by side. Components of up to
+    :data:`BLOCK_MAX` items are solved many of one size at once (two items by
+    :func:`_newton_two_items`, more by :func:`_newton_blocks`); the larger ones
+    together by :func:`newton_minimize`. An item without comparisons stays at 0,
+    the prior's minimum. ``cold``: no warm start was given, and two-item
+    components start from their smoothed log-odds instead of ``x0``.
+    """
+    n = counts.n_items
+    size = np.bincount(label)
+    a, b = _half_ties(counts, ties)
+    theta = np.zeros(n)
+    big = size[label] > BLOCK_MAX
+    if big.any():
+        nodes = np.flatnonzero(big)
+        index = np.full(n, -1, dtype=np.intp)
+        index[nodes] = np.arange(nodes.size)
+        keep = big[counts.lo]
+        sub = PairCounts(nodes.size, index[counts.lo[keep]], index[counts.hi[keep]],
+                         counts.wins_lo[keep], counts.wins_hi[keep], counts.ties[keep])
+        theta[nodes], _, _ = newton_minimize(
+            _bt_fgh(sub, alpha, ties), x0[nodes], None, tol=tol, what="Bradley-Terry fit"
+        )
+    # Each node's place in its component, components of one size side by side.
+    order = np.argsort(label, kind="stable")
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    local = np.empty(n, dtype=np.intp)
+    local[order] = np.arange(n) - start[label[order]]
+    pair_comp = label[counts.lo]
+    for s in np.unique(size):
+        if not 2 <= s <= BLOCK_MAX:
+            continue
+        comps = np.flatnonzero(size == s)
+        block_of = np.full(size.size, -1, dtype=np.intp)
+        block_of[comps] = np.arange(comps.size)
+        nodes = np.flatnonzero(size[label] == s)
+        pairs = np.flatnonzero(size[pair_comp] == s)
+        pairs = pairs[np.argsort(block_of[pair_comp[pairs]], kind="stable")]
+        pair_block = block_of[pair_comp[pairs]]
+        lo, hi = local[counts.lo[pairs]], local[counts.hi[pairs]]
+        x = np.zeros((comps.size, s))
+        x[block_of[label[nodes]], local[nodes]] = x0[nodes]
+        if s == 2:
+            x = _newton_two_items(x, pair_block, lo, a[pairs], b[pairs], alpha, tol, cold)
+        else:
+            per_batch = max(1, _BATCH_ELEMENTS // (s * s))
+            for first in range(0, comps.size, per_batch):
+                last = min(comps.size, first + per_batch)
+                i, j = np.searchsorted(pair_block, [first, last])
+                x[first:last] = _newton_blocks(x[first:last], pair_block[i:j] - first, lo[i:j],
+                                               hi[i:j], a[pairs[i:j]], b[pairs[i:j]], alpha, tol)
+        theta[nodes] = x[block_of[label[nodes]], local[nodes]]
+    return theta
+
+
+def _newton_blocks(
+    x: np.ndarray,
+    block: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    alpha: float,
+    tol: float,
+) -> np.ndarray:
+    """Minimize ``k`` independent penalized Bradley-Terry objectives of ``s`` items each.
+
+    Newton steps from dense ``(k, s, s)`` Hessians, one batched solve per
+    iteration, in :func:`_batched_newton`. ``alpha > 0`` keeps every Hessian regular.
+
+    Parameters
+    ----------
+    x : ndarray, shape (k, s)
+        Starting points.
+    block, lo, hi : ndarray of int, shape (p,)
+        Each pair's block and its two items' places in the block.
+    a, b : ndarray, shape (p,)
+        Wins of ``lo`` over ``hi`` and of ``hi`` over ``lo``.
+    alpha, tol : float
+
+    Returns
+    -------
+    ndarray, shape (k, s)
+    """
+    k, s = x.shape
+    tot = a + b
+    at_lo, at_hi = block * s + lo, block * s + hi
+    cell = block * (s * s)
+    entries = np.concatenate([cell + lo * (s + 1), cell + hi * (s + 1),
+                              cell + lo * s + hi, cell + hi * s + lo])
+    ridge = 2.0 * alpha * np.eye(s)
+
+    def objective(x: np.ndarray) -> np.ndarray:
+        d = x.ravel()[at_lo] - x.ravel()[at_hi]
+        nll = a * _softplus(-d) + b * _softplus(d)
+        return np.bincount(block, nll, minlength=k) + alpha * np.einsum("ij,ij->i", x, x)
+
+    def newton_step(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = x.ravel()[at_lo] - x.ravel()[at_hi]
+        sig = _sigmoid(d)
+        gd = tot * sig - a
+        g = np.bincount(at_lo, gd, minlength=k * s) - np.bincount(at_hi, gd, minlength=k * s)
+        g = g.reshape(k, s) + 2.0 * alpha * x
+        w = tot * sig * (1.0 - sig)
+        h = np.bincount(entries, np.concatenate([w, w, -w, -w]), minlength=k * s * s)
+        step = -np.linalg.solve(h.reshape(k, s, s) + ridge, g[..., None])[..., 0]
+        return step, -np.einsum("ij,ij->i", g, step)
+
+    return _batched_newton(x, objective, newton_step, tol, f"components of {s} items")
+
+
+def _newton_two_items(
+    x: np.ndarray,
+    block: np.ndarray,
+    lo: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    alpha: float,
+    tol: float,
+    cold: bool = False,
+) -> np.ndarray:
+    """Minimize ``k`` penalized Bradley-Terry objectives of two items each.
+
+    The gradient of a two-item objective at ``(u, -u)`` is ``(c, -c)``, and the
+    Hessian has equal diagonal entries, so a Newton step from there stays on that
+    line: the iteration of :func:`_newton_blocks` from a point ``(u, -u)`` is the
+    scalar Newton iteration on ``phi(u) = a softplus(-2u) + b softplus(2u) +
+    2 alpha u^2``, with the same objective values and Newton decrements. A start
+    off the line is projected on it: the minimum lies on it (each block's
+    scores sum to 0 there, as the gradient of the likelihood sums to 0).
+
+    Parameters
+    ----------
+    x : ndarray, shape (k, 2)
+        Starting points.
+    block, lo : ndarray of int, shape (p,)
+        Each pair's block and the place of its ``lo`` item (0 or 1) in the block.
+    a, b : ndarray, shape (p,)
+        Wins of ``lo`` over the other item, and of the other item over ``lo``.
+    alpha, tol : float
+    cold : bool
+        Start from half the log-odds with half a win added to each side
+        (Haldane 1956) instead of ``x``: a third fewer iterations than from 0.
+
+    Returns
+    -------
+    ndarray, shape (k, 2)
+
+    References
+    ----------
+    Haldane, J. B. S. (1956). The estimation and significance of the logarithm of a
+    ratio of frequencies. Annals of Human Genetics, 20(4), 309-311.
+    """
+    k = x.shape[0]
+    first = lo == 0  # orient every pair from the block's item 0
+    a0 = np.bincount(block, np.where(first, a, b), minlength=k)
+    b0 = np.bincount(block, np.where(first, b, a), minlength=k)
+    tot = a0 + b0
+
+    def objective(u: np.ndarray) -> np.ndarray:
+        d = 2.0 * u[:, 0]
+        return a0 * _softplus(-d) + b0 * _softplus(d) + 2.0 * alpha * u[:, 0] ** 2
+
+    def newton_step(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sig = _sigmoid(2.0 * u[:, 0])
+        grad = 2.0 * (tot * sig - a0) + 4.0 * alpha * u[:, 0]
+        curv = 4.0 * tot * sig * (1.0 - sig) + 4.0 * alpha
+        return (-grad / curv)[:, None], grad * grad / curv
+
+    u0 = 0.5 * np.log((a0 + 0.5) / (b0 + 0.5))[:, None] if cold else 0.5 * (x[:, :1] - x[:, 1:])
+    u = _batched_newton(u0, objective, newton_step, tol, "components of 2 items")
+    return np.hstack([u, -u])
+
+
+def _batched_newton(x, objective, newton_step, tol: float, what: str, max_iter: int = 200):
+    """Run :func:`newton_minimize`'s damped Newton iteration on ``k`` problems at once.
+
+    ``objective(x)`` returns the ``(k,)`` objective values at the rows of ``x``,
+    ``newton_step(x)`` the ``(k, s)`` Newton steps and ``(k,)`` Newton decrements.
+    Each row keeps its own stopping rule (decrement below ``tol * (1 + |f|)``,
+    then the last step is taken) and its own backtracking line search.
+    """
+    k = x.shape[0]
+    x = x.copy()
+    f = objective(x)
+    active = np.ones(k, dtype=bool)
+    for it in range(1, max_iter + 1):
+        if not np.all(np.isfinite(f[active])):
+            raise NotConverged(f"Bradley-Terry fit: the objective is not finite at iteration {it}")
+        step, dec = newton_step(x)
+        done = active & (0.5 * dec <= tol * (1.0 + np.abs(f)))
+        x[done] += step[done]
+        active &= ~done
+        if not active.any():
+            return x
+        step[~active] = 0.0
+        t = np.ones(k)
+        searching = active.copy()
+        while True:
+            x_new = x + t[:, None] * step
+            f_new = objective(x_new)
+            accept = searching & np.isfinite(f_new) & (f_new <= f - 1e-4 * t * dec)
+            x[accept], f[accept] = x_new[accept], f_new[accept]
+            searching &= ~accept
+            if not searching.any():
+                break
+            t[searching] *= 0.5
+            stuck = searching & (t < 1e-12)
+            if stuck.any():
+                flat = stuck & (np.abs(f_new - f) <= 1e-12 * (1.0 + np.abs(f)))
+                if (stuck & ~flat).any():
+                    raise NotConverged(f"Bradley-Terry fit: line search failed at iteration {it}")
+                active &= ~flat  # flat to machine precision: converged
+                searching &= ~flat
+                if not searching.any():
+                    break
+    raise NotConverged(
+        f"Bradley-Terry fit: no convergence after {max_iter} Newton iterations in "
+        f"{int(active.sum())} of {k} {what}"
+    )
 
 
 def _check_alpha(alpha: float) -> None:
