@@ -207,6 +207,8 @@ def test_keys_without_the_scale_esc_leaves_a_text_box_and_next_items_start_at_th
     page.mouse.wheel(0, 4000)
     page.wait_for_function("document.querySelector(\"[data-testid='stMain']\").scrollTop > 0")
     page.evaluate("document.activeElement && document.activeElement.blur()")
+    # The keyboard help mounts a moment after the script run ends (its module loads).
+    page.wait_for_function("window.__prefstoreKeyHandler !== undefined")
     page.keyboard.press("0")
     wait_for_prompt(page, "Keys question 1")
     page.wait_for_function("document.querySelector(\"[data-testid='stMain']\").scrollTop === 0")
@@ -214,6 +216,8 @@ def test_keys_without_the_scale_esc_leaves_a_text_box_and_next_items_start_at_th
 
     # Typing a rationale, then Esc, then 1: the key works again without a Tab or a click.
     box = page.get_by_label("Why? (optional)")
+    page.wait_for_function("window.__prefstoreItem !== undefined && "
+                           "window.__prefstoreItem === window.__prefstoreKeyData.item")
     box.click()
     box.fill("short and right")
     page.keyboard.press("Escape")
