@@ -23,6 +23,7 @@ transaction holds the database, so the lock is a no-op there.
 from __future__ import annotations
 
 from prefstore.errors import NotFound
+from prefstore.store.connection import prepared
 
 #: Advisory lock class of the progress counters (PostgreSQL); the project id is the
 #: second key. Writes take it shared, a recount exclusively.
@@ -61,6 +62,9 @@ _LOCK_SHARED = {
 _LOCK_EXCLUSIVE = {
     "postgres": "SELECT pg_advisory_xact_lock(:key, CAST(:p AS integer))",
 }
+_PROGRESS = prepared(
+    "SELECT p.open_items, c.done, c.skipped, c.open_mine FROM projects p "
+    "LEFT JOIN rater_counts c ON c.project_id = p.id AND c.rater_id = ? WHERE p.id = ?")
 _RECOUNT = (
     "INSERT INTO rater_counts (rater_id, project_id, done, skipped, open_mine) "
     "SELECT t.rater_id, :p, SUM(t.judged), SUM(t.skipped), SUM(t.open_now) FROM ("
@@ -154,10 +158,7 @@ def rater_progress(db, project_id: int, rater_id: int) -> dict:
     Returns ``{"done", "skipped", "k", "n", "remaining"}``, read in one row of
     counters kept by the writes: the same cost whatever the rater's history.
     """
-    row = db.execute(
-        "SELECT p.open_items, c.done, c.skipped, c.open_mine FROM projects p "
-        "LEFT JOIN rater_counts c ON c.project_id = p.id AND c.rater_id = ? WHERE p.id = ?",
-        [rater_id, project_id]).fetchone()
+    row = db.execute(_PROGRESS, [rater_id, project_id]).fetchone()
     if row is None:
         raise NotFound(f"project {project_id!r} does not exist")
     open_items, done, skipped, open_mine = row[0], row[1] or 0, row[2] or 0, row[3] or 0
