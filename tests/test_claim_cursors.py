@@ -253,3 +253,26 @@ def test_new_items_and_routing_reach_raters_with_a_cursor(db):
     rate(4)                                        # priority 1.0 comes before the cursor
     rate(3)
     assert store.claim_next(db, pid, ann["id"], now=T0) is None
+
+
+def test_a_submit_counts_with_the_cap_stored_when_it_writes(db, monkeypatch):
+    """A settings change can commit between a submit's first read and its write.
+
+    PostgreSQL's submit reads the cap again under the project's counter lock, so
+    the item closes by the cap stored then, not by the one its first read saw.
+    """
+    if db.dialect != "postgres":
+        pytest.skip("PostgreSQL-specific: SQLite reads and writes in one locked transaction")
+    project = store.create_project(db, "p", "pairwise", {"raters_per_item": 1, "gold_rate": 0.0})
+    pid = project["id"]
+    store.insert_items(db, pid, items("a", 2))
+    ann, _ = store.create_rater(db, "ann")
+    stale = store.projects.settings_from_text(
+        '{"raters_per_item": 3, "gold_rate": 0.0}')  # what a read before the change saw
+    monkeypatch.setattr(store.judgments, "settings_from_text", lambda text: stale)
+    claim = store.claim_next(db, pid, ann["id"], now=T0)
+    store.submit_judgment(db, item_id=claim["item_id"], rater_id=ann["id"], submission_id="s",
+                          choice=0, assignment_id=claim["id"])
+    assert open_items_kept(db, pid) == open_items_counted(db, pid) == 1
+    assert workload.progress_kept(db, pid) == workload.progress_counted(db, pid) == [
+        (ann["id"], 1, 0, 0)]

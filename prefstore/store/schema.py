@@ -722,9 +722,10 @@ MIGRATIONS: list[Migration] = [
             p_choice INTEGER, p_ranking TEXT, p_strength INTEGER, p_aspects TEXT,
             p_rationale TEXT, p_reason_tags TEXT, p_edited TEXT, p_metadata TEXT,
             p_time_ms BIGINT, p_submission_id TEXT, p_created_at TEXT, p_project BIGINT,
-            p_cap INTEGER, p_lock_key INTEGER) RETURNS BIGINT LANGUAGE plpgsql AS $$
+            p_default_cap INTEGER, p_lock_key INTEGER) RETURNS BIGINT LANGUAGE plpgsql AS $$
         DECLARE
             new_id BIGINT;
+            cap INTEGER;
             human INTEGER := CASE WHEN p_kind = 'human' THEN 1 ELSE 0 END;
             item_project BIGINT;
             item_n INTEGER;
@@ -737,6 +738,9 @@ MIGRATIONS: list[Migration] = [
         BEGIN
             -- Shared: a recount of the project's counters waits for this write.
             PERFORM pg_advisory_xact_lock_shared(p_lock_key, CAST(p_project AS INTEGER));
+            -- The cap as it is now: a settings change commits under the exclusive lock.
+            SELECT COALESCE(CAST(settings ->> 'raters_per_item' AS INTEGER), p_default_cap)
+                INTO cap FROM projects WHERE id = p_project;
             INSERT INTO judgments (item_id, rater_id, kind, display_order, outcome, choice,
                 ranking, strength, aspects, rationale, reason_tags, edited, metadata, time_ms,
                 submission_id, created_at)
@@ -760,8 +764,8 @@ MIGRATIONS: list[Migration] = [
             IF item_excluded IS NOT NULL THEN
                 RETURN new_id;  -- excluded items count nowhere
             END IF;
-            open_after := item_rank < 2 AND item_n < p_cap;
-            open_before := item_rank < 2 AND item_n - human < p_cap;
+            open_after := item_rank < 2 AND item_n < cap;
+            open_before := item_rank < 2 AND item_n - human < cap;
             first_judgment := NOT EXISTS (SELECT 1 FROM judgments j WHERE j.rater_id = p_rater
                 AND j.item_id = p_item AND j.id <> new_id);
             touched := NOT first_judgment OR EXISTS (SELECT 1 FROM assignments a
