@@ -98,10 +98,10 @@ _SUBMIT_CONTEXT = prepared(
     "SELECT (SELECT id FROM judgments WHERE rater_id = :r AND submission_id = :s), "
     "(SELECT kind FROM raters WHERE id = :r), "
     "(SELECT COUNT(*) FROM responses WHERE item_id = :i), "
-    "(SELECT p.settings FROM items i JOIN projects p ON p.id = i.project_id "
-    " WHERE i.id = :i), (SELECT i.project_id FROM items i WHERE i.id = :i), "
-    "a.claimed_at, a.item_id, a.display_order "
-    "FROM (SELECT 1 AS one) one LEFT JOIN assignments a ON a.id = :a AND a.rater_id = :r")
+    "p.settings, i.project_id, a.claimed_at, a.item_id, a.display_order "
+    "FROM (SELECT 1 AS one) one LEFT JOIN items i ON i.id = :i "
+    "LEFT JOIN projects p ON p.id = i.project_id "
+    "LEFT JOIN assignments a ON a.id = :a AND a.rater_id = :r")
 # The same writes as one call of the function the schema defines (m009): the
 # counters move only when the row was inserted, the item's row lock comes first,
 # and each statement inside takes a new snapshot. One round trip.

@@ -327,6 +327,7 @@ def check_store(db, project_id: int, raters_per_item: int) -> dict:
             partial.append((jid, problems))
     # PostgreSQL enforces its foreign keys on every write; SQLite is asked.
     foreign_keys = (q("PRAGMA foreign_key_check").fetchall() if db.dialect == "sqlite" else [])
+    progress = (progress_kept(db, project_id), progress_counted(db, project_id))
     return {
         "integrity": store.integrity_check(db),
         "foreign_keys": foreign_keys,
@@ -354,8 +355,7 @@ def check_store(db, project_id: int, raters_per_item: int) -> dict:
             "SELECT p.open_items, (SELECT COUNT(*) FROM items i WHERE i.project_id = p.id "
             "AND i.queue_rank < 2 AND i.n_human < ? AND i.excluded_at IS NULL) FROM projects p "
             "WHERE p.id = ?", [raters_per_item, project_id]).fetchall() if r[0] != r[1]],
-        "progress": [] if progress_kept(db, project_id) == progress_counted(db, project_id)
-        else [(progress_kept(db, project_id), progress_counted(db, project_id))],
+        "progress": [] if progress[0] == progress[1] else [progress],
     }
 
 
