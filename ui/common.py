@@ -63,12 +63,14 @@ class Keys:
     KEEP = "keep_order"
     SHOW_REST = "show_rest"
     RANK = "rank"
+    SKIP_OPEN = "skip_open"  # the "Skip or flag" box's open state
     SKIP_REASON = "skip_reason"
     SKIP = "skip"
     FLAG_REASON = "flag_reason"
     FLAG = "flag"
     # undo: changing a previous judgment (use Keys.item with the project's id for
     # the picker, with the judgment's id for the change form)
+    UNDO_OPEN = "undo_open"  # the "Previous judgments" box's open state
     UNDO_PICK = "undo_pick"
     UNDO_RESET = "undo_reset"  # session state: empty the picker on the next run
     UNDO_LABEL = "undo_label"

@@ -366,7 +366,13 @@ def slate(db, claim: dict, rater: dict, settings) -> None:
 
 def skip_or_flag(db, claim: dict, rater: dict) -> None:
     aid = claim["id"]
-    with st.expander("Skip or flag this item"):
+    # Built only while open: every rerun of the page pays for a closed box's widgets
+    # in the server and in the browser, and most items are never skipped.
+    box = st.expander("Skip or flag this item", key=Keys.item(Keys.SKIP_OPEN, aid),
+                      on_change="rerun")
+    if not box.open:
+        return
+    with box:
         left, right = st.columns(2)
         reason = left.text_input("Why skip? (optional)", key=Keys.item(Keys.SKIP_REASON, aid))
         if left.button("Skip", key=Keys.item(Keys.SKIP, aid)):
@@ -407,18 +413,29 @@ def describe_judgment(judgment: dict) -> str:
             f"{inert.plain_line(prompt, 60)} · {label}")
 
 
-def pick_previous(db, project: dict, rater: dict) -> dict | None:
-    """The "Previous judgments" expander; return the judgment picked for a change, if any."""
+def pick_previous(db, project: dict, rater: dict, judged: int) -> dict | None:
+    """The "Previous judgments" expander; return the judgment picked for a change, if any.
+
+    ``judged`` is the rater's count of judged items here (their progress): the
+    judgments themselves are read only while the box is open.
+    """
     pick_key = Keys.item(Keys.UNDO_PICK, project["id"])
+    open_key = Keys.item(Keys.UNDO_OPEN, project["id"])
     if st.session_state.pop(Keys.UNDO_RESET, False):
         st.session_state[pick_key] = None
-    recent = store.recent_judgments(db, project["id"], rater["id"], limit=RECENT_LIMIT)
-    if not recent:
+        st.session_state[open_key] = False
+    if not judged:
         return None
+    box = st.expander(f"Previous judgments (your last {min(judged, RECENT_LIMIT)})",
+                      key=open_key, on_change="rerun")
+    if not box.open:
+        return None
+    recent = store.recent_judgments(db, project["id"], rater["id"], limit=RECENT_LIMIT)
     by_id = {j["id"]: j for j in recent}
-    picked = st.session_state.get(pick_key)
-    with st.expander(f"Previous judgments (your last {len(recent)})",
-                     expanded=picked is not None):
+    with box:
+        if not recent:  # excluded since the counters were read
+            st.caption("None of your judgments here can be changed now.")
+            return None
         # Options are plain text: ids, prompts and names are never markdown here.
         choice = st.selectbox("Change one of your previous judgments", list(by_id),
                               index=None, format_func=lambda jid: describe_judgment(by_id[jid]),
@@ -538,7 +555,7 @@ def show() -> None:
     st.caption(f"Rating as {inert.escape_markdown(rater['name'])}")
     st.progress(progress["k"] / progress["n"] if progress["n"] else 1.0,
                 text=f"{progress['k']} of {progress['n']} done")
-    previous = pick_previous(db, project, rater)
+    previous = pick_previous(db, project, rater, progress["done"])
     if previous is not None:
         change_previous(db, project, rater, settings, previous)
         st.stop()

@@ -68,6 +68,12 @@ def open_page(page_path: str, *, token: str | None = None):
 # Real browser
 
 
+def open_box(at, key: str):
+    """Open the state-tracked expander ``key`` and rerun (AppTest cannot click one open)."""
+    at.session_state[key] = True
+    return at.run()
+
+
 def rendered(markdown: str) -> str:
     """What a reader sees of markdown that escapes names: the backslashes dropped."""
     return re.sub(r"\\(.)", r"\1", markdown)

@@ -6,7 +6,7 @@ import pytest
 
 from prefstore import assignment, store
 from prefstore.errors import AccessDenied
-from tests.ui.conftest import REPO, app_test, rendered
+from tests.ui.conftest import REPO, app_test, open_box, rendered
 from ui.common import Keys
 
 K = Keys.item
@@ -164,9 +164,13 @@ def test_skip_and_flag_are_recorded(app_db):
     rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
     first = served(app_db, project, rater)
+    # The box's widgets exist only while it is open.
+    assert not [w for w in at.text_input if w.key == K(Keys.SKIP_REASON, first["id"])]
+    open_box(at, K(Keys.SKIP_OPEN, first["id"]))
     at.text_input(key=K(Keys.SKIP_REASON, first["id"])).input("not my field")
     at.button(key=K(Keys.SKIP, first["id"])).click().run()
     second = served(app_db, project, rater)
+    open_box(at, K(Keys.SKIP_OPEN, second["id"]))  # a new item's box starts closed
     at.button(key=K(Keys.FLAG, second["id"])).click().run()
     assert "Choose what is wrong with the item first." in errors(at)
     at.selectbox(key=K(Keys.FLAG_REASON, second["id"])).select("broken")
@@ -184,6 +188,7 @@ def test_flag_as_other_needs_a_note(app_db):
     rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
     claim = served(app_db, project, rater)
+    open_box(at, K(Keys.SKIP_OPEN, claim["id"]))
     at.selectbox(key=K(Keys.FLAG_REASON, claim["id"])).select("other").run()
     at.button(key=K(Keys.FLAG, claim["id"])).click().run()
     assert errors(at) == ['Not flagged: say what is wrong with the item when you choose '
@@ -461,6 +466,7 @@ def test_progress_counts_k_of_n_and_n_does_not_grow(app_db):
         at.button(key=K(Keys.CHOOSE_A, claim["id"])).click().run()
         seen.append(progress_text(at))
     claim = served(app_db, project, rater)
+    open_box(at, K(Keys.SKIP_OPEN, claim["id"]))
     at.button(key=K(Keys.SKIP, claim["id"])).click().run()
     seen.append(progress_text(at))
     assert seen == ["0 of 4 done", "1 of 4 done", "2 of 4 done", "3 of 4 done", "4 of 4 done"]

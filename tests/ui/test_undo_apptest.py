@@ -5,13 +5,21 @@ from __future__ import annotations
 import re
 
 from prefstore import export, fitting, store
-from tests.ui.conftest import app_test, open_page, rendered
+from tests.ui.conftest import app_test, open_box, open_page, rendered
 from tests.ui.test_rate_apptest import make_project, rater_with_token, served
 from ui.common import Keys
 
 K = Keys.item
 ROW = ("id", "item_id", "outcome", "choice", "ranking", "strength", "display_order",
        "rationale", "submission_id", "supersedes")
+
+
+def open_previous(at, project):
+    return open_box(at, K(Keys.UNDO_OPEN, project["id"]))
+
+
+def pickers(at, key: str) -> list:
+    return [s for s in at.selectbox if s.key == key]
 
 
 def rows(db, rater):
@@ -33,6 +41,9 @@ def test_change_a_pairwise_judgment_on_the_scale(app_db):
     second = served(app_db, project, rater)
     (before,) = rows(app_db, rater)
     pick = K(Keys.UNDO_PICK, project["id"])
+    # The box is closed, and its judgments are read only once it is opened.
+    assert not pickers(at, pick)
+    open_previous(at, project)
     assert at.selectbox(key=pick).options == ["q0 · prompt 0 · A clearly better"]
 
     at.selectbox(key=pick).select(before["id"]).run()
@@ -56,6 +67,8 @@ def test_change_a_pairwise_judgment_on_the_scale(app_db):
     # Back to the open item, the same claim as before, and the picker is empty.
     assert served(app_db, project, rater)["id"] == second["id"]
     assert at.button(key=K(Keys.SUBMIT, second["id"]))
+    assert not pickers(at, pick)  # the box closed
+    open_previous(at, project)
     assert at.selectbox(key=pick).value is None
     assert at.selectbox(key=pick).options == ["q0 · prompt 0 · B much better"]
     # Every reader counts the changed judgment once, with its new label.
@@ -79,11 +92,11 @@ def test_change_then_change_again_and_back_without_saving(app_db):
     at.button(key=K(Keys.TIE, first["id"])).click().run()
     (a,) = rows(app_db, rater)
     pick = K(Keys.UNDO_PICK, project["id"])
-    at.selectbox(key=pick).select(a["id"]).run()
+    open_previous(at, project).selectbox(key=pick).select(a["id"]).run()
     at.radio(key=K(Keys.UNDO_LABEL, a["id"])).set_value("Both bad")
     at.button(key=K(Keys.UNDO_SAVE, a["id"])).click().run()
     b = rows(app_db, rater)[1]
-    at.selectbox(key=pick).select(b["id"]).run()
+    open_previous(at, project).selectbox(key=pick).select(b["id"]).run()
     assert at.radio(key=K(Keys.UNDO_LABEL, b["id"])).value == "Both bad"
     at.radio(key=K(Keys.UNDO_LABEL, b["id"])).set_value("B is better")
     at.button(key=K(Keys.UNDO_SAVE, b["id"])).click().run()
@@ -93,10 +106,11 @@ def test_change_then_change_again_and_back_without_saving(app_db):
         ("choice", first["display_order"][1], b["id"])]
     assert store.count_judgments(app_db, project["id"]) == 1
     # Opening the form and going back stores nothing.
-    at.selectbox(key=pick).select(c["id"]).run()
+    open_previous(at, project).selectbox(key=pick).select(c["id"]).run()
     at.button(key=K(Keys.UNDO_BACK, c["id"])).click().run()
     assert len(rows(app_db, rater)) == 3
-    assert at.selectbox(key=pick).value is None
+    assert not pickers(at, pick)
+    assert open_previous(at, project).selectbox(key=pick).value is None
 
 
 def test_change_refused_when_the_rationale_is_required(app_db):
@@ -107,7 +121,8 @@ def test_change_refused_when_the_rationale_is_required(app_db):
     at.text_area(key=K(Keys.RATIONALE, first["id"])).input("A is right")
     at.button(key=K(Keys.CHOOSE_A, first["id"])).click().run()
     (a,) = rows(app_db, rater)
-    at.selectbox(key=K(Keys.UNDO_PICK, project["id"])).select(a["id"]).run()
+    open_previous(at, project).selectbox(key=K(Keys.UNDO_PICK, project["id"])).select(
+        a["id"]).run()
     assert at.text_area(key=K(Keys.UNDO_RATIONALE, a["id"])).value == "A is right"
     at.text_area(key=K(Keys.UNDO_RATIONALE, a["id"])).input("  ")
     at.radio(key=K(Keys.UNDO_LABEL, a["id"])).set_value("B is better")
@@ -129,7 +144,8 @@ def test_change_a_slate_ranking(app_db):
     (a,) = rows(app_db, rater)
     assert a["ranking"] == order
     pick = K(Keys.UNDO_PICK, project["id"])
-    assert at.selectbox(key=pick).options == ["q0 · prompt 0 · Ranking 1 > 2 > 3"]
+    assert open_previous(at, project).selectbox(key=pick).options == [
+        "q0 · prompt 0 · Ranking 1 > 2 > 3"]
     at.selectbox(key=pick).select(a["id"]).run()
     assert [at.selectbox(key=K(Keys.UNDO_RANK, a["id"], p)).value for p in range(3)] == [1, 2, 3]
     for p, rank in enumerate((3, 1, 2)):
@@ -154,7 +170,7 @@ def test_hostile_item_text_stays_plain_in_the_picker(app_db):
     claim = served(app_db, project, rater)
     at.button(key=K(Keys.CHOOSE_B, claim["id"])).click().run()
     (a,) = rows(app_db, rater)
-    (option,) = at.selectbox(key=K(Keys.UNDO_PICK, project["id"])).options
+    (option,) = open_previous(at, project).selectbox(key=K(Keys.UNDO_PICK, project["id"])).options
     # One plain line: no image, no tag, no heading; markdown marks dropped.
     assert option == "id · x <b bold</b big head" + "x" * 38 + "… · Response B"
     at.selectbox(key=K(Keys.UNDO_PICK, project["id"])).select(a["id"]).run()
