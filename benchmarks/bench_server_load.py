@@ -83,15 +83,12 @@ NEXT_READY = """(old) => {
     const found = m && m.textContent.match(/synthetic prompt (\\d+)/);
     return found !== null && found !== undefined && found[1] !== old;
 }"""
-SERVED = """() => {
-    const m = document.querySelector("[data-testid='stChatMessage']");
-    const found = m && m.textContent.match(/synthetic prompt (\\d+)/);
-    return found ? found[1] : null;
-}"""
-TWO_FRAMES = "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
-LOST_AFTER_MS = 15_000  # no script run this long after a press: taken as lost, pressed again
-# Count the script runs that start from now on (the app root's state turning "running").
-ARM = """() => {
+# Before a press, in one round trip: blur any field, count the script runs that start from
+# now on (the app root's state turning "running"), wait two frames (Streamlit binds a
+# button's shortcut in a React effect after the render: a press before it goes nowhere;
+# no person is that fast), and return the item on screen.
+PREPARE = """() => {
+    if (document.activeElement) document.activeElement.blur();
     const app = document.querySelector("[data-testid='stApp']");
     window.__benchRuns = 0;
     if (window.__benchObserver) window.__benchObserver.disconnect();
@@ -100,7 +97,26 @@ ARM = """() => {
     });
     window.__benchObserver.observe(app, {attributes: true,
                                          attributeFilter: ["data-test-script-state"]});
+    const m = document.querySelector("[data-testid='stChatMessage']");
+    const found = m && m.textContent.match(/synthetic prompt (\\d+)/);
+    return new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(
+        () => r(found ? found[1] : null))));
 }"""
+# Resolves true as soon as NEXT_READY holds (false after ``ms``): checked on every change
+# to the app's DOM, not polled, so ten waiting pages cost the machine nothing between
+# changes and the moment is exact.
+WAIT_NEXT = """([old, ms]) => new Promise((resolve) => {
+    const ready = """ + NEXT_READY + """;
+    if (ready(old)) { resolve(true); return; }
+    const app = document.querySelector("[data-testid='stApp']");
+    const observer = new MutationObserver(() => {
+        if (ready(old)) { observer.disconnect(); clearTimeout(timer); resolve(true); }
+    });
+    const timer = setTimeout(() => { observer.disconnect(); resolve(false); }, ms);
+    observer.observe(app, {attributes: true, childList: true, characterData: true,
+                           subtree: true});
+})"""
+LOST_AFTER_MS = 15_000  # no script run this long after a press: taken as lost, pressed again
 NO_RUN_SINCE_ARMED = """() => window.__benchRuns === 0 && document.querySelector(
     "[data-testid='stApp']").getAttribute("data-test-script-state") === 'notRunning'"""
 # What a stuck page shows, for the error message.
@@ -178,27 +194,17 @@ class Rater:
 
     async def submit(self) -> float:
         """Press the submit key; wait until the next item is ready; return the seconds."""
-        old = await self.page.evaluate(SERVED)
-        await self.page.evaluate("document.activeElement && document.activeElement.blur()")
-        await self.page.evaluate(ARM)
-        # Streamlit binds a button's shortcut in a React effect after the render; two
-        # frames let it happen (a press before it goes nowhere; no person is that fast).
-        await self.page.evaluate(TWO_FRAMES)
+        old = await self.page.evaluate(PREPARE)
         start = time.perf_counter()
         await self.page.keyboard.press(SUBMIT_KEY)
         try:
-            while True:
-                try:
-                    await self.page.wait_for_function(NEXT_READY, arg=old, polling=POLL_MS,
-                                                      timeout=LOST_AFTER_MS)
-                    break
-                except PlaywrightTimeout:
-                    if time.perf_counter() - start > SUBMIT_TIMEOUT_MS / 1000:
-                        raise
-                    if await self.page.evaluate(NO_RUN_SINCE_ARMED):
-                        # The press started no script run: press again, the clock runs on.
-                        self.repressed += 1
-                        await self.page.keyboard.press(SUBMIT_KEY)
+            while not await self.page.evaluate(WAIT_NEXT, [old, LOST_AFTER_MS]):
+                if time.perf_counter() - start > SUBMIT_TIMEOUT_MS / 1000:
+                    raise PlaywrightTimeout(f"no next item in {SUBMIT_TIMEOUT_MS} ms")
+                if await self.page.evaluate(NO_RUN_SINCE_ARMED):
+                    # The press started no script run: press again, the clock runs on.
+                    self.repressed += 1
+                    await self.page.keyboard.press(SUBMIT_KEY)
         except PlaywrightTimeout as exc:
             db = store.connect(self.path)
             rows = [dict(r) for r in db.query(

@@ -57,6 +57,8 @@ class Keys:
     TAG = "tag"
     EDIT_TARGET = "edit_target"
     EDIT = "edit"
+    EDIT_OPEN = "edit_open"  # the improve box's open state
+    EDIT_DRAFT = "edit_draft"  # session state: the box's fields, kept while it is closed
     BEST = "best"
     DRAG = "drag"
     SORT = "sort"

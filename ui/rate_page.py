@@ -121,18 +121,34 @@ def answer_state(settings, aid: int, *, aspects: bool = True) -> dict:
     }
 
 
+def edit_drafts(aid: int, k: int) -> dict:
+    """The improve box's fields as last seen, by widget key; kept while the box is closed.
+
+    The box builds its widgets only while open, and Streamlit forgets the state of
+    a widget a run did not build: an edit folded away would be lost without this.
+    """
+    state = st.session_state
+    drafts = state.setdefault(Keys.item(Keys.EDIT_DRAFT, aid), {})
+    for key in [Keys.item(Keys.EDIT_TARGET, aid), *(Keys.item(Keys.EDIT, aid, p)
+                                                    for p in range(k))]:
+        if key in state:
+            drafts[key] = state[key]
+    return drafts
+
+
 def edit_state(settings, aid: int, k: int, position: int | None
                ) -> tuple[int | None, str | None]:
     """The improve box as the rater left it: (displayed position edited, text) or (None, None)."""
     if not settings.edits_allowed:
         return None, None
+    drafts = edit_drafts(aid, k)
     if position is None:
         labels = [assignment.position_label(k, p) for p in range(k)]
-        picked = st.session_state.get(Keys.item(Keys.EDIT_TARGET, aid))
+        picked = drafts.get(Keys.item(Keys.EDIT_TARGET, aid))
         position = labels.index(picked) if picked in labels else None
     if position is None:
         return None, None
-    return position, st.session_state.get(Keys.item(Keys.EDIT, aid, position))
+    return position, drafts.get(Keys.item(Keys.EDIT, aid, position))
 
 
 def edit_box(settings, aid: int, shown: list[str], position: int | None = None
@@ -146,18 +162,26 @@ def edit_box(settings, aid: int, shown: list[str], position: int | None = None
     if not settings.edits_allowed:
         return None, None
     k = len(shown)
-    with st.expander("Improve the chosen response (optional)"):
+    # Built only while open, like "Skip or flag"; its fields outlive a fold (edit_drafts).
+    box = st.expander("Improve the chosen response (optional)",
+                      key=Keys.item(Keys.EDIT_OPEN, aid), on_change="rerun")
+    if not box.open:
+        return edit_state(settings, aid, k, position)
+    drafts = edit_drafts(aid, k)
+    with box:
         if position is None:
             labels = [assignment.position_label(k, p) for p in range(k)]
+            target_key = Keys.item(Keys.EDIT_TARGET, aid)
             picked = st.segmented_control("Response to improve", labels,
-                                          key=Keys.item(Keys.EDIT_TARGET, aid))
+                                          default=drafts.get(target_key), key=target_key)
             position = labels.index(picked) if picked is not None else None
         if position is None:
             st.caption("Pick the response you prefer, then improve its text here.")
             return None, None
+        edit_key = Keys.item(Keys.EDIT, aid, position)
         text = st.text_area(f"Improve Response {assignment.position_label(k, position)}",
-                            value=shown[position], height=200,
-                            key=Keys.item(Keys.EDIT, aid, position))
+                            value=drafts.get(edit_key, shown[position]), height=200,
+                            key=edit_key)
         if text != shown[position]:
             st.caption("Preview of your version")
             with st.container(border=True):

@@ -57,6 +57,7 @@ def test_pairwise_with_strength_rationale_and_edit(app_db):
     aid, order = claim["id"], claim["display_order"]
     at.button(key=K(Keys.STRENGTH_STEP, aid, 5)).click().run()
     original = f"response {claim['item_id'] - 1}.{order[1]}"
+    open_box(at, K(Keys.EDIT_OPEN, aid))
     edit = at.text_area(key=K(Keys.EDIT, aid, 1))
     assert edit.value == original  # pre-filled with the chosen response
     edit.input(original + " Now with a source.")
@@ -151,12 +152,41 @@ def test_edit_of_the_other_response_blocks_the_submit(app_db):
     rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
     aid = served(app_db, project, rater)["id"]
+    open_box(at, K(Keys.EDIT_OPEN, aid))
     at.segmented_control(key=K(Keys.EDIT_TARGET, aid)).set_value("B").run()
     at.text_area(key=K(Keys.EDIT, aid, 1)).input("a better B")
     at.button(key=K(Keys.CHOOSE_A, aid)).click().run()
     assert errors(at) == ["Not saved: you improved Response B but chose Response A; improve "
                           "the chosen response instead."]
     assert store.count_judgments(app_db) == 0
+
+
+def test_an_edit_outlives_folding_its_box(app_db):
+    project = make_project(app_db, strength_scale=False)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    claim = served(app_db, project, rater)
+    aid, order = claim["id"], claim["display_order"]
+    # Closed, the box builds no widgets.
+    assert not [t for t in at.text_area if t.key.startswith(K(Keys.EDIT, aid, ""))]
+    assert not [c for c in at.segmented_control if c.key == K(Keys.EDIT_TARGET, aid)]
+    open_box(at, K(Keys.EDIT_OPEN, aid))
+    at.segmented_control(key=K(Keys.EDIT_TARGET, aid)).set_value("B").run()
+    original = f"response 0.{order[1]}"
+    at.text_area(key=K(Keys.EDIT, aid, 1)).input(original + " with a source")
+    at.session_state[K(Keys.EDIT_OPEN, aid)] = False  # folded away
+    at.run()
+    assert not [t for t in at.text_area if t.key.startswith(K(Keys.EDIT, aid, ""))]
+    at.run()  # a run more: Streamlit has forgotten the widgets by now
+    open_box(at, K(Keys.EDIT_OPEN, aid))  # opened again: the fields as the rater left them
+    assert at.segmented_control(key=K(Keys.EDIT_TARGET, aid)).value == "B"
+    assert at.text_area(key=K(Keys.EDIT, aid, 1)).value == original + " with a source"
+    at.session_state[K(Keys.EDIT_OPEN, aid)] = False
+    at.run()
+    at.button(key=K(Keys.CHOOSE_B, aid)).click().run()  # submitted with the box folded
+    assert not at.exception and errors(at) == []
+    assert stored(app_db, rater, keys=("choice", "edited")) == [
+        {"choice": order[1], "edited": original + " with a source"}]
 
 
 def test_skip_and_flag_are_recorded(app_db):
@@ -275,7 +305,7 @@ def test_full_ranking_edit_box_follows_the_top_response_and_previews_the_edit(ap
     at.toggle(key=Keys.DRAG).set_value(False).run()
     for p, rank in enumerate([3, 1, 2]):  # Response 2 (position 1) is ranked first
         at.selectbox(key=K(Keys.RANK, aid, p)).select(rank)
-    at.run()
+    open_box(at, K(Keys.EDIT_OPEN, aid))
     assert [t.key for t in at.text_area if t.key.startswith(K(Keys.EDIT, aid, ""))] == [
         K(Keys.EDIT, aid, 1)]
     original = f"response 0.{order[1]}"
