@@ -8,11 +8,14 @@ from ui import common, navigation
 st.set_page_config(page_title="prefstore", page_icon=str(common.APP_DIR / "ui" / "favicon.png"),
                    layout="wide")
 
-db = common.get_db()
-common.ensure_demo_once(db)
-common.ensure_worker_once()
-identity = common.gate(db)
+try:
+    db = common.get_db()
+    common.ensure_demo_once(db)
+    common.ensure_worker_once()
+    identity = common.gate(db)
 
-page = st.navigation(navigation.pages(is_admin=identity.is_admin))
-common.local_mode_banner(identity)
-common.run_page(page)
+    page = st.navigation(navigation.pages(is_admin=identity.is_admin))
+    common.local_mode_banner(identity)
+    common.run_page(page)
+finally:  # also when st.stop or st.rerun ends the run
+    common.close_db()

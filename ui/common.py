@@ -211,6 +211,20 @@ def get_db():
     return db
 
 
+def close_db() -> None:
+    """Close this thread's store handle; app.py calls it as each script run ends.
+
+    A handle sits in a reference cycle: left to the cyclic collector, the connection
+    of every rerun (a new thread each time) stays open, two file descriptors, until a
+    full collection, and Streamlit's collection after each run is off
+    (.streamlit/config.toml).
+    """
+    db = getattr(_local, "db", None)
+    _local.db = _local.path = None
+    if db is not None:
+        db.close()
+
+
 def ensure_demo_once(db) -> None:
     """Load the demo projects into an empty store, once per session."""
     if st.session_state.get(Keys.DEMO_CHECKED):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import os
+
 import pytest
 
 from prefstore import assignment, store
@@ -562,3 +565,25 @@ def test_an_item_the_page_cannot_show_is_flagged_and_the_next_one_served(app_db,
                      "reason": "could not be shown: RecursionError"},
                     {"external_id": "q1", "status": "claimed", "reason": None}]
     assert served(app_db, project, rater)["item"]["external_id"] == "q1"
+
+
+def test_each_script_run_closes_its_connection(app_db):
+    # A run opens the store on its own thread, and the handle sits in a reference cycle:
+    # with Streamlit's collection after every run turned off (.streamlit/config.toml),
+    # an unclosed handle would hold its file descriptors until a full collection.
+    project = make_project(app_db, n_items=12, strength_scale=False)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(10):
+            claim = served(app_db, project, rater)
+            at.button(key=K(Keys.CHOOSE_A, claim["id"])).click().run()
+        after = len(os.listdir("/proc/self/fd"))
+    finally:
+        gc.enable()
+    assert not at.exception
+    assert store.rater_progress(app_db, project["id"], rater["id"])["done"] == 10
+    assert after == before
