@@ -158,6 +158,19 @@ def stored(path: Path, rater_ids: list[int]) -> dict[int, int]:
     return counts
 
 
+def server_footprint() -> tuple[float, int]:
+    """The server process's resident memory (MB) and open file descriptors now."""
+    import psutil
+
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "streamlit" in " ".join(proc.cmdline()):
+                return proc.memory_info().rss / 2**20, proc.num_fds()
+        except psutil.Error:
+            continue
+    return float("nan"), -1
+
+
 def cpu_seconds() -> tuple[float, float]:
     """CPU seconds so far of the server process and of everything else this script started."""
     import psutil
@@ -261,6 +274,7 @@ async def run_n(browser, url: str, path: Path, raters: list[dict], seconds: floa
         ends = await asyncio.gather(*(p.rate_until(start + seconds) for p in people))
         window = max(ends) - start
         cpu_after = cpu_seconds()
+        rss_mb, fds = server_footprint()
         after = stored(path, ids)
         sampled_after = read_samples(samples)
     finally:
@@ -273,6 +287,7 @@ async def run_n(browser, url: str, path: Path, raters: list[dict], seconds: floa
             "submits": len(times), "times": times, "lost": lost,
             "server_cpu": (cpu_after[0] - cpu_before[0]) / window,
             "client_cpu": (cpu_after[1] - cpu_before[1]) / window,
+            "server_rss_mb": rss_mb, "server_fds": fds,
             "load": f"{load_before} -> {load()}", "samples": (sampled_before, sampled_after)}
 
 
@@ -528,14 +543,16 @@ def report(results: list[dict]) -> None:
     """The table per N, the loss check and the goal line."""
     print(f"\n{'N':>3} {'window s':>8} {'judgments':>9} {'judg/s':>7} {'p50 s':>6} "
           f"{'p95 s':>6} {'max s':>6} {'server cores':>12} {'server ms/j':>11} "
-          f"{'client cores':>12}  load average (1, 5, 15 min) before -> after")
+          f"{'client cores':>12} {'server MB':>9} {'fds':>4}  load average (1, 5, 15 min) "
+          "before -> after")
     for r in results:
         p50, p95 = percentiles(r["times"])
         print(f"{r['n']:3d} {r['window']:8.1f} {r['judgments']:9d} "
               f"{r['judgments'] / r['window']:7.2f} {p50:6.3f} {p95:6.3f} "
               f"{max(r['times']):6.3f} {r['server_cpu']:12.2f} "
               f"{r['server_cpu'] * r['window'] * 1000 / max(r['judgments'], 1):11.1f} "
-              f"{r['client_cpu']:12.2f}  {r['load']}")
+              f"{r['client_cpu']:12.2f} {r['server_rss_mb']:9.0f} {r['server_fds']:4d}  "
+              f"{r['load']}")
     lost = {r["n"]: r["lost"] for r in results if r["lost"]}
     print("no loss: every rater's stored judgments equal the submits they saw answered"
           if not lost else "MISMATCH (rater: answered, stored; more stored = a press taken as "
