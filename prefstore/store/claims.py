@@ -209,7 +209,8 @@ _SET_CURSOR = (
 
 
 # PostgreSQL: the common claim in one round trip (migration m010_claim_function);
-# it answers 'fallback' for the rare cases _claim handles.
+# it answers 'fallback' for the rare cases _claim handles. It repeats the statements
+# above: a change to them goes into it too (in a new migration).
 _CLAIM_ON_SERVER = prepared(
     "SELECT * FROM prefstore_claim(:p, :r, :now, :expires, :settings, :cap, :gold_rate, :keys)")
 # Random keys whose order is the display order; an item with more responses than
@@ -270,7 +271,7 @@ def _claim_on_server(db, project_id: int, rater_id: int, *, now: dt.datetime | N
     nothing is left, or ``_FALLBACK`` for :func:`_claim` (nothing was written then).
 
     The function runs _claim's statements in the same order and with the same locks;
-    ``row`` also holds the item, its responses and the rater's progress.
+    ``row`` also holds the item and its responses.
     """
     now = now or dt.datetime.now(dt.UTC)
     now_s = now_iso(now)

@@ -800,10 +800,10 @@ MIGRATIONS: list[Migration] = [
     Migration(
         "m010_claim_function",
         # Issue 17: a PostgreSQL claim in one round trip instead of seven: the same
-        # statements as claims._claim, each with a fresh snapshot, then the item, its
-        # responses and the rater's progress. It answers 'fallback' (having written
-        # nothing) for what the Python path handles: errors, a settings text the
-        # caller has not parsed, items to wait for, slates beyond the order keys.
+        # statements as claims._claim, each with a fresh snapshot, then the item and
+        # its responses. It answers 'fallback' (having written nothing) for what the
+        # Python path handles: errors, items to wait for, slates beyond the order keys;
+        # 'settings' when the caller parsed another settings text than the stored one.
         sqlite="",
         postgres="""
         CREATE FUNCTION prefstore_claim(
@@ -818,8 +818,7 @@ MIGRATIONS: list[Migration] = [
             i_messages TEXT, i_metadata TEXT, i_category TEXT, i_gold TEXT, i_is_gold INTEGER,
             i_queue_rank INTEGER, i_priority DOUBLE PRECISION, i_n_human INTEGER,
             i_created_at TEXT, i_excluded_at TEXT,
-            r_ids BIGINT[], r_idx INTEGER[], r_texts TEXT[], r_systems TEXT[],
-            g_open_items BIGINT, g_done BIGINT, g_skipped BIGINT, g_open_mine BIGINT)
+            r_ids BIGINT[], r_idx INTEGER[], r_texts TEXT[], r_systems TEXT[])
         LANGUAGE plpgsql AS $$
         DECLARE
             v_active INTEGER;
@@ -1047,8 +1046,7 @@ MIGRATIONS: list[Migration] = [
                     RETURN;
                 END IF;
             END IF;
-            -- The claim, its item and responses (as get_item), and the rater's progress
-            -- (as rater_progress), read after the writes above.
+            -- The claim, its item and responses (as get_item), read after the writes.
             RETURN QUERY SELECT 'claimed', CAST(NULL AS TEXT), v_resumed,
                 a.id, a.item_id, a.rater_id, a.claimed_at, a.expires_at, a.status, a.reason,
                 CAST(a.display_order AS TEXT), a.updated_at, a.resolution, a.resolved_at,
@@ -1056,11 +1054,8 @@ MIGRATIONS: list[Migration] = [
                 i.id, i.project_id, i.external_id, i.prompt, CAST(i.messages AS TEXT),
                 CAST(i.metadata AS TEXT), i.category, CAST(i.gold AS TEXT), i.is_gold,
                 i.queue_rank, i.priority, i.n_human, i.created_at, i.excluded_at,
-                rs.ids, rs.idx, rs.texts, rs.systems,
-                p.open_items, c.done, c.skipped, c.open_mine
+                rs.ids, rs.idx, rs.texts, rs.systems
             FROM assignments a JOIN items i ON i.id = a.item_id
-            JOIN projects p ON p.id = p_project
-            LEFT JOIN rater_counts c ON c.project_id = p_project AND c.rater_id = p_rater
             LEFT JOIN LATERAL (SELECT array_agg(r.id ORDER BY r.idx) AS ids,
                     array_agg(r.idx ORDER BY r.idx) AS idx,
                     array_agg(r.text ORDER BY r.idx) AS texts,
