@@ -276,3 +276,45 @@ def test_a_submit_counts_with_the_cap_stored_when_it_writes(db, monkeypatch):
     assert open_items_kept(db, pid) == open_items_counted(db, pid) == 1
     assert workload.progress_kept(db, pid) == workload.progress_counted(db, pid) == [
         (ann["id"], 1, 0, 0)]
+
+
+def test_a_claim_carries_its_item_as_get_item_returns_it(db, monkeypatch):
+    """PostgreSQL returns the item from the claim's one call: the same dict as get_item."""
+    if db.dialect == "postgres":  # the common claim never needs the Python path
+        monkeypatch.setattr(store.claims, "_claim", lambda *a, **k: pytest.fail("fallback"))
+    project = store.create_project(db, "p", "pairwise", {"raters_per_item": 2, "gold_rate": 0.0})
+    pid = project["id"]
+    store.insert_items(db, pid, [{
+        "external_id": "x", "messages": [{"role": "user", "content": "hi é"}],
+        "metadata": {"k": [1, 2.5, None]}, "category": "c",
+        "responses": [{"text": "a", "system": "s0"}, {"text": "b", "system": None},
+                      {"text": "c", "system": "s2"}]}])
+    ann, _ = store.create_rater(db, "ann")
+    claim = store.claim_next(db, pid, ann["id"], now=T0)
+    assert claim["item"] == store.get_item(db, claim["item_id"])
+    assert sorted(claim["display_order"]) == [0, 1, 2]
+    stored = store.get_assignment(db, claim["id"])
+    assert {k: stored[k] for k in claim} == claim
+    again = store.claim_next(db, pid, ann["id"], now=T0 + dt.timedelta(seconds=5))
+    assert again == {**stored, "item": claim["item"]}  # the open claim, resumed
+
+
+def test_more_responses_than_order_keys_and_unreadable_items(db):
+    """The rare cases of a claim: an item with many responses is shown in a random
+    order of all of them; an item whose data cannot be read is flagged and skipped."""
+    project = store.create_project(db, "p", "slate", {"raters_per_item": 2, "gold_rate": 0.0})
+    pid = project["id"]
+    many = store.claims.ORDER_KEYS + 2
+    deep = "[" * 5000 + "]" * 5000  # valid JSON, too deep for Python's parser
+    bad, wide = store.insert_items(db, pid, [
+        {"external_id": "bad", "prompt": "p", "responses": [{"text": "a"}, {"text": "b"}]},
+        {"external_id": "wide", "prompt": "p",
+         "responses": [{"text": f"r{k}"} for k in range(many)]}])
+    db.execute("UPDATE items SET metadata = ? WHERE id = ?", [deep, bad])
+    ann, _ = store.create_rater(db, "ann")
+    claim = store.claim_next(db, pid, ann["id"], now=T0)
+    assert claim["item_id"] == wide
+    assert sorted(claim["display_order"]) == list(range(many))
+    assert claim["item"] == store.get_item(db, wide)
+    assert db.execute("SELECT status, reason FROM assignments WHERE item_id = ?",
+                      [bad]).fetchall() == [("flagged", "could not be shown: RecursionError")]

@@ -208,6 +208,26 @@ _SET_CURSOR = (
     "priority = excluded.priority, item_id = excluded.item_id")
 
 
+# PostgreSQL: the common claim in one round trip (migration m010_claim_function);
+# it answers 'fallback' for the rare cases _claim handles. It repeats the statements
+# above: a change to them goes into it too (in a new migration).
+_CLAIM_ON_SERVER = prepared(
+    "SELECT * FROM prefstore_claim(:p, :r, :now, :expires, :settings, :cap, :gold_rate, :keys)")
+# Random keys whose order is the display order; an item with more responses than
+# this (importing.MAX_RESPONSES) takes the Python path.
+ORDER_KEYS = 10
+_ASSIGNMENT_COLUMNS = ("id", "item_id", "rater_id", "claimed_at", "expires_at", "status",
+                       "reason", "display_order", "updated_at", "resolution", "resolved_at",
+                       "resolved_by")
+_NEW_CLAIM_COLUMNS = _ASSIGNMENT_COLUMNS[:9]
+_ITEM_COLUMNS = ("id", "project_id", "external_id", "prompt", "messages", "metadata",
+                 "category", "gold", "is_gold", "queue_rank", "priority", "n_human",
+                 "created_at", "excluded_at")
+# The settings text each project had at this process's last claim there, per store:
+# the server function takes the values parsed from it, and refuses a stale text.
+_SEEN_SETTINGS: dict[tuple[str, int], str] = {}
+_FALLBACK = object()
+
 #: The flag reason of an item whose stored data cannot be read (the rater moves on).
 UNREADABLE = "could not be shown"
 MAX_UNREADABLE_PER_CLAIM = 20
@@ -222,11 +242,20 @@ def claim_next(db, project_id: int, rater_id: int, *, now: dt.datetime | None = 
     so one bad item never blocks a rater.
     """
     for _ in range(MAX_UNREADABLE_PER_CLAIM):
-        claim = _claim(db, project_id, rater_id, now=now, rng=rng)
+        found = (_claim_on_server(db, project_id, rater_id, now=now, rng=rng)
+                 if db.dialect == "postgres" else _FALLBACK)
+        if found is _FALLBACK:
+            claim = _claim(db, project_id, rater_id, now=now, rng=rng)
+            row = None
+        elif found is None:
+            return None
+        else:
+            claim, row = found
         if claim is None:
             return None
         try:
-            claim["item"] = get_item(db, claim["item_id"])
+            claim["item"] = (get_item(db, claim["item_id"]) if row is None
+                             else _item_from_row(row))
         except (ValueError, RecursionError) as exc:  # corrupt JSON, or nested too deep
             release_assignment(db, claim["id"], rater_id, status="flagged",
                                reason=f"{UNREADABLE}: {type(exc).__name__}")
@@ -234,6 +263,56 @@ def claim_next(db, project_id: int, rater_id: int, *, now: dt.datetime | None = 
         return claim
     raise InvalidInput(f"more than {MAX_UNREADABLE_PER_CLAIM} items in a row could not be "
                        "read; run `prefstore check`")
+
+
+def _claim_on_server(db, project_id: int, rater_id: int, *, now: dt.datetime | None,
+                     rng: random.Random | None):
+    """Claim in one call of ``prefstore_claim`` (PostgreSQL): ``(claim, row)``, None when
+    nothing is left, or ``_FALLBACK`` for :func:`_claim` (nothing was written then).
+
+    The function runs _claim's statements in the same order and with the same locks;
+    ``row`` also holds the item and its responses.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    now_s = now_iso(now)
+    rng = rng or random.Random()
+    key = (db.target, project_id)
+    for _ in range(3):  # a settings text this process has not parsed yet: parse, call again
+        text = _SEEN_SETTINGS.get(key)
+        settings = settings_from_text(text) if text is not None else None
+        values = {"p": project_id, "r": rater_id, "now": now_s, "settings": text,
+                  "expires": now_s, "cap": 0, "gold_rate": 0.0, "keys": [0.0]}
+        if settings is not None:
+            values.update(
+                expires=now_iso(now + dt.timedelta(seconds=settings.claim_ttl_seconds)),
+                cap=settings.raters_per_item, gold_rate=float(settings.gold_rate),
+                keys=[rng.random() for _ in range(ORDER_KEYS)])
+        row = db.execute(_CLAIM_ON_SERVER, values).fetchone()
+        outcome = row[0]
+        if outcome == "settings":
+            _SEEN_SETTINGS[key] = row[1]
+            continue
+        if outcome == "none":
+            return None
+        if outcome != "claimed":
+            return _FALLBACK
+        resumed = row[2]
+        claim = dict(zip(_ASSIGNMENT_COLUMNS if resumed else _NEW_CLAIM_COLUMNS, row[3:15]))
+        claim["display_order"] = loads(claim["display_order"])
+        return claim, row
+    return _FALLBACK
+
+
+def _item_from_row(row: tuple) -> dict:
+    """The item of a ``prefstore_claim`` row, as :func:`get_item` returns it."""
+    item = dict(zip(_ITEM_COLUMNS, row[15:29]))
+    item["messages"] = loads(item["messages"])
+    item["metadata"] = loads(item["metadata"], {})
+    item["gold"] = loads(item["gold"])
+    ids, idx, texts, systems = (value or [] for value in row[29:33])
+    item["responses"] = [{"id": i, "idx": k, "text": t, "system": s}
+                         for i, k, t, s in zip(ids, idx, texts, systems)]
+    return item
 
 
 def _claim(db, project_id: int, rater_id: int, *, now: dt.datetime | None,

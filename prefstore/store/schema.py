@@ -797,6 +797,274 @@ MIGRATIONS: list[Migration] = [
         """,
         python=_count_rater_progress,
     ),
+    Migration(
+        "m010_claim_function",
+        # Issue 17: a PostgreSQL claim in one round trip instead of seven: the same
+        # statements as claims._claim, each with a fresh snapshot, then the item and
+        # its responses. It answers 'fallback' (having written nothing) for what the
+        # Python path handles: errors, items to wait for, slates beyond the order keys;
+        # 'settings' when the caller parsed another settings text than the stored one.
+        sqlite="",
+        postgres="""
+        CREATE FUNCTION prefstore_claim(
+            p_project BIGINT, p_rater BIGINT, p_now TEXT, p_expires TEXT, p_settings TEXT,
+            p_cap INTEGER, p_gold_rate DOUBLE PRECISION, p_order_keys DOUBLE PRECISION[])
+        RETURNS TABLE (
+            o_outcome TEXT, o_settings TEXT, o_resumed BOOLEAN,
+            a_id BIGINT, a_item_id BIGINT, a_rater_id BIGINT, a_claimed_at TEXT,
+            a_expires_at TEXT, a_status TEXT, a_reason TEXT, a_display_order TEXT,
+            a_updated_at TEXT, a_resolution TEXT, a_resolved_at TEXT, a_resolved_by TEXT,
+            i_id BIGINT, i_project_id BIGINT, i_external_id TEXT, i_prompt TEXT,
+            i_messages TEXT, i_metadata TEXT, i_category TEXT, i_gold TEXT, i_is_gold INTEGER,
+            i_queue_rank INTEGER, i_priority DOUBLE PRECISION, i_n_human INTEGER,
+            i_created_at TEXT, i_excluded_at TEXT,
+            r_ids BIGINT[], r_idx INTEGER[], r_texts TEXT[], r_systems TEXT[])
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            v_active INTEGER;
+            v_open_claim BIGINT;
+            v_project BIGINT;
+            v_settings TEXT;
+            v_archived TEXT;
+            v_epoch BIGINT;
+            v_routed BOOLEAN[];
+            v_served BIGINT;
+            v_served_gold BIGINT;
+            v_golds INTEGER[];
+            v_gold INTEGER;
+            v_rank INTEGER;
+            v_level INTEGER;
+            v_priority DOUBLE PRECISION;
+            v_cursor_item BIGINT;
+            v_first_mode INTEGER;
+            v_item BIGINT;
+            v_n_responses INTEGER;
+            v_item_level INTEGER;
+            v_item_priority DOUBLE PRECISION;
+            v_order JSONB;
+            v_claim BIGINT;
+            v_inserted BOOLEAN;
+            v_resumed BOOLEAN := FALSE;
+        BEGIN
+            -- As _RATER_AND_CURSORS: the rater row lock serializes their claims.
+            SELECT r.active, (SELECT a.id FROM assignments a JOIN items i ON i.id = a.item_id
+                    WHERE a.rater_id = r.id AND i.project_id = p_project
+                    AND a.status = 'claimed' AND a.expires_at > p_now
+                    AND i.excluded_at IS NULL ORDER BY a.id LIMIT 1),
+                p.id, CAST(p.settings AS TEXT), p.archived_at, p.queue_epoch,
+                ARRAY[EXISTS (SELECT 1 FROM items q WHERE q.project_id = p_project
+                        AND q.is_gold = 0 AND q.queue_rank = 0),
+                    EXISTS (SELECT 1 FROM items q WHERE q.project_id = p_project
+                        AND q.is_gold = 1 AND q.queue_rank = 0)],
+                s.served, s.served_gold
+            INTO v_active, v_open_claim, v_project, v_settings, v_archived, v_epoch,
+                v_routed, v_served, v_served_gold
+            FROM raters r LEFT JOIN projects p ON p.id = p_project
+            LEFT JOIN served_counts s ON s.rater_id = r.id AND s.project_id = p_project
+            WHERE r.id = p_rater FOR UPDATE OF r;
+            IF NOT FOUND OR v_project IS NULL OR v_archived IS NOT NULL
+                    OR COALESCE(v_active, 0) = 0 THEN
+                o_outcome := 'fallback';  -- the Python path says what is wrong
+                RETURN NEXT;
+                RETURN;
+            END IF;
+            IF v_settings IS DISTINCT FROM p_settings THEN
+                o_outcome := 'settings';
+                o_settings := v_settings;
+                RETURN NEXT;
+                RETURN;
+            END IF;
+            IF v_open_claim IS NOT NULL THEN
+                v_claim := v_open_claim;
+                v_resumed := TRUE;
+            ELSE
+                -- The queues in claims._claim's order: gold at the gold rate first,
+                -- then plain items, then gold when it was not first; each queue rank 0
+                -- (routed to humans) when any item is, then rank 1.
+                IF p_gold_rate > 0 AND floor((COALESCE(v_served, 0) + 1) * p_gold_rate)
+                        > COALESCE(v_served_gold, 0) THEN
+                    v_golds := ARRAY[1, 0];
+                ELSIF p_gold_rate > 0 THEN
+                    v_golds := ARRAY[0, 1];
+                ELSE
+                    v_golds := ARRAY[0];
+                END IF;
+                <<queues>>
+                FOREACH v_gold IN ARRAY v_golds LOOP
+                    FOR v_rank IN 0..1 LOOP
+                        CONTINUE WHEN v_rank = 0 AND NOT v_routed[v_gold + 1];
+                        -- The cursor, if still valid (see _claim).
+                        SELECT c.n_human, c.priority, c.item_id
+                            INTO v_level, v_priority, v_cursor_item
+                        FROM claim_cursors c WHERE c.rater_id = p_rater
+                            AND c.project_id = p_project AND c.is_gold = v_gold
+                            AND c.queue_rank = v_rank AND c.epoch = v_epoch
+                            AND c.claimed_at <= p_now
+                            AND NOT EXISTS (SELECT 1 FROM assignments x
+                                WHERE x.status = 'claimed' AND x.expires_at > c.claimed_at
+                                AND x.expires_at <= p_now);
+                        v_first_mode := CASE WHEN FOUND THEN 1 ELSE 4 END;
+                        -- Modes: 1 the rest of the cursor's priority, 2 the rest of its
+                        -- level, 3 the levels above it, 4 the whole queue.
+                        FOR v_mode IN v_first_mode..4 LOOP
+                            LOOP
+                                IF v_mode = 1 THEN
+                                    SELECT i.id, (SELECT COUNT(*) FROM responses r
+                                            WHERE r.item_id = i.id), i.n_human, i.priority
+                                        INTO v_item, v_n_responses, v_item_level, v_item_priority
+                                    FROM items i
+                                    WHERE i.project_id = p_project AND i.is_gold = v_gold
+                                    AND i.queue_rank = v_rank AND i.n_human = v_level
+                                    AND i.priority = v_priority AND i.id > v_cursor_item
+                                    AND i.n_human < p_cap AND i.excluded_at IS NULL
+                                    AND i.n_human + (SELECT COUNT(*) FROM assignments a
+                                        WHERE a.item_id = i.id AND a.status = 'claimed'
+                                        AND a.expires_at > p_now) < p_cap
+                                    AND (SELECT 1 FROM assignments x WHERE x.item_id = i.id
+                                        AND x.rater_id = p_rater AND (x.status != 'claimed'
+                                        OR x.expires_at > p_now) LIMIT 1) IS NULL
+                                    AND (SELECT 1 FROM judgments j WHERE j.rater_id = p_rater
+                                        AND j.item_id = i.id LIMIT 1) IS NULL
+                                    ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1
+                                    FOR UPDATE OF i SKIP LOCKED;
+                                ELSIF v_mode = 2 THEN
+                                    SELECT i.id, (SELECT COUNT(*) FROM responses r
+                                            WHERE r.item_id = i.id), i.n_human, i.priority
+                                        INTO v_item, v_n_responses, v_item_level, v_item_priority
+                                    FROM items i
+                                    WHERE i.project_id = p_project AND i.is_gold = v_gold
+                                    AND i.queue_rank = v_rank AND i.n_human = v_level
+                                    AND i.priority < v_priority
+                                    AND i.n_human < p_cap AND i.excluded_at IS NULL
+                                    AND i.n_human + (SELECT COUNT(*) FROM assignments a
+                                        WHERE a.item_id = i.id AND a.status = 'claimed'
+                                        AND a.expires_at > p_now) < p_cap
+                                    AND (SELECT 1 FROM assignments x WHERE x.item_id = i.id
+                                        AND x.rater_id = p_rater AND (x.status != 'claimed'
+                                        OR x.expires_at > p_now) LIMIT 1) IS NULL
+                                    AND (SELECT 1 FROM judgments j WHERE j.rater_id = p_rater
+                                        AND j.item_id = i.id LIMIT 1) IS NULL
+                                    ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1
+                                    FOR UPDATE OF i SKIP LOCKED;
+                                ELSE
+                                    SELECT i.id, (SELECT COUNT(*) FROM responses r
+                                            WHERE r.item_id = i.id), i.n_human, i.priority
+                                        INTO v_item, v_n_responses, v_item_level, v_item_priority
+                                    FROM items i
+                                    WHERE i.project_id = p_project AND i.is_gold = v_gold
+                                    AND i.queue_rank = v_rank
+                                    AND i.n_human > CASE WHEN v_mode = 3 THEN v_level ELSE -1 END
+                                    AND i.n_human < p_cap AND i.excluded_at IS NULL
+                                    AND i.n_human + (SELECT COUNT(*) FROM assignments a
+                                        WHERE a.item_id = i.id AND a.status = 'claimed'
+                                        AND a.expires_at > p_now) < p_cap
+                                    AND (SELECT 1 FROM assignments x WHERE x.item_id = i.id
+                                        AND x.rater_id = p_rater AND (x.status != 'claimed'
+                                        OR x.expires_at > p_now) LIMIT 1) IS NULL
+                                    AND (SELECT 1 FROM judgments j WHERE j.rater_id = p_rater
+                                        AND j.item_id = i.id LIMIT 1) IS NULL
+                                    ORDER BY i.n_human, i.priority DESC, i.id LIMIT 1
+                                    FOR UPDATE OF i SKIP LOCKED;
+                                END IF;
+                                EXIT WHEN NOT FOUND;
+                                IF v_n_responses > COALESCE(array_length(p_order_keys, 1), 0)
+                                        THEN
+                                    o_outcome := 'fallback';  -- nothing written yet
+                                    RETURN NEXT;
+                                    RETURN;
+                                END IF;
+                                -- The display order: the responses sorted by the caller's
+                                -- random keys, a uniformly random permutation.
+                                v_order := COALESCE((SELECT jsonb_agg(k.pos - 1
+                                        ORDER BY k.key, k.pos)
+                                    FROM unnest(p_order_keys[1:v_n_responses])
+                                        WITH ORDINALITY AS k(key, pos)), '[]');
+                                -- As _CLAIM: a new statement, so a claim committed
+                                -- meanwhile counts in the quota recheck.
+                                INSERT INTO assignments (item_id, rater_id, claimed_at,
+                                    expires_at, status, display_order, updated_at)
+                                SELECT v_item, p_rater, p_now, p_expires, 'claimed', v_order,
+                                    p_now
+                                WHERE (SELECT i.n_human + (SELECT COUNT(*) FROM assignments a
+                                    WHERE a.item_id = i.id AND a.status = 'claimed'
+                                    AND a.expires_at > p_now) FROM items i
+                                    WHERE i.id = v_item) < p_cap
+                                ON CONFLICT (item_id, rater_id) DO UPDATE SET
+                                    claimed_at = excluded.claimed_at,
+                                    expires_at = excluded.expires_at,
+                                    display_order = excluded.display_order,
+                                    updated_at = excluded.updated_at
+                                RETURNING id, xmax = 0 INTO v_claim, v_inserted;
+                                IF v_claim IS NOT NULL THEN
+                                    INSERT INTO claim_cursors (rater_id, project_id, is_gold,
+                                        queue_rank, epoch, claimed_at, n_human, priority,
+                                        item_id)
+                                    VALUES (p_rater, p_project, v_gold, v_rank, v_epoch, p_now,
+                                        v_item_level, v_item_priority, v_item)
+                                    ON CONFLICT (rater_id, project_id, is_gold, queue_rank)
+                                    DO UPDATE SET epoch = excluded.epoch,
+                                        claimed_at = excluded.claimed_at,
+                                        n_human = excluded.n_human,
+                                        priority = excluded.priority,
+                                        item_id = excluded.item_id;
+                                    IF v_inserted THEN
+                                        INSERT INTO served_counts (rater_id, project_id, served,
+                                            served_gold)
+                                        VALUES (p_rater, p_project, 1, v_gold)
+                                        ON CONFLICT (rater_id, project_id) DO UPDATE SET
+                                            served = served_counts.served + 1,
+                                            served_gold = served_counts.served_gold
+                                                + excluded.served_gold;
+                                    END IF;
+                                    EXIT queues;
+                                END IF;
+                            END LOOP;
+                            -- None free in the whole queue: if one is only held by a claim
+                            -- or submit in flight, the Python path waits for it.
+                            IF v_mode = 4 AND EXISTS (SELECT 1 FROM items i
+                                    WHERE i.project_id = p_project AND i.is_gold = v_gold
+                                    AND i.queue_rank = v_rank AND i.n_human < p_cap
+                                    AND i.excluded_at IS NULL
+                                    AND i.n_human + (SELECT COUNT(*) FROM assignments a
+                                        WHERE a.item_id = i.id AND a.status = 'claimed'
+                                        AND a.expires_at > p_now) < p_cap
+                                    AND NOT EXISTS (SELECT 1 FROM assignments x
+                                        WHERE x.item_id = i.id AND x.rater_id = p_rater
+                                        AND (x.status != 'claimed' OR x.expires_at > p_now))
+                                    AND NOT EXISTS (SELECT 1 FROM judgments j
+                                        WHERE j.rater_id = p_rater AND j.item_id = i.id)) THEN
+                                o_outcome := 'fallback';
+                                RETURN NEXT;
+                                RETURN;
+                            END IF;
+                        END LOOP;
+                    END LOOP;
+                END LOOP;
+                IF v_claim IS NULL THEN
+                    o_outcome := 'none';
+                    RETURN NEXT;
+                    RETURN;
+                END IF;
+            END IF;
+            -- The claim, its item and responses (as get_item), read after the writes.
+            RETURN QUERY SELECT 'claimed', CAST(NULL AS TEXT), v_resumed,
+                a.id, a.item_id, a.rater_id, a.claimed_at, a.expires_at, a.status, a.reason,
+                CAST(a.display_order AS TEXT), a.updated_at, a.resolution, a.resolved_at,
+                a.resolved_by,
+                i.id, i.project_id, i.external_id, i.prompt, CAST(i.messages AS TEXT),
+                CAST(i.metadata AS TEXT), i.category, CAST(i.gold AS TEXT), i.is_gold,
+                i.queue_rank, i.priority, i.n_human, i.created_at, i.excluded_at,
+                rs.ids, rs.idx, rs.texts, rs.systems
+            FROM assignments a JOIN items i ON i.id = a.item_id
+            LEFT JOIN LATERAL (SELECT array_agg(r.id ORDER BY r.idx) AS ids,
+                    array_agg(r.idx ORDER BY r.idx) AS idx,
+                    array_agg(r.text ORDER BY r.idx) AS texts,
+                    array_agg(r.system ORDER BY r.idx) AS systems
+                FROM responses r WHERE r.item_id = i.id) rs ON TRUE
+            WHERE a.id = v_claim;
+        END $$;
+        """,
+    ),
 ]
 
 # Big JSON results (fits, reports) stay TEXT on PostgreSQL too: they are written
