@@ -316,6 +316,75 @@ def test_counts_follow_judgments_changes_and_exclusions(db):
     assert db.execute("SELECT COUNT(*) FROM pair_count_excluded").fetchone()[0] >= 4
 
 
+def _table_rows(db, project_id: int, kind: str) -> pd.DataFrame:
+    """The response-level rows as the table holds them, as pair_counts_frame names them."""
+    rows = store.stored_pair_counts(db, project_id)
+    rows = rows[(rows["level"] == "response") & ((rows["kind"] == kind) | (kind == "all"))]
+    return _by_pair(rows.astype({"lo": "int64", "hi": "int64"}))
+
+
+def _by_pair(frame: pd.DataFrame) -> pd.DataFrame:
+    columns = ["lo", "hi", "n_lo", "n_hi", "n_tie", "w_lo", "w_hi", "w_tie"]
+    return frame[columns].sort_values(columns, ignore_index=True)
+
+
+def test_a_handles_copy_of_the_response_counts_equals_the_table(db, db_path, monkeypatch):
+    """Response-level counts come from the handle's copy (issue 17); it equals the table.
+
+    After folds through the handle (in small steps too), folds through another
+    handle, changes, exclusions and items included again, and a fold rolled back
+    with an outer transaction.
+    """
+    from prefstore.store import pair_counts
+
+    rng = random.Random(11)
+    project_id = make_pairwise(db, n_items=40)
+    raters = make_raters(db)
+    made = judge_some(db, project_id, raters, rng, 120, "a")
+    other = store.connect(db_path)
+    copied, built = 0, []
+    init = pair_counts._Copy.__init__
+    monkeypatch.setattr(pair_counts._Copy, "__init__",
+                        lambda self, *a: built.append(1) or init(self, *a))
+    for stage in range(6):
+        made += judge_some(db, project_id, raters, rng, 30, f"b{stage}")
+        made += change_some(db, made, rng, 6, f"c{stage}")
+        excluded = [f"q{k}" for k in rng.sample(range(40), 2)]
+        for external in excluded:
+            store.set_item_excluded(db, project_id, external, True, actor="admin")
+        if stage == 3:  # rolled back: the copy must not keep what the fold added
+            with pytest.raises(RuntimeError), store.write(db):
+                fitting.refresh_pair_counts(db, project_id)
+                raise RuntimeError("roll back")
+        if stage % 3 == 1:
+            fitting.refresh_pair_counts(other, project_id)
+        else:
+            store.fold_pair_counts(db, project_id, pair_count_deltas,
+                                   window=7 if stage % 3 else pair_counts.FOLD_WINDOW)
+        store.set_item_excluded(db, project_id, excluded[0], False, actor="admin")
+        for kind in ("all", "human", "llm"):
+            got = store.pair_counts_frame(db, project_id, level="response", kind=kind)
+            assert got.dtypes.astype(str).tolist() == ["int64"] * 5 + ["float64"] * 3
+            pd.testing.assert_frame_equal(_by_pair(got), _table_rows(db, project_id, kind))
+        copy = pair_counts._COPIES.get(db, {}).get(project_id)
+        copied += copy is not None and copy.state == pair_counts._fold_state(db, project_id)
+    assert copied == 6
+    # Read again after the first fold, the other handle's folds and the rollback; moved
+    # on by the handle's own folds (stages 2 and 5).
+    assert len(built) == 4
+    fitting.refresh_pair_counts(db, project_id)  # the inclusion of the last stage
+    got = store.pair_counts_frame(db, project_id, level="response")
+    pd.testing.assert_frame_equal(_by_pair(got), _table_rows(db, project_id, "all"))
+    assert_counts_equal_recount(db, project_id)
+    assert_fits_equal_frame_path(db, "pc", models=("bt",), response_ci=None)
+    # Inside a transaction the table is read, not the copy.
+    with store.write(db):
+        pd.testing.assert_frame_equal(
+            _by_pair(store.pair_counts_frame(db, project_id, level="response")),
+            _table_rows(db, project_id, "all"))
+    other.close()
+
+
 def test_a_slate_project_folds_choices_rankings_and_ties(db):
     rng = random.Random(3)
     project = store.create_project(db, "slate", "slate", {})

@@ -506,6 +506,9 @@ class FitResult:
 def _finite_rows(values: np.ndarray) -> list[list[float | None]]:
     """Rows of floats for JSON, NaN as null: :func:`_finite` over a whole array."""
     values = np.asarray(values, float)
+    if values.ndim == 2 and not np.isfinite(values).any():
+        # No intervals asked for (response level: 200k rows): nulls without the object array.
+        return [[None] * values.shape[1] for _ in range(values.shape[0])]
     out = values.astype(object)
     out[~np.isfinite(values)] = None
     return out.tolist()

@@ -125,6 +125,7 @@ def _half_ties(counts: PairCounts, ties: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
+    # Objectives take softplus(d) as softplus(-d) + d: one pass of logaddexp, not two.
     return np.logaddexp(0.0, x)
 
 
@@ -139,7 +140,7 @@ def _bt_fgh(counts: PairCounts, alpha: float, ties: str = "half"):
 
     def fgh(theta: np.ndarray, order: int = 2):
         d = theta[lo] - theta[hi]
-        f = float(a @ _softplus(-d) + b @ _softplus(d) + alpha * theta @ theta)
+        f = float(tot @ _softplus(-d) + b @ d + alpha * theta @ theta)
         if order == 0:
             return f
         s = _sigmoid(d)
@@ -367,7 +368,7 @@ def _newton_blocks(
 
     def objective(x: np.ndarray) -> np.ndarray:
         d = x.ravel()[at_lo] - x.ravel()[at_hi]
-        nll = a * _softplus(-d) + b * _softplus(d)
+        nll = tot * _softplus(-d) + b * d
         return np.bincount(block, nll, minlength=k) + alpha * np.einsum("ij,ij->i", x, x)
 
     def newton_step(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -434,7 +435,7 @@ def _newton_two_items(
 
     def objective(u: np.ndarray) -> np.ndarray:
         d = 2.0 * u[:, 0]
-        return a0 * _softplus(-d) + b0 * _softplus(d) + 2.0 * alpha * u[:, 0] ** 2
+        return tot * _softplus(-d) + b0 * d + 2.0 * alpha * u[:, 0] ** 2
 
     def newton_step(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sig = _sigmoid(2.0 * u[:, 0])
