@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,16 +26,20 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def app_server(db_path: str | os.PathLike, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run ``app.py`` on a free port with no worker; yield its URL; kill its process group."""
+    """Run ``app.py`` on a free port with no worker; yield its URL; kill its process group.
+
+    The server's output goes to a temporary log, whose tail is printed when the
+    benchmark fails inside the block (an app error shows on the page redacted).
+    """
     port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="prefstore-app-", suffix=".log", delete=False)
     full_env = {**os.environ, "PREFSTORE_DB": str(db_path), "PREFSTORE_AUTOSTART_WORKER": "0",
                 **(env or {})}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
          "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -47,6 +52,11 @@ def app_server(db_path: str | os.PathLike, env: dict[str, str] | None = None) ->
                     raise RuntimeError(f"the app did not start on {url}") from None
                 time.sleep(0.1)  # polling interval
         yield url
+    except BaseException:
+        log.flush()
+        tail = Path(log.name).read_text(errors="replace")[-30000:]
+        print(f"--- the app server's log ({log.name}), its end:\n{tail}", file=sys.stderr)
+        raise
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
@@ -55,3 +65,5 @@ def app_server(db_path: str | os.PathLike, env: dict[str, str] | None = None) ->
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=10)
+        log.close()
+        Path(log.name).unlink(missing_ok=True)

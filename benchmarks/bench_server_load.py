@@ -389,6 +389,10 @@ def _sample(out):
                 counts["inclusive"][key] = counts["inclusive"].get(key, 0) + 1
             key = f"{kind}|{frame.f_code.co_filename}|{frame.f_code.co_name}"
             counts["leaf"][key] = counts["leaf"].get(key, 0) + 1
+        # Hold no frame over the sleep: a frame object that outlives its function keeps
+        # that function's locals alive, such as a cursor whose statement then stays in
+        # progress, and the app's next SAVEPOINT or COMMIT on that connection fails.
+        frames = frame = f = None
         if time.monotonic() - last_write > WRITE_S:
             last_write = time.monotonic()
             with open(out + ".tmp", "w") as f:

@@ -236,6 +236,21 @@ def _writer(target: str, rater: str, offset: int, n: int, start_barrier, out) ->
     out.put((rater, n, errors, time.perf_counter() - t0, time.process_time() - cpu0))
 
 
+def _server_cpu_s() -> float:
+    """CPU seconds so far of this machine's PostgreSQL processes (the benchmark's cluster)."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if proc.info["name"] == "postgres":
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:  # ended meanwhile
+            continue
+    return total
+
+
 def bench_writers(dbs: Databases, writers: int, per_writer: int, n_items: int = 2000) -> dict:
     target = dbs.new("writers")
     procs: list = []
@@ -256,7 +271,7 @@ def bench_writers(dbs: Databases, writers: int, per_writer: int, n_items: int = 
         for p in procs:
             p.start()
         barrier.wait(timeout=300)
-        t0 = time.perf_counter()
+        t0, server0 = time.perf_counter(), _server_cpu_s()
         results = []
         deadline = time.monotonic() + 3600
         while len(results) < writers:
@@ -267,6 +282,7 @@ def bench_writers(dbs: Databases, writers: int, per_writer: int, n_items: int = 
                     raise RuntimeError(
                         f"only {len(results)} of {writers} writers reported") from None
         elapsed = time.perf_counter() - t0
+        server_s = _server_cpu_s() - server0
         for p in procs:
             p.join(timeout=60)
         committed = store.count_judgments(db)
@@ -275,7 +291,9 @@ def bench_writers(dbs: Databases, writers: int, per_writer: int, n_items: int = 
                 "lost": expected - committed, "errors": sum(r[2] for r in results),
                 "seconds": elapsed, "judgments_per_s": committed / elapsed,
                 # The writer processes' CPU in their submit loops, per submitted judgment.
-                "client_cpu_ms": sum(r[4] for r in results) * 1000 / expected}
+                "client_cpu_ms": sum(r[4] for r in results) * 1000 / expected,
+                # PostgreSQL's own processes (backends, WAL writer, ...): 0 on SQLite.
+                "server_cpu_ms": server_s * 1000 / expected}
     finally:
         for p in procs:
             if p.is_alive():
@@ -422,6 +440,8 @@ def table(results: dict, args) -> str:
     add("writers: judgments/s", lambda r: f"{r['writers']['judgments_per_s']:,.0f}")
     add("writers: client CPU ms per judgment (the writers' submit loops)",
         lambda r: f"{r['writers']['client_cpu_ms']:.2f}")
+    add("writers: database server CPU ms per judgment (PostgreSQL's processes)",
+        lambda r: f"{r['writers']['server_cpu_ms']:.2f}")
     add("large store: items / judgments",
         lambda r: f"{r['big']['items']:,} / {r['big']['judgments']:,}")
     add("build s: items; bulk judgments" + (" + claims" if not args.imported else "")
@@ -533,7 +553,8 @@ def main() -> None:
                     print(f"  writers: {w['committed']:,}/{w['submitted']:,} committed, lost "
                           f"{w['lost']}, errors {w['errors']}, {w['seconds']:.2f} s, "
                           f"{w['judgments_per_s']:,.0f} judgments/s; writers' CPU "
-                          f"{w['client_cpu_ms']:.2f} ms per judgment", flush=True)
+                          f"{w['client_cpu_ms']:.2f} ms per judgment, database server's "
+                          f"{w['server_cpu_ms']:.2f} ms", flush=True)
                 if "big" not in skip:
                     r["big"] = bench_big_store(dbs, args.items, args.judgments, args.history,
                                                args.samples, args.warmup, tmp,
