@@ -99,10 +99,15 @@ class SqliteDatabase(Database):
         return self.conn.in_transaction
 
     def stream(self, sql: str, params: Any = (), batch: int = 5000) -> Iterator[tuple]:
+        for rows in self.batches(sql, params, batch):
+            yield from rows
+
+    def batches(self, sql: str, params: Any = (), size: int = 5000) -> Iterator[list[tuple]]:
+        """Yield the rows in lists of up to ``size``: no per-row step for bulk readers."""
         # One statement is one read snapshot in WAL mode: writers go on meanwhile.
         cur = self.conn.execute(sql, params)
-        while rows := cur.fetchmany(batch):
-            yield from rows
+        while rows := cur.fetchmany(size):
+            yield rows
 
     def frame(self, sql: str, params: Any = ()) -> pd.DataFrame:
         return pd.read_sql_query(sql, self.conn, params=params)
@@ -390,14 +395,20 @@ class PostgresDatabase:
 
     def stream(self, sql: str, params: Any = None, batch: int = 5000) -> Iterator[tuple]:
         """Yield rows from a server-side cursor in one REPEATABLE READ snapshot."""
+        for rows in self.batches(sql, params, batch):
+            yield from rows
+
+    def batches(self, sql: str, params: Any = None, size: int = 5000
+                ) -> Iterator[list[tuple]]:
+        """Yield the rows as :meth:`stream` does, in lists of up to ``size``."""
         with self._pool.connection() as conn:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 with conn.cursor(name=f"stream_{id(self)}_{time.monotonic_ns()}") as cur:
-                    cur.itersize = batch
+                    cur.itersize = size
                     cur.execute(pg_sql(sql), params)
-                    while rows := cur.fetchmany(batch):
-                        yield from rows
+                    while rows := cur.fetchmany(size):
+                        yield rows
 
     def frame(self, sql: str, params: Any = None) -> pd.DataFrame:
         result = self.execute(sql, params)
