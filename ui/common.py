@@ -66,6 +66,7 @@ class Keys:
     SHOW_REST = "show_rest"
     RANK = "rank"
     SKIP_OPEN = "skip_open"  # the "Skip or flag" box's open state
+    SKIP_DRAFT = "skip_draft"  # session state: the box's fields, kept while it is closed
     SKIP_REASON = "skip_reason"
     SKIP = "skip"
     FLAG_REASON = "flag_reason"

@@ -121,19 +121,26 @@ def answer_state(settings, aid: int, *, aspects: bool = True) -> dict:
     }
 
 
-def edit_drafts(aid: int, k: int) -> dict:
-    """The improve box's fields as last seen, by widget key; kept while the box is closed.
+def box_drafts(draft_key: str, widget_keys) -> dict:
+    """A box's fields as last seen, by widget key; kept while the box is closed.
 
-    The box builds its widgets only while open, and Streamlit forgets the state of
-    a widget a run did not build: an edit folded away would be lost without this.
+    The rate page's boxes build their widgets only while open, and Streamlit
+    forgets the state of a widget a run did not build: what the rater typed before
+    folding a box would be lost without this.
     """
     state = st.session_state
-    drafts = state.setdefault(Keys.item(Keys.EDIT_DRAFT, aid), {})
-    for key in [Keys.item(Keys.EDIT_TARGET, aid), *(Keys.item(Keys.EDIT, aid, p)
-                                                    for p in range(k))]:
+    drafts = state.setdefault(draft_key, {})
+    for key in widget_keys:
         if key in state:
             drafts[key] = state[key]
     return drafts
+
+
+def edit_drafts(aid: int, k: int) -> dict:
+    """The improve box's fields (:func:`box_drafts`)."""
+    return box_drafts(Keys.item(Keys.EDIT_DRAFT, aid),
+                      [Keys.item(Keys.EDIT_TARGET, aid),
+                       *(Keys.item(Keys.EDIT, aid, p) for p in range(k))])
 
 
 def edit_state(settings, aid: int, k: int, position: int | None
@@ -394,19 +401,26 @@ def skip_or_flag(db, claim: dict, rater: dict) -> None:
     # in the server and in the browser, and most items are never skipped.
     box = st.expander("Skip or flag this item", key=Keys.item(Keys.SKIP_OPEN, aid),
                       on_change="rerun")
+    reason_key, problem_key, note_key = (Keys.item(name, aid) for name in (
+        Keys.SKIP_REASON, Keys.FLAG_REASON, Keys.FLAG_NOTE))
+    drafts = box_drafts(Keys.item(Keys.SKIP_DRAFT, aid), (reason_key, problem_key, note_key))
     if not box.open:
         return
     with box:
         left, right = st.columns(2)
-        reason = left.text_input("Why skip? (optional)", key=Keys.item(Keys.SKIP_REASON, aid))
+        reason = left.text_input("Why skip? (optional)", value=drafts.get(reason_key, ""),
+                                 key=reason_key)
         if left.button("Skip", key=Keys.item(Keys.SKIP, aid)):
             assignment.skip(db, claim, rater["id"], reason)
             common.flash("Skipped")
             st.rerun()
-        problem = right.selectbox("What is wrong with it?", assignment.FLAG_REASONS, index=None,
-                                  key=Keys.item(Keys.FLAG_REASON, aid))
-        note = (right.text_input("What is wrong?", key=Keys.item(Keys.FLAG_NOTE, aid),
-                                 max_chars=assignment.MAX_FLAG_NOTE_CHARS)
+        drafted = drafts.get(problem_key)
+        problem = right.selectbox(
+            "What is wrong with it?", assignment.FLAG_REASONS, key=problem_key,
+            index=(assignment.FLAG_REASONS.index(drafted)
+                   if drafted in assignment.FLAG_REASONS else None))
+        note = (right.text_input("What is wrong?", value=drafts.get(note_key, ""),
+                                 key=note_key, max_chars=assignment.MAX_FLAG_NOTE_CHARS)
                 if problem == "other" else None)
         if right.button("Flag", key=Keys.item(Keys.FLAG, aid)):
             if problem is None:

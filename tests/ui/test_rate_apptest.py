@@ -233,6 +233,30 @@ def test_flag_as_other_needs_a_note(app_db):
     assert (row["status"], row["reason"]) == ("flagged", "other: the prompt is cut off")
 
 
+def test_skip_and_flag_fields_outlive_folding_their_box(app_db):
+    project = make_project(app_db)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    claim = served(app_db, project, rater)
+    aid = claim["id"]
+    open_box(at, K(Keys.SKIP_OPEN, aid))
+    at.text_input(key=K(Keys.SKIP_REASON, aid)).input("not my field")
+    at.selectbox(key=K(Keys.FLAG_REASON, aid)).select("other").run()
+    at.text_input(key=K(Keys.FLAG_NOTE, aid)).input("the prompt is cut off")
+    at.session_state[K(Keys.SKIP_OPEN, aid)] = False  # folded away
+    at.run()
+    assert not [w for w in at.text_input if w.key == K(Keys.SKIP_REASON, aid)]
+    at.run()  # a run more: Streamlit has forgotten the widgets by now
+    open_box(at, K(Keys.SKIP_OPEN, aid))  # opened again: the fields as the rater left them
+    assert at.text_input(key=K(Keys.SKIP_REASON, aid)).value == "not my field"
+    assert at.selectbox(key=K(Keys.FLAG_REASON, aid)).value == "other"
+    assert at.text_input(key=K(Keys.FLAG_NOTE, aid)).value == "the prompt is cut off"
+    at.button(key=K(Keys.FLAG, aid)).click().run()
+    assert not at.exception and errors(at) == []
+    row = store.get_assignment(app_db, aid)
+    assert (row["status"], row["reason"]) == ("flagged", "other: the prompt is cut off")
+
+
 def test_double_submit_stores_one_row(app_db):
     project = make_project(app_db, strength_scale=False)
     rater, token = rater_with_token(app_db)
