@@ -8,7 +8,7 @@ import time
 
 from prefstore.errors import AccessDenied, InvalidInput, NotFound
 from prefstore.store.connection import dumps, loads, now_iso, prepared, write
-from prefstore.store.items import get_item
+from prefstore.store.items import get_item, item_with_responses
 from prefstore.store.progress import count_release, lock_item_for_rater, lock_project_counts
 from prefstore.store.projects import settings_from_text
 
@@ -305,14 +305,10 @@ def _claim_on_server(db, project_id: int, rater_id: int, *, now: dt.datetime | N
 
 def _item_from_row(row: tuple) -> dict:
     """The item of a ``prefstore_claim`` row, as :func:`get_item` returns it."""
-    item = dict(zip(_ITEM_COLUMNS, row[15:29]))
-    item["messages"] = loads(item["messages"])
-    item["metadata"] = loads(item["metadata"], {})
-    item["gold"] = loads(item["gold"])
     ids, idx, texts, systems = (value or [] for value in row[29:33])
-    item["responses"] = [{"id": i, "idx": k, "text": t, "system": s}
-                         for i, k, t, s in zip(ids, idx, texts, systems)]
-    return item
+    return item_with_responses(dict(zip(_ITEM_COLUMNS, row[15:29])), [
+        {"id": i, "idx": k, "text": t, "system": s}
+        for i, k, t, s in zip(ids, idx, texts, systems)])
 
 
 def _claim(db, project_id: int, rater_id: int, *, now: dt.datetime | None,

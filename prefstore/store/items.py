@@ -78,13 +78,17 @@ def get_item(db, item_id: int) -> dict:
     rows = list(db.query("SELECT * FROM items WHERE id = ?", [item_id]))
     if not rows:
         raise NotFound(f"item {item_id!r} does not exist")
-    item = rows[0]
-    item["messages"] = loads(item["messages"])
-    item["metadata"] = loads(item["metadata"], {})
-    item["gold"] = loads(item["gold"])
-    item["responses"] = list(db.query(
-        "SELECT id, idx, text, system FROM responses WHERE item_id = ? ORDER BY idx", [item_id]))
-    return item
+    return item_with_responses(rows[0], list(db.query(
+        "SELECT id, idx, text, system FROM responses WHERE item_id = ? ORDER BY idx", [item_id])))
+
+
+def item_with_responses(row: dict, responses: list[dict]) -> dict:
+    """An ``items`` row with its JSON fields parsed and its responses attached."""
+    row["messages"] = loads(row["messages"])
+    row["metadata"] = loads(row["metadata"], {})
+    row["gold"] = loads(row["gold"])
+    row["responses"] = responses
+    return row
 
 
 def iter_items(db, project_id: int) -> Iterator[dict]:
