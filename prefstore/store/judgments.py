@@ -111,6 +111,51 @@ _PG_SUBMIT = prepared(
     "CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), "
     "CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), "
     "CAST(? AS INTEGER), CAST(? AS INTEGER))")
+# The checks' reads and those writes in one call (m011): one round trip. It
+# answers NULL, NULL for anything but the plain case, having written nothing.
+_PG_SUBMIT_ONE = prepared(
+    "SELECT o_id, o_created FROM prefstore_submit_one(CAST(? AS BIGINT), CAST(? AS BIGINT), "
+    "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), "
+    "CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), "
+    "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), "
+    "CAST(? AS DOUBLE PRECISION), CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS INTEGER), "
+    "CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER))")
+# For settings stored without raters_per_item (the function reads the stored one).
+_DEFAULT_CAP = settings_from_text(None).raters_per_item
+
+
+def _submit_in_one_call(db, *, item_id, rater_id, submission_id, outcome, choice, ranking,
+                        strength, display_order, aspects, rationale, reason_tags, edited,
+                        metadata, time_ms, kind, assignment_id) -> tuple[int, bool] | None:
+    """PostgreSQL's plain submit in one round trip; None leaves it to the checked path.
+
+    The label is checked here against the response count it implies (the
+    ranking's length, or the choice + 1); the database compares that with the
+    item's real count. A label that fails here, or a count that differs, goes
+    the checked path, which reads the item first and names the error exactly.
+    """
+    guess = (len(ranking) if isinstance(ranking, list)
+             else choice + 1 if type(choice) is int and choice >= 0 else 1)
+    try:
+        label = normalize_judgment(guess, outcome=outcome, choice=choice, ranking=ranking,
+                                   strength=strength)
+        if display_order is not None and (
+                not isinstance(display_order, list | tuple)
+                or sorted(display_order) != list(range(len(display_order)))):
+            return None
+    except (InvalidInput, TypeError):  # TypeError: an order sorted() cannot compare
+        return None
+    now = dt.datetime.now(dt.UTC)
+    row = db.execute(_PG_SUBMIT_ONE, [
+        item_id, rater_id, submission_id, kind or None, dumps(display_order),
+        label["outcome"], label["choice"], dumps(label["ranking"]), label["strength"],
+        dumps(aspects or None), rationale or None, dumps(reason_tags or None), edited,
+        dumps(metadata or {}), time_ms, now_iso(now), now.timestamp() * 1000, assignment_id,
+        1 if label["choice"] is None else label["choice"] + 1,
+        None if label["ranking"] is None else len(label["ranking"]),
+        None if display_order is None else len(display_order),
+        _DEFAULT_CAP, PG_COUNTS_LOCK]).fetchone()
+    return None if row[0] is None else (row[0], row[1])
 
 
 def submit_judgment(
@@ -144,9 +189,18 @@ def submit_judgment(
         raise InvalidInput(f"submission_id must be a non-empty string, got {submission_id!r}")
     existing_sql = "SELECT id FROM judgments WHERE rater_id = ? AND submission_id = ?"
     postgres = db.dialect == "postgres"
-    # On PostgreSQL the checks read outside a transaction and the writes are one
-    # call of prefstore_submit: 2 round trips, both prepared statements. Its
-    # ON CONFLICT still makes a racing double submit store one row.
+    if postgres:
+        done = _submit_in_one_call(
+            db, item_id=item_id, rater_id=rater_id, submission_id=submission_id,
+            outcome=outcome, choice=choice, ranking=ranking, strength=strength,
+            display_order=display_order, aspects=aspects, rationale=rationale,
+            reason_tags=reason_tags, edited=edited, metadata=metadata, time_ms=time_ms,
+            kind=kind, assignment_id=assignment_id)
+        if done is not None:
+            return done
+    # The checked path. On PostgreSQL the checks read outside a transaction and
+    # the writes are one call of prefstore_submit: 2 round trips, both prepared
+    # statements. Its ON CONFLICT still makes a racing double submit store one row.
     with contextlib.nullcontext(db) if postgres else write(db):
         (existing, rater_kind, n_responses, settings, project_id, claimed_at, claim_item,
          claim_order) = db.execute(

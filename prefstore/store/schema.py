@@ -1065,6 +1065,166 @@ MIGRATIONS: list[Migration] = [
         END $$;
         """,
     ),
+    Migration(
+        "m011_submit_in_one_call",
+        # Issue 15: a PostgreSQL submit in one round trip instead of two: the reads
+        # of judgments._SUBMIT_CONTEXT, then prefstore_submit (replaced here with one
+        # statement changed: its first-judgment probe goes by the item). The caller checked the
+        # label against its own guess of the item's response count (p_min_n, p_rank_n,
+        # p_order_n); anything else than the plain case (no such rater or item, another
+        # count, not this rater's claim, a claim's order that does not fit) answers
+        # NULL, NULL having written nothing, and the caller takes the checked path.
+        sqlite="",
+        postgres="""
+        CREATE OR REPLACE FUNCTION prefstore_submit(
+            p_item BIGINT, p_rater BIGINT, p_kind TEXT, p_display_order TEXT, p_outcome TEXT,
+            p_choice INTEGER, p_ranking TEXT, p_strength INTEGER, p_aspects TEXT,
+            p_rationale TEXT, p_reason_tags TEXT, p_edited TEXT, p_metadata TEXT,
+            p_time_ms BIGINT, p_submission_id TEXT, p_created_at TEXT, p_project BIGINT,
+            p_default_cap INTEGER, p_lock_key INTEGER) RETURNS BIGINT LANGUAGE plpgsql AS $$
+        DECLARE
+            new_id BIGINT;
+            cap INTEGER;
+            human INTEGER := CASE WHEN p_kind = 'human' THEN 1 ELSE 0 END;
+            item_project BIGINT;
+            item_n INTEGER;
+            item_rank INTEGER;
+            item_excluded TEXT;
+            first_judgment BOOLEAN;
+            touched BOOLEAN;
+            open_before BOOLEAN;
+            open_after BOOLEAN;
+        BEGIN
+            -- Shared: a recount of the project's counters waits for this write.
+            PERFORM pg_advisory_xact_lock_shared(p_lock_key, CAST(p_project AS INTEGER));
+            -- The cap as it is now: a settings change commits under the exclusive lock.
+            SELECT COALESCE(CAST(settings ->> 'raters_per_item' AS INTEGER), p_default_cap)
+                INTO cap FROM projects WHERE id = p_project;
+            INSERT INTO judgments (item_id, rater_id, kind, display_order, outcome, choice,
+                ranking, strength, aspects, rationale, reason_tags, edited, metadata, time_ms,
+                submission_id, created_at)
+            VALUES (p_item, p_rater, p_kind, CAST(p_display_order AS JSONB), p_outcome,
+                p_choice, CAST(p_ranking AS JSONB), p_strength, CAST(p_aspects AS JSONB),
+                p_rationale, CAST(p_reason_tags AS JSONB), p_edited,
+                CAST(p_metadata AS JSONB), p_time_ms, p_submission_id, p_created_at)
+            ON CONFLICT (rater_id, submission_id) DO NOTHING RETURNING id INTO new_id;
+            IF new_id IS NULL THEN
+                RETURN NULL;  -- a double submit: the first one is kept
+            END IF;
+            -- The item's row lock: of two submits racing for its last slot exactly one
+            -- sees it fill, and the statements below see every committed touch of it.
+            UPDATE items SET n_human = n_human + human WHERE id = p_item
+                RETURNING project_id, n_human, queue_rank, excluded_at
+                INTO item_project, item_n, item_rank, item_excluded;
+            IF human = 1 THEN
+                UPDATE assignments SET status = 'done', updated_at = p_created_at
+                    WHERE item_id = p_item AND rater_id = p_rater AND status = 'claimed';
+            END IF;
+            IF item_excluded IS NOT NULL THEN
+                RETURN new_id;  -- excluded items count nowhere
+            END IF;
+            open_after := item_rank < 2 AND item_n < cap;
+            open_before := item_rank < 2 AND item_n - human < cap;
+            -- By the item's few judgments: "rater_id + 0" keeps the planner off the
+            -- rater's indexes, which a plan cached before the first ANALYZE (a new
+            -- database) walked row by row through the rater's whole history.
+            first_judgment := NOT EXISTS (SELECT 1 FROM judgments j WHERE j.item_id = p_item
+                AND j.rater_id + 0 = p_rater AND j.id <> new_id);
+            touched := NOT first_judgment OR EXISTS (SELECT 1 FROM assignments a
+                WHERE a.rater_id = p_rater AND a.item_id = p_item
+                AND a.status IN ('skipped', 'flagged'));
+            INSERT INTO rater_counts (rater_id, project_id) VALUES (p_rater, item_project)
+                ON CONFLICT (rater_id, project_id) DO NOTHING;
+            IF open_before AND NOT open_after THEN
+                -- Counter rows locked in rater order: two closing submits never wait
+                -- on each other in a cycle.
+                PERFORM 1 FROM rater_counts c WHERE c.project_id = item_project
+                    AND c.rater_id IN (SELECT j.rater_id FROM judgments j
+                        WHERE j.item_id = p_item AND j.id <> new_id
+                        UNION SELECT a.rater_id FROM assignments a WHERE a.item_id = p_item
+                        AND a.status IN ('skipped', 'flagged') UNION SELECT p_rater)
+                    ORDER BY c.rater_id FOR UPDATE;
+                UPDATE rater_counts SET open_mine = open_mine - 1
+                    WHERE project_id = item_project AND rater_id IN (
+                        SELECT j.rater_id FROM judgments j WHERE j.item_id = p_item
+                        AND j.id <> new_id UNION SELECT a.rater_id FROM assignments a
+                        WHERE a.item_id = p_item AND a.status IN ('skipped', 'flagged'));
+                UPDATE projects SET open_items = open_items - 1 WHERE id = item_project;
+            END IF;
+            UPDATE rater_counts SET done = done + CAST(first_judgment AS INTEGER),
+                open_mine = open_mine + CAST(NOT touched AND open_after AS INTEGER)
+                WHERE rater_id = p_rater AND project_id = item_project;
+            RETURN new_id;
+        END $$;
+        CREATE FUNCTION prefstore_submit_one(
+            p_item BIGINT, p_rater BIGINT, p_submission_id TEXT, p_kind TEXT,
+            p_display_order TEXT, p_outcome TEXT, p_choice INTEGER, p_ranking TEXT,
+            p_strength INTEGER, p_aspects TEXT, p_rationale TEXT, p_reason_tags TEXT,
+            p_edited TEXT, p_metadata TEXT, p_time_ms BIGINT, p_created_at TEXT,
+            p_now_ms DOUBLE PRECISION, p_assignment BIGINT, p_min_n INTEGER,
+            p_rank_n INTEGER, p_order_n INTEGER, p_default_cap INTEGER, p_lock_key INTEGER)
+        RETURNS TABLE (o_id BIGINT, o_created BOOLEAN) LANGUAGE plpgsql AS $$
+        DECLARE
+            v_id BIGINT;
+            v_kind TEXT;
+            v_n INTEGER;
+            v_project BIGINT;
+            v_claim_item BIGINT;
+            v_claimed_at TEXT;
+            v_claim_order TEXT;
+            v_order TEXT := p_display_order;
+            v_time BIGINT := p_time_ms;
+        BEGIN
+            -- A double submit is found by the insert's ON CONFLICT, through the unique
+            -- index, or answers NULL, NULL below if its label does not fit.
+            SELECT kind INTO v_kind FROM raters WHERE id = p_rater;
+            SELECT COUNT(*) INTO v_n FROM responses WHERE item_id = p_item;
+            SELECT project_id INTO v_project FROM items WHERE id = p_item;
+            IF v_kind IS NULL OR v_n = 0 OR v_project IS NULL OR v_n < p_min_n
+                    OR v_n <> COALESCE(p_rank_n, v_n) OR v_n <> COALESCE(p_order_n, v_n) THEN
+                RETURN QUERY SELECT CAST(NULL AS BIGINT), CAST(NULL AS BOOLEAN);
+                RETURN;
+            END IF;
+            IF p_assignment IS NOT NULL THEN
+                SELECT item_id, claimed_at, CAST(display_order AS TEXT)
+                    INTO v_claim_item, v_claimed_at, v_claim_order
+                    FROM assignments WHERE id = p_assignment AND rater_id = p_rater;
+                IF v_claim_item IS DISTINCT FROM p_item THEN
+                    RETURN QUERY SELECT CAST(NULL AS BIGINT), CAST(NULL AS BOOLEAN);
+                    RETURN;
+                END IF;
+                IF v_time IS NULL THEN
+                    -- As the checked path: whole milliseconds since the claim, at least 1.
+                    v_time := GREATEST(1, CAST(trunc(p_now_ms - 1000 * EXTRACT(EPOCH FROM
+                        CAST(v_claimed_at AS TIMESTAMPTZ))) AS BIGINT));
+                END IF;
+                IF v_order IS NULL THEN
+                    v_order := v_claim_order;
+                    -- The checked path refuses an order that is no permutation of 0..n-1.
+                    IF v_order IS NOT NULL AND (jsonb_typeof(CAST(v_order AS JSONB)) <> 'array'
+                            OR jsonb_array_length(CAST(v_order AS JSONB)) <> v_n
+                            OR (SELECT COUNT(DISTINCT e) FROM jsonb_array_elements(
+                                CAST(v_order AS JSONB)) e WHERE e IN (SELECT to_jsonb(g)
+                                FROM generate_series(0, v_n - 1) g)) <> v_n) THEN
+                        RETURN QUERY SELECT CAST(NULL AS BIGINT), CAST(NULL AS BOOLEAN);
+                        RETURN;
+                    END IF;
+                END IF;
+            END IF;
+            v_id := prefstore_submit(p_item, p_rater, COALESCE(p_kind, v_kind), v_order,
+                p_outcome, p_choice, p_ranking, p_strength, p_aspects, p_rationale,
+                p_reason_tags, p_edited, p_metadata, v_time, p_submission_id, p_created_at,
+                v_project, p_default_cap, p_lock_key);
+            IF v_id IS NULL THEN  -- a racing double submit committed first
+                SELECT id INTO v_id FROM judgments
+                    WHERE rater_id = p_rater AND submission_id = p_submission_id;
+                RETURN QUERY SELECT v_id, FALSE;
+                RETURN;
+            END IF;
+            RETURN QUERY SELECT v_id, TRUE;
+        END $$;
+        """,
+    ),
 ]
 
 # Big JSON results (fits, reports) stay TEXT on PostgreSQL too: they are written
