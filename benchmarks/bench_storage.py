@@ -13,7 +13,10 @@ Cases, per backend:
 
 - writers: ``--writers`` processes (16) each call ``store.submit_judgment``
   ``--per-writer`` times (2,000) on a 2,000-item project, each writer starting
-  at a different item; committed/submitted, lost, errors, judgments/s.
+  at a different item; committed/submitted, lost, errors, judgments/s; CPU per
+  judgment of the writers' submit loops and of the database server (the
+  throwaway cluster's postmaster and its processes, live and ended; with
+  ``--pg-url``, every postgres process on this machine).
 - claim: ``store.claim_next`` (each claim followed by a submit, as a rater does)
   on one store of ``--items`` items (100k) and ``--judgments`` judgments (1M):
   90% of the items hold ``q`` judgments (11 at full size), the other 10% one.
@@ -236,10 +239,27 @@ def _writer(target: str, rater: str, offset: int, n: int, start_barrier, out) ->
     out.put((rater, n, errors, time.perf_counter() - t0, time.process_time() - cpu0))
 
 
-def _server_cpu_s() -> float:
-    """CPU seconds so far of this machine's PostgreSQL processes (the benchmark's cluster)."""
+def _server_cpu_s(postmaster: int | None) -> float:
+    """CPU seconds so far of the benchmark's PostgreSQL cluster.
+
+    With the cluster's postmaster known: it, its live processes, and the ones it
+    has already reaped (a writer's backend ends with its connection, before the
+    window is summed). Without (``--pg-url``): every postgres process on this
+    machine, which counts other clusters too.
+    """
     import psutil
 
+    if postmaster is not None:
+        main = psutil.Process(postmaster)
+        times = main.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for proc in main.children():
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:  # ended meanwhile: counted in the reaped ones next time
+                continue
+        return total
     total = 0.0
     for proc in psutil.process_iter(["name"]):
         try:
@@ -251,7 +271,8 @@ def _server_cpu_s() -> float:
     return total
 
 
-def bench_writers(dbs: Databases, writers: int, per_writer: int, n_items: int = 2000) -> dict:
+def bench_writers(dbs: Databases, writers: int, per_writer: int, n_items: int = 2000,
+                  postmaster: int | None = None) -> dict:
     target = dbs.new("writers")
     procs: list = []
     db = None
@@ -274,7 +295,7 @@ def bench_writers(dbs: Databases, writers: int, per_writer: int, n_items: int = 
         # PostgreSQL's own processes; a SQLite run has no server (a cluster that is up
         # for the other backend must not count).
         postgres = store.is_postgres(target)
-        t0, server0 = time.perf_counter(), _server_cpu_s() if postgres else 0.0
+        t0, server0 = time.perf_counter(), _server_cpu_s(postmaster) if postgres else 0.0
         results = []
         deadline = time.monotonic() + 3600
         while len(results) < writers:
@@ -285,7 +306,7 @@ def bench_writers(dbs: Databases, writers: int, per_writer: int, n_items: int = 
                     raise RuntimeError(
                         f"only {len(results)} of {writers} writers reported") from None
         elapsed = time.perf_counter() - t0
-        server_s = _server_cpu_s() - server0 if postgres else 0.0
+        server_s = _server_cpu_s(postmaster) - server0 if postgres else 0.0
         for p in procs:
             p.join(timeout=60)
         committed = store.count_judgments(db)
@@ -443,7 +464,7 @@ def table(results: dict, args) -> str:
     add("writers: judgments/s", lambda r: f"{r['writers']['judgments_per_s']:,.0f}")
     add("writers: client CPU ms per judgment (the writers' submit loops)",
         lambda r: f"{r['writers']['client_cpu_ms']:.2f}")
-    add("writers: database server CPU ms per judgment (PostgreSQL's processes)",
+    add("writers: database server CPU ms per judgment (the cluster's processes)",
         lambda r: f"{r['writers']['server_cpu_ms']:.2f}")
     add("large store: items / judgments",
         lambda r: f"{r['big']['items']:,} / {r['big']['judgments']:,}")
@@ -545,13 +566,15 @@ def main() -> None:
             cluster = pgcluster.Cluster().start()
             server_url = cluster.url()
             print(f"started a throwaway PostgreSQL cluster at {server_url}", flush=True)
+        postmaster = None if cluster is None else cluster.postmaster_pid()
         for backend in backends:
             print(f"== {backend} (load average {load()})", flush=True)
             dbs = Databases(backend, tmp, server_url)
             r: dict = {}
             try:
                 if "writers" not in skip:
-                    r["writers"] = bench_writers(dbs, args.writers, args.per_writer)
+                    r["writers"] = bench_writers(dbs, args.writers, args.per_writer,
+                                                 postmaster=postmaster)
                     w = r["writers"]
                     print(f"  writers: {w['committed']:,}/{w['submitted']:,} committed, lost "
                           f"{w['lost']}, errors {w['errors']}, {w['seconds']:.2f} s, "

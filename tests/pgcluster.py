@@ -75,6 +75,10 @@ class Cluster:
         self.started = True
         return self
 
+    def postmaster_pid(self) -> int:
+        """The server's main process (the first line of its ``postmaster.pid``)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
 
