@@ -233,3 +233,50 @@ def test_chunks_store_narrow_integers_and_read_the_older_int64_chunks(db):
         assert [None if v is pd.NA else v for v in old[name].tolist()] == [
             None if v is pd.NA else v for v in frame[name].tolist()], name
     assert old["created_at"].tolist() == frame["created_at"].tolist()
+
+
+def test_blocks_the_text_parse_does_not_take_read_as_before(db, backend, monkeypatch):
+    """The copy reads a block of ids as one row of text columns (columns._BLOCK_SQL);
+    timestamps of another shape than now_iso's go through pandas, and a value that is
+    not an integer sends its block through the row read: the copy still equals a fresh
+    read, with blocks of every kind in one read."""
+    monkeypatch.setattr(cols, "READ_BATCH", 7)
+    row_reads = []
+    encode = cols._encode
+    monkeypatch.setattr(cols, "_encode", lambda rows: row_reads.append(len(rows)) or encode(rows))
+    rng = np.random.default_rng(5)
+    project, items, raters, judge = make_project(db)
+    pid = project["id"]
+    judge_items(db, items[:6], raters, judge, rng, "o")
+    odd = [("2026-01-02T03:04:05+00:00", "[0, 1]"), ("2026-01-02T03:04:05.123456Z", "[1, 0]")]
+    if backend == "sqlite":  # a JSON number that is not an integer; PostgreSQL's cast refuses it
+        odd.append(("2026-01-02T03:04:06.000Z", "[1.0, 0]"))
+    with store.write(db):
+        for k, (stamp, order) in enumerate(odd):
+            db.execute(
+                "INSERT INTO judgments (item_id, rater_id, kind, display_order, outcome, "
+                "choice, metadata, submission_id, created_at) "
+                "VALUES (?, ?, 'human', ?, 'choice', 1, '{}', ?, ?)",
+                [items[7 + k], raters[0]["id"], order, f"odd-{k}", stamp])
+    frame = store.report_frame(db, pid)
+    ids = frame["id"].to_numpy()
+    blocks = np.unique((ids - 1) // 7)
+    # Only the block with the non-integer was read row by row, and the others were not.
+    assert len(blocks) > 3
+    assert row_reads == ([int(((ids - 1) // 7 == (ids[-1] - 1) // 7).sum())]
+                         if backend == "sqlite" else [])
+    assert frame["created_at"].iloc[-len(odd):].tolist() == [
+        pd.Timestamp("2026-01-02T03:04:05", tz="UTC"),
+        pd.Timestamp("2026-01-02T03:04:05.123456", tz="UTC"),
+        pd.Timestamp("2026-01-02T03:04:06", tz="UTC")][:len(odd)]
+    assert frame["first_shown"].iloc[-len(odd):].tolist() == [0, 1, 1][:len(odd)]
+    assert_matches_a_fresh_read(db, pid)
+
+
+def test_block_codes_follow_kinds_and_outcomes():
+    """_BLOCK_SQL's CASEs give each kind and outcome its index in KINDS and OUTCOMES."""
+    for sql in cols._BLOCK_SQL.values():
+        assert ("CASE j.kind " + " ".join(f"WHEN '{k}' THEN {n}" for n, k in enumerate(cols.KINDS))
+                + " END") in sql
+        assert ("CASE j.outcome " + " ".join(
+            f"WHEN '{k}' THEN {n}" for n, k in enumerate(cols.OUTCOMES)) + " END") in sql
