@@ -280,3 +280,13 @@ def test_block_codes_follow_kinds_and_outcomes():
                 + " END") in sql
         assert ("CASE j.outcome " + " ".join(
             f"WHEN '{k}' THEN {n}" for n, k in enumerate(cols.OUTCOMES)) + " END") in sql
+
+
+def test_the_block_parse_takes_only_whole_lists_of_integers():
+    """What _parse_ints refuses goes to the row read, which says what is wrong with it."""
+    assert cols._parse_ints("1,-22,3", 3).tolist() == [1, -22, 3]
+    assert cols._parse_ints("-9223372036854775808,7", 2).tolist() == [cols.NULL, 7]
+    for text, n in [("1,2", 3), ("1,2,3", 2), ("1,2x", 2), ("1,2.5,3", 3), ("1-2,3", 2),
+                    ("-", 1), ("1,-", 2), ("--1", 1), ("1,,2", 3), ("1,2,", 3), (" 1,2", 2),
+                    ("1e3", 1)]:
+        assert cols._parse_ints(text, n) is None, text

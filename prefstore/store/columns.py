@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import json
-import warnings
 import zipfile
 
 import numpy as np
@@ -167,14 +166,29 @@ _ISO_DIGIT = _ISO_SHAPE == ord("d")
 
 def _parse_ints(text: str, n: int) -> np.ndarray | None:
     """The ``n`` comma-separated integers of ``text``, or None if it is not exactly that."""
-    try:
-        with warnings.catch_warnings():  # text it cannot read to its end: a warning
-            warnings.simplefilter("error")
-            values = np.fromstring(text, dtype=np.int64, sep=",")
-    except (ValueError, DeprecationWarning):
+    raw = text.encode()
+    # Only digits, minus signs and n - 1 commas: a token numpy cannot read (say "1-2")
+    # ends its read early, and so gives fewer than n values. (Not warnings turned into
+    # errors: their filters are the whole process's, and a worker has threads.)
+    if raw.translate(None, b"0123456789-,") or raw.count(b",") != n - 1:
         return None
-    # A value that does not fit in int64 (never an SQLite integer) would be read clipped.
-    return values if len(values) == n and text.count(",") == n - 1 else None
+    signs = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == ord("-"))
+    if signs.size and not _signs_lead_numbers(raw, signs):
+        return None  # numpy would read a lone "-" as 0
+    try:
+        values = np.fromstring(text, dtype=np.int64, sep=",")
+    except ValueError:
+        return None
+    # A value past int64 (never a stored integer) would be read clipped.
+    return values if len(values) == n else None
+
+
+def _signs_lead_numbers(raw: bytes, signs: np.ndarray) -> bool:
+    """Whether each minus sign at ``signs`` starts a value and has a digit after it."""
+    chars = np.frombuffer(raw + b",", dtype=np.uint8)
+    before = np.where(signs > 0, chars[np.maximum(signs - 1, 0)], ord(","))
+    after = chars[signs + 1]
+    return bool(((before == ord(",")) & (after >= ord("0")) & (after <= ord("9"))).all())
 
 
 def _parse_created(text: str, n: int) -> np.ndarray | None:
