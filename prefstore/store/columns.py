@@ -164,8 +164,10 @@ _ISO_SHAPE = np.frombuffer(b"dddd-dd-ddTdd:dd:dd.dddZ,", dtype=np.uint8)
 _ISO_DIGIT = _ISO_SHAPE == ord("d")
 
 
-def _parse_ints(text: str, n: int) -> np.ndarray | None:
+def _parse_ints(text: str | None, n: int) -> np.ndarray | None:
     """The ``n`` comma-separated integers of ``text``, or None if it is not exactly that."""
+    if text is None:
+        return None
     raw = text.encode()
     # Only digits, minus signs and n - 1 commas: a token numpy cannot read (say "1-2")
     # ends its read early, and so gives fewer than n values. (Not warnings turned into
@@ -191,8 +193,10 @@ def _signs_lead_numbers(raw: bytes, signs: np.ndarray) -> bool:
     return bool(((before == ord(",")) & (after >= ord("0")) & (after <= ord("9"))).all())
 
 
-def _parse_created(text: str, n: int) -> np.ndarray | None:
+def _parse_created(text: str | None, n: int) -> np.ndarray | None:
     """Nanoseconds (NULL for none) of ``n`` comma-separated timestamps, as the row path reads them."""
+    if text is None:
+        return None
     raw = np.frombuffer(text.encode() + b",", dtype=np.uint8)
     if len(raw) == n * len(_ISO_SHAPE):
         # Every one as now_iso writes it: numpy parses them without a Python object each.
