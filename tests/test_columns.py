@@ -290,3 +290,33 @@ def test_the_block_parse_takes_only_whole_lists_of_integers():
                     ("-", 1), ("1,-", 2), ("--1", 1), ("1,,2", 3), ("1,2,", 3), (" 1,2", 2),
                     ("1e3", 1)]:
         assert cols._parse_ints(text, n) is None, text
+
+
+def test_a_block_in_any_order_is_stored_in_id_order():
+    """The aggregates of a block agree on the order of its rows, not on id order: the
+    columns are put in id order, the rare rows found by their id."""
+    null = str(cols.NULL)
+    row = (3, "12,10,11", "5,3,4", "7,7,8", f"1,{null},0", f"2,{null},3", "0,1,1",
+           f"900,{null},1200", "0,3,4",
+           "2026-01-02T03:04:05.123Z,2026-01-02T03:04:05.000Z,2026-01-02T03:04:06.500Z",
+           '[[11, 4, null, "[1, 0]", null], '
+           '[10, null, "{\\"swap_consistent\\": false}", null, "{\\"clarity\\": 2}"]]')
+    block = cols._encode_block(row)
+    assert block["id"].tolist() == [10, 11, 12]
+    assert block["item_id"].tolist() == [3, 4, 5]
+    assert block["rater_id"].tolist() == [7, 8, 7]
+    assert block["choice"].tolist() == [cols.NULL, 0, 1]
+    assert block["strength"].tolist() == [cols.NULL, 3, 2]
+    assert block["first_shown"].tolist() == [1, 1, 0]
+    assert block["time_ms"].tolist() == [cols.NULL, 1200, 900]
+    assert block["kind"].tolist() == [1, 0, 0]  # 3 = llm + 2 * tie, 4 = human + 2 * both_bad
+    assert block["outcome"].tolist() == [1, 2, 0]
+    assert block["created_ns"].tolist() == [
+        pd.Timestamp(t).value for t in ("2026-01-02T03:04:05", "2026-01-02T03:04:06.5",
+                                        "2026-01-02T03:04:05.123")]
+    assert block["supersedes"].tolist() == [cols.NULL, 4, cols.NULL]
+    assert block["swap"].tolist() == [0, -1, -1]
+    assert block["ranking_rows"].tolist() == [1]
+    assert block["ranking_text"].tobytes() == b"[1, 0]"
+    assert block["aspects_rows"].tolist() == [0]
+    assert block["aspects_text"].tobytes() == b'{"clarity": 2}'
