@@ -233,3 +233,90 @@ def test_chunks_store_narrow_integers_and_read_the_older_int64_chunks(db):
         assert [None if v is pd.NA else v for v in old[name].tolist()] == [
             None if v is pd.NA else v for v in frame[name].tolist()], name
     assert old["created_at"].tolist() == frame["created_at"].tolist()
+
+
+def test_blocks_the_text_parse_does_not_take_read_as_before(db, backend, monkeypatch):
+    """The copy reads a block of ids as one row of text columns (columns._BLOCK_SQL);
+    timestamps of another shape than now_iso's go through pandas, and a value that is
+    not an integer sends its block through the row read: the copy still equals a fresh
+    read, with blocks of every kind in one read."""
+    monkeypatch.setattr(cols, "READ_BATCH", 7)
+    row_reads = []
+    encode = cols._encode
+    monkeypatch.setattr(cols, "_encode", lambda rows: row_reads.append(len(rows)) or encode(rows))
+    rng = np.random.default_rng(5)
+    project, items, raters, judge = make_project(db)
+    pid = project["id"]
+    judge_items(db, items[:6], raters, judge, rng, "o")
+    odd = [("2026-01-02T03:04:05+00:00", "[0, 1]"), ("2026-01-02T03:04:05.123456Z", "[1, 0]")]
+    if backend == "sqlite":  # a JSON number that is not an integer; PostgreSQL's cast refuses it
+        odd.append(("2026-01-02T03:04:06.000Z", "[1.0, 0]"))
+    with store.write(db):
+        for k, (stamp, order) in enumerate(odd):
+            db.execute(
+                "INSERT INTO judgments (item_id, rater_id, kind, display_order, outcome, "
+                "choice, metadata, submission_id, created_at) "
+                "VALUES (?, ?, 'human', ?, 'choice', 1, '{}', ?, ?)",
+                [items[7 + k], raters[0]["id"], order, f"odd-{k}", stamp])
+    frame = store.report_frame(db, pid)
+    ids = frame["id"].to_numpy()
+    blocks = np.unique((ids - 1) // 7)
+    # Only the block with the non-integer was read row by row, and the others were not.
+    assert len(blocks) > 3
+    assert row_reads == ([int(((ids - 1) // 7 == (ids[-1] - 1) // 7).sum())]
+                         if backend == "sqlite" else [])
+    assert frame["created_at"].iloc[-len(odd):].tolist() == [
+        pd.Timestamp("2026-01-02T03:04:05", tz="UTC"),
+        pd.Timestamp("2026-01-02T03:04:05.123456", tz="UTC"),
+        pd.Timestamp("2026-01-02T03:04:06", tz="UTC")][:len(odd)]
+    assert frame["first_shown"].iloc[-len(odd):].tolist() == [0, 1, 1][:len(odd)]
+    assert_matches_a_fresh_read(db, pid)
+
+
+def test_block_codes_follow_kinds_and_outcomes():
+    """_BLOCK_SQL's CASEs give each kind and outcome its index in KINDS and OUTCOMES."""
+    for sql in cols._BLOCK_SQL.values():
+        assert ("CASE j.kind " + " ".join(f"WHEN '{k}' THEN {n}" for n, k in enumerate(cols.KINDS))
+                + " END") in sql
+        assert ("CASE j.outcome " + " ".join(
+            f"WHEN '{k}' THEN {n}" for n, k in enumerate(cols.OUTCOMES)) + " END") in sql
+
+
+def test_the_block_parse_takes_only_whole_lists_of_integers():
+    """What _parse_ints refuses goes to the row read, which says what is wrong with it."""
+    assert cols._parse_ints("1,-22,3", 3).tolist() == [1, -22, 3]
+    assert cols._parse_ints("-9223372036854775808,7", 2).tolist() == [cols.NULL, 7]
+    for text, n in [("1,2", 3), ("1,2,3", 2), ("1,2x", 2), ("1,2.5,3", 3), ("1-2,3", 2),
+                    ("-", 1), ("1,-", 2), ("--1", 1), ("1,,2", 3), ("1,2,", 3), (" 1,2", 2),
+                    ("1e3", 1)]:
+        assert cols._parse_ints(text, n) is None, text
+
+
+def test_a_block_in_any_order_is_stored_in_id_order():
+    """The aggregates of a block agree on the order of its rows, not on id order: the
+    columns are put in id order, the rare rows found by their id."""
+    null = str(cols.NULL)
+    row = (3, "12,10,11", "5,3,4", "7,7,8", f"1,{null},0", f"2,{null},3", "0,1,1",
+           f"900,{null},1200", "0,3,4",
+           "2026-01-02T03:04:05.123Z,2026-01-02T03:04:05.000Z,2026-01-02T03:04:06.500Z",
+           '[[11, 4, null, "[1, 0]", null], '
+           '[10, null, "{\\"swap_consistent\\": false}", null, "{\\"clarity\\": 2}"]]')
+    block = cols._encode_block(row)
+    assert block["id"].tolist() == [10, 11, 12]
+    assert block["item_id"].tolist() == [3, 4, 5]
+    assert block["rater_id"].tolist() == [7, 8, 7]
+    assert block["choice"].tolist() == [cols.NULL, 0, 1]
+    assert block["strength"].tolist() == [cols.NULL, 3, 2]
+    assert block["first_shown"].tolist() == [1, 1, 0]
+    assert block["time_ms"].tolist() == [cols.NULL, 1200, 900]
+    assert block["kind"].tolist() == [1, 0, 0]  # 3 = llm + 2 * tie, 4 = human + 2 * both_bad
+    assert block["outcome"].tolist() == [1, 2, 0]
+    assert block["created_ns"].tolist() == [
+        pd.Timestamp(t).value for t in ("2026-01-02T03:04:05", "2026-01-02T03:04:06.5",
+                                        "2026-01-02T03:04:05.123")]
+    assert block["supersedes"].tolist() == [cols.NULL, 4, cols.NULL]
+    assert block["swap"].tolist() == [0, -1, -1]
+    assert block["ranking_rows"].tolist() == [1]
+    assert block["ranking_text"].tobytes() == b"[1, 0]"
+    assert block["aspects_rows"].tolist() == [0]
+    assert block["aspects_text"].tobytes() == b'{"clarity": 2}'
