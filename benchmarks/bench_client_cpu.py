@@ -1,0 +1,125 @@
+"""CPU of one submit on the rate page, per process: chromium's renderer, GPU, browser; the server.
+
+One headless chromium page (the same chromium and flags as bench_server_load.py)
+rates on a real server (benchmarks/app_server.py) over a small store (the
+builder of bench_rate_page.py: 2k pairwise items, 20k judgments), exactly as a
+bench_server_load.py rater does: press 1 ("A is better"), wait for the next
+item ready. After ``--warmup`` untimed submits, ``--submits`` submits are
+measured one after another (N = 1, so the figures do not depend on load):
+
+* CPU seconds (user + system, psutil) of each process over the window, by
+  chromium's process type (renderer, gpu-process, utility, browser) and of the
+  server, divided by the submits;
+* the renderer main thread's own accounting from CDP ``Performance.getMetrics``
+  (TaskDuration, ScriptDuration, LayoutDuration, RecalcStyleDuration) per submit;
+* the elements in the page after a submit (``[data-testid]`` nodes, all DOM nodes).
+
+Run it on an otherwise quiet machine if possible; CPU time per submit is far
+steadier under load than wall time, which is also printed (p50).
+
+    cd /work/h-cap && PYTHONPATH=$PWD python benchmarks/bench_client_cpu.py [--submits 40]
+        [--warmup 5] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import psutil  # noqa: E402
+
+from benchmarks.app_server import app_server  # noqa: E402
+from benchmarks.bench_rate_page import build  # noqa: E402
+from benchmarks.bench_server_load import PROJECT, Rater, add_raters  # noqa: E402
+from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
+METRICS = ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration")
+COUNT_NODES = """() => ({testids: document.querySelectorAll('[data-testid]').length,
+                         nodes: document.getElementsByTagName('*').length})"""
+
+
+def process_cpu() -> dict[str, float]:
+    """CPU seconds so far of this script's children, by kind (the server; chromium by type)."""
+    out: dict[str, float] = {}
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            cmd = proc.cmdline()
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        line = " ".join(cmd)
+        if "streamlit" in line:
+            kind = "server"
+        elif "chrom" in line:
+            kind = next((a.split("=", 1)[1] for a in cmd if a.startswith("--type=")), "browser")
+        else:
+            kind = "other (playwright driver)"
+        out[kind] = out.get(kind, 0.0) + times.user + times.system
+    return out
+
+
+async def measure(url: str, rater: dict, path: Path, submits: int, warmup: int) -> dict:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1366, "height": 768})
+            page = await context.new_page()
+            cdp = await context.new_cdp_session(page)
+            await cdp.send("Performance.enable")
+            person = Rater(page, rater, path)
+            await person.open(url)
+            for _ in range(warmup):
+                await person.submit()
+
+            async def metrics() -> dict[str, float]:
+                got = (await cdp.send("Performance.getMetrics"))["metrics"]
+                return {m["name"]: m["value"] for m in got if m["name"] in METRICS}
+
+            m0, c0 = await metrics(), process_cpu()
+            walls = [await person.submit() for _ in range(submits)]
+            m1, c1 = await metrics(), process_cpu()
+            nodes = await page.evaluate(COUNT_NODES)
+        finally:
+            await browser.close()
+    return {"walls": walls, "metrics": {k: (m1[k] - m0[k]) / submits for k in METRICS},
+            "cpu": {k: (c1[k] - c0.get(k, 0.0)) / submits for k in c1}, "nodes": nodes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--submits", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=1, help="windows, each on a fresh page")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "client.db"
+        build(path, 2_000, 20_000, 0)
+        with app_server(path) as url:
+            for k in range(args.repeat):
+                rater = add_raters(path, 1, f"client-{k}")[0]
+                start = time.perf_counter()
+                r = asyncio.run(measure(url, rater, path, args.submits, args.warmup))
+                print(f"window {k + 1}: {args.submits} submits in "
+                      f"{time.perf_counter() - start:.1f} s (with opening), wall p50 "
+                      f"{statistics.median(r['walls']) * 1000:.0f} ms")
+                print("  CPU ms per submit: " + ", ".join(
+                    f"{kind} {ms * 1000:.1f}" for kind, ms in sorted(r["cpu"].items())))
+                print("  renderer main thread (CDP) ms per submit: " + ", ".join(
+                    f"{k.removesuffix('Duration')} {v * 1000:.1f}"
+                    for k, v in r["metrics"].items()))
+                print(f"  page after a submit: {r['nodes']['testids']} [data-testid] nodes, "
+                      f"{r['nodes']['nodes']} elements")
+
+
+if __name__ == "__main__":
+    main()
