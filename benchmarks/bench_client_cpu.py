@@ -14,17 +14,22 @@ measured one after another (N = 1, so the figures do not depend on load):
   (TaskDuration, ScriptDuration, LayoutDuration, RecalcStyleDuration) per submit;
 * the elements in the page after a submit (``[data-testid]`` nodes, all DOM nodes).
 
-Run it on an otherwise quiet machine if possible; CPU time per submit is far
-steadier under load than wall time, which is also printed (p50).
+CPU time per submit is steadier under load than wall time (also printed, p50),
+but other work on the machine still moves it by 20% or more. ``--baseline DIR``
+(another checkout, e.g. ``git archive HEAD~1 | tar -x -C /tmp/base``) runs a
+second server from it and alternates windows between the two, so both see the
+same load; the medians over the windows are compared at the end.
 
-    cd /work/h-cap && PYTHONPATH=$PWD python benchmarks/bench_client_cpu.py [--submits 40]
-        [--warmup 5] [--repeat 1]
+    cd /work/h-cap && PYTHONPATH=$PWD python benchmarks/bench_client_cpu.py [--submits 60]
+        [--warmup 10] [--repeat 3] [--baseline DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -38,7 +43,7 @@ import psutil  # noqa: E402
 
 from benchmarks.app_server import app_server  # noqa: E402
 from benchmarks.bench_rate_page import build  # noqa: E402
-from benchmarks.bench_server_load import PROJECT, Rater, add_raters  # noqa: E402
+from benchmarks.bench_server_load import Rater, add_raters  # noqa: E402
 from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 METRICS = ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration")
@@ -46,8 +51,9 @@ COUNT_NODES = """() => ({testids: document.querySelectorAll('[data-testid]').len
                          nodes: document.getElementsByTagName('*').length})"""
 
 
-def process_cpu() -> dict[str, float]:
-    """CPU seconds so far of this script's children, by kind (the server; chromium by type)."""
+def process_cpu(port: str) -> dict[str, float]:
+    """CPU seconds so far of this script's children, by kind (the server on ``port``;
+    chromium by type); another server is left out."""
     out: dict[str, float] = {}
     for proc in psutil.Process().children(recursive=True):
         try:
@@ -57,6 +63,8 @@ def process_cpu() -> dict[str, float]:
             continue
         line = " ".join(cmd)
         if "streamlit" in line:
+            if f"--server.port {port}" not in line:
+                continue
             kind = "server"
         elif "chrom" in line:
             kind = next((a.split("=", 1)[1] for a in cmd if a.startswith("--type=")), "browser")
@@ -69,6 +77,7 @@ def process_cpu() -> dict[str, float]:
 async def measure(url: str, rater: dict, path: Path, submits: int, warmup: int) -> dict:
     from playwright.async_api import async_playwright
 
+    port = url.rsplit(":", 1)[1]
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -85,9 +94,9 @@ async def measure(url: str, rater: dict, path: Path, submits: int, warmup: int) 
                 got = (await cdp.send("Performance.getMetrics"))["metrics"]
                 return {m["name"]: m["value"] for m in got if m["name"] in METRICS}
 
-            m0, c0 = await metrics(), process_cpu()
+            m0, c0 = await metrics(), process_cpu(port)
             walls = [await person.submit() for _ in range(submits)]
-            m1, c1 = await metrics(), process_cpu()
+            m1, c1 = await metrics(), process_cpu(port)
             nodes = await page.evaluate(COUNT_NODES)
         finally:
             await browser.close()
@@ -95,30 +104,46 @@ async def measure(url: str, rater: dict, path: Path, submits: int, warmup: int) 
             "cpu": {k: (c1[k] - c0.get(k, 0.0)) / submits for k in c1}, "nodes": nodes}
 
 
+def window(label: str, url: str, path: Path, k: int, args) -> dict:
+    rater = add_raters(path, 1, f"client-{label}-{k}")[0]
+    start = time.perf_counter()
+    r = asyncio.run(measure(url, rater, path, args.submits, args.warmup))
+    print(f"{label} window {k + 1}: {args.submits} submits in "
+          f"{time.perf_counter() - start:.1f} s (with opening), wall p50 "
+          f"{statistics.median(r['walls']) * 1000:.0f} ms, load {os.getloadavg()[0]:.2f}")
+    print("  CPU ms per submit: " + ", ".join(
+        f"{kind} {ms * 1000:.1f}" for kind, ms in sorted(r["cpu"].items())))
+    print("  renderer main thread (CDP) ms per submit: " + ", ".join(
+        f"{k.removesuffix('Duration')} {v * 1000:.1f}" for k, v in r["metrics"].items()))
+    print(f"  page after a submit: {r['nodes']['testids']} [data-testid] nodes, "
+          f"{r['nodes']['nodes']} elements", flush=True)
+    return r
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--submits", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=1, help="windows, each on a fresh page")
+    parser.add_argument("--submits", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3, help="windows, each on a fresh browser")
+    parser.add_argument("--baseline", type=Path, help="another checkout to alternate with")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    runs: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         path = Path(tmp) / "client.db"
         build(path, 2_000, 20_000, 0)
-        with app_server(path) as url:
-            for k in range(args.repeat):
-                rater = add_raters(path, 1, f"client-{k}")[0]
-                start = time.perf_counter()
-                r = asyncio.run(measure(url, rater, path, args.submits, args.warmup))
-                print(f"window {k + 1}: {args.submits} submits in "
-                      f"{time.perf_counter() - start:.1f} s (with opening), wall p50 "
-                      f"{statistics.median(r['walls']) * 1000:.0f} ms")
-                print("  CPU ms per submit: " + ", ".join(
-                    f"{kind} {ms * 1000:.1f}" for kind, ms in sorted(r["cpu"].items())))
-                print("  renderer main thread (CDP) ms per submit: " + ", ".join(
-                    f"{k.removesuffix('Duration')} {v * 1000:.1f}"
-                    for k, v in r["metrics"].items()))
-                print(f"  page after a submit: {r['nodes']['testids']} [data-testid] nodes, "
-                      f"{r['nodes']['nodes']} elements")
+        servers = {"this": stack.enter_context(app_server(path))}
+        if args.baseline:
+            servers["baseline"] = stack.enter_context(app_server(path, app_dir=args.baseline))
+        for k in range(args.repeat):
+            for label, url in servers.items():
+                runs.setdefault(label, []).append(window(label, url, path, k, args))
+    print("\nmedian over the windows, ms per submit:")
+    for label, rs in runs.items():
+        kinds = sorted({kind for r in rs for kind in r["cpu"]} - {"zygote"})
+        cpu = {kind: statistics.median(r["cpu"].get(kind, 0.0) for r in rs) for kind in kinds}
+        task = statistics.median(r["metrics"]["TaskDuration"] for r in rs)
+        print(f"  {label:8} " + ", ".join(f"{kind} {ms * 1000:.1f}" for kind, ms in cpu.items())
+              + f"; renderer main thread (CDP Task) {task * 1000:.1f}")
 
 
 if __name__ == "__main__":
