@@ -385,12 +385,30 @@ def local_mode_banner(found: access.Identity) -> None:
                 icon=":material/home:")
 
 
+FLASH_ICON = ":material/check:"
+
+
 def flash(message: str) -> None:
-    """Show ``message`` as a toast on the next rerun."""
+    """Show ``message`` on the next rerun (a toast; the rate page: a line, ``flash_line``)."""
     st.session_state[Keys.FLASH] = message
 
 
 def show_flash() -> None:
     message = st.session_state.pop(Keys.FLASH, None)
     if message:
-        st.toast(message, icon=":material/check:")
+        st.toast(message, icon=FLASH_ICON)
+
+
+def take_flash() -> str | None:
+    """Pop the message queued by :func:`flash`, to show it inline."""
+    return st.session_state.pop(Keys.FLASH, None) or None
+
+
+def flash_line(message: str | None) -> None:
+    """Show a message from :func:`flash` as one caption line.
+
+    The rate page's choice: a toast costs the rater's browser about 20 ms of CPU on
+    every submit (its stack re-renders and animates), a caption a fraction of that.
+    """
+    if message:
+        st.caption(f"{FLASH_ICON} {message}")

@@ -37,10 +37,6 @@ def wait_for_prompt(page, prompt: str) -> None:
 
 
 def save_screenshot(page) -> None:
-    toasts = page.locator("[data-testid='stToast'] button")
-    for i in range(toasts.count()):
-        toasts.nth(i).click()
-    page.locator("[data-testid='stToast']").first.wait_for(state="detached")
     page.set_viewport_size({"width": 1280, "height": 1350})
     page.get_by_text("Rating as browser-rater").first.scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOT))
@@ -73,6 +69,15 @@ def test_rater_link_rates_three_items(tmp_path, streamlit_server, browser_page):
     wait_for_prompt(page, "Improve the chosen response")  # the box follows the scale
     main.locator("button").filter(has_text=re.compile(r"^Submit")).click()
     wait_for_prompt(page, "returns the n-th Fibonacci number")
+    # What was saved: one line under the progress bar, not a toast.
+    saved = main.locator("[data-testid='stCaptionContainer']").filter(has_text="Saved: ")
+    assert saved.evaluate("""(el) => {
+        const c = el.cloneNode(true);
+        const icons = c.querySelectorAll("[role='img']");
+        icons.forEach((i) => i.remove());
+        return [icons.length, c.textContent.trim()];
+    }""") == [1, "Saved: A clearly better"]
+    assert page.locator("[data-testid='stToast']").count() == 0
 
     # Item 2: every step of the scale on its key 1-7, shown as the chosen one; then S.
     for step, label in enumerate(assignment.STRENGTH_LABELS):

@@ -9,7 +9,7 @@ import pytest
 
 from prefstore import assignment, store
 from prefstore.errors import AccessDenied
-from tests.ui.conftest import REPO, app_test, open_box, rendered
+from tests.ui.conftest import REPO, app_test, notices, open_box, rendered
 from ui.common import Keys
 
 K = Keys.item
@@ -81,7 +81,8 @@ def test_pairwise_with_strength_rationale_and_edit(app_db):
     following = served(app_db, project, rater)
     assert following["id"] != aid
     assert at.text_area(key=K(Keys.RATIONALE, following["id"])).value == ""
-    assert [t.value for t in at.toast] == ["Saved: B clearly better"]
+    assert notices(at) == [":material/check: Saved: B clearly better"]
+    assert not at.toast  # a line on the page, not a toast: cheaper in the rater's browser
 
 
 def test_unchanged_edit_is_not_stored_and_scale_tie_has_strength_zero(app_db):
@@ -419,14 +420,15 @@ def test_gold_feedback_tells_the_expected_answer_when_the_project_asks(app_db):
     # The first answer matches the gold (response 1), the second does not.
     at.button(key=K(Keys.CHOOSE_A if expected == "A" else Keys.CHOOSE_B, first["id"])).click()
     at.run()
-    assert [t.value for t in at.toast] == [
-        f"Saved: Response {expected}. Gold item: you matched the expected answer "
-        f"(Response {expected})."]
+    assert notices(at) == [
+        f":material/check: Saved: Response {expected}. Gold item: you matched the expected "
+        f"answer (Response {expected})."]
     second = served(app_db, project, rater)
     expected = "AB"[second["display_order"].index(1)]
     at.button(key=K(Keys.TIE, second["id"])).click().run()
-    assert [t.value for t in at.toast] == [
-        f"Saved: Tie. Gold item: the expected answer was Response {expected}; you chose Tie."]
+    assert notices(at) == [
+        f":material/check: Saved: Tie. Gold item: the expected answer was Response {expected}; "
+        "you chose Tie."]
     assert stored(app_db, rater, keys=("metadata",)) == [
         {"metadata": {"gold_correct": True}}, {"metadata": {"gold_correct": False}}]
 
@@ -437,7 +439,7 @@ def test_no_gold_feedback_by_default(app_db):
     at = app_test(token=token).run()
     claim = served(app_db, store.get_project(app_db, "p"), rater)
     at.button(key=K(Keys.TIE, claim["id"])).click().run()
-    assert [t.value for t in at.toast] == ["Saved: Tie"]
+    assert notices(at) == [":material/check: Saved: Tie"]
 
 
 def test_all_done_message(app_db):
@@ -581,8 +583,9 @@ def test_an_item_the_page_cannot_show_is_flagged_and_the_next_one_served(app_db,
     monkeypatch.setattr(inert, "inert_markdown", fragile)
     at = app_test(token=token).run()
     assert not at.exception
-    assert [t.value for t in at.toast] == [
-        "That item could not be shown, so it was flagged for the admin; here is the next one"]
+    assert notices(at) == [
+        ":material/check: That item could not be shown, so it was flagged for the admin; here "
+        "is the next one"]
     rows = list(app_db.query("SELECT i.external_id, a.status, a.reason FROM assignments a "
                              "JOIN items i ON i.id = a.item_id ORDER BY a.id"))
     assert rows == [{"external_id": "q0", "status": "flagged",
