@@ -57,7 +57,7 @@ class Keys:
     TAG = "tag"
     EDIT_TARGET = "edit_target"
     EDIT = "edit"
-    EDIT_OPEN = "edit_open"  # the improve box's open state
+    EDIT_OPEN = "edit_open"  # the improve box's open state (one key: see BOXES_ITEM)
     EDIT_DRAFT = "edit_draft"  # session state: the box's fields, kept while it is closed
     BEST = "best"
     DRAG = "drag"
@@ -65,7 +65,8 @@ class Keys:
     KEEP = "keep_order"
     SHOW_REST = "show_rest"
     RANK = "rank"
-    SKIP_OPEN = "skip_open"  # the "Skip or flag" box's open state
+    SKIP_OPEN = "skip_open"  # the "Skip or flag" box's open state (one key: see BOXES_ITEM)
+    BOXES_ITEM = "boxes_item"  # session state: the claim the two boxes' open state is for
     SKIP_DRAFT = "skip_draft"  # session state: the box's fields, kept while it is closed
     SKIP_REASON = "skip_reason"
     SKIP = "skip"

@@ -179,7 +179,7 @@ def edit_box(settings, aid: int, shown: list[str], position: int | None = None
     k = len(shown)
     # Built only while open, like "Skip or flag"; its fields outlive a fold (edit_drafts).
     box = st.expander("Improve the chosen response (optional)",
-                      key=Keys.item(Keys.EDIT_OPEN, aid), on_change="rerun")
+                      key=Keys.EDIT_OPEN, on_change="rerun")
     if not box.open:
         return edit_state(settings, aid, k, position)
     drafts = edit_drafts(aid, k)
@@ -409,11 +409,24 @@ def slate(db, claim: dict, rater: dict, settings) -> None:
     st.rerun()
 
 
+def close_boxes_for(aid: int) -> None:
+    """A new item's "Improve" and "Skip or flag" boxes start closed.
+
+    Their open state has one key for all items, so the browser updates the two boxes
+    in place on a submit: a key per item would remount both (their label, icon and
+    styles) in the rater's browser every time. Buttons and fields keep per-item keys.
+    """
+    state = st.session_state
+    if state.get(Keys.BOXES_ITEM) != aid:
+        state[Keys.BOXES_ITEM] = aid
+        state[Keys.EDIT_OPEN] = state[Keys.SKIP_OPEN] = False
+
+
 def skip_or_flag(db, claim: dict, rater: dict) -> None:
     aid = claim["id"]
     # Built only while open: every rerun of the page pays for a closed box's widgets
     # in the server and in the browser, and most items are never skipped.
-    box = st.expander("Skip or flag this item", key=Keys.item(Keys.SKIP_OPEN, aid),
+    box = st.expander("Skip or flag this item", key=Keys.SKIP_OPEN,
                       on_change="rerun")
     reason_key, problem_key, note_key = (Keys.item(name, aid) for name in (
         Keys.SKIP_REASON, Keys.FLAG_REASON, Keys.FLAG_NOTE))
@@ -618,6 +631,7 @@ def show() -> None:
     if settings.guidelines:
         with st.expander("Guidelines"):
             st.markdown(inert.inert_markdown(settings.guidelines))
+    close_boxes_for(claim["id"])
     try:
         show_item(claim["item"], claim["id"])
         if project["kind"] == "pairwise":
