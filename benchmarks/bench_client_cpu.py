@@ -14,6 +14,12 @@ measured one after another (N = 1, so the figures do not depend on load):
   (TaskDuration, ScriptDuration, LayoutDuration, RecalcStyleDuration) per submit;
 * the elements in the page after a submit (``[data-testid]`` nodes, all DOM nodes).
 
+``--run-delay S`` makes every script run of the servers wait S seconds
+before it serves the next item (a sleep, no CPU), as a loaded server answers:
+at N = 10 the next item came 0.7 s after a press (p50). The page then stays in
+its running state that long, as it does under load, with what that costs the
+browser (Streamlit fades stale elements in after 0.5 s).
+
 CPU time per submit is steadier under load than wall time (also printed, p50),
 but other work on the machine still moves it by 20% or more. ``--baseline DIR``
 (another checkout, e.g. ``git archive HEAD~1 | tar -x -C /tmp/base``) runs a
@@ -21,7 +27,7 @@ second server from it and alternates windows between the two, so both see the
 same load; the medians over the windows are compared at the end.
 
     cd /work/h-cap && PYTHONPATH=$PWD python benchmarks/bench_client_cpu.py [--submits 60]
-        [--warmup 10] [--repeat 3] [--baseline DIR]
+        [--warmup 10] [--repeat 3] [--baseline DIR] [--run-delay 0.7]
 """
 
 from __future__ import annotations
@@ -104,6 +110,35 @@ async def measure(url: str, rater: dict, path: Path, submits: int, warmup: int) 
             "cpu": {k: (c1[k] - c0.get(k, 0.0)) / submits for k in c1}, "nodes": nodes}
 
 
+# Loaded first by the server's Python (a sitecustomize on its PYTHONPATH): a sleep before
+# each next_item, so a submit's script run lasts as long as under load.
+DELAY = """
+import os, time
+from prefstore import assignment
+
+_next_item = assignment.next_item
+
+
+def _slow_next_item(*args, **kwargs):
+    time.sleep(float(os.environ["PREFSTORE_BENCH_RUN_DELAY"]))
+    return _next_item(*args, **kwargs)
+
+
+assignment.next_item = _slow_next_item
+"""
+
+
+def delayed(app_dir: Path, tmp: Path, seconds: float) -> dict[str, str]:
+    """The server environment that makes every script run wait ``seconds`` (DELAY)."""
+    if not seconds:
+        return {}
+    folder = tmp / f"delay-{app_dir.name}"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(DELAY)
+    return {"PYTHONPATH": os.pathsep.join((str(folder), str(app_dir))),
+            "PREFSTORE_BENCH_RUN_DELAY": str(seconds)}
+
+
 def window(label: str, url: str, path: Path, k: int, args) -> dict:
     rater = add_raters(path, 1, f"client-{label}-{k}")[0]
     start = time.perf_counter()
@@ -126,14 +161,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3, help="windows, each on a fresh browser")
     parser.add_argument("--baseline", type=Path, help="another checkout to alternate with")
+    parser.add_argument("--run-delay", type=float, default=0.0,
+                        help="seconds every script run waits before serving (as under load)")
     args = parser.parse_args()
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         path = Path(tmp) / "client.db"
         build(path, 2_000, 20_000, 0)
-        servers = {"this": stack.enter_context(app_server(path))}
+        servers = {"this": stack.enter_context(app_server(
+            path, delayed(REPO, Path(tmp), args.run_delay)))}
         if args.baseline:
-            servers["baseline"] = stack.enter_context(app_server(path, app_dir=args.baseline))
+            servers["baseline"] = stack.enter_context(app_server(
+                path, delayed(args.baseline, Path(tmp), args.run_delay), app_dir=args.baseline))
         for k in range(args.repeat):
             for label, url in servers.items():
                 runs.setdefault(label, []).append(window(label, url, path, k, args))
