@@ -204,6 +204,22 @@ def test_keys_without_the_scale_esc_leaves_a_text_box_and_next_items_start_at_th
     page.goto(f"{url}/?token={token}")
     wait_for_prompt(page, "Keys question 0")
 
+    # The page's style rule: the progress bar's slide and Streamlit's fade of stale elements
+    # (1 s, after 0.5 s) change at once, not frame by frame (ui/keyboard.py, _CSS).
+    page.wait_for_function("window.__prefstoreKeyHandler !== undefined")
+    assert page.evaluate("""() => [...document.querySelectorAll("[data-testid='stProgress'] *")]
+        .map((e) => getComputedStyle(e))
+        .filter((s) => s.transitionProperty.includes("transform"))
+        .map((s) => s.transitionDuration)""") == ["0s"]
+    assert page.evaluate("""() => {
+        const el = document.querySelector("[data-testid='stMain'] .stElementContainer");
+        el.style.transition = "opacity 1s ease-in 0.5s";  // what a stale element gets
+        const s = getComputedStyle(el);
+        const got = [s.transitionDuration, s.transitionDelay];
+        el.style.transition = "";
+        return got;
+    }""") == ["0s", "0.5s"]
+
     def scrolled() -> int:
         return page.evaluate("document.querySelector(\"[data-testid='stMain']\").scrollTop")
 
