@@ -5,7 +5,7 @@ rates on a real server (benchmarks/app_server.py) over a small store (the
 builder of bench_rate_page.py: 2k pairwise items, 20k judgments), exactly as a
 bench_server_load.py rater does: press 1 ("A is better"), wait for the next
 item ready. After ``--warmup`` untimed submits, ``--submits`` submits are
-measured one after another (N = 1, so the figures do not depend on load):
+measured one after another (N = 1: no other rater competes for the page's CPU):
 
 * CPU seconds (user + system, psutil) of each process over the window, by
   chromium's process type (renderer, gpu-process, utility, browser) and of the
@@ -18,7 +18,7 @@ measured one after another (N = 1, so the figures do not depend on load):
 before it serves the next item (a sleep, no CPU), as a loaded server answers:
 at N = 10 the next item came 0.7 s after a press (p50). The page then stays in
 its running state that long, as it does under load, with what that costs the
-browser (Streamlit fades stale elements in after 0.5 s).
+browser (Streamlit starts fading stale elements out 0.5 s into a run).
 
 CPU time per submit is steadier under load than wall time (also printed, p50),
 but other work on the machine still moves it by 20% or more. ``--baseline DIR``
