@@ -25,8 +25,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def app_server(db_path: str | os.PathLike, env: dict[str, str] | None = None) -> Iterator[str]:
+def app_server(db_path: str | os.PathLike, env: dict[str, str] | None = None,
+               app_dir: Path = REPO) -> Iterator[str]:
     """Run ``app.py`` on a free port with no worker; yield its URL; kill its process group.
+
+    ``app_dir``: the checkout whose app runs (another one: an A/B comparison; it
+    is also put first on the server's PYTHONPATH, so its own modules are imported).
 
     The server's output goes to a temporary log, whose tail is printed when the
     benchmark fails inside the block (an app error shows on the page redacted).
@@ -34,12 +38,12 @@ def app_server(db_path: str | os.PathLike, env: dict[str, str] | None = None) ->
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="prefstore-app-", suffix=".log", delete=False)
     full_env = {**os.environ, "PREFSTORE_DB": str(db_path), "PREFSTORE_AUTOSTART_WORKER": "0",
-                **(env or {})}
+                **({"PYTHONPATH": str(app_dir)} if app_dir != REPO else {}), **(env or {})}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
          "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=app_dir, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

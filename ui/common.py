@@ -57,7 +57,7 @@ class Keys:
     TAG = "tag"
     EDIT_TARGET = "edit_target"
     EDIT = "edit"
-    EDIT_OPEN = "edit_open"  # the improve box's open state
+    EDIT_OPEN = "edit_open"  # the improve box's open state (one key: see BOXES_ITEM)
     EDIT_DRAFT = "edit_draft"  # session state: the box's fields, kept while it is closed
     BEST = "best"
     DRAG = "drag"
@@ -65,7 +65,8 @@ class Keys:
     KEEP = "keep_order"
     SHOW_REST = "show_rest"
     RANK = "rank"
-    SKIP_OPEN = "skip_open"  # the "Skip or flag" box's open state
+    SKIP_OPEN = "skip_open"  # the "Skip or flag" box's open state (one key: see BOXES_ITEM)
+    BOXES_ITEM = "boxes_item"  # session state: the claim the two boxes' open state is for
     SKIP_DRAFT = "skip_draft"  # session state: the box's fields, kept while it is closed
     SKIP_REASON = "skip_reason"
     SKIP = "skip"
@@ -385,12 +386,30 @@ def local_mode_banner(found: access.Identity) -> None:
                 icon=":material/home:")
 
 
+FLASH_ICON = ":material/check:"
+
+
 def flash(message: str) -> None:
-    """Show ``message`` as a toast on the next rerun."""
+    """Show ``message`` on the next rerun (a toast; the rate page: a line, ``flash_line``)."""
     st.session_state[Keys.FLASH] = message
 
 
 def show_flash() -> None:
     message = st.session_state.pop(Keys.FLASH, None)
     if message:
-        st.toast(message, icon=":material/check:")
+        st.toast(message, icon=FLASH_ICON)
+
+
+def take_flash() -> str | None:
+    """Pop the message queued by :func:`flash`, to show it inline."""
+    return st.session_state.pop(Keys.FLASH, None) or None
+
+
+def flash_line(message: str | None) -> None:
+    """Show a message from :func:`flash` as one caption line.
+
+    The rate page's choice: a toast costs the rater's browser about 20 ms of CPU on
+    every submit (its stack re-renders and animates), a caption a fraction of that.
+    """
+    if message:
+        st.caption(f"{FLASH_ICON} {message}")

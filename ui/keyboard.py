@@ -1,4 +1,4 @@
-"""Keyboard and scroll help on the rate page: a few lines of the app's own JavaScript.
+"""Keyboard and scroll help on the rate page: a few lines of the app's own JavaScript and CSS.
 
 Streamlit's shortcuts stop while a text box has the focus, and a rerun keeps
 the page where it was scrolled. This component (Streamlit components v2: the
@@ -6,6 +6,14 @@ app's own code in the page, no iframe, no request anywhere) makes Esc leave a
 text box, shows each new item from the top, and gives 0 to "Both bad" where the
 scale does not (its 1-4 keys have one shortcut each). It is given no item text,
 only the claim's id and that flag.
+
+It also brings the page's one style rule (_CSS): while a script run lasts over
+0.5 s, as under load, Streamlit fades every element of the page out over 1 s, and
+the progress bar slides over 0.5 s. Each is an animation the rater's browser
+draws at 60 frames a second, submit after submit: with runs of 0.7 s they took
+the renderer from 137 to 211 ms of CPU per submit and the GPU process from 17 to
+90 ms (benchmarks/bench_client_cpu.py --run-delay 0.7). The rule keeps the fade's
+0.5 s delay and its end state, without the frames in between.
 """
 
 from __future__ import annotations
@@ -51,7 +59,17 @@ export default function ({ data }) {
 }
 """
 
-_component = st.components.v2.component("prefstore_rating_keys", js=_JS)
+# Element containers and expanders: Streamlit's stale fade; the progress bar's slide.
+_CSS = """
+[data-testid='stMain'] .stElementContainer, [data-testid='stMain'] details,
+[data-testid='stMain'] summary, [data-testid='stMain'] [data-testid='stProgress'] div {
+    transition-duration: 0s !important;
+}
+"""
+
+# isolate_styles=False: the rule applies to the page, not only inside the component.
+_component = st.components.v2.component("prefstore_rating_keys", js=_JS, css=_CSS,
+                                        isolate_styles=False)
 
 
 def rating_keys(item_id: int, *, zero_is_both_bad: bool) -> None:

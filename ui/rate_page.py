@@ -18,6 +18,8 @@ through markdown at all.
 
 from __future__ import annotations
 
+import contextlib
+
 import streamlit as st
 from streamlit_sortables import sort_items
 
@@ -55,10 +57,14 @@ def rating_rater(db, identity) -> dict:
     st.stop()
 
 
-def show_text(text: str | None, key: str) -> None:
-    """Show untrusted markdown, inert; a long text shows its first screen and a control."""
+def show_text(text: str | None, key: str, heading: str = "") -> None:
+    """Show untrusted markdown, inert; a long text shows its first screen and a control.
+
+    ``heading``: the app's own markdown line above the text, in the same element.
+    """
     first, rest = inert.split_long(text or "")
-    st.markdown(inert.inert_markdown(first))
+    st.markdown(f"{heading}\n\n{inert.inert_markdown(first)}" if heading
+                else inert.inert_markdown(first))
     if rest and st.toggle(f"Show the rest ({len(rest):,} more characters)", key=key):
         st.text(rest)  # plain text: nothing in it is interpreted
 
@@ -80,13 +86,15 @@ def show_responses(claim: dict) -> list[str]:
     shown = [texts[i] for i in claim["display_order"]]
     k = len(shown)
     per_row = 2 if k in (2, 4) else 3
+    # Every element costs each rerun in the browser: a response is one markdown (its
+    # heading and text) in a bordered column, or a bordered box where a row is not full.
+    full_rows = k % per_row == 0
     for start in range(0, k, per_row):
-        cols = st.columns(per_row)
+        cols = st.columns(per_row, border=full_rows)
         for col, position in zip(cols, range(start, min(start + per_row, k))):
-            with col:
-                st.markdown(f"**Response {assignment.position_label(k, position)}**")
-                with st.container(border=True):
-                    show_text(shown[position], Keys.item(Keys.SHOW_REST, claim["id"], position))
+            with col, (contextlib.nullcontext() if full_rows else st.container(border=True)):
+                show_text(shown[position], Keys.item(Keys.SHOW_REST, claim["id"], position),
+                          heading=f"**Response {assignment.position_label(k, position)}**")
     return shown
 
 
@@ -171,7 +179,7 @@ def edit_box(settings, aid: int, shown: list[str], position: int | None = None
     k = len(shown)
     # Built only while open, like "Skip or flag"; its fields outlive a fold (edit_drafts).
     box = st.expander("Improve the chosen response (optional)",
-                      key=Keys.item(Keys.EDIT_OPEN, aid), on_change="rerun")
+                      key=Keys.EDIT_OPEN, on_change="rerun")
     if not box.open:
         return edit_state(settings, aid, k, position)
     drafts = edit_drafts(aid, k)
@@ -199,7 +207,7 @@ def edit_box(settings, aid: int, shown: list[str], position: int | None = None
 def store_answer(db, claim: dict, rater: dict, settings, label: dict, fields: dict,
                  edit: tuple[int | None, str | None], metadata: dict | None = None
                  ) -> str | None:
-    """Store the judgment and queue the "Saved" toast; return why not, storing nothing."""
+    """Store the judgment and queue the "Saved" line; return why not, storing nothing."""
     try:
         edited = assignment.resolve_edit(claim, label, *edit)
         assignment.submit(db, claim, rater["id"], label, settings=settings,
@@ -261,6 +269,12 @@ def not_saved_message(message_slot, aid: int) -> None:
                            icon=":material/error:")
 
 
+def button_row():
+    """One row of buttons: a horizontal container, one element where columns take one per
+    button (every element costs each rerun in the rater's browser)."""
+    return st.container(horizontal=True)
+
+
 def strength_scale(aid: int) -> str | None:
     """The 7-step scale as buttons on keys 1-7; return the step picked (None: not yet)."""
     chosen_key = Keys.item(Keys.STRENGTH, aid)
@@ -271,9 +285,9 @@ def strength_scale(aid: int) -> str | None:
     st.markdown("**Which response is better?** Keys 1-7 pick a step, S submits, 0 is both "
                 "bad.")
     chosen = st.session_state.get(chosen_key)
-    cols = st.columns(len(assignment.STRENGTH_LABELS))
-    for step, (col, label) in enumerate(zip(cols, assignment.STRENGTH_LABELS)):
-        col.button(label, key=Keys.item(Keys.STRENGTH_STEP, aid, step), shortcut=str(step + 1),
+    row = button_row()
+    for step, label in enumerate(assignment.STRENGTH_LABELS):
+        row.button(label, key=Keys.item(Keys.STRENGTH_STEP, aid, step), shortcut=str(step + 1),
                    type="primary" if label == chosen else "secondary", width="stretch",
                    on_click=pick, args=(label,))
     return chosen
@@ -291,20 +305,20 @@ def pairwise(db, claim: dict, rater: dict, settings) -> None:
         label = assignment.label_for_strength(order, scale)
         if label["outcome"] == "choice":  # the box follows the scale: it opens once A or B wins
             edit_box(settings, aid, shown, order.index(label["choice"]))
-    not_saved_message(st.container(), aid)
-    cols = st.columns(2 if settings.strength_scale else 4)
+    not_saved_message(st, aid)  # no empty slot: a container costs every rerun
+    row = button_row()
     if settings.strength_scale:
-        cols[0].button("Submit", key=Keys.item(Keys.SUBMIT, aid), type="primary",
+        row.button("Submit", key=Keys.item(Keys.SUBMIT, aid), type="primary",
                        shortcut=SUBMIT_SHORTCUT, width="stretch",
                        on_click=answer_on_click, args=(claim, rater, settings, "submit", True))
-        cols[1].button("Both bad", key=Keys.item(Keys.BOTH_BAD, aid),
-                       shortcut=BOTH_BAD_ON_SCALE, width="stretch",
+        row.button("Both bad", key=Keys.item(Keys.BOTH_BAD, aid),
+                   shortcut=BOTH_BAD_ON_SCALE, width="stretch",
                        on_click=answer_on_click, args=(claim, rater, settings, "both_bad", True))
         return
     buttons = [("A is better", Keys.CHOOSE_A, "a"), ("B is better", Keys.CHOOSE_B, "b"),
                ("Tie", Keys.TIE, "tie"), ("Both bad", Keys.BOTH_BAD, "both_bad")]
-    for i, (col, (text, key, action)) in enumerate(zip(cols, buttons)):
-        col.button(text, key=Keys.item(key, aid), shortcut=str(i + 1), width="stretch",
+    for i, (text, key, action) in enumerate(buttons):
+        row.button(text, key=Keys.item(key, aid), shortcut=str(i + 1), width="stretch",
                    type="primary" if i < 2 else "secondary",
                    on_click=answer_on_click, args=(claim, rater, settings, action, True))
 
@@ -358,23 +372,23 @@ def slate(db, claim: dict, rater: dict, settings) -> None:
     if ranked is not None and ranked[0] is not None:
         top = order.index(ranked[0]["ranking"][0])
     edit = edit_box(settings, aid, shown, top)
-    message_slot = st.container()
     if settings.ranking_mode != "full":
-        not_saved_message(message_slot, aid)
-        cols = st.columns(k + 1)
-        for p, col in enumerate(cols[:k]):
-            col.button(f"{p + 1} is best", key=Keys.item(Keys.BEST, aid, p),
+        not_saved_message(st, aid)
+        row = button_row()
+        for p in range(k):
+            row.button(f"{p + 1} is best", key=Keys.item(Keys.BEST, aid, p),
                        shortcut=str((p + 1) % 10), width="stretch", on_click=answer_on_click,
                        args=(claim, rater, settings, f"best:{p}", False))
-        cols[k].button("All bad", key=Keys.item(Keys.BOTH_BAD, aid), shortcut=ALL_BAD_SHORTCUT,
+        row.button("All bad", key=Keys.item(Keys.BOTH_BAD, aid), shortcut=ALL_BAD_SHORTCUT,
                        width="stretch", on_click=answer_on_click,
                        args=(claim, rater, settings, "both_bad", False))
         return
     # A full ranking is stored in the run: the drag list's order exists only there.
-    cols = st.columns(2)
-    submit = cols[0].button("Submit ranking", key=Keys.item(Keys.SUBMIT, aid),
+    message_slot = st.container()
+    row = button_row()
+    submit = row.button("Submit ranking", key=Keys.item(Keys.SUBMIT, aid),
                             type="primary", shortcut=SUBMIT_SHORTCUT, width="stretch")
-    all_bad = cols[1].button("All bad", key=Keys.item(Keys.BOTH_BAD, aid),
+    all_bad = row.button("All bad", key=Keys.item(Keys.BOTH_BAD, aid),
                              shortcut=ALL_BAD_SHORTCUT, width="stretch")
     if submit:
         label, how = ranked
@@ -395,11 +409,24 @@ def slate(db, claim: dict, rater: dict, settings) -> None:
     st.rerun()
 
 
+def close_boxes_for(aid: int) -> None:
+    """A new item's "Improve" and "Skip or flag" boxes start closed.
+
+    Their open state has one key for all items, so the browser updates the two boxes
+    in place on a submit: a key per item would remount both (their label, icon and
+    styles) in the rater's browser every time. Buttons and fields keep per-item keys.
+    """
+    state = st.session_state
+    if state.get(Keys.BOXES_ITEM) != aid:
+        state[Keys.BOXES_ITEM] = aid
+        state[Keys.EDIT_OPEN] = state[Keys.SKIP_OPEN] = False
+
+
 def skip_or_flag(db, claim: dict, rater: dict) -> None:
     aid = claim["id"]
     # Built only while open: every rerun of the page pays for a closed box's widgets
     # in the server and in the browser, and most items are never skipped.
-    box = st.expander("Skip or flag this item", key=Keys.item(Keys.SKIP_OPEN, aid),
+    box = st.expander("Skip or flag this item", key=Keys.SKIP_OPEN,
                       on_change="rerun")
     reason_key, problem_key, note_key = (Keys.item(name, aid) for name in (
         Keys.SKIP_REASON, Keys.FLAG_REASON, Keys.FLAG_NOTE))
@@ -566,7 +593,7 @@ def show() -> None:
     db = common.get_db()
     identity = common.gate(db)
     rater = rating_rater(db, identity)
-    common.show_flash()
+    notice = common.take_flash()  # what the last click did: a line under the progress bar
     projects = access.visible_projects(db, identity)
     archived = access.archived_project(db, identity, st.query_params.get(Keys.QP_PROJECT))
     if archived is not None:  # a link to a project archived since: say so, in one line
@@ -593,6 +620,7 @@ def show() -> None:
     st.caption(f"Rating as {inert.escape_markdown(rater['name'])}")
     st.progress(progress["k"] / progress["n"] if progress["n"] else 1.0,
                 text=f"{progress['k']} of {progress['n']} done")
+    common.flash_line(notice)
     previous = pick_previous(db, project, rater, progress["done"])
     if previous is not None:
         change_previous(db, project, rater, settings, previous)
@@ -603,6 +631,7 @@ def show() -> None:
     if settings.guidelines:
         with st.expander("Guidelines"):
             st.markdown(inert.inert_markdown(settings.guidelines))
+    close_boxes_for(claim["id"])
     try:
         show_item(claim["item"], claim["id"])
         if project["kind"] == "pairwise":

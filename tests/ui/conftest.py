@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from prefstore import store
+from ui.common import FLASH_ICON
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "app.py")
@@ -72,6 +73,11 @@ def open_box(at, key: str):
     """Open the state-tracked expander ``key`` and rerun (AppTest cannot click one open)."""
     at.session_state[key] = True
     return at.run()
+
+
+def notices(at) -> list[str]:
+    """The rate page's line for what the last click did (common.flash_line), as shown."""
+    return [c.value for c in at.caption if c.value.startswith(FLASH_ICON + " ")]
 
 
 def rendered(markdown: str) -> str:

@@ -37,10 +37,6 @@ def wait_for_prompt(page, prompt: str) -> None:
 
 
 def save_screenshot(page) -> None:
-    toasts = page.locator("[data-testid='stToast'] button")
-    for i in range(toasts.count()):
-        toasts.nth(i).click()
-    page.locator("[data-testid='stToast']").first.wait_for(state="detached")
     page.set_viewport_size({"width": 1280, "height": 1350})
     page.get_by_text("Rating as browser-rater").first.scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOT))
@@ -73,6 +69,15 @@ def test_rater_link_rates_three_items(tmp_path, streamlit_server, browser_page):
     wait_for_prompt(page, "Improve the chosen response")  # the box follows the scale
     main.locator("button").filter(has_text=re.compile(r"^Submit")).click()
     wait_for_prompt(page, "returns the n-th Fibonacci number")
+    # What was saved: one line under the progress bar, not a toast.
+    saved = main.locator("[data-testid='stCaptionContainer']").filter(has_text="Saved: ")
+    assert saved.evaluate("""(el) => {
+        const c = el.cloneNode(true);
+        const icons = c.querySelectorAll("[role='img']");
+        icons.forEach((i) => i.remove());
+        return [icons.length, c.textContent.trim()];
+    }""") == [1, "Saved: A clearly better"]
+    assert page.locator("[data-testid='stToast']").count() == 0
 
     # Item 2: every step of the scale on its key 1-7, shown as the chosen one; then S.
     for step, label in enumerate(assignment.STRENGTH_LABELS):
@@ -198,6 +203,22 @@ def test_keys_without_the_scale_esc_leaves_a_text_box_and_next_items_start_at_th
     page.set_viewport_size({"width": 1366, "height": 768})
     page.goto(f"{url}/?token={token}")
     wait_for_prompt(page, "Keys question 0")
+
+    # The page's style rule: the progress bar's slide and Streamlit's fade of stale elements
+    # (1 s, after 0.5 s) change at once, not frame by frame (ui/keyboard.py, _CSS).
+    page.wait_for_function("window.__prefstoreKeyHandler !== undefined")
+    assert page.evaluate("""() => [...document.querySelectorAll("[data-testid='stProgress'] *")]
+        .map((e) => getComputedStyle(e))
+        .filter((s) => s.transitionProperty.includes("transform"))
+        .map((s) => s.transitionDuration)""") == ["0s"]
+    assert page.evaluate("""() => {
+        const el = document.querySelector("[data-testid='stMain'] .stElementContainer");
+        el.style.transition = "opacity 1s ease-in 0.5s";  // what a stale element gets
+        const s = getComputedStyle(el);
+        const got = [s.transitionDuration, s.transitionDelay];
+        el.style.transition = "";
+        return got;
+    }""") == ["0s", "0.5s"]
 
     def scrolled() -> int:
         return page.evaluate("document.querySelector(\"[data-testid='stMain']\").scrollTop")

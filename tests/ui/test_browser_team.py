@@ -409,7 +409,9 @@ def test_a_team_runs_a_project_end_to_end(tmp_path, streamlit_server, browser_pa
         main(page).locator("[data-testid='stRadio'] label").filter(has_text="Tie").click()
         settle(page)
         click(page, "Save the change")
-        page.get_by_text(re.compile(r"^Changed pair-0: .+ → Tie$")).first.wait_for(state="visible")
+        # The line under the progress bar: a check icon, then what changed.
+        main(page).locator("[data-testid='stCaptionContainer']").filter(
+            has_text=re.compile(r"^check Changed pair-0: .+ → Tie$")).wait_for(state="visible")
         assert page.evaluate("window.__xss === undefined")
     (new,) = [r for r in store.list_judgments(db, project_id=pairs_id) if r["id"] not in before]
     old = before[new["supersedes"]]

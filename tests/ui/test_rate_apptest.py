@@ -9,7 +9,7 @@ import pytest
 
 from prefstore import assignment, store
 from prefstore.errors import AccessDenied
-from tests.ui.conftest import REPO, app_test, open_box, rendered
+from tests.ui.conftest import REPO, app_test, notices, open_box, rendered
 from ui.common import Keys
 
 K = Keys.item
@@ -60,7 +60,7 @@ def test_pairwise_with_strength_rationale_and_edit(app_db):
     aid, order = claim["id"], claim["display_order"]
     at.button(key=K(Keys.STRENGTH_STEP, aid, 5)).click().run()
     original = f"response {claim['item_id'] - 1}.{order[1]}"
-    open_box(at, K(Keys.EDIT_OPEN, aid))
+    open_box(at, Keys.EDIT_OPEN)
     edit = at.text_area(key=K(Keys.EDIT, aid, 1))
     assert edit.value == original  # pre-filled with the chosen response
     edit.input(original + " Now with a source.")
@@ -81,7 +81,9 @@ def test_pairwise_with_strength_rationale_and_edit(app_db):
     following = served(app_db, project, rater)
     assert following["id"] != aid
     assert at.text_area(key=K(Keys.RATIONALE, following["id"])).value == ""
-    assert [t.value for t in at.toast] == ["Saved: B clearly better"]
+    assert at.session_state[Keys.EDIT_OPEN] is False  # its improve box starts closed
+    assert notices(at) == [":material/check: Saved: B clearly better"]
+    assert not at.toast  # a line on the page, not a toast: cheaper in the rater's browser
 
 
 def test_unchanged_edit_is_not_stored_and_scale_tie_has_strength_zero(app_db):
@@ -155,7 +157,7 @@ def test_edit_of_the_other_response_blocks_the_submit(app_db):
     rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
     aid = served(app_db, project, rater)["id"]
-    open_box(at, K(Keys.EDIT_OPEN, aid))
+    open_box(at, Keys.EDIT_OPEN)
     at.segmented_control(key=K(Keys.EDIT_TARGET, aid)).set_value("B").run()
     at.text_area(key=K(Keys.EDIT, aid, 1)).input("a better B")
     at.button(key=K(Keys.CHOOSE_A, aid)).click().run()
@@ -173,18 +175,18 @@ def test_an_edit_outlives_folding_its_box(app_db):
     # Closed, the box builds no widgets.
     assert not [t for t in at.text_area if t.key.startswith(K(Keys.EDIT, aid, ""))]
     assert not [c for c in at.segmented_control if c.key == K(Keys.EDIT_TARGET, aid)]
-    open_box(at, K(Keys.EDIT_OPEN, aid))
+    open_box(at, Keys.EDIT_OPEN)
     at.segmented_control(key=K(Keys.EDIT_TARGET, aid)).set_value("B").run()
     original = f"response 0.{order[1]}"
     at.text_area(key=K(Keys.EDIT, aid, 1)).input(original + " with a source")
-    at.session_state[K(Keys.EDIT_OPEN, aid)] = False  # folded away
+    at.session_state[Keys.EDIT_OPEN] = False  # folded away
     at.run()
     assert not [t for t in at.text_area if t.key.startswith(K(Keys.EDIT, aid, ""))]
     at.run()  # a run more: Streamlit has forgotten the widgets by now
-    open_box(at, K(Keys.EDIT_OPEN, aid))  # opened again: the fields as the rater left them
+    open_box(at, Keys.EDIT_OPEN)  # opened again: the fields as the rater left them
     assert at.segmented_control(key=K(Keys.EDIT_TARGET, aid)).value == "B"
     assert at.text_area(key=K(Keys.EDIT, aid, 1)).value == original + " with a source"
-    at.session_state[K(Keys.EDIT_OPEN, aid)] = False
+    at.session_state[Keys.EDIT_OPEN] = False
     at.run()
     at.button(key=K(Keys.CHOOSE_B, aid)).click().run()  # submitted with the box folded
     assert not at.exception and errors(at) == []
@@ -199,11 +201,14 @@ def test_skip_and_flag_are_recorded(app_db):
     first = served(app_db, project, rater)
     # The box's widgets exist only while it is open.
     assert not [w for w in at.text_input if w.key == K(Keys.SKIP_REASON, first["id"])]
-    open_box(at, K(Keys.SKIP_OPEN, first["id"]))
+    open_box(at, Keys.SKIP_OPEN)
     at.text_input(key=K(Keys.SKIP_REASON, first["id"])).input("not my field")
     at.button(key=K(Keys.SKIP, first["id"])).click().run()
     second = served(app_db, project, rater)
-    open_box(at, K(Keys.SKIP_OPEN, second["id"]))  # a new item's box starts closed
+    # A new item's box starts closed.
+    assert at.session_state[Keys.SKIP_OPEN] is False
+    assert not [w for w in at.text_input if w.key == K(Keys.SKIP_REASON, second["id"])]
+    open_box(at, Keys.SKIP_OPEN)
     at.button(key=K(Keys.FLAG, second["id"])).click().run()
     assert "Choose what is wrong with the item first." in errors(at)
     at.selectbox(key=K(Keys.FLAG_REASON, second["id"])).select("broken")
@@ -221,7 +226,7 @@ def test_flag_as_other_needs_a_note(app_db):
     rater, token = rater_with_token(app_db)
     at = app_test(token=token).run()
     claim = served(app_db, project, rater)
-    open_box(at, K(Keys.SKIP_OPEN, claim["id"]))
+    open_box(at, Keys.SKIP_OPEN)
     at.selectbox(key=K(Keys.FLAG_REASON, claim["id"])).select("other").run()
     at.button(key=K(Keys.FLAG, claim["id"])).click().run()
     assert errors(at) == ['Not flagged: say what is wrong with the item when you choose '
@@ -239,15 +244,15 @@ def test_skip_and_flag_fields_outlive_folding_their_box(app_db):
     at = app_test(token=token).run()
     claim = served(app_db, project, rater)
     aid = claim["id"]
-    open_box(at, K(Keys.SKIP_OPEN, aid))
+    open_box(at, Keys.SKIP_OPEN)
     at.text_input(key=K(Keys.SKIP_REASON, aid)).input("not my field")
     at.selectbox(key=K(Keys.FLAG_REASON, aid)).select("other").run()
     at.text_input(key=K(Keys.FLAG_NOTE, aid)).input("the prompt is cut off")
-    at.session_state[K(Keys.SKIP_OPEN, aid)] = False  # folded away
+    at.session_state[Keys.SKIP_OPEN] = False  # folded away
     at.run()
     assert not [w for w in at.text_input if w.key == K(Keys.SKIP_REASON, aid)]
     at.run()  # a run more: Streamlit has forgotten the widgets by now
-    open_box(at, K(Keys.SKIP_OPEN, aid))  # opened again: the fields as the rater left them
+    open_box(at, Keys.SKIP_OPEN)  # opened again: the fields as the rater left them
     assert at.text_input(key=K(Keys.SKIP_REASON, aid)).value == "not my field"
     assert at.selectbox(key=K(Keys.FLAG_REASON, aid)).value == "other"
     assert at.text_input(key=K(Keys.FLAG_NOTE, aid)).value == "the prompt is cut off"
@@ -332,7 +337,7 @@ def test_full_ranking_edit_box_follows_the_top_response_and_previews_the_edit(ap
     at.toggle(key=Keys.DRAG).set_value(False).run()
     for p, rank in enumerate([3, 1, 2]):  # Response 2 (position 1) is ranked first
         at.selectbox(key=K(Keys.RANK, aid, p)).select(rank)
-    open_box(at, K(Keys.EDIT_OPEN, aid))
+    open_box(at, Keys.EDIT_OPEN)
     assert [t.key for t in at.text_area if t.key.startswith(K(Keys.EDIT, aid, ""))] == [
         K(Keys.EDIT, aid, 1)]
     original = f"response 0.{order[1]}"
@@ -419,14 +424,15 @@ def test_gold_feedback_tells_the_expected_answer_when_the_project_asks(app_db):
     # The first answer matches the gold (response 1), the second does not.
     at.button(key=K(Keys.CHOOSE_A if expected == "A" else Keys.CHOOSE_B, first["id"])).click()
     at.run()
-    assert [t.value for t in at.toast] == [
-        f"Saved: Response {expected}. Gold item: you matched the expected answer "
-        f"(Response {expected})."]
+    assert notices(at) == [
+        f":material/check: Saved: Response {expected}. Gold item: you matched the expected "
+        f"answer (Response {expected})."]
     second = served(app_db, project, rater)
     expected = "AB"[second["display_order"].index(1)]
     at.button(key=K(Keys.TIE, second["id"])).click().run()
-    assert [t.value for t in at.toast] == [
-        f"Saved: Tie. Gold item: the expected answer was Response {expected}; you chose Tie."]
+    assert notices(at) == [
+        f":material/check: Saved: Tie. Gold item: the expected answer was Response {expected}; "
+        "you chose Tie."]
     assert stored(app_db, rater, keys=("metadata",)) == [
         {"metadata": {"gold_correct": True}}, {"metadata": {"gold_correct": False}}]
 
@@ -437,7 +443,7 @@ def test_no_gold_feedback_by_default(app_db):
     at = app_test(token=token).run()
     claim = served(app_db, store.get_project(app_db, "p"), rater)
     at.button(key=K(Keys.TIE, claim["id"])).click().run()
-    assert [t.value for t in at.toast] == ["Saved: Tie"]
+    assert notices(at) == [":material/check: Saved: Tie"]
 
 
 def test_all_done_message(app_db):
@@ -523,7 +529,7 @@ def test_progress_counts_k_of_n_and_n_does_not_grow(app_db):
         at.button(key=K(Keys.CHOOSE_A, claim["id"])).click().run()
         seen.append(progress_text(at))
     claim = served(app_db, project, rater)
-    open_box(at, K(Keys.SKIP_OPEN, claim["id"]))
+    open_box(at, Keys.SKIP_OPEN)
     at.button(key=K(Keys.SKIP, claim["id"])).click().run()
     seen.append(progress_text(at))
     assert seen == ["0 of 4 done", "1 of 4 done", "2 of 4 done", "3 of 4 done", "4 of 4 done"]
@@ -581,8 +587,9 @@ def test_an_item_the_page_cannot_show_is_flagged_and_the_next_one_served(app_db,
     monkeypatch.setattr(inert, "inert_markdown", fragile)
     at = app_test(token=token).run()
     assert not at.exception
-    assert [t.value for t in at.toast] == [
-        "That item could not be shown, so it was flagged for the admin; here is the next one"]
+    assert notices(at) == [
+        ":material/check: That item could not be shown, so it was flagged for the admin; here "
+        "is the next one"]
     rows = list(app_db.query("SELECT i.external_id, a.status, a.reason FROM assignments a "
                              "JOIN items i ON i.id = a.item_id ORDER BY a.id"))
     assert rows == [{"external_id": "q0", "status": "flagged",

@@ -23,5 +23,7 @@ def test_server_settings_that_guard_raters():
                                               "fileWatcherType", "maxUploadSize")} == {
         "enableXsrfProtection": True, "runOnSave": False, "fileWatcherType": "none",
         "maxUploadSize": 50}
-    assert config["client"] == {"toolbarMode": "minimal", "showErrorDetails": "none"}
+    # No parent frame may steer the app by postMessage (and no origin test per message).
+    assert config["client"] == {"toolbarMode": "minimal", "showErrorDetails": "none",
+                                "allowedOrigins": []}
     assert config["browser"] == {"gatherUsageStats": False}

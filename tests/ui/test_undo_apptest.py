@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from prefstore import export, fitting, store
-from tests.ui.conftest import app_test, open_box, open_page, rendered
+from tests.ui.conftest import app_test, notices, open_box, open_page, rendered
 from tests.ui.test_rate_apptest import make_project, rater_with_token, served
 from ui.common import Keys
 
@@ -63,7 +63,7 @@ def test_change_a_pairwise_judgment_on_the_scale(app_db):
         "id": new["id"], "item_id": first["item_id"], "outcome": "choice", "choice": order[1],
         "ranking": None, "strength": 3, "display_order": order, "rationale": "B has the source",
         "submission_id": f"c{before['id']}", "supersedes": before["id"]}
-    assert [t.value for t in at.toast] == ["Changed q0: A clearly better → B much better"]
+    assert notices(at) == [":material/check: Changed q0: A clearly better → B much better"]
     # Back to the open item, the same claim as before, and the picker is empty.
     assert served(app_db, project, rater)["id"] == second["id"]
     assert at.button(key=K(Keys.SUBMIT, second["id"]))
@@ -155,7 +155,7 @@ def test_change_a_slate_ranking(app_db):
     new = rows(app_db, rater)[1]
     assert (new["outcome"], new["choice"], new["ranking"], new["supersedes"]) == (
         "choice", order[1], [order[1], order[2], order[0]], a["id"])
-    assert [t.value for t in at.toast] == ["Changed q0: Ranking 1 > 2 > 3 → Ranking 2 > 3 > 1"]
+    assert notices(at) == [":material/check: Changed q0: Ranking 1 > 2 > 3 → Ranking 2 > 3 > 1"]
 
 
 def test_hostile_item_text_stays_plain_in_the_picker(app_db):
