@@ -22,11 +22,12 @@ browser (Streamlit starts fading stale elements out 0.5 s into a run).
 
 CPU time per submit is steadier under load than wall time (also printed, p50),
 but other work on the machine still moves it by 20% or more. ``--baseline DIR``
-(another checkout, e.g. ``git archive HEAD~1 | tar -x -C /tmp/base``) runs a
+(another checkout, e.g. ``git archive HEAD~1 | tar -x -C /tmp/base``; it must
+open a store this checkout builds, so not one from before a schema change) runs a
 second server from it and alternates windows between the two, so both see the
 same load; the medians over the windows are compared at the end.
 
-    cd /work/h-cap && PYTHONPATH=$PWD python benchmarks/bench_client_cpu.py [--submits 60]
+    python benchmarks/bench_client_cpu.py [--submits 60]
         [--warmup 10] [--repeat 3] [--baseline DIR] [--run-delay 0.7]
 """
 
