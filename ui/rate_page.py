@@ -309,11 +309,11 @@ def pairwise(db, claim: dict, rater: dict, settings) -> None:
     row = button_row()
     if settings.strength_scale:
         row.button("Submit", key=Keys.item(Keys.SUBMIT, aid), type="primary",
-                       shortcut=SUBMIT_SHORTCUT, width="stretch",
-                       on_click=answer_on_click, args=(claim, rater, settings, "submit", True))
+                   shortcut=SUBMIT_SHORTCUT, width="stretch",
+                   on_click=answer_on_click, args=(claim, rater, settings, "submit", True))
         row.button("Both bad", key=Keys.item(Keys.BOTH_BAD, aid),
                    shortcut=BOTH_BAD_ON_SCALE, width="stretch",
-                       on_click=answer_on_click, args=(claim, rater, settings, "both_bad", True))
+                   on_click=answer_on_click, args=(claim, rater, settings, "both_bad", True))
         return
     buttons = [("A is better", Keys.CHOOSE_A, "a"), ("B is better", Keys.CHOOSE_B, "b"),
                ("Tie", Keys.TIE, "tie"), ("Both bad", Keys.BOTH_BAD, "both_bad")]
@@ -380,16 +380,16 @@ def slate(db, claim: dict, rater: dict, settings) -> None:
                        shortcut=str((p + 1) % 10), width="stretch", on_click=answer_on_click,
                        args=(claim, rater, settings, f"best:{p}", False))
         row.button("All bad", key=Keys.item(Keys.BOTH_BAD, aid), shortcut=ALL_BAD_SHORTCUT,
-                       width="stretch", on_click=answer_on_click,
-                       args=(claim, rater, settings, "both_bad", False))
+                   width="stretch", on_click=answer_on_click,
+                   args=(claim, rater, settings, "both_bad", False))
         return
     # A full ranking is stored in the run: the drag list's order exists only there.
     message_slot = st.container()
     row = button_row()
     submit = row.button("Submit ranking", key=Keys.item(Keys.SUBMIT, aid),
-                            type="primary", shortcut=SUBMIT_SHORTCUT, width="stretch")
+                        type="primary", shortcut=SUBMIT_SHORTCUT, width="stretch")
     all_bad = row.button("All bad", key=Keys.item(Keys.BOTH_BAD, aid),
-                             shortcut=ALL_BAD_SHORTCUT, width="stretch")
+                         shortcut=ALL_BAD_SHORTCUT, width="stretch")
     if submit:
         label, how = ranked
         if label is None:
@@ -605,6 +605,7 @@ def show() -> None:
             st.info("No projects for you yet: ask your project admin to add you to one."
                     if identity.mode == "token" and not identity.is_admin
                     else "No projects yet: an admin imports items first.")
+        common.flash_line(notice)  # a click's outcome still shows when the page stops here
         st.stop()
     project = common.pick_project(projects, Keys.PROJECT)
     settings = project["settings"]
@@ -613,6 +614,7 @@ def show() -> None:
         claim = assignment.next_item(db, project["id"], rater["id"], assigned_only=assigned_only)
     except AccessDenied as exc:
         st.error(f"Access denied: {inert.inert_markdown(str(exc))}.", icon=":material/lock:")
+        common.flash_line(notice)
         st.stop()
     progress = store.rater_progress(db, project["id"], rater["id"])
 

@@ -618,3 +618,22 @@ def test_each_script_run_closes_its_connection(app_db):
     assert not at.exception
     assert store.rater_progress(app_db, project["id"], rater["id"])["done"] == 10
     assert after == before
+
+
+
+
+def test_a_queued_line_shows_when_the_page_stops_before_the_item(app_db):
+    """What the last click queued (common.flash) shows also when the page stops early:
+    here the rater lost their only project between the click's run and this one."""
+    project = make_project(app_db, strength_scale=False)
+    rater, token = rater_with_token(app_db)
+    at = app_test(token=token).run()
+    store.unassign_rater(app_db, rater["id"], project["id"])  # meanwhile, by the admin
+    at.session_state[Keys.FLASH] = "Saved: Tie"  # as the click's callback queues it
+    at.run()
+    assert not at.exception
+    assert [i.value for i in at.info] == [
+        "No projects for you yet: ask your project admin to add you to one."]
+    assert notices(at) == [":material/check: Saved: Tie"]
+    at.run()
+    assert notices(at) == []  # shown once
