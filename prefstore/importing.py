@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from prefstore import store
 from prefstore.errors import InvalidInput
+from prefstore.text import text_problem
 
 MAX_TEXT_CHARS = 1_000_000
 MAX_RESPONSES = 10
@@ -141,19 +142,6 @@ def loads_strict(text: str | bytes) -> Any:
     """Parse JSON as RFC 8259 has it: ``NaN``, ``Infinity`` and ``1e999`` become
     :class:`NonFinite` markers, which :func:`check_record` refuses with their place."""
     return json.loads(text, parse_constant=NonFinite, parse_float=_parse_float)
-
-
-def text_problem(text: str) -> str | None:
-    """Return what makes ``text`` unstorable (a NUL, a lone surrogate), or None."""
-    if "\x00" in text:
-        return "contains a NUL character"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        char = ascii(text[exc.start])[1:-1]
-        return (f"contains a lone surrogate {char} at character {exc.start + 1}, which is not "
-                "valid Unicode text")
-    return None
 
 
 def field_name(path: tuple) -> str:

@@ -1,4 +1,5 @@
-"""Untrusted text made inert for the browser: markdown without fetches, names without markdown.
+"""Untrusted text made inert for the browser (markdown without fetches, names without
+markdown), and checked for what no database can store.
 
 Item text comes from model outputs and import files, names from whoever typed
 them: a rater's browser must not fetch anything because of them. Streamlit
@@ -139,3 +140,16 @@ def plain_line(text: str | None, limit: int = 120) -> str:
     # No markup after ``end``: the rest is squashed as it is.
     flat = _squash("".join(pieces) + text[end:], limit)
     return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
+
+def text_problem(text: str) -> str | None:
+    """Return what makes ``text`` unstorable (a NUL, a lone surrogate), or None."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = ascii(text[exc.start])[1:-1]
+        return (f"contains a lone surrogate {char} at character {exc.start + 1}, which is not "
+                "valid Unicode text")
+    return None

@@ -41,22 +41,27 @@ def run(db) -> tuple[list, list[int]]:
     item, rater = ids["items"], ids["raters"]
     statements: list[int] = []
     real_execute = db.execute
+    real_direct = getattr(db, "execute_direct", None)
 
     def counted(sql, params=None):
         statements[-1] += 1
         return real_execute(sql, params)
 
+    def counted_direct(sql, params):
+        statements[-1] += 1
+        return real_direct(sql, params)
+
     answers = []
 
     def submit(**kwargs):
         statements.append(0)
-        db.execute = counted
+        db.execute, db.execute_direct = counted, counted_direct
         try:
             answers.append(store.submit_judgment(db, **kwargs))
         except Exception as exc:
             answers.append((type(exc).__name__, str(exc)))
         finally:
-            db.execute = real_execute
+            db.execute, db.execute_direct = real_execute, real_direct
 
     full = dict(strength=2, display_order=[1, 0], time_ms=500, aspects={"clarity": 1},
                 rationale="because", reason_tags=["facts"], metadata={"m": 1}, edited="e")

