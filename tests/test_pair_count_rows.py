@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from prefstore.errors import InvalidInput
 from prefstore.models.adapter import (
     PAIR_COUNT_COLUMNS,
     _signed_pair_rows,
@@ -13,6 +14,8 @@ from prefstore.models.adapter import (
 from prefstore.models.base import PairwiseData
 
 LABELS = ["human 1", "human -1", "llm 1", "llm -1"]
+# judgment_frames: the item with a response without a system.
+NO_SYSTEM_ITEMS = [40]
 
 
 def groupby_rows(data: PairwiseData) -> pd.DataFrame:
@@ -139,22 +142,78 @@ def judgment_frames(rng: np.random.Generator, n: int):
         responses, columns=["item_id", "idx", "system", "response_id"])
 
 
+def reference_deltas(judgments: pd.DataFrame, responses: pd.DataFrame) -> dict:
+    """Each level read on its own, as pair_count_deltas did: the system level first."""
+    labelled = judgments.assign(rater=[f"{k} {1 if s > 0 else -1}" for k, s in
+                                       zip(judgments["kind"], judgments["sign"])])
+    no_system = judgments["item_id"].isin(NO_SYSTEM_ITEMS)
+    deltas = {}
+    for level in ("system", "response"):
+        rows = labelled[~no_system] if level == "system" else labelled
+        if rows.empty:
+            deltas[level] = pd.DataFrame(columns=["kind", *PAIR_COUNT_COLUMNS])
+            continue
+        deltas[level] = groupby_rows(pairwise_from_frames(rows, responses, level=level))
+    return deltas
+
+
+def error_of(fn, *args):
+    try:
+        fn(*args)
+    except InvalidInput as exc:
+        return str(exc)
+    return None
+
+
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("slates", [False, True], ids=["pairs", "slates"])
-def test_pair_count_deltas_equal_the_groupby_of_the_frame_rows(seed, slates):
+def test_pair_count_deltas_equal_each_level_read_on_its_own(seed, slates):
     rng = np.random.default_rng(seed)
     judgments, responses = judgment_frames(rng, 600)
     if not slates:  # the vectorized path of pairwise_from_frames
         judgments = judgments[judgments["item_id"] <= 30]
     deltas, totals = pair_count_deltas(judgments, responses)
-    labelled = judgments.assign(rater=[f"{k} {1 if s > 0 else -1}" for k, s in
-                                       zip(judgments["kind"], judgments["sign"])])
-    no_system = judgments["item_id"] == 40
+    expected = reference_deltas(judgments, responses)
     for level in ("system", "response"):
-        rows = labelled[~no_system] if level == "system" else labelled
-        data = pairwise_from_frames(rows, responses, level=level)
-        pd.testing.assert_frame_equal(deltas[level], groupby_rows(data), check_exact=True)
+        pd.testing.assert_frame_equal(deltas[level], expected[level], check_exact=True)
+    no_system = judgments["item_id"].isin(NO_SYSTEM_ITEMS)
     for kind in ("human", "llm"):
         mine = judgments["kind"] == kind
         assert totals[kind] == {"n": int(judgments.loc[mine, "sign"].sum()),
                                 "n_no_system": int(judgments.loc[mine & no_system, "sign"].sum())}
+
+
+@pytest.mark.parametrize("which", ["no_system_only", "same_system_only", "none"])
+def test_pair_count_deltas_of_judgments_with_no_system_rows(which):
+    judgments, responses = judgment_frames(np.random.default_rng(5), 200)
+    if which == "no_system_only":
+        judgments = judgments[judgments["item_id"].isin(NO_SYSTEM_ITEMS)]
+    elif which == "same_system_only":
+        responses = responses.assign(system="same")
+    else:
+        judgments = judgments.iloc[:0]
+    deltas, _ = pair_count_deltas(judgments, responses)
+    expected = reference_deltas(judgments, responses)
+    for level in ("system", "response"):
+        pd.testing.assert_frame_equal(deltas[level], expected[level], check_exact=True)
+
+
+@pytest.mark.parametrize("bad", [
+    # (judgment id, column, value): the first is on the item without a system.
+    [(3, "choice", 7), (9, "choice", 5)],
+    [(3, "outcome", "maybe"), (9, "strength", 9)],
+    [(3, "choice", 7)],
+    [(9, "outcome", "maybe")],
+], ids=["both", "outcome-strength", "no-system-item-only", "other-item-only"])
+def test_pair_count_deltas_fail_as_each_level_read_on_its_own(bad):
+    judgments, responses = judgment_frames(np.random.default_rng(6), 40)
+    judgments = judgments.copy()
+    judgments.loc[judgments["id"] == 3, ["item_id", "outcome", "ranking"]] = [40, "choice", None]
+    judgments.loc[judgments["id"] == 9, ["item_id", "outcome", "ranking"]] = [12, "choice", None]
+    judgments["choice"] = judgments["choice"].astype(object)
+    judgments["outcome"] = judgments["outcome"].astype(object)
+    for jid, column, value in bad:
+        judgments.loc[judgments["id"] == jid, column] = value
+    expected = error_of(reference_deltas, judgments, responses)
+    assert expected is not None
+    assert error_of(pair_count_deltas, judgments, responses) == expected

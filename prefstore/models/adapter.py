@@ -425,16 +425,50 @@ def pair_count_deltas(
     # Taken from pandas' own strings: no per-row conversion, none on reading them back.
     labels = pd.array([f"{k}{s}" for k in kind_names for s in (" 1", " -1")], dtype="str")
     labelled = judgments.assign(rater=labels.take(2 * kind_codes + (sign <= 0)))
-    deltas = {}
-    for level in LEVELS:
-        rows = labelled[~no_system] if level == "system" else labelled
-        if rows.empty:
-            deltas[level] = pd.DataFrame(columns=["kind", *PAIR_COUNT_COLUMNS])
-            continue
-        data = pairwise_from_frames(rows, responses, level=level,
-                                    strength_weights=strength_weights)
-        deltas[level] = _signed_pair_rows(data)
-    return deltas, totals
+    if labelled.empty:
+        return {level: pd.DataFrame(columns=["kind", *PAIR_COUNT_COLUMNS])
+                for level in LEVELS}, totals
+    try:
+        by_response = pairwise_from_frames(labelled, responses, level="response",
+                                           strength_weights=strength_weights)
+    except InvalidInput:
+        # The system level was read first: its error, where it has one, is the one raised.
+        if not no_system.all():
+            pairwise_from_frames(labelled[~no_system], responses, level="system",
+                                 strength_weights=strength_weights)
+        raise
+    # One read of the judgments: the system-level rows are the response-level ones
+    # mapped to systems (as pairwise_style_from_frames builds them).
+    by_system = _system_rows(by_response, responses, _no_system_items(responses))
+    return {"system": _signed_pair_rows(by_system),
+            "response": _signed_pair_rows(by_response)}, totals
+
+
+def _system_rows(by_response: PairwiseData, responses: pd.DataFrame,
+                 no_system_items: np.ndarray) -> PairwiseData:
+    """The rows ``pairwise_from_frames(..., level="system")`` makes of the judgments on
+    items not in ``no_system_items``, from their response-level rows, in the same order.
+
+    Same-system pairs are dropped; the system names are indexed in code point order.
+    """
+    ids = np.array(by_response.names, dtype=object).astype(np.int64)
+    at = pd.Index(responses["response_id"].to_numpy(dtype=np.int64)).get_indexer(ids)
+    item = responses["item_id"].to_numpy(dtype=np.int64)[at]
+    system = responses["system"].to_numpy(dtype=object)[at]
+    # A judgment's rows all lie on its item: the winner's item is the row's.
+    keep = ~np.isin(item[by_response.winners], no_system_items)
+    winners, losers = by_response.winners[keep], by_response.losers[keep]
+    # Only kept rows are read: a dropped item's response may have no system ("None").
+    systems, codes = np.unique(np.array([str(s) for s in system], dtype=object),
+                               return_inverse=True)
+    win, lose = codes[winners], codes[losers]
+    keep[keep] = win != lose
+    winners, losers = by_response.winners[keep], by_response.losers[keep]
+    return PairwiseData(
+        winners=codes[winners], losers=codes[losers], n_items=len(systems),
+        ties=by_response.ties[keep], weights=by_response.weights[keep],
+        raters=by_response.raters[keep], names=systems.tolist(),
+        rater_names=by_response.rater_names, level="system")
 
 
 def _signed_pair_rows(data: PairwiseData) -> pd.DataFrame:
