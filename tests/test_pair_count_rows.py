@@ -217,3 +217,42 @@ def test_pair_count_deltas_fail_as_each_level_read_on_its_own(bad):
     expected = error_of(reference_deltas, judgments, responses)
     assert expected is not None
     assert error_of(pair_count_deltas, judgments, responses) == expected
+
+
+class _Fetched:
+    """A query result as the store's handles give it: only ``fetchall`` is read."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def fetchall(self):
+        return list(self.rows)
+
+
+@pytest.mark.parametrize("rows", [
+    # Ties without a choice, a change (supersedes), SQLite's JSON text, no strength at all.
+    [(1, 10, "human", "choice", 1, None, 2, None), (2, 10, "llm", "tie", None, None, None, 1),
+     (3, 11, "human", "choice", None, "[2, 0, 1]", None, None)],
+    # PostgreSQL's JSONB ranking comes back as a list; equal lists must stay lists.
+    [(4, 12, "human", "choice", None, [1, 0], 3, None), (5, 12, "llm", "both_bad", None,
+                                                         None, 0, 4),
+     (6, 13, "human", "choice", None, [0, 1], 1, None)],
+    [(7, 14, "llm", "choice", 0, None, 1, None)],
+    [],
+], ids=["sqlite", "postgres", "one", "none"])
+def test_judgment_frames_hold_the_values_from_records_gives(rows):
+    from prefstore.store.pair_counts import _FRAME_COLUMNS, _judgment_frame
+
+    got = _judgment_frame(_Fetched(rows), -1)
+    expected = pd.DataFrame.from_records(rows, columns=_FRAME_COLUMNS).assign(sign=-1)
+    assert list(got.columns) == [*_FRAME_COLUMNS, "sign"]
+    assert len(got) == len(expected)
+    for column in got.columns:
+        for a, b in zip(got[column], expected[column]):
+            if isinstance(b, list) or not pd.isna(b):
+                assert a == b and type(a) is type(b), (column, a, b)
+            else:  # missing: None or NaN, both read as missing by the adapter
+                assert pd.isna(a), (column, a, b)
+        # Text stays Python objects; numbers keep from_records' dtypes.
+        if column not in ("kind", "outcome", "ranking"):
+            assert got[column].dtype == expected[column].dtype, column

@@ -417,7 +417,8 @@ def pair_count_deltas(
     kind_codes, kind_uniques = pd.factorize(judgments["kind"], use_na_sentinel=False)
     kind_names = np.array([str(k) for k in kind_uniques], dtype=object)
     kinds = kind_names[kind_codes]
-    no_system = np.isin(judgments["item_id"].to_numpy(dtype=np.int64), _no_system_items(responses))
+    no_system_items = _no_system_items(responses)
+    no_system = np.isin(judgments["item_id"].to_numpy(dtype=np.int64), no_system_items)
     totals = {k: {"n": int(sign[kinds == k].sum()),
                   "n_no_system": int(sign[(kinds == k) & no_system].sum())}
               for k in ("human", "llm")}
@@ -439,7 +440,7 @@ def pair_count_deltas(
         raise
     # One read of the judgments: the system-level rows are the response-level ones
     # mapped to systems (as pairwise_style_from_frames builds them).
-    by_system = _system_rows(by_response, responses, _no_system_items(responses))
+    by_system = _system_rows(by_response, responses, no_system_items)
     return {"system": _signed_pair_rows(by_system),
             "response": _signed_pair_rows(by_response)}, totals
 
@@ -458,16 +459,15 @@ def _system_rows(by_response: PairwiseData, responses: pd.DataFrame,
     # A judgment's rows all lie on its item: the winner's item is the row's.
     keep = ~np.isin(item[by_response.winners], no_system_items)
     winners, losers = by_response.winners[keep], by_response.losers[keep]
-    # Only kept rows are read: a dropped item's response may have no system ("None").
-    systems, codes = np.unique(np.array([str(s) for s in system], dtype=object),
-                               return_inverse=True)
+    # Kept rows never meet a missing system (code -1): those items are dropped.
+    codes, systems = pd.factorize(system, sort=True)
     win, lose = codes[winners], codes[losers]
     keep[keep] = win != lose
     winners, losers = by_response.winners[keep], by_response.losers[keep]
     return PairwiseData(
         winners=codes[winners], losers=codes[losers], n_items=len(systems),
         ties=by_response.ties[keep], weights=by_response.weights[keep],
-        raters=by_response.raters[keep], names=systems.tolist(),
+        raters=by_response.raters[keep], names=[str(s) for s in systems],
         rater_names=by_response.rater_names, level="system")
 
 

@@ -204,9 +204,10 @@ def _column(name: str, values: list) -> pd.Series:
     if name in _OBJECT_COLUMNS:
         return pd.Series(np.fromiter(values, dtype=object, count=len(values)), dtype=object,
                          copy=False)
-    numbers = np.array(values)
-    if numbers.dtype.kind in "if":  # only ints, or only floats: numpy infers as pandas does
-        return pd.Series(numbers, copy=False)
+    if None not in values:
+        numbers = np.array(values)
+        if numbers.dtype.kind in "if":  # only ints, or only floats: numpy infers as pandas does
+            return pd.Series(numbers, copy=False)
     return pd.Series(values)  # None among them: pandas' own inference
 
 
