@@ -1,4 +1,4 @@
-"""The adapter's signed pair rows, pinned against the string groupby they replaced."""
+"""The fold's pair rows and frames, pinned against the groupby and from_records they replaced."""
 
 import numpy as np
 import pandas as pd
