@@ -413,50 +413,105 @@ def pair_count_deltas(
     _check_columns(judgments, "judgments", ("id", "item_id", "kind", "outcome", "choice",
                                             "ranking", "strength", "sign"))
     sign = judgments["sign"].to_numpy(dtype=np.int64)
-    kinds = judgments["kind"].astype(str).to_numpy(dtype=object)
-    no_system = np.isin(judgments["item_id"].to_numpy(dtype=np.int64), _no_system_items(responses))
+    # The few kinds as codes: per-row strings cost more than the rest of a 1M-row fold.
+    kind_codes, kind_uniques = pd.factorize(judgments["kind"], use_na_sentinel=False)
+    kind_names = np.array([str(k) for k in kind_uniques], dtype=object)
+    kinds = kind_names[kind_codes]
+    no_system_items = _no_system_items(responses)
+    no_system = np.isin(judgments["item_id"].to_numpy(dtype=np.int64), no_system_items)
     totals = {k: {"n": int(sign[kinds == k].sum()),
                   "n_no_system": int(sign[(kinds == k) & no_system].sum())}
               for k in ("human", "llm")}
     # The adapter keeps each row's rater: the label carries the judgment's kind and sign.
-    labelled = judgments.assign(rater=np.char.add(kinds.astype(str),
-                                                  np.where(sign > 0, " 1", " -1")))
-    deltas = {}
-    for level in LEVELS:
-        rows = labelled[~no_system] if level == "system" else labelled
-        if rows.empty:
-            deltas[level] = pd.DataFrame(columns=["kind", *PAIR_COUNT_COLUMNS])
-            continue
-        data = pairwise_from_frames(rows, responses, level=level,
-                                    strength_weights=strength_weights)
-        deltas[level] = _signed_pair_rows(data)
-    return deltas, totals
+    # Taken from pandas' own strings: no per-row conversion, none on reading them back.
+    labels = pd.array([f"{k}{s}" for k in kind_names for s in (" 1", " -1")], dtype="str")
+    labelled = judgments.assign(rater=labels.take(2 * kind_codes + (sign <= 0)))
+    if labelled.empty:
+        return {level: pd.DataFrame(columns=["kind", *PAIR_COUNT_COLUMNS])
+                for level in LEVELS}, totals
+    try:
+        by_response = pairwise_from_frames(labelled, responses, level="response",
+                                           strength_weights=strength_weights)
+    except InvalidInput:
+        # The system level was read first: its error, where it has one, is the one raised.
+        if not no_system.all():
+            pairwise_from_frames(labelled[~no_system], responses, level="system",
+                                 strength_weights=strength_weights)
+        raise
+    # One read of the judgments: the system-level rows are the response-level ones
+    # mapped to systems (as pairwise_style_from_frames builds them).
+    by_system = _system_rows(by_response, responses, no_system_items)
+    return {"system": _signed_pair_rows(by_system),
+            "response": _signed_pair_rows(by_response)}, totals
+
+
+def _system_rows(by_response: PairwiseData, responses: pd.DataFrame,
+                 no_system_items: np.ndarray) -> PairwiseData:
+    """The rows ``pairwise_from_frames(..., level="system")`` makes of the judgments on
+    items not in ``no_system_items``, from their response-level rows, in the same order.
+
+    Same-system pairs are dropped; the system names are indexed in code point order.
+    """
+    ids = np.array(by_response.names, dtype=object).astype(np.int64)
+    at = pd.Index(responses["response_id"].to_numpy(dtype=np.int64)).get_indexer(ids)
+    item = responses["item_id"].to_numpy(dtype=np.int64)[at]
+    system = responses["system"].to_numpy(dtype=object)[at]
+    # A judgment's rows all lie on its item: the winner's item is the row's.
+    keep = ~np.isin(item[by_response.winners], no_system_items)
+    winners, losers = by_response.winners[keep], by_response.losers[keep]
+    # Kept rows never meet a missing system (code -1): those items are dropped.
+    codes, systems = pd.factorize(system, sort=True)
+    win, lose = codes[winners], codes[losers]
+    keep[keep] = win != lose
+    winners, losers = by_response.winners[keep], by_response.losers[keep]
+    return PairwiseData(
+        winners=codes[winners], losers=codes[losers], n_items=len(systems),
+        ties=by_response.ties[keep], weights=by_response.weights[keep],
+        raters=by_response.raters[keep], names=[str(s) for s in systems],
+        rater_names=by_response.rater_names, level="system")
 
 
 def _signed_pair_rows(data: PairwiseData) -> pd.DataFrame:
+    """Sum the signed pairwise rows per (kind, lo, hi), sorted so, unchanged pairs left out.
+
+    Aggregates on integer codes: a groupby over the node names' strings took most of
+    a 1M-judgment fold. ``lo < hi`` and the order compare the names as strings.
+    """
     if len(data) == 0:  # e.g. only same-system pairs: no labels to read back either
         return pd.DataFrame(columns=["kind", *PAIR_COUNT_COLUMNS])
     names = np.array(data.names, dtype=object)
+    # Response names are indexed as numbers ("9" before "10"): rank them as strings.
+    by_text = np.argsort(names, kind="stable")
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[by_text] = np.arange(len(names))
     # A handful of labels ("human 1", "llm -1", ...): split those, then index.
-    kind = np.array([label.split(" ")[0] for label in data.rater_names], dtype=object)
-    sign = np.array([int(label.split(" ")[1]) for label in data.rater_names], dtype=np.int64)
-    kind, sign = kind[data.raters], sign[data.raters]
-    win, lose = names[data.winners], names[data.losers]
-    swap = (win > lose).astype(bool)
+    kind_of = [label.split(" ")[0] for label in data.rater_names]
+    kind_names = sorted(set(kind_of))
+    kind = np.array([kind_names.index(k) for k in kind_of], dtype=np.int64)[data.raters]
+    sign = np.array([int(label.split(" ")[1]) for label in data.rater_names],
+                    dtype=np.int64)[data.raters]
+    win, lose = rank[data.winners], rank[data.losers]
+    swap = win > lose
     lo, hi = np.where(swap, lose, win), np.where(swap, win, lose)
     tie = data.ties
     lo_won = ~tie & ~swap
     hi_won = ~tie & swap
     w = data.weights * sign
-    frame = pd.DataFrame({
-        "kind": kind, "lo": lo, "hi": hi,
+    # One int64 per (kind, lo, hi), ordered as the triple (ValueError if it cannot be).
+    key = np.ravel_multi_index((kind, lo, hi), (len(kind_names), len(names), len(names)))
+    # pandas' group sums on the key, as the string groupby summed: the same float sums.
+    out = pd.DataFrame({
         "n_lo": sign * lo_won, "n_hi": sign * hi_won, "n_tie": sign * tie,
         "w_lo": w * lo_won, "w_hi": w * hi_won, "w_tie": w * tie,
-    })
-    out = frame.groupby(["kind", "lo", "hi"], sort=True, as_index=False).sum()
+    }).groupby(key, sort=True).sum()
     # A change can keep the row counts and move only the weights: both are checked.
-    changed = (out[list(PAIR_COUNT_COLUMNS[2:])] != 0).any(axis=1)
-    return out[changed].reset_index(drop=True)
+    out = out[(out.to_numpy() != 0).any(axis=1)]
+    kind, lo, hi = np.unravel_index(out.index.to_numpy(dtype=np.int64),
+                                    (len(kind_names), len(names), len(names)))
+    by_rank = names[by_text]
+    return pd.DataFrame({
+        "kind": np.array(kind_names, dtype=object)[kind], "lo": by_rank[lo], "hi": by_rank[hi],
+        **{c: out[c].to_numpy() for c in PAIR_COUNT_COLUMNS[2:]}})
 
 
 def pairwise_from_counts(counts: pd.DataFrame, level: str) -> tuple[PairwiseData, int]:
