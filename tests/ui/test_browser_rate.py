@@ -204,21 +204,28 @@ def test_keys_without_the_scale_esc_leaves_a_text_box_and_next_items_start_at_th
     page.goto(f"{url}/?token={token}")
     wait_for_prompt(page, "Keys question 0")
 
-    # The page's style rule: the progress bar's slide and Streamlit's fade of stale elements
-    # (1 s, after 0.5 s) change at once, not frame by frame (ui/keyboard.py, _CSS).
+    # The page's style rules (ui/keyboard.py, _CSS): no element of the page moves by a
+    # transition or an animation, and a stale element keeps its look (Streamlit fades it
+    # out after 0.5 s of a script run) until the next item replaces it.
     page.wait_for_function("window.__prefstoreKeyHandler !== undefined")
-    assert page.evaluate("""() => [...document.querySelectorAll("[data-testid='stProgress'] *")]
-        .map((e) => getComputedStyle(e))
-        .filter((s) => s.transitionProperty.includes("transform"))
-        .map((s) => s.transitionDuration)""") == ["0s"]
+    assert page.evaluate("""() => {
+        const all = [...document.querySelectorAll("*")];
+        const moving = all.map((e) => getComputedStyle(e)).filter((s) =>
+            s.transitionDuration.split(", ").some((d) => d !== "0s")
+            || s.animationName !== "none");
+        return [all.length > 100, moving.length];
+    }""") == [True, 0]
     assert page.evaluate("""() => {
         const el = document.querySelector("[data-testid='stMain'] .stElementContainer");
-        el.style.transition = "opacity 1s ease-in 0.5s";  // what a stale element gets
+        el.setAttribute("data-stale", "true");
+        el.style.opacity = "0.33";  // what Streamlit's style gives a stale element
+        el.style.transition = "opacity 1s ease-in 0.5s";
         const s = getComputedStyle(el);
-        const got = [s.transitionDuration, s.transitionDelay];
-        el.style.transition = "";
+        const got = [s.opacity, s.transitionDuration, s.transitionDelay];
+        el.removeAttribute("data-stale");
+        el.style.opacity = el.style.transition = "";
         return got;
-    }""") == ["0s", "0.5s"]
+    }""") == ["1", "0s", "0s"]
 
     def scrolled() -> int:
         return page.evaluate("document.querySelector(\"[data-testid='stMain']\").scrollTop")
