@@ -17,6 +17,13 @@ Two cases, ``--repeats`` runs each:
   synthetic rater each run), as between two scheduled refits; the read fetches
   only those. The store grows by ``--new`` per warm run.
 
+Before them, the store's judgments are folded into the pair counts once, in a
+child process timed on its own: what ``import_items`` and ``import_judgments``
+run after their commit, so after a real import of these judgments the first
+cycle is a cold one. ``--catchup`` adds one last run with the counts reset
+(``store.reset_pair_counts``) and the copy dropped: what a store written
+outside the import (raw SQL, or a store from before the pair counts) pays once.
+
 Each run is a fresh child process (started and waited for here, nothing outlives
 it), so its peak RSS (``ru_maxrss``) is the cycle's own, not the store build's.
 The child times ``refit_cycle`` as a whole; imports happen before the clock
@@ -27,7 +34,7 @@ Goal (issue 17): the whole cycle at 1M judgments < 10 s wall and < 500 MB peak R
 
     python benchmarks/bench_worker_cycle.py [--items 100000] [--judgments 1000000]
                                             [--raters 100] [--repeats 3] [--new 10000]
-                                            [--without-fits] [--postgres]
+                                            [--without-fits] [--catchup] [--postgres]
 
 ``--without-fits`` replaces the fits with a no-op in the child: the stages that
 remain (everything but the fits) and their peak memory, to combine with a
@@ -110,6 +117,34 @@ def add_judgments(path, n: int, tag: str) -> None:
     db.close()
 
 
+FOLD_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {repo!r})
+from prefstore import fitting, store
+db = store.connect({db!r})
+start = time.perf_counter()
+done = fitting.refresh_pair_counts(db, "bench")
+print(json.dumps({{"seconds": time.perf_counter() - start, "judgments": done["judgments"],
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def fold_after_import(path) -> dict:
+    """Fold every judgment into the pair counts, as an import does after its commit."""
+    out = subprocess.run([sys.executable, "-c", FOLD_CHILD.format(repo=str(REPO), db=str(path))],
+                         capture_output=True, text=True, timeout=1800, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"the fold failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def reset_counts(path) -> None:
+    """Forget the pair counts: the next fit folds every judgment from watermark 0."""
+    db = store.connect(path)
+    store.reset_pair_counts(db, store.get_project(db, "bench")["id"])
+    db.close()
+
+
 def run_cycle(path, without_fits: bool) -> dict:
     child = CHILD.format(repo=str(REPO), db=str(path), without_fits=without_fits)
     out = subprocess.run([sys.executable, "-c", child],
@@ -143,6 +178,9 @@ def main() -> None:
                         help="judgments that arrive before each warm run")
     parser.add_argument("--without-fits", action="store_true",
                         help="skip fitting.refit_all (its stage reads 0): the reports alone")
+    parser.add_argument("--catchup", action="store_true",
+                        help="one more run at the end with the pair counts reset: the fold of "
+                             "every judgment inside the cycle")
     parser.add_argument("--postgres", action="store_true",
                         help="the store on a throwaway PostgreSQL cluster (tests.pgcluster), "
                              "stopped at the end")
@@ -175,20 +213,31 @@ def run_cases(path, args) -> dict[str, list[dict]]:
     print(f"store: {args.items:,} items, {args.judgments:,} judgments, {args.raters} raters, "
           f"{'PostgreSQL' if args.postgres else 'SQLite'}, built in {seconds:.1f} s"
           + (" (fits skipped)" if args.without_fits else ""))
+    fold = fold_after_import(path)
+    print(f"the import's fold of {fold['judgments']:,} judgments into the pair counts "
+          f"(fitting.refresh_pair_counts, as import_items / import_judgments run after their "
+          f"commit): {fold['seconds']:.2f} s, peak {fold['peak_mb']:.0f} MB "
+          f"(load {os.getloadavg()[0]:.2f})", flush=True)
     cases: dict[str, list[dict]] = {"cold": [], "warm": []}
-    for k in range(args.repeats):
-        for case in cases:
-            if case == "cold":
-                drop_copy(path)
-            else:
-                add_judgments(path, args.new, str(k))
-            run = run_cycle(path, args.without_fits)
-            run["reports"] = sum(run[part] for part in REPORTS)
-            cases[case].append(run)
-            print(f"{case} run {k + 1}: " + ", ".join(
-                f"{p} {run[p]:.2f} s" for p in (*STAGES, "total"))
-                + f", peak {run['peak_mb']:.0f} MB (load {os.getloadavg()[0]:.2f})"
-                + (f", failed fits: {run['failed']}" if run["failed"] else ""), flush=True)
+    plan = [(case, k) for k in range(args.repeats) for case in cases]
+    if args.catchup:
+        cases["catch-up"] = []
+        plan.append(("catch-up", 0))
+    for case, k in plan:
+        if case == "cold":
+            drop_copy(path)
+        elif case == "warm":
+            add_judgments(path, args.new, str(k))
+        else:
+            reset_counts(path)
+            drop_copy(path)
+        run = run_cycle(path, args.without_fits)
+        run["reports"] = sum(run[part] for part in REPORTS)
+        cases[case].append(run)
+        print(f"{case} run {k + 1}: " + ", ".join(
+            f"{p} {run[p]:.2f} s" for p in (*STAGES, "total"))
+            + f", peak {run['peak_mb']:.0f} MB (load {os.getloadavg()[0]:.2f})"
+            + (f", failed fits: {run['failed']}" if run["failed"] else ""), flush=True)
     return cases
 
 

@@ -888,6 +888,22 @@ def _write_judgments(db, project_id: int, judgments: list[dict], item_ids: dict[
     return store.insert_judgments(db, rows)
 
 
+def _fold_pair_counts(db, project_id: int) -> None:
+    """Fold the imported judgments into the pair counts now, not in the next refit.
+
+    A bulk import is the one write that adds a million judgments at once; its
+    fold (about 4 s per million) belongs to it, so the worker's refit after it
+    reads counts that are current. After the import's commit: a fold cut short
+    leaves its watermark behind, and the next fit folds on from there.
+    """
+    from prefstore.models.adapter import pair_count_deltas  # numpy and pandas: on use only
+
+    try:
+        store.fold_pair_counts(db, project_id, pair_count_deltas)
+    except InvalidInput:
+        pass  # a judgment the models cannot read: the fit reads the judgments and names it
+
+
 def import_items(db, source: str | os.PathLike | bytes, project: str, *,
                  kind: str | None = None, fmt: str | None = None, name: str | None = None,
                  skip_invalid_judgments: bool = False, skip_existing: bool = False,
@@ -956,6 +972,8 @@ def import_items(db, source: str | os.PathLike | bytes, project: str, *,
         if skipped_items:
             details["existing"] = len(skipped_items)
         store.log_action(db, proj["id"], actor, "import_items", details)
+    if n_judgments:
+        _fold_pair_counts(db, proj["id"])
     return {"project": project, "created_project": created_project,
             "kind": proj["kind"], "items": len(ids),
             "responses": sum(len(i["responses"]) for i in new),
@@ -984,5 +1002,7 @@ def import_judgments(db, source: str | os.PathLike | bytes, project: str, *,
                              {ext: v[0] for ext, v in items.items()}, max_errors)
         store.log_action(db, existing["id"], actor, "import_judgments",
                          {"judgments": n, "skipped": len(skipped)})
+    if n:
+        _fold_pair_counts(db, existing["id"])
     return {"project": project, "judgments": n, "duplicates": len(judgments) - n,
             "skipped": skipped}

@@ -1,5 +1,6 @@
 """The running pair counts: pinned against a recount from scratch and against the frame path."""
 
+import json
 import multiprocessing as mp
 import os
 import random
@@ -584,3 +585,34 @@ def test_a_fold_killed_half_way_leaves_the_counts_as_they_were(db, db_path):
     fitting.refresh_pair_counts(db, project_id)
     assert_counts_equal_recount(db, project_id)
     assert_fits_equal_frame_path(db, "pc", models=("bt",))
+
+
+def test_an_import_leaves_the_pair_counts_current(db):
+    """The import folds its judgments: the refit after it reads counts, not a million rows."""
+    from prefstore import importing
+
+    rng = random.Random(11)
+    pairs = [rng.sample(SYSTEMS, 2) for _ in range(30)]
+    items = [{"id": f"q{k}", "prompt": "p",
+              "responses": [{"text": f"r{k}.{i}", "system": s} for i, s in enumerate(pair)],
+              "judgments": [{"rater": f"ann{r}", "kind": "human", "choice": rng.choice([0, 1]),
+                             "strength": rng.choice([1, 2, 3])} for r in range(k % 3)]}
+             for k, pair in enumerate(pairs)]
+    report = importing.import_items(db, "\n".join(map(json.dumps, items)).encode(), "imp",
+                                    fmt="jsonl")
+    assert report["judgments"] == 30  # 0 + 1 + 2 per three items
+    project_id = store.get_project(db, "imp")["id"]
+    last = db.execute("SELECT MAX(id) FROM judgments").fetchone()[0]
+    assert store.pair_count_totals(db, project_id)["last_judgment_id"] == last
+    assert_counts_equal_recount(db, project_id)
+
+    more = [{"item": f"q{k}", "rater": "judge", "kind": "llm", "choice": "tie"}
+            for k in range(0, 30, 2)] + [{"item": "q1", "rater": "ann9", "kind": "human",
+                                          "choice": 1}]
+    report = importing.import_judgments(db, "\n".join(map(json.dumps, more)).encode(), "imp",
+                                        fmt="jsonl")
+    assert report["judgments"] == 16
+    last = db.execute("SELECT MAX(id) FROM judgments").fetchone()[0]
+    assert store.pair_count_totals(db, project_id)["last_judgment_id"] == last
+    assert_counts_equal_recount(db, project_id)
+    assert store.pair_count_totals(db, project_id, kind="llm")["n_judgments"] == 15
