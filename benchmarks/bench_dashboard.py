@@ -35,12 +35,12 @@ GOAL_S = 1.0
 ADMIN_TOKEN = "bench-admin-token"
 PAGES = {
     "Overview": "pages/dashboard.py",
-    "Agreement": "pages/dashboard_agreement.py",
-    "Leaderboard": "pages/dashboard_leaderboard.py",
-    "Rater types": "pages/dashboard_rater_types.py",
-    "Judges": "pages/dashboard_judges.py",
-    "Edits": "pages/dashboard_edits.py",
-    "Routing": "pages/dashboard_routing.py",
+    "Agreement": "pages/agreement.py",
+    "Leaderboard": "pages/leaderboard.py",
+    "Rater types": "pages/rater-types.py",
+    "Judges": "pages/judges.py",
+    "Edits": "pages/edits.py",
+    "Routing": "pages/routing.py",
 }
 
 

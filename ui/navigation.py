@@ -12,12 +12,12 @@ APP_DIR = Path(__file__).resolve().parent.parent
 RATE = ("pages/rate.py", "Rate", ":material/thumbs_up_down:", "rate")
 DASHBOARD_PAGES = (  # (file, title, icon, url_path)
     ("pages/dashboard.py", "Overview", ":material/monitoring:", "dashboard"),
-    ("pages/dashboard_agreement.py", "Agreement", ":material/handshake:", "agreement"),
-    ("pages/dashboard_leaderboard.py", "Leaderboard", ":material/leaderboard:", "leaderboard"),
-    ("pages/dashboard_rater_types.py", "Rater types", ":material/groups:", "rater-types"),
-    ("pages/dashboard_judges.py", "Judges", ":material/smart_toy:", "judges"),
-    ("pages/dashboard_edits.py", "Edits", ":material/edit_note:", "edits"),
-    ("pages/dashboard_routing.py", "Routing", ":material/alt_route:", "routing"),
+    ("pages/agreement.py", "Agreement", ":material/handshake:", "agreement"),
+    ("pages/leaderboard.py", "Leaderboard", ":material/leaderboard:", "leaderboard"),
+    ("pages/rater-types.py", "Rater types", ":material/groups:", "rater-types"),
+    ("pages/judges.py", "Judges", ":material/smart_toy:", "judges"),
+    ("pages/edits.py", "Edits", ":material/edit_note:", "edits"),
+    ("pages/routing.py", "Routing", ":material/alt_route:", "routing"),
 )
 ADMIN = ("pages/admin.py", "Admin", ":material/settings:", "admin")
 

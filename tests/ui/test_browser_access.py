@@ -45,7 +45,7 @@ def went_through_app_py(tab, expected: str) -> None:
         assert not links & {"admin", "dashboard agreement", "dashboard", "rate"}
 
 
-@pytest.mark.parametrize("path", ["admin", "dashboard_agreement", "rate", ""])
+@pytest.mark.parametrize("path", ["admin", "agreement", "rate", ""])
 def test_first_visit_of_a_fresh_server_goes_through_app_py(tmp_path, streamlit_server,
                                                            browser_page, path):
     # Streamlit runs the first visits of a server in its legacy pages-directory
@@ -56,11 +56,24 @@ def test_first_visit_of_a_fresh_server_goes_through_app_py(tmp_path, streamlit_s
     went_through_app_py(browser_page, "Rating as bob")
 
 
+@pytest.mark.parametrize(("path", "title"), [("agreement", "Agreement"),
+                                           ("rater-types", "Rater types")])
+def test_an_admin_deep_link_on_a_fresh_server_opens_its_page_with_no_page_not_found(
+        tmp_path, streamlit_server, browser_page, path, title):
+    # The legacy mode resolves the URL against the files in pages/: a file named
+    # otherwise left a "Page not found" dialog over the page it then showed.
+    url, _ = fresh_server(tmp_path, streamlit_server)
+    browser_page.goto(f"{url}/{path}?token={ADMIN_TOKEN}")
+    went_through_app_py(browser_page, title)
+    assert browser_page.locator("[data-testid='stMain'] h1").first.inner_text() == title
+    assert "Page not found" not in browser_page.locator("body").inner_text()
+
+
 def test_three_tabs_opened_at_once_on_a_fresh_server_all_go_through_app_py(
         tmp_path, streamlit_server, browser_page):
     url, token = fresh_server(tmp_path, streamlit_server)
     tabs = {f"/admin?token={ADMIN_TOKEN}": "Review",  # a tab of the Admin page
-            f"/dashboard_agreement?token={token}": "Rating as bob",
+            f"/agreement?token={token}": "Rating as bob",
             f"/agreement?token={ADMIN_TOKEN}": "Agreement"}
     pages = [browser_page] + [browser_page.context.new_page() for _ in range(len(tabs) - 1)]
     # Each goto returns once the document is committed, before its script runs:

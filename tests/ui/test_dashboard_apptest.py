@@ -11,12 +11,12 @@ from ui.dashboard import Keys
 ADMIN_TOKEN = "admin-secret-token"
 DASHBOARD = {
     "overview": "pages/dashboard.py",
-    "agreement": "pages/dashboard_agreement.py",
-    "leaderboard": "pages/dashboard_leaderboard.py",
-    "rater_types": "pages/dashboard_rater_types.py",
-    "judges": "pages/dashboard_judges.py",
-    "edits": "pages/dashboard_edits.py",
-    "routing": "pages/dashboard_routing.py",
+    "agreement": "pages/agreement.py",
+    "leaderboard": "pages/leaderboard.py",
+    "rater_types": "pages/rater-types.py",
+    "judges": "pages/judges.py",
+    "edits": "pages/edits.py",
+    "routing": "pages/routing.py",
 }
 
 

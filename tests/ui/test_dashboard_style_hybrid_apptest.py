@@ -16,8 +16,8 @@ from tests import style_hybrid_data as synthetic
 from tests.ui.conftest import open_page
 from ui.dashboard import Keys
 
-LEADERBOARD = "pages/dashboard_leaderboard.py"
-JUDGES = "pages/dashboard_judges.py"
+LEADERBOARD = "pages/leaderboard.py"
+JUDGES = "pages/judges.py"
 
 
 def r3(values) -> list:

@@ -19,6 +19,19 @@ def test_pages_holds_only_the_pages_of_app_py_navigation():
     assert {f"pages/{path.name}" for path in PAGE_FILES} == listed
 
 
+def test_each_page_file_is_named_as_its_url():
+    """A fresh server's first visits resolve the URL against pages/ by file name
+    (Streamlit's legacy mode, until app.py's st.navigation runs). A file named
+    otherwise answers a deep link with a "Page not found" dialog over the page."""
+    from streamlit.source_util import page_icon_and_name
+
+    from ui import navigation
+
+    for path, _title, _icon, url_path in (navigation.RATE, *navigation.DASHBOARD_PAGES,
+                                          navigation.ADMIN):
+        assert page_icon_and_name(REPO / path)[1] == url_path, path
+
+
 @pytest.mark.parametrize("path", PAGE_FILES, ids=lambda p: p.name)
 def test_a_page_script_first_makes_sure_it_runs_inside_app_py(path):
     body = [node for node in ast.parse(path.read_text()).body

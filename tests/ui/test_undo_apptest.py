@@ -193,7 +193,7 @@ def test_the_leaderboard_follows_a_change_without_a_refit(app_db):
         return store.latest_fit(app_db, project["id"], model="bt", level="system",
                                 kind="human")
 
-    board = open_page("pages/dashboard_leaderboard.py")
+    board = open_page("pages/leaderboard.py")
     assert not board.exception and errors(board) == []
     before = latest_fit()
     assert before["n_judgments"] == 1
@@ -206,14 +206,14 @@ def test_the_leaderboard_follows_a_change_without_a_refit(app_db):
     changed_at = store.last_change_at(app_db, project["id"])
     assert changed_at == store.list_judgments(app_db, rater_id=rater["id"])[-1]["created_at"]
 
-    board = open_page("pages/dashboard_leaderboard.py")  # another admin session, no Refit
+    board = open_page("pages/leaderboard.py")  # another admin session, no Refit
     assert not board.exception and errors(board) == []
     after = latest_fit()
     assert after["id"] != before["id"] and after["created_at"] >= changed_at
     assert after["n_judgments"] == 1  # the same count, now with the changed label
     assert after["result"]["scores"][loser] > after["result"]["scores"][winner]
     # Opened again, the page keeps the fit it just made.
-    open_page("pages/dashboard_leaderboard.py")
+    open_page("pages/leaderboard.py")
     assert latest_fit()["id"] == after["id"]
 
 
@@ -228,11 +228,11 @@ def test_a_large_project_warns_that_its_fit_predates_a_change(app_db, monkeypatc
     at.button(key=K(Keys.CHOOSE_A, first["id"])).click().run()
     fitting.fit_project(app_db, "p", model="bt", kind="human", alpha=fitting.FALLBACK_ALPHA)
     (judgment,) = rows(app_db, rater)
-    board = open_page("pages/dashboard_leaderboard.py")
+    board = open_page("pages/leaderboard.py")
     assert not [w for w in board.warning if "changed since" in w.value]
     store.change_judgment(app_db, judgment_id=judgment["id"], rater_id=rater["id"],
                           submission_id="c1", outcome="tie")
-    board = open_page("pages/dashboard_leaderboard.py")
+    board = open_page("pages/leaderboard.py")
     (warning,) = [w.value for w in board.warning if "changed since" in w.value]
     assert re.fullmatch(r"Bradley-Terry \(ties = half a win\) fit stored \d+ s ago from 1 "
                         r"judgments \(took \d+\.\d s\)\. A judgment was changed since: refit to "
