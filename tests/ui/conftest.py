@@ -170,6 +170,19 @@ def streamlit_server(tmp_path):
         log.close()
 
 
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    """Where the browser tests save their screenshots: docs/screenshots with
+    ``PREFSTORE_UPDATE_SCREENSHOTS=1``, else a temporary folder, so a test run
+    leaves the checkout as it was."""
+    if os.environ.get("PREFSTORE_UPDATE_SCREENSHOTS") == "1":
+        folder = REPO / "docs" / "screenshots"
+    else:
+        folder = tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def wait_app_idle(page, timeout_ms: int = 30_000) -> None:
     """Wait until Streamlit has finished running the script for the page shown."""
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from prefstore import fitting, routing, store
-from tests.ui.conftest import REPO, wait_app_idle
+from tests.ui.conftest import wait_app_idle
 
 pytestmark = pytest.mark.browser
 
@@ -25,7 +25,6 @@ MD_HTML = "**bold** <b onmouseover=alert(1)>b</b> <a href=\"javascript:alert(1)\
 PAYLOADS = (SCRIPT, IMG, JS_LINK, MD_HTML)
 URL_PATHS = ("dashboard", "agreement", "leaderboard", "rater-types", "judges", "edits",
              "routing")
-SCREENSHOTS = REPO / "docs" / "screenshots"
 N_ITEMS = 24
 
 
@@ -150,7 +149,8 @@ def test_payloads_stay_text_everywhere(tmp_path, streamlit_server, browser_page)
     assert_no_payload_requests(requests)
 
 
-def test_screenshots_on_pandalm(pandalm_db_path, tmp_path, streamlit_server, browser_page):
+def test_screenshots_on_pandalm(pandalm_db_path, tmp_path, streamlit_server, browser_page,
+                                screenshots):
     path = tmp_path / "pandalm.db"
     source = store.connect(pandalm_db_path)
     store.backup(source, path)
@@ -159,27 +159,24 @@ def test_screenshots_on_pandalm(pandalm_db_path, tmp_path, streamlit_server, bro
     page = browser_page
     dialogs, errors, requests = watch(page)
     page.set_viewport_size({"width": 1280, "height": 1500})
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    # The first session of a fresh server that opens a deep link logs "The page that
-    # you have requested does not seem to exist" (the frontend asks before the script
-    # has registered its pages) and then renders it anyway; start from the main page.
-    open_page(page, f"{url}/?token={ADMIN_TOKEN}", "pandalm")
+    # A deep link as the fresh server's first visit: the page, and no "Page not found".
     for path_, title, name in (("agreement", "Agreement", "dashboard-agreement.png"),
                                ("leaderboard", "Leaderboard", "dashboard-leaderboard.png")):
         open_page(page, f"{url}/{path_}?token={ADMIN_TOKEN}", title)
         page.locator(".js-plotly-plot .main-svg").first.wait_for(state="attached")
         assert_inert(page, path_)
-        page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
-        assert (SCREENSHOTS / name).stat().st_size > 20_000
+        page.screenshot(path=str(screenshots / name), full_page=True)
+        assert (screenshots / name).stat().st_size > 20_000
+        assert "Page not found" not in page.locator("body").inner_text()
     # Style control side by side, and the judge's style preferences beside the raters'.
     page.get_by_text("Control for style").click()
     page.get_by_role("heading", name="Style coefficients").wait_for(state="visible")
     wait_app_idle(page)
-    page.screenshot(path=str(SCREENSHOTS / "dashboard-leaderboard-style.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "dashboard-leaderboard-style.png"), full_page=True)
     open_page(page, f"{url}/judges?token={ADMIN_TOKEN}", "Judges")
     page.get_by_role("heading", name="Style: what this judge rewards").wait_for(state="visible")
     page.locator(".js-plotly-plot .main-svg").last.wait_for(state="attached")
     assert_inert(page, "judges")
-    page.screenshot(path=str(SCREENSHOTS / "dashboard-judges-style.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "dashboard-judges-style.png"), full_page=True)
     assert dialogs == [] and errors == []
     assert_no_payload_requests(requests)

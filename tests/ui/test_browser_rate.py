@@ -7,11 +7,11 @@ import re
 import pytest
 
 from prefstore import assignment, demo, store
-from tests.ui.conftest import REPO, open_select, wait_app_idle
+from tests.ui.conftest import open_select, wait_app_idle
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOT = REPO / "docs" / "screenshots" / "rate-pairwise.png"
+SCREENSHOT = "rate-pairwise.png"
 PROBE_PROMPT = 'Probe <b id="xss-bold">bold</b> <img src="x" onerror="window.__xss = 1">'
 
 
@@ -36,14 +36,14 @@ def wait_for_prompt(page, prompt: str) -> None:
     wait_app_idle(page)
 
 
-def save_screenshot(page) -> None:
+def save_screenshot(page, folder) -> None:
     page.set_viewport_size({"width": 1280, "height": 1350})
     page.get_by_text("Rating as browser-rater").first.scroll_into_view_if_needed()
-    page.screenshot(path=str(SCREENSHOT))
+    page.screenshot(path=str(folder / SCREENSHOT))
     page.set_viewport_size({"width": 1280, "height": 1000})
 
 
-def test_rater_link_rates_three_items(tmp_path, streamlit_server, browser_page):
+def test_rater_link_rates_three_items(tmp_path, streamlit_server, browser_page, screenshots):
     db_path = tmp_path / "browser.db"
     project, rater, token = seed(db_path)
     url = streamlit_server(db_path)
@@ -91,7 +91,7 @@ def test_rater_link_rates_three_items(tmp_path, streamlit_server, browser_page):
             has_text=re.compile("better|^Tie")).count() == 1
     page.keyboard.press("5")  # B slightly better
     wait_for_prompt(page, "Improve the chosen response")
-    save_screenshot(page)
+    save_screenshot(page, screenshots)
     page.evaluate("document.activeElement && document.activeElement.blur()")
     page.keyboard.press("s")
     wait_for_prompt(page, "reverse a list in Python without modifying")
@@ -116,7 +116,7 @@ def test_rater_link_rates_three_items(tmp_path, streamlit_server, browser_page):
             int(r["submission_id"][1:]) for r in rows)]
     finally:
         db.close()
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert (screenshots / SCREENSHOT).stat().st_size > 10_000
 
     # Undo: change item 1 from "A clearly better" to "B much better", then rate on.
     main.locator("[data-testid='stExpander'] summary").filter(
