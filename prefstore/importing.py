@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import sys
@@ -32,8 +33,10 @@ from typing import Any
 from tqdm import tqdm
 
 from prefstore import store
-from prefstore.errors import InvalidInput
+from prefstore.errors import InvalidInput, PrefstoreError
 from prefstore.text import text_problem
+
+log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 1_000_000
 MAX_RESPONSES = 10
@@ -902,6 +905,11 @@ def _fold_pair_counts(db, project_id: int) -> None:
         store.fold_pair_counts(db, project_id, pair_count_deltas)
     except InvalidInput:
         pass  # a judgment the models cannot read: the fit reads the judgments and names it
+    except (PrefstoreError, *store.driver_errors()) as exc:
+        # The import has committed: a busy or lost database here must not report it
+        # as failed (a second run would then find its rows). The next fit folds them.
+        log.warning("the import's judgments are stored; folding them into the pair "
+                    "counts failed (%s), the next fit does it", exc)
 
 
 def import_items(db, source: str | os.PathLike | bytes, project: str, *,

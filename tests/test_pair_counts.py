@@ -616,3 +616,30 @@ def test_an_import_leaves_the_pair_counts_current(db):
     assert store.pair_count_totals(db, project_id)["last_judgment_id"] == last
     assert_counts_equal_recount(db, project_id)
     assert store.pair_count_totals(db, project_id, kind="llm")["n_judgments"] == 15
+
+
+def test_an_import_whose_fold_fails_is_still_a_committed_import(db, monkeypatch, caplog):
+    """The fold runs after the commit: a busy database then leaves the counts behind, not
+    an import reported as failed whose rows a second run would find."""
+    import sqlite3
+
+    from prefstore import importing
+
+    def busy(*_args, **_kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "fold_pair_counts", busy)
+    items = [{"id": f"q{k}", "prompt": "p",
+              "responses": [{"text": "a", "system": "alpha"}, {"text": "b", "system": "Beta"}],
+              "judgments": [{"rater": "ann", "kind": "human", "choice": k % 2}]}
+             for k in range(4)]
+    report = importing.import_items(db, "\n".join(map(json.dumps, items)).encode(), "busy",
+                                    fmt="jsonl")
+    assert (report["items"], report["judgments"]) == (4, 4)
+    assert "folding them into the pair counts failed (database is locked)" in caplog.text
+    monkeypatch.undo()
+    project_id = store.get_project(db, "busy")["id"]
+    assert store.pair_count_totals(db, project_id)["last_judgment_id"] == 0
+    fitting.refresh_pair_counts(db, "busy")
+    assert store.pair_count_totals(db, project_id)["last_judgment_id"] == 4
+    assert_counts_equal_recount(db, project_id)
