@@ -895,14 +895,14 @@ def _fold_pair_counts(db, project_id: int) -> None:
     """Fold the imported judgments into the pair counts now, not in the next refit.
 
     A bulk import is the one write that adds a million judgments at once; its
-    fold (about 4 s per million) belongs to it, so the worker's refit after it
+    fold (about 5 s per million) belongs to it, so the worker's refit after it
     reads counts that are current. After the import's commit: a fold cut short
     leaves its watermark behind, and the next fit folds on from there.
     """
-    from prefstore.models.adapter import pair_count_deltas  # numpy and pandas: on use only
+    from prefstore import fitting  # numpy, pandas and the models: on use only
 
     try:
-        store.fold_pair_counts(db, project_id, pair_count_deltas)
+        fitting.refresh_pair_counts(db, project_id)
     except InvalidInput:
         pass  # a judgment the models cannot read: the fit reads the judgments and names it
     except (PrefstoreError, *store.driver_errors()) as exc:
